@@ -1,0 +1,139 @@
+// Creates a machine's root filesystem: bootstrap into a hidden staging directory, write the
+// generated files, run provision commands, and only then rename it into place.
+import { posix } from 'node:path';
+import { NspawnctlError } from '../errors';
+import { findProgram, Host } from '../host/host';
+import { machineRecordPath, MACHINES_DIR, rootfsPath, stagingPath } from '../host/paths';
+import { fillTemplate } from '../host/templates';
+import { Machine } from '../manifest/schema';
+import { MachineRecord, serializeRecord } from '../plan/records';
+import { DesiredEntry } from '../render/desired';
+import { writeEntry } from './files';
+
+export type Bootstrapper = 'mmdebstrap' | 'debootstrap';
+
+/** Picks the bootstrapper: the one asked for, or mmdebstrap when installed (it is faster). */
+export async function chooseBootstrapper(host: Host, wanted: Machine['bootstrapper']): Promise<Bootstrapper | undefined> {
+  if (wanted !== 'auto') return (await findProgram(host, wanted)) ? wanted : undefined;
+  if (await findProgram(host, 'mmdebstrap')) return 'mmdebstrap';
+  if (await findProgram(host, 'debootstrap')) return 'debootstrap';
+  return undefined;
+}
+
+/** The argv that bootstraps `spec` into `target` (an argument array; nothing goes through a shell). */
+export function bootstrapCommand(tool: Bootstrapper, spec: Machine, target: string): { file: string; args: string[]; env: Record<string, string> } {
+  const include = `--include=${spec.packages.join(',')}`;
+  const components = spec.distribution === 'ubuntu' ? ['--components=main,universe'] : [];
+  if (tool === 'mmdebstrap') {
+    return {
+      file: 'mmdebstrap',
+      args: [
+        `--variant=${spec.variant}`,
+        include,
+        ...components,
+        ...(spec.aptProxy ? [`--aptopt=Acquire::http::Proxy "${spec.aptProxy}"`] : []),
+        spec.suite,
+        target,
+        spec.mirror,
+      ],
+      env: {},
+    };
+  }
+  return {
+    file: 'debootstrap',
+    args: [...(spec.variant === 'important' ? [] : [`--variant=${spec.variant}`]), include, ...components, spec.suite, target, spec.mirror],
+    env: spec.aptProxy ? { http_proxy: spec.aptProxy } : {},
+  };
+}
+
+export interface CreateMachineInput {
+  spec: Machine;
+  entries: DesiredEntry[];
+  record: MachineRecord;
+  onLine?: (line: string) => void;
+}
+
+/** Runs the whole creation; on any failure the staging directory is removed and nothing is left. */
+export async function createMachine(host: Host, input: CreateMachineInput): Promise<void> {
+  const { spec } = input;
+  const staging = stagingPath(spec.name);
+  const rootfs = rootfsPath(spec.name);
+  const tool = await chooseBootstrapper(host, spec.bootstrapper);
+  if (!tool) {
+    throw new NspawnctlError(`machine ${spec.name}: no bootstrapper found (${spec.bootstrapper === 'auto' ? 'mmdebstrap or debootstrap' : spec.bootstrapper})`, {
+      hint: 'Install one: apt-get install mmdebstrap (or run nspawnctl host init)',
+    });
+  }
+  await host.fs.mkdir(MACHINES_DIR, 0o700);
+  // A staging directory left by an interrupted run is never resumed: start clean.
+  await host.fs.removeTree(staging);
+  try {
+    const cmd = bootstrapCommand(tool, spec, staging);
+    input.onLine?.(`${tool} ${spec.suite} (${spec.packages.length} packages)`);
+    await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine: input.onLine });
+    for (const entry of input.entries) {
+      await writeEntry(host, entry, posix.join(staging, entry.path), staging);
+    }
+    if (spec.provision.length > 0) {
+      await withPolicyRcD(host, staging, async () => {
+        for (const command of spec.provision) {
+          input.onLine?.(`provision: ${command.join(' ')}`);
+          await runInRootfs(host, spec.name, staging, command, { onLine: input.onLine, shiftedIds: false });
+        }
+      });
+    }
+    if (await host.fs.stat(rootfs)) {
+      // The record says the machine is ours but its rootfs reappeared half-way; never merge.
+      throw new NspawnctlError(`${rootfs} appeared while machine ${spec.name} was being created`);
+    }
+    await host.fs.rename(staging, rootfs);
+  } catch (err) {
+    await host.fs.removeTree(staging).catch(() => undefined);
+    throw err;
+  }
+  const record: MachineRecord = { ...input.record, bootstrap: { ...input.record.bootstrap, bootstrapper: tool } };
+  await host.fs.writeFile(machineRecordPath(spec.name), serializeRecord(record), { mode: 0o644, dirMode: 0o755 });
+}
+
+/**
+ * Runs a command inside a stopped machine's rootfs with systemd-nspawn (not booted, host
+ * network so apt can download). `shiftedIds` mirrors the -U of systemd-nspawn@.service once
+ * the tree has been shifted into a user namespace range.
+ */
+export async function runInRootfs(
+  host: Host,
+  name: string,
+  dir: string,
+  command: string[],
+  options: { onLine?: (line: string) => void; shiftedIds: boolean },
+): Promise<void> {
+  await host.runner.run(
+    'systemd-nspawn',
+    [
+      '--quiet',
+      '--register=no',
+      '--settings=no',
+      '--console=pipe',
+      `--machine=${name}`,
+      `--directory=${dir}`,
+      ...(options.shiftedIds ? ['--private-users=pick', '--private-users-ownership=auto'] : []),
+      '--setenv=DEBIAN_FRONTEND=noninteractive',
+      '--',
+      ...command,
+    ],
+    { onLine: options.onLine },
+  );
+}
+
+/** Keeps services from starting while packages are installed into a rootfs that is not booted. */
+export async function withPolicyRcD<T>(host: Host, rootfs: string, fn: () => Promise<T>): Promise<T> {
+  const path = posix.join(rootfs, 'usr/sbin/policy-rc.d');
+  if (await host.fs.stat(path)) return fn();
+  const info = await host.fs.stat(rootfs);
+  await host.fs.writeFile(path, fillTemplate('policy-rc.d', {}), { mode: 0o755, uid: info?.uid, gid: info?.gid, confineTo: rootfs });
+  try {
+    return await fn();
+  } finally {
+    await host.fs.removeFile(path, { confineTo: rootfs });
+  }
+}

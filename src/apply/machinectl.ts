@@ -1,0 +1,86 @@
+// Starting, stopping and enabling machines through machinectl and systemctl.
+import { NspawnctlError, tailLines } from '../errors';
+import { Host } from '../host/host';
+
+export interface WaitOptions {
+  timeoutMs: number;
+  intervalMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The machine's state as machined reports it ("running", "opening", ...), or undefined if absent. */
+export async function machineState(host: Host, name: string): Promise<string | undefined> {
+  const r = await host.runner.run('machinectl', ['show', name, '--property=State', '--value'], { allowFailure: true });
+  return r.exitCode === 0 ? r.stdout.trim() || undefined : undefined;
+}
+
+/** PID of the machine's init, as seen from the host. */
+export async function machineLeader(host: Host, name: string): Promise<number | undefined> {
+  const r = await host.runner.run('machinectl', ['show', name, '--property=Leader', '--value'], { allowFailure: true });
+  const pid = Number(r.stdout.trim());
+  return r.exitCode === 0 && pid > 0 ? pid : undefined;
+}
+
+export async function startMachine(host: Host, name: string, wait: WaitOptions): Promise<void> {
+  await host.runner.run('machinectl', ['start', name]);
+  await waitForRunning(host, name, wait);
+}
+
+// systemctl restart stops and starts the unit synchronously, and the new systemd-nspawn reads
+// the changed .nspawn file; machinectl reboot would keep the old process's settings.
+export async function restartMachine(host: Host, name: string, wait: WaitOptions): Promise<void> {
+  await host.runner.run('systemctl', ['restart', `systemd-nspawn@${name}.service`]);
+  await waitForRunning(host, name, wait);
+}
+
+export async function enableMachine(host: Host, name: string): Promise<void> {
+  await host.runner.run('machinectl', ['enable', name]);
+}
+
+export async function disableMachine(host: Host, name: string): Promise<void> {
+  await host.runner.run('machinectl', ['disable', name]);
+}
+
+async function waitForRunning(host: Host, name: string, wait: WaitOptions): Promise<void> {
+  const sleep = wait.sleep ?? defaultSleep;
+  const deadline = Date.now() + wait.timeoutMs;
+  let state: string | undefined;
+  for (;;) {
+    state = await machineState(host, name);
+    if (state === 'running') return;
+    if (Date.now() >= deadline) break;
+    await sleep(wait.intervalMs ?? 500);
+  }
+  const journal = await host.runner.run('journalctl', ['--no-pager', '--quiet', '-n', '25', '-u', `systemd-nspawn@${name}.service`], { allowFailure: true });
+  throw new NspawnctlError(`machine ${name} did not reach state "running" within ${Math.round(wait.timeoutMs / 1000)} s (state: ${state ?? 'not registered'})${journal.stdout.trim() ? `; its unit's journal ends:\n${tailLines(journal.stdout, 25)}` : ''}`, {
+    hint: `Inspect it with: systemctl status systemd-nspawn@${name}.service`,
+  });
+}
+
+/** Powers a machine off cleanly; terminates it when it does not stop within the timeout. */
+export async function stopMachine(host: Host, name: string, wait: WaitOptions): Promise<'stopped' | 'terminated' | 'not-running'> {
+  if ((await machineState(host, name)) === undefined) return 'not-running';
+  const sleep = wait.sleep ?? defaultSleep;
+  await host.runner.run('machinectl', ['poweroff', name], { allowFailure: true });
+  if (await waitUntilGone(host, name, wait.timeoutMs, wait.intervalMs ?? 500, sleep)) return 'stopped';
+  await host.runner.run('machinectl', ['terminate', name], { allowFailure: true });
+  if (await waitUntilGone(host, name, 15000, wait.intervalMs ?? 500, sleep)) return 'terminated';
+  throw new NspawnctlError(`machine ${name} is still registered after poweroff and terminate`, {
+    hint: `Check it with: machinectl status ${name}`,
+  });
+}
+
+async function waitUntilGone(host: Host, name: string, timeoutMs: number, intervalMs: number, sleep: (ms: number) => Promise<void>): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await machineState(host, name)) === undefined) {
+      // The unit may still be deactivating after machined dropped the machine.
+      const unit = await host.runner.run('systemctl', ['is-active', `systemd-nspawn@${name}.service`], { allowFailure: true });
+      if (!['active', 'deactivating', 'activating'].includes(unit.stdout.trim())) return true;
+    }
+    if (Date.now() >= deadline) return false;
+    await sleep(intervalMs);
+  }
+}

@@ -1,0 +1,31 @@
+// Installs packages added to the manifest into an existing machine.
+import { Host } from '../host/host';
+import { rootfsPath } from '../host/paths';
+import { runInRootfs, withPolicyRcD } from './bootstrap';
+import { machineLeader } from './machinectl';
+
+const APT_INSTALL = ['apt-get', 'install', '-y', '--no-install-recommends', '-o', 'Dpkg::Options::=--force-confold'];
+
+/**
+ * A running machine gets the packages through nsenter into its mount, PID and user namespaces
+ * while keeping the host's network namespace, so apt reaches the mirror even when the machine's
+ * own network cannot. A stopped machine gets them through systemd-nspawn on its rootfs.
+ */
+export async function installPackages(host: Host, name: string, packages: string[], onLine?: (line: string) => void): Promise<void> {
+  const leader = await machineLeader(host, name);
+  if (leader !== undefined) {
+    const nsUser = await host.fs.readLink(`/proc/${leader}/ns/user`);
+    const ownUser = await host.fs.readLink('/proc/self/ns/user');
+    const enter = ['--target', String(leader), '--mount', '--uts', '--ipc', '--pid', ...(nsUser !== ownUser ? ['--user'] : [])];
+    const env = ['env', 'DEBIAN_FRONTEND=noninteractive', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+    await host.runner.run('nsenter', [...enter, '--', ...env, 'apt-get', 'update'], { onLine });
+    await host.runner.run('nsenter', [...enter, '--', ...env, ...APT_INSTALL, ...packages], { onLine });
+    return;
+  }
+  const rootfs = rootfsPath(name);
+  const shiftedIds = ((await host.fs.stat(rootfs))?.uid ?? 0) !== 0;
+  await withPolicyRcD(host, rootfs, async () => {
+    await runInRootfs(host, name, rootfs, ['apt-get', 'update'], { onLine, shiftedIds });
+    await runInRootfs(host, name, rootfs, [...APT_INSTALL, ...packages], { onLine, shiftedIds });
+  });
+}

@@ -1,0 +1,37 @@
+import { Args, Flags } from '@oclif/core';
+import { applyPlan } from '../apply/apply';
+import { assertReady } from '../apply/preflight';
+import { BaseCommand, jsonFlag } from '../command-base';
+import { OwnershipError } from '../errors';
+import { loadManifestFile, planManifest } from '../pipeline';
+import { formatPlanText, planToJson, stepToJson } from '../plan/format';
+
+// Converges the host to the manifest: the plan, carried out step by step.
+export default class Apply extends BaseCommand {
+  static override summary = 'Create, update and start machines so the host matches the manifest.';
+  static override description = 'Plans like `nspawnctl plan`, checks the host can do it, then carries out the steps. A second apply of an unchanged manifest does nothing. Machines that are not in the manifest are never touched.';
+  static override examples = ['<%= config.bin %> apply machines.yaml', '<%= config.bin %> apply machines.yaml --dry-run', '<%= config.bin %> apply machines.yaml --json'];
+  static override args = { file: Args.string({ description: 'manifest file', required: true }) };
+  static override flags = {
+    json: jsonFlag,
+    'dry-run': Flags.boolean({ description: 'Show the plan and stop.', default: false }),
+    'start-timeout': Flags.integer({ description: 'Seconds a machine may take to reach "running".', default: 90, min: 1 }),
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Apply);
+    const host = this.createHost();
+    const { plan } = await planManifest(host, await loadManifestFile(host, args.file), this.cwd());
+    if (flags['dry-run'] || plan.steps.length === 0 || plan.conflicts.length > 0) {
+      if (flags.json) this.out(JSON.stringify({ ...planToJson(plan), applied: [] }, null, 2));
+      else process.stderr.write(formatPlanText(plan));
+      if (plan.conflicts.length > 0) throw new OwnershipError(`${plan.conflicts.length} conflict(s); nothing was changed`, 'Resolve them (see above), or destroy the machine with --force if it is really yours.');
+      return;
+    }
+    await assertReady(host, plan);
+    if (!flags.json) process.stderr.write(formatPlanText(plan));
+    const result = await applyPlan(host, plan, { renderer: this.progressRenderer(flags.json), startTimeoutMs: flags['start-timeout'] * 1000 });
+    if (flags.json) this.out(JSON.stringify({ ...planToJson(plan), applied: result.done.map(stepToJson) }, null, 2));
+    else this.out(`Applied ${result.done.length} step(s).`);
+  }
+}

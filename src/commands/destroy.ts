@@ -1,0 +1,39 @@
+import { Args, Flags } from '@oclif/core';
+import { createInterface } from 'node:readline/promises';
+import { checkDestroyable, destroyMachine } from '../apply/destroy';
+import { BaseCommand, jsonFlag } from '../command-base';
+import { NspawnctlError } from '../errors';
+
+// Stops a machine and removes everything nspawnctl made for it.
+export default class Destroy extends BaseCommand {
+  static override summary = 'Stop a machine and remove it with everything nspawnctl made for it.';
+  static override description = 'Powers the machine off (terminating it after --stop-timeout), disables it, and removes its root filesystem, its .nspawn file and every other file nspawnctl recorded for it. Machines nspawnctl did not create are refused unless --force. Networks are kept.';
+  static override examples = ['<%= config.bin %> destroy web --yes', '<%= config.bin %> destroy legacy --force --yes'];
+  static override args = { name: Args.string({ description: 'machine name', required: true }) };
+  static override flags = {
+    yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required when stdin is not a terminal).', default: false }),
+    force: Flags.boolean({ description: 'Also remove a machine nspawnctl has no record of (its rootfs and .nspawn file only).', default: false }),
+    'stop-timeout': Flags.integer({ description: 'Seconds to wait for a clean poweroff before terminating.', default: 30, min: 1 }),
+    json: jsonFlag,
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Destroy);
+    const host = this.createHost();
+    await checkDestroyable(host, args.name, flags.force);
+    if (!flags.yes) {
+      if (!process.stdin.isTTY) throw new NspawnctlError(`refusing to destroy ${args.name} without --yes (stdin is not a terminal)`, { exitCode: 2 });
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      const answer = await rl.question(`Destroy machine ${args.name} and its root filesystem? Type its name to confirm: `);
+      rl.close();
+      if (answer.trim() !== args.name) throw new NspawnctlError('not confirmed; nothing was changed');
+    }
+    const report = await destroyMachine(host, args.name, {
+      force: flags.force,
+      stopTimeoutMs: flags['stop-timeout'] * 1000,
+      onLine: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
+    });
+    if (flags.json) this.out(JSON.stringify(report, null, 2));
+    else this.out(`Destroyed ${args.name} (${report.stopped}); removed ${report.removed.length} path(s).`);
+  }
+}

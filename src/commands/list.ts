@@ -1,0 +1,29 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand, jsonFlag } from '../command-base';
+import { inspectMachines } from '../plan/inspect';
+
+// One line per machine nspawnctl manages.
+export default class List extends BaseCommand {
+  static override summary = 'List the machines nspawnctl manages, with state, address and drift.';
+  static override examples = ['<%= config.bin %> list', '<%= config.bin %> list --json', '<%= config.bin %> list --manifest machines.yaml'];
+  static override flags = {
+    manifest: Flags.string({ char: 'f', description: 'Compare with this manifest instead of the one each machine was applied from.' }),
+    json: jsonFlag,
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(List);
+    const reports = await inspectMachines(this.createHost(), this.cwd(), undefined, flags.manifest);
+    if (flags.json) {
+      this.out(JSON.stringify(reports.map(({ record: _record, ...r }) => r), null, 2));
+      return;
+    }
+    if (reports.length === 0) {
+      this.out('No machines are managed by nspawnctl on this host.');
+      return;
+    }
+    const rows = [['MACHINE', 'STATE', 'ADDRESS', 'MANIFEST'], ...reports.map((r) => [r.name, r.state, r.address ?? '-', r.sync])];
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+    this.out(rows.map((row) => row.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n'));
+  }
+}

@@ -1,0 +1,33 @@
+import { Args, Flags } from '@oclif/core';
+import { BaseCommand, jsonFlag } from '../command-base';
+import { inspectMachines } from '../plan/inspect';
+
+// Everything nspawnctl knows about one machine.
+export default class Status extends BaseCommand {
+  static override summary = 'Show one managed machine: state, address, leader PID, files, and pending changes.';
+  static override examples = ['<%= config.bin %> status web', '<%= config.bin %> status web --json'];
+  static override args = { name: Args.string({ description: 'machine name', required: true }) };
+  static override flags = {
+    manifest: Flags.string({ char: 'f', description: 'Compare with this manifest instead of the one the machine was applied from.' }),
+    json: jsonFlag,
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Status);
+    const [r] = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest);
+    if (flags.json) {
+      this.out(JSON.stringify(r, null, 2));
+      return;
+    }
+    const lines = [
+      `machine:   ${r.name}`,
+      `state:     ${r.state}${r.leader ? ` (leader PID ${r.leader})` : ''}`,
+      `address:   ${r.address ?? '-'}`,
+      `manifest:  ${r.manifest ?? '-'} (${r.sync})`,
+      `built:     ${r.record ? `${r.record.bootstrap.distribution} ${r.record.bootstrap.suite} with ${r.record.bootstrap.bootstrapper}, ${r.record.created}` : '-'}`,
+      `files:     ${r.record?.files.length ?? 0} managed`,
+      ...(r.changes.length ? ['pending:', ...r.changes.map((c) => `  ${c}`)] : []),
+    ];
+    this.out(lines.join('\n'));
+  }
+}

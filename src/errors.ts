@@ -1,0 +1,113 @@
+// Typed errors: core code throws these and never exits; commands map them to exit codes.
+
+/** Exit codes used by every command. */
+export const ExitCode = {
+  failure: 1,
+  invalidManifest: 2,
+  preflight: 3,
+  conflict: 4,
+} as const;
+
+export interface ErrorOptions {
+  hint?: string;
+  exitCode?: number;
+  cause?: unknown;
+}
+
+// The base of every error nspawnctl reports to a user: a message plus an optional hint.
+export class NspawnctlError extends Error {
+  readonly hint?: string;
+  readonly exitCode: number;
+
+  constructor(message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.hint = options.hint;
+    this.exitCode = options.exitCode ?? ExitCode.failure;
+  }
+}
+
+/** One problem found in a manifest, already located in the file. */
+export interface ManifestProblem {
+  file: string;
+  line: number;
+  col: number;
+  path: string;
+  message: string;
+}
+
+// Every problem of a manifest at once, formatted FILE:LINE:COL: path: message.
+export class ManifestError extends NspawnctlError {
+  readonly problems: ManifestProblem[];
+
+  constructor(problems: ManifestProblem[]) {
+    super(problems.map(formatProblem).join('\n'), {
+      exitCode: ExitCode.invalidManifest,
+      hint: 'Fix the manifest; nothing on the host was changed. See docs/manifest.md.',
+    });
+    this.problems = problems;
+  }
+}
+
+/** Formats one manifest problem the way compilers do, so editors can jump to it. */
+export function formatProblem(p: ManifestProblem): string {
+  const where = p.path === '' ? '' : `${p.path}: `;
+  return `${p.file}:${p.line}:${p.col}: ${where}${p.message}`;
+}
+
+// An external command that failed: argv, exit code and the end of its stderr.
+export class CommandFailedError extends NspawnctlError {
+  readonly argv: string[];
+  readonly code: number | undefined;
+  readonly stderrTail: string;
+
+  constructor(argv: string[], code: number | undefined, stderr: string, cause?: unknown) {
+    const tail = tailLines(stderr, 15);
+    const status = code === undefined ? 'could not be run' : `exited with code ${code}`;
+    super(`command ${formatArgv(argv)} ${status}${tail ? `:\n${indent(tail)}` : ''}`, { cause });
+    this.argv = argv;
+    this.code = code;
+    this.stderrTail = tail;
+  }
+}
+
+// The host cannot do the job: reported before anything is changed.
+export class PreflightError extends NspawnctlError {
+  readonly missing: { what: string; fix: string }[];
+
+  constructor(missing: { what: string; fix: string }[]) {
+    super(
+      `this host is not ready:\n${missing.map((m) => `  - ${m.what}`).join('\n')}`,
+      {
+        exitCode: ExitCode.preflight,
+        hint: missing.map((m) => m.fix).join('\n'),
+      },
+    );
+    this.missing = missing;
+  }
+}
+
+// Something exists that nspawnctl did not create, and it refuses to touch it.
+export class OwnershipError extends NspawnctlError {
+  constructor(message: string, hint?: string) {
+    super(message, { exitCode: ExitCode.conflict, hint });
+  }
+}
+
+/** The last `n` non-empty lines of a text. */
+export function tailLines(text: string, n: number): string {
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  return lines.slice(-n).join('\n');
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => `    ${l}`)
+    .join('\n');
+}
+
+/** Shows an argv for humans; quotes only what needs it. Never used to run anything. */
+export function formatArgv(argv: string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+}

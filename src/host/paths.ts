@@ -1,0 +1,62 @@
+// Every path nspawnctl reads or writes on a host, in one place. All are host-absolute; the
+// Host's filesystem joins them onto its root prefix.
+import { posix } from 'node:path';
+
+export const MACHINES_DIR = '/var/lib/machines';
+export const NSPAWN_DIR = '/etc/systemd/nspawn';
+export const NETWORKD_DIR = '/etc/systemd/network';
+export const SYSTEMD_SYSTEM_DIR = '/etc/systemd/system';
+export const STATE_DIR = '/var/lib/nspawnctl';
+
+/** Directories destroy may remove files from; anything else is refused. */
+export const OWNED_ROOTS = [MACHINES_DIR, NSPAWN_DIR, NETWORKD_DIR, SYSTEMD_SYSTEM_DIR, STATE_DIR];
+
+export function rootfsPath(machine: string): string {
+  return `${MACHINES_DIR}/${machine}`;
+}
+
+// Staging directories start with a dot: machinectl list-images hides them, so a half-made
+// rootfs never looks like a machine.
+export function stagingPath(machine: string): string {
+  return `${MACHINES_DIR}/.nspawnctl-${machine}.staging`;
+}
+
+export function nspawnFilePath(machine: string): string {
+  return `${NSPAWN_DIR}/${machine}.nspawn`;
+}
+
+export function netdevPath(bridge: string): string {
+  return `${NETWORKD_DIR}/50-nspawnctl-${bridge}.netdev`;
+}
+
+export function bridgeNetworkPath(bridge: string): string {
+  return `${NETWORKD_DIR}/50-nspawnctl-${bridge}.network`;
+}
+
+/** The symlink `machinectl enable` creates. */
+export function autostartLinkPath(machine: string): string {
+  return `${SYSTEMD_SYSTEM_DIR}/machines.target.wants/systemd-nspawn@${machine}.service`;
+}
+
+export function machineRecordPath(machine: string): string {
+  return `${STATE_DIR}/machines/${machine}.json`;
+}
+
+export function networkRecordPath(network: string): string {
+  return `${STATE_DIR}/networks/${network}.json`;
+}
+
+export const MACHINE_RECORDS_DIR = `${STATE_DIR}/machines`;
+export const NETWORK_RECORDS_DIR = `${STATE_DIR}/networks`;
+
+/** Joins a path inside a machine onto its rootfs (both absolute; no ".." allowed by the schema). */
+export function inRootfs(rootfs: string, inner: string): string {
+  return posix.join(rootfs, inner);
+}
+
+/** True when `path` is `dir` itself or below it. */
+export function isWithin(path: string, dir: string): boolean {
+  const p = posix.normalize(path);
+  const d = posix.normalize(dir).replace(/\/$/, '');
+  return p === d || p.startsWith(`${d}/`);
+}

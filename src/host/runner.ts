@@ -1,0 +1,67 @@
+// Runs external programs with argument arrays only (never a shell), through execa.
+import { CommandFailedError } from '../errors';
+
+export interface RunOptions {
+  /** Text written to the program's stdin; stdin is closed otherwise. */
+  input?: string;
+  /** Extra environment variables (added to the inherited environment). */
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  /** Return a non-zero exit instead of throwing. */
+  allowFailure?: boolean;
+  /** Called with each line of output while the program runs (progress display). */
+  onLine?: (line: string) => void;
+}
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+// The seam every external command goes through; tests use a recording fake.
+export interface Runner {
+  run(file: string, args: string[], options?: RunOptions): Promise<RunResult>;
+}
+
+/** The real runner. execa is ESM-only and loaded on first use, which keeps startup fast. */
+export function createExecaRunner(): Runner {
+  return {
+    async run(file, args, options = {}) {
+      const { execa } = await import('execa');
+      const argv = [file, ...args];
+      const child = execa(file, args, {
+        reject: false,
+        shell: false,
+        input: options.input,
+        stdin: options.input === undefined ? 'ignore' : undefined,
+        env: options.env,
+        extendEnv: true,
+        timeout: options.timeoutMs,
+        killSignal: 'SIGTERM',
+        forceKillAfterDelay: 5000,
+        stripFinalNewline: false,
+        encoding: 'utf8',
+      });
+      if (options.onLine) {
+        const onLine = options.onLine;
+        const forward = (chunk: Buffer | string) => {
+          for (const line of chunk.toString().split('\n')) if (line.trim() !== '') onLine(line);
+        };
+        child.stdout?.on('data', forward);
+        child.stderr?.on('data', forward);
+      }
+      const r = await child;
+      const stdout = String(r.stdout ?? '');
+      const stderr = String(r.stderr ?? '');
+      if (r.exitCode === undefined) {
+        const why = r.timedOut ? `timed out after ${options.timeoutMs} ms` : (r.originalMessage ?? r.shortMessage ?? 'failed to start');
+        throw new CommandFailedError(argv, undefined, `${stderr}\n${why}`, r.cause ?? r);
+      }
+      if (r.exitCode !== 0 && !options.allowFailure) {
+        throw new CommandFailedError(argv, r.exitCode, stderr || stdout, r);
+      }
+      return { exitCode: r.exitCode, stdout, stderr };
+    },
+  };
+}

@@ -1,0 +1,193 @@
+// Turns manifest text into a validated Manifest, or a ManifestError listing every problem with
+// its line and column. Pure: the caller reads the file (through the Host) and passes the text.
+import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ManifestError, ManifestProblem } from '../errors';
+import { Manifest, manifestSchema, resolveManifest } from './schema';
+
+/** Manifests larger than this are refused before parsing (a manifest is hand-written text). */
+export const MAX_MANIFEST_BYTES = 1024 * 1024;
+
+type PathKey = string | number;
+
+/** Parses and validates; throws ManifestError with all problems found. */
+export function parseManifest(file: string, text: string): Manifest {
+  const problems = (message: string, line = 1, col = 1): never => {
+    throw new ManifestError([{ file, line, col, path: '', message }]);
+  };
+  if (Buffer.byteLength(text, 'utf8') > MAX_MANIFEST_BYTES) {
+    problems(`file is larger than ${MAX_MANIFEST_BYTES} bytes; a manifest is hand-written text`);
+  }
+  const bad = text.indexOf('\uFFFD');
+  if (bad >= 0) {
+    const lc = lineCol(text, bad);
+    problems('file is not valid UTF-8', lc.line, lc.col);
+  }
+  const nul = text.indexOf('\0');
+  if (nul >= 0) {
+    const lc = lineCol(text, nul);
+    problems('file contains a NUL byte', lc.line, lc.col);
+  }
+
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true });
+  if (doc.errors.length > 0) {
+    throw new ManifestError(
+      doc.errors.map((e) => {
+        const pos = lineCounter.linePos(e.pos[0]);
+        return { file, line: pos.line, col: pos.col, path: '', message: `YAML syntax: ${firstLine(e.message)}` };
+      }),
+    );
+  }
+
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 50 });
+  } catch (err) {
+    problems(`YAML: ${firstLine((err as Error).message)} (aliases are limited to keep expansion small)`);
+  }
+  if (data === null || data === undefined) problems('the manifest is empty; expected at least a machines: section');
+  if (typeof data !== 'object' || Array.isArray(data)) problems('expected a mapping with networks: and machines: at the top');
+
+  const result = manifestSchema.safeParse(data, { errorMap: friendlyErrors });
+  if (!result.success) {
+    throw new ManifestError(sortProblems(result.error.issues.flatMap((issue) => locateIssue(file, doc, lineCounter, issue))));
+  }
+  return resolveManifest(file, result.data);
+}
+
+function locateIssue(file: string, doc: Document, lc: LineCounter, issue: z.ZodIssue): ManifestProblem[] {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => {
+      const path = [...issue.path, key];
+      const pos = positionOf(doc, lc, path, true);
+      return { file, ...pos, path: formatPath(path), message: `unknown key${suggest(key, allowedKeysAt(issue.path))}` };
+    });
+  }
+  const pos = positionOf(doc, lc, issue.path, false);
+  return [{ file, ...pos, path: formatPath(issue.path), message: issue.message }];
+}
+
+/** Finds where a path is in the YAML; falls back to the nearest existing parent. */
+function positionOf(doc: Document, lc: LineCounter, path: PathKey[], preferKey: boolean): { line: number; col: number } {
+  let node: unknown = doc.contents;
+  let best: [number, number, number] | undefined = (node as Node | null)?.range ?? undefined;
+  for (let i = 0; i < path.length; i++) {
+    const key = path[i];
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(key));
+      if (!pair) break;
+      const last = i === path.length - 1;
+      const keyNode = pair.key as Node;
+      // A problem with a record key (a bad machine name) or an unknown key points at the key.
+      if ((last && preferKey) || (last && pair.value === null)) {
+        best = keyNode.range ?? best;
+        break;
+      }
+      node = pair.value;
+      best = (node as Node | null)?.range ?? keyNode.range ?? best;
+    } else if (isSeq(node) && typeof key === 'number') {
+      const item = node.items[key];
+      if (!item) break;
+      node = item;
+      best = (item as Node).range ?? best;
+    } else {
+      break;
+    }
+  }
+  const pos = lc.linePos(best ? best[0] : 0);
+  return { line: pos.line, col: pos.col };
+}
+
+/** Lists the keys zod accepts at a path, for "unknown key" messages. */
+function allowedKeysAt(path: PathKey[]): string[] {
+  let schema: z.ZodTypeAny = manifestSchema;
+  for (const key of path) {
+    schema = unwrap(schema);
+    if (schema instanceof z.ZodObject) schema = schema.shape[key as string];
+    else if (schema instanceof z.ZodRecord) schema = schema.valueSchema;
+    else if (schema instanceof z.ZodArray) schema = schema.element;
+    else return [];
+    if (!schema) return [];
+  }
+  schema = unwrap(schema);
+  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+}
+
+function unwrap(schema: z.ZodTypeAny): z.ZodTypeAny {
+  for (;;) {
+    if (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable) schema = schema.unwrap();
+    else if (schema instanceof z.ZodDefault) schema = schema.removeDefault();
+    else if (schema instanceof z.ZodEffects) schema = schema.innerType();
+    else return schema;
+  }
+}
+
+function suggest(key: string, allowed: string[]): string {
+  if (allowed.length === 0) return '';
+  const close = allowed.find((a) => a.toLowerCase() === key.toLowerCase() || editDistance(a, key) <= 2);
+  return `${close ? ` (did you mean ${close}?)` : ''}; expected one of: ${allowed.join(', ')}`;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length];
+}
+
+// Messages in the tool's voice: lower case, saying what was expected and what was found.
+const friendlyErrors: z.ZodErrorMap = (issue, ctx) => {
+  switch (issue.code) {
+    case 'invalid_type':
+      if (issue.received === 'undefined') return { message: 'is required' };
+      return { message: `expected ${describeType(issue.expected)}, got ${describeType(issue.received)}` };
+    case 'invalid_enum_value':
+      return { message: `expected one of ${issue.options.join(', ')}, got ${JSON.stringify(issue.received)}` };
+    case 'too_small':
+      if (issue.type === 'number') return { message: `must be at least ${issue.minimum}` };
+      return { message: ctx.defaultError };
+    case 'too_big':
+      if (issue.type === 'number') return { message: `must be at most ${issue.maximum}` };
+      return { message: ctx.defaultError };
+    default:
+      return { message: ctx.defaultError };
+  }
+};
+
+function describeType(t: string): string {
+  switch (t) {
+    case 'object':
+      return 'a mapping';
+    case 'array':
+      return 'a list';
+    case 'null':
+      return 'nothing (null)';
+    default:
+      return `a ${t}`;
+  }
+}
+
+function formatPath(path: PathKey[]): string {
+  return path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
+}
+
+function sortProblems(problems: ManifestProblem[]): ManifestProblem[] {
+  return [...problems].sort((a, b) => a.line - b.line || a.col - b.col || a.path.localeCompare(b.path));
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0];
+}
+
+function lineCol(text: string, offset: number): { line: number; col: number } {
+  const before = text.slice(0, offset).split('\n');
+  return { line: before.length, col: before[before.length - 1].length + 1 };
+}

@@ -1,0 +1,29 @@
+// The load -> observe -> plan sequence that plan, apply, list and status share.
+import { posix } from 'node:path';
+import { Host } from './host/host';
+import { parseManifest } from './manifest/load';
+import { Manifest } from './manifest/schema';
+import { HostState, observeHost } from './plan/observe';
+import { planChanges } from './plan/plan';
+import { Plan } from './plan/steps';
+import { DesiredState, renderDesiredState } from './render/desired';
+
+export interface Planned {
+  manifest: Manifest;
+  desired: DesiredState;
+  state: HostState;
+  plan: Plan;
+}
+
+/** Reads and validates a manifest file; throws ManifestError (exit 2) with every problem. */
+export async function loadManifestFile(host: Host, file: string): Promise<Manifest> {
+  return parseManifest(file, await host.readInput(file));
+}
+
+/** Plans the changes that would bring the host to `manifest`. */
+export async function planManifest(host: Host, manifest: Manifest, cwd: string, now = new Date().toISOString()): Promise<Planned> {
+  const desired = renderDesiredState(manifest);
+  const state = await observeHost(host, desired);
+  const manifestPath = posix.resolve(cwd, manifest.file);
+  return { manifest, desired, state, plan: planChanges(desired, state, { manifestPath, now }) };
+}

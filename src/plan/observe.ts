@@ -1,0 +1,145 @@
+// Reads what exists on the host into a plain HostState value, for the pure planner.
+import { Host } from '../host/host';
+import {
+  autostartLinkPath,
+  MACHINE_RECORDS_DIR,
+  machineRecordPath,
+  networkRecordPath,
+  rootfsPath,
+  stagingPath,
+} from '../host/paths';
+import { DesiredState } from '../render/desired';
+import { MachineRecord, machineRecordSchema, NetworkRecord, networkRecordSchema } from './records';
+
+export type ObservedEntry =
+  | { type: 'file'; content: string; mode: number }
+  | { type: 'symlink'; target: string }
+  | { type: 'dir' | 'other' };
+
+export interface ObservedMachine {
+  rootfsExists: boolean;
+  /** Owner of the rootfs' top directory: the UID base when user namespaces shifted it. */
+  rootfsUid?: number;
+  stagingExists: boolean;
+  record?: MachineRecord;
+  recordText?: string;
+  /** Set when a record exists but cannot be read. */
+  recordError?: string;
+  enabled: boolean;
+  running: boolean;
+}
+
+export interface ObservedNetwork {
+  record?: NetworkRecord;
+  recordText?: string;
+  recordError?: string;
+}
+
+export interface HostState {
+  systemdBooted: boolean;
+  /** undefined when it was not asked (no networks in the manifest, or systemd not booted). */
+  networkdActive?: boolean;
+  machines: Record<string, ObservedMachine>;
+  networks: Record<string, ObservedNetwork>;
+  /** Every path the plan compares, keyed by host path; missing paths are absent. */
+  files: Record<string, ObservedEntry>;
+  /** Bind mount sources that exist on the host. */
+  existingBindSources: string[];
+  /** Every machine that has an nspawnctl record, whether in this manifest or not. */
+  managedMachines: string[];
+}
+
+/** True when systemd is PID 1 (the same test sd_booted() makes). */
+export async function isSystemdBooted(host: Host): Promise<boolean> {
+  return (await host.fs.stat('/run/systemd/system'))?.type === 'dir';
+}
+
+/** Names of running machines, from one machinectl call. */
+export async function listRunningMachines(host: Host): Promise<string[]> {
+  const r = await host.runner.run('machinectl', ['list', '--no-legend', '--no-pager', '--full'], { allowFailure: true });
+  if (r.exitCode !== 0) return [];
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter((n) => n !== undefined && n !== '' && !n.startsWith('No'));
+}
+
+export async function readEntry(host: Host, path: string): Promise<ObservedEntry | undefined> {
+  const info = await host.fs.stat(path);
+  if (!info) return undefined;
+  if (info.type === 'symlink') return { type: 'symlink', target: (await host.fs.readLink(path)) ?? '' };
+  if (info.type === 'file') return { type: 'file', content: (await host.fs.readText(path)) ?? '', mode: info.mode };
+  return { type: info.type };
+}
+
+export async function readMachineRecord(host: Host, name: string): Promise<Pick<ObservedMachine, 'record' | 'recordText' | 'recordError'>> {
+  const text = await host.fs.readText(machineRecordPath(name));
+  if (text === undefined) return {};
+  try {
+    return { record: machineRecordSchema.parse(JSON.parse(text)), recordText: text };
+  } catch (err) {
+    return { recordText: text, recordError: `${machineRecordPath(name)} is not a valid nspawnctl record: ${(err as Error).message.split('\n')[0]}` };
+  }
+}
+
+async function readNetworkRecord(host: Host, name: string): Promise<ObservedNetwork> {
+  const text = await host.fs.readText(networkRecordPath(name));
+  if (text === undefined) return {};
+  try {
+    return { record: networkRecordSchema.parse(JSON.parse(text)), recordText: text };
+  } catch (err) {
+    return { recordText: text, recordError: `${networkRecordPath(name)} is not a valid nspawnctl record: ${(err as Error).message.split('\n')[0]}` };
+  }
+}
+
+/** Names of machines nspawnctl has records for. */
+export async function listManagedMachines(host: Host): Promise<string[]> {
+  return (await host.fs.listDir(MACHINE_RECORDS_DIR)).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length));
+}
+
+export async function observeMachine(host: Host, name: string, running: boolean): Promise<ObservedMachine> {
+  const rootfs = await host.fs.stat(rootfsPath(name));
+  return {
+    rootfsExists: rootfs !== undefined,
+    rootfsUid: rootfs?.uid,
+    stagingExists: (await host.fs.stat(stagingPath(name))) !== undefined,
+    ...(await readMachineRecord(host, name)),
+    enabled: (await host.fs.stat(autostartLinkPath(name))) !== undefined,
+    running,
+  };
+}
+
+/** Reads everything the planner needs for this desired state, and nothing else. */
+export async function observeHost(host: Host, desired: DesiredState): Promise<HostState> {
+  const systemdBooted = await isSystemdBooted(host);
+  const running = systemdBooted ? new Set(await listRunningMachines(host)) : new Set<string>();
+  let networkdActive: boolean | undefined;
+  if (systemdBooted && desired.networks.length > 0) {
+    const r = await host.runner.run('systemctl', ['is-active', 'systemd-networkd.service'], { allowFailure: true });
+    networkdActive = r.stdout.trim() === 'active';
+  }
+
+  const state: HostState = { systemdBooted, networkdActive, machines: {}, networks: {}, files: {}, existingBindSources: [], managedMachines: await listManagedMachines(host) };
+  for (const source of new Set(desired.machines.flatMap((m) => m.machine.bind.map((b) => b.source)))) {
+    if (await host.fs.stat(source)) state.existingBindSources.push(source);
+  }
+  const paths = new Set<string>();
+  for (const n of desired.networks) {
+    const observed = await readNetworkRecord(host, n.network.name);
+    state.networks[n.network.name] = observed;
+    n.entries.forEach((e) => paths.add(e.hostPath));
+    observed.record?.files.forEach((p) => paths.add(p));
+  }
+  for (const m of desired.machines) {
+    const observed = await observeMachine(host, m.machine.name, running.has(m.machine.name));
+    state.machines[m.machine.name] = observed;
+    m.hostEntries.forEach((e) => paths.add(e.hostPath));
+    if (observed.rootfsExists) m.rootfsEntries.forEach((e) => paths.add(e.hostPath));
+    observed.record?.files.forEach((p) => paths.add(p));
+  }
+  for (const p of [...paths].sort()) {
+    const entry = await readEntry(host, p);
+    if (entry) state.files[p] = entry;
+  }
+  return state;
+}

@@ -1,0 +1,267 @@
+// The planner: a pure function from (desired state, observed host) to the steps apply will run.
+// Nothing is done twice: an unchanged manifest on a converged host plans no step.
+import { machineRecordPath, networkRecordPath } from '../host/paths';
+import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
+import { HostState, ObservedEntry, ObservedMachine } from './observe';
+import { MachineRecord, NetworkRecord, serializeRecord } from './records';
+import { Action, Conflict, Notice, Owner, Plan, Step, Summary } from './steps';
+
+export interface PlanOptions {
+  /** Absolute path of the manifest, stored in records. */
+  manifestPath: string;
+  /** Timestamp for new records (passed in to keep planning pure). */
+  now: string;
+}
+
+export function planChanges(desired: DesiredState, state: HostState, options: PlanOptions): Plan {
+  const steps: Step[] = [];
+  const conflicts: Conflict[] = [];
+  const notices: Notice[] = [];
+  const summary: Summary[] = [];
+
+  const reconfigure: string[] = [];
+  let networkFilesChanged = false;
+  for (const n of desired.networks) {
+    const r = planNetwork(n, state, options);
+    steps.push(...r.steps);
+    conflicts.push(...r.conflicts);
+    summary.push(r.summary);
+    if (r.filesChanged) {
+      networkFilesChanged = true;
+      if (state.networks[n.network.name]?.record) reconfigure.push(n.network.name);
+    }
+  }
+  const needsNetworkd = desired.networks.length > 0 && state.networkdActive === false;
+  const bridges = desired.networks.map((n) => n.network.name);
+  if (needsNetworkd) steps.push({ kind: 'enable-networkd', bridges, reason: 'systemd-networkd creates the bridges and is not running' });
+  if (networkFilesChanged) {
+    steps.push({ kind: 'reload-networkd', reconfigure, bridges, reason: 'bridge configuration changed' });
+  }
+
+  for (const m of desired.machines) {
+    const r = planMachine(m, state.machines[m.machine.name], state, options);
+    // systemd-nspawn refuses to start when a bind source is missing; make it as an empty directory.
+    const missingSources = m.machine.bind.map((b) => b.source).filter((src) => !state.existingBindSources.includes(src));
+    if (r.conflicts.length === 0) {
+      for (const path of [...new Set(missingSources)]) {
+        steps.push({ kind: 'create-bind-source', machine: m.machine.name, path, reason: 'bind mount source does not exist' });
+        r.summary.changes.push(`create directory ${path}`);
+      }
+    }
+    steps.push(...r.steps);
+    conflicts.push(...r.conflicts);
+    notices.push(...r.notices);
+    summary.push(r.summary);
+  }
+
+  const inManifest = new Set(desired.machines.map((m) => m.machine.name));
+  const unmanaged = state.managedMachines.filter((n) => !inManifest.has(n));
+  return { manifest: options.manifestPath, steps, conflicts, notices, summary, unmanaged };
+}
+
+function planNetwork(n: DesiredNetwork, state: HostState, options: PlanOptions) {
+  const owner: Owner = { type: 'network', name: n.network.name };
+  const observed = state.networks[n.network.name] ?? {};
+  const steps: Step[] = [];
+  const conflicts: Conflict[] = [];
+  if (observed.recordError) {
+    conflicts.push({ owner, path: networkRecordPath(n.network.name), message: observed.recordError });
+  }
+  const changes: string[] = [];
+  for (const entry of n.entries) {
+    const current = state.files[entry.hostPath];
+    const diff = compareEntry(entry, current);
+    if (diff === 'same') continue;
+    if (diff === 'update' && !observed.record) {
+      conflicts.push({ owner, path: entry.hostPath, message: `${entry.hostPath} exists and was not created by nspawnctl` });
+      continue;
+    }
+    if (diff === 'blocked') {
+      conflicts.push({ owner, path: entry.hostPath, message: `${entry.hostPath} is a directory or special file` });
+      continue;
+    }
+    steps.push({ kind: 'write-file', owner, entry, change: diff, reason: diff === 'create' ? 'missing' : 'content differs from the manifest' });
+    changes.push(`${diff} ${entry.hostPath}`);
+  }
+  const wanted = new Set(n.entries.map((e) => e.hostPath));
+  for (const path of observed.record?.files ?? []) {
+    if (!wanted.has(path) && state.files[path]) {
+      steps.push({ kind: 'remove-file', owner, path, reason: 'no longer generated for this network' });
+      changes.push(`remove ${path}`);
+    }
+  }
+  const record: NetworkRecord = {
+    version: 1,
+    kind: 'network',
+    name: n.network.name,
+    manifest: options.manifestPath,
+    created: observed.record?.created ?? options.now,
+    files: [...wanted].sort(),
+  };
+  const filesChanged = steps.length > 0;
+  if (conflicts.length === 0 && serializeRecord(record) !== observed.recordText) {
+    steps.unshift({ kind: 'write-record', owner, path: networkRecordPath(n.network.name), record, reason: observed.record ? 'record out of date' : 'new network' });
+  }
+  const action: Action = conflicts.length ? 'conflict' : !observed.record ? 'create' : filesChanged ? 'update' : 'unchanged';
+  return { steps, conflicts, filesChanged, summary: { owner, action, changes } as Summary };
+}
+
+function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, state: HostState, options: PlanOptions) {
+  const name = m.machine.name;
+  const owner: Owner = { type: 'machine', name };
+  const steps: Step[] = [];
+  const conflicts: Conflict[] = [];
+  const notices: Notice[] = [];
+  const o: ObservedMachine = observed ?? { rootfsExists: false, stagingExists: false, enabled: false, running: false };
+  const allEntries = [...m.hostEntries, ...m.rootfsEntries];
+  const files = allEntries.map((e) => e.hostPath).sort();
+
+  if (o.recordError) conflicts.push({ owner, path: machineRecordPath(name), message: o.recordError });
+  if (!o.record && o.rootfsExists) {
+    conflicts.push({ owner, path: m.rootfs, message: `${m.rootfs} exists and was not created by nspawnctl` });
+  }
+  if (!o.record) {
+    for (const e of m.hostEntries) {
+      if (state.files[e.hostPath]) conflicts.push({ owner, path: e.hostPath, message: `${e.hostPath} exists and was not created by nspawnctl` });
+    }
+  }
+  if (conflicts.length > 0) {
+    return { steps, conflicts, notices, summary: { owner, action: 'conflict', changes: conflicts.map((c) => c.message) } as Summary };
+  }
+
+  // A new machine (or one whose rootfs vanished): bootstrap, configure, start.
+  if (!o.record || !o.rootfsExists) {
+    const record: MachineRecord = {
+      version: 1,
+      kind: 'machine',
+      name,
+      manifest: options.manifestPath,
+      created: o.record?.created ?? options.now,
+      bootstrap: {
+        distribution: m.machine.distribution,
+        suite: m.machine.suite,
+        mirror: m.machine.mirror,
+        variant: m.machine.variant,
+        bootstrapper: m.machine.bootstrapper,
+      },
+      packages: m.machine.packages,
+      provision: m.machine.provision,
+      files,
+    };
+    const reason = o.record ? `its root filesystem ${m.rootfs} is missing` : 'not on this host yet';
+    steps.push({ kind: 'create-machine', machine: name, spec: m.machine, entries: m.rootfsEntries, record, reason });
+    for (const e of m.hostEntries) {
+      const diff = compareEntry(e, state.files[e.hostPath]);
+      if (diff !== 'same') steps.push({ kind: 'write-file', owner, entry: e, change: diff === 'create' ? 'create' : 'update', reason: 'new machine' });
+    }
+    if (m.machine.autostart && !o.enabled) steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
+    if (o.running) steps.push({ kind: 'restart-machine', machine: name, reason: 'root filesystem was recreated' });
+    else steps.push({ kind: 'start-machine', machine: name, reason: 'new machine' });
+    return { steps, conflicts, notices, summary: { owner, action: 'create', changes: steps.map(summarize) } as Summary };
+  }
+
+  const record = o.record;
+  const changes: string[] = [];
+  let needsRestart = false;
+  for (const e of allEntries) {
+    const diff = compareEntry(e, state.files[e.hostPath]);
+    if (diff === 'same') continue;
+    if (diff === 'blocked') {
+      conflicts.push({ owner, path: e.hostPath, message: `${e.hostPath} is a directory or special file; nspawnctl will not replace it` });
+      continue;
+    }
+    steps.push({
+      kind: 'write-file',
+      owner,
+      entry: e,
+      change: diff,
+      reason: diff === 'create' ? 'missing' : record.files.includes(e.hostPath) ? 'differs from the manifest (changed by hand, or the manifest changed)' : 'content differs from the manifest',
+    });
+    changes.push(`${diff} ${e.hostPath}`);
+    if (e.restart) needsRestart = true;
+  }
+  const wanted = new Set(files);
+  for (const path of record.files) {
+    if (!wanted.has(path) && state.files[path]) {
+      steps.push({ kind: 'remove-file', owner, path, reason: 'no longer in the manifest' });
+      changes.push(`remove ${path}`);
+      needsRestart = true;
+    }
+  }
+
+  const installed = new Set(record.packages);
+  const missing = m.machine.packages.filter((p) => !installed.has(p));
+  if (missing.length > 0) {
+    steps.push({ kind: 'install-packages', machine: name, packages: missing, aptProxy: m.machine.aptProxy, reason: 'added to the manifest' });
+    changes.push(`install ${missing.join(' ')}`);
+  }
+  const dropped = record.packages.filter((p) => !m.machine.packages.includes(p));
+  if (dropped.length > 0) {
+    notices.push({ owner, message: `packages no longer listed stay installed (nspawnctl does not remove packages): ${dropped.join(' ')}` });
+  }
+  const b = record.bootstrap;
+  for (const key of ['distribution', 'suite', 'variant'] as const) {
+    if (b[key] !== m.machine[key]) {
+      notices.push({ owner, message: `${key} is ${m.machine[key]} in the manifest but the machine was built with ${b[key]}; nspawnctl never rebuilds a machine in place: destroy it and apply again to rebuild` });
+    }
+  }
+  if (JSON.stringify(record.provision) !== JSON.stringify(m.machine.provision)) {
+    notices.push({ owner, message: 'provision commands changed; they run only when a machine is created, so they were not run again' });
+  }
+
+  if (m.machine.autostart && !o.enabled) {
+    steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
+    changes.push('enable at boot');
+  } else if (!m.machine.autostart && o.enabled) {
+    steps.push({ kind: 'disable-machine', machine: name, reason: 'autostart: false' });
+    changes.push('disable at boot');
+  }
+
+  const desiredRecord: MachineRecord = {
+    ...record,
+    manifest: options.manifestPath,
+    packages: [...new Set([...record.packages, ...m.machine.packages])].sort(),
+    files,
+  };
+  if (serializeRecord(desiredRecord) !== o.recordText) {
+    steps.push({ kind: 'write-record', owner, path: machineRecordPath(name), record: desiredRecord, reason: 'record out of date' });
+  }
+
+  let action: Action = changes.length > 0 ? 'update' : 'unchanged';
+  if (!o.running) {
+    steps.push({ kind: 'start-machine', machine: name, reason: 'not running' });
+    changes.push('start');
+    action = changes.length > 1 ? 'update' : 'start';
+  } else if (needsRestart) {
+    steps.push({ kind: 'restart-machine', machine: name, reason: 'settings that only apply at start changed' });
+    changes.push('restart');
+    action = 'restart';
+  }
+  if (conflicts.length > 0) action = 'conflict';
+  return { steps, conflicts, notices, summary: { owner, action, changes } as Summary };
+}
+
+function summarize(step: Step): string {
+  switch (step.kind) {
+    case 'create-machine':
+      return `bootstrap ${step.spec.distribution} ${step.spec.suite} with ${step.spec.bootstrapper === 'auto' ? 'mmdebstrap or debootstrap' : step.spec.bootstrapper}`;
+    case 'write-file':
+      return `${step.change} ${step.entry.hostPath}`;
+    case 'enable-machine':
+      return 'enable at boot';
+    case 'start-machine':
+      return 'start';
+    case 'restart-machine':
+      return 'restart';
+    default:
+      return step.kind;
+  }
+}
+
+/** How a desired entry relates to what is on disk. */
+export function compareEntry(entry: DesiredEntry, current: ObservedEntry | undefined): 'same' | 'create' | 'update' | 'blocked' {
+  if (!current) return 'create';
+  if (current.type === 'dir' || current.type === 'other') return 'blocked';
+  if (entry.kind === 'symlink') return current.type === 'symlink' && current.target === entry.target ? 'same' : 'update';
+  return current.type === 'file' && current.content === entry.content && current.mode === entry.mode ? 'same' : 'update';
+}

@@ -1,0 +1,38 @@
+// Ownership records: what nspawnctl created, kept under /var/lib/nspawnctl. Destroy removes only
+// what a record lists; apply refuses to take over what has no record.
+import { z } from 'zod';
+
+export const machineRecordSchema = z.object({
+  version: z.literal(1),
+  kind: z.literal('machine'),
+  name: z.string(),
+  manifest: z.string(),
+  created: z.string(),
+  bootstrap: z.object({
+    distribution: z.string(),
+    suite: z.string(),
+    mirror: z.string(),
+    variant: z.string(),
+    bootstrapper: z.string(),
+  }),
+  packages: z.array(z.string()),
+  provision: z.array(z.array(z.string())),
+  /** Host-absolute paths of every file and symlink nspawnctl wrote for this machine. */
+  files: z.array(z.string()),
+});
+export type MachineRecord = z.infer<typeof machineRecordSchema>;
+
+export const networkRecordSchema = z.object({
+  version: z.literal(1),
+  kind: z.literal('network'),
+  name: z.string(),
+  manifest: z.string(),
+  created: z.string(),
+  files: z.array(z.string()),
+});
+export type NetworkRecord = z.infer<typeof networkRecordSchema>;
+
+/** Records are compared as text, so their key order and formatting are fixed here. */
+export function serializeRecord(record: MachineRecord | NetworkRecord): string {
+  return `${JSON.stringify(record, null, 2)}\n`;
+}

@@ -1,0 +1,81 @@
+// The steps of a plan: plain data, each saying what it does and why. apply runs them in order.
+import { Machine } from '../manifest/schema';
+import { DesiredEntry } from '../render/desired';
+import { MachineRecord, NetworkRecord } from './records';
+
+export type Step =
+  | { kind: 'create-machine'; machine: string; spec: Machine; entries: DesiredEntry[]; record: MachineRecord; reason: string }
+  | { kind: 'write-file'; owner: Owner; entry: DesiredEntry; change: 'create' | 'update'; reason: string }
+  | { kind: 'remove-file'; owner: Owner; path: string; reason: string }
+  | { kind: 'install-packages'; machine: string; packages: string[]; aptProxy?: string; reason: string }
+  | { kind: 'write-record'; owner: Owner; path: string; record: MachineRecord | NetworkRecord; reason: string }
+  | { kind: 'create-bind-source'; machine: string; path: string; reason: string }
+  | { kind: 'enable-networkd'; bridges: string[]; reason: string }
+  | { kind: 'reload-networkd'; reconfigure: string[]; bridges: string[]; reason: string }
+  | { kind: 'enable-machine'; machine: string; reason: string }
+  | { kind: 'disable-machine'; machine: string; reason: string }
+  | { kind: 'start-machine'; machine: string; reason: string }
+  | { kind: 'restart-machine'; machine: string; reason: string };
+
+export type Owner = { type: 'machine' | 'network'; name: string };
+
+/** Something apply will not do on its own; shown by plan, and apply refuses while any exists. */
+export interface Conflict {
+  owner: Owner;
+  path: string;
+  message: string;
+}
+
+/** Something worth knowing that does not stop apply (a setting that only applies at creation). */
+export interface Notice {
+  owner: Owner;
+  message: string;
+}
+
+export type Action = 'create' | 'update' | 'restart' | 'start' | 'unchanged' | 'conflict';
+
+export interface Summary {
+  owner: Owner;
+  action: Action;
+  changes: string[];
+}
+
+export interface Plan {
+  manifest: string;
+  steps: Step[];
+  conflicts: Conflict[];
+  notices: Notice[];
+  summary: Summary[];
+  /** Managed machines on the host that this manifest does not mention (left alone). */
+  unmanaged: string[];
+}
+
+/** One line describing a step, for plan output and progress titles. */
+export function describeStep(step: Step): string {
+  switch (step.kind) {
+    case 'create-machine':
+      return `create machine ${step.machine}: bootstrap ${step.spec.distribution} ${step.spec.suite} (${step.spec.packages.length} packages), write ${step.entries.length} files inside${step.spec.provision.length ? `, run ${step.spec.provision.length} provision commands` : ''}`;
+    case 'write-file':
+      return `${step.change === 'create' ? 'create' : 'update'} ${step.entry.hostPath}${step.entry.kind === 'symlink' ? ` -> ${step.entry.target}` : ''}`;
+    case 'remove-file':
+      return `remove ${step.path}`;
+    case 'install-packages':
+      return `install into ${step.machine}: ${step.packages.join(' ')}`;
+    case 'write-record':
+      return `record ${step.owner.type} ${step.owner.name} as managed by nspawnctl`;
+    case 'create-bind-source':
+      return `create directory ${step.path} (bind mount source of ${step.machine})`;
+    case 'enable-networkd':
+      return 'enable and start systemd-networkd';
+    case 'reload-networkd':
+      return `reload systemd-networkd${step.reconfigure.length ? ` and reconfigure ${step.reconfigure.join(', ')}` : ''}`;
+    case 'enable-machine':
+      return `enable ${step.machine} (start at boot)`;
+    case 'disable-machine':
+      return `disable ${step.machine} (do not start at boot)`;
+    case 'start-machine':
+      return `start ${step.machine}`;
+    case 'restart-machine':
+      return `restart ${step.machine}`;
+  }
+}
