@@ -1,0 +1,213 @@
+// The real pipeline, end to end, in a disposable systemd host booted with systemd-nspawn:
+// real mmdebstrap/debootstrap, machinectl, networkd, and real outcomes (machines running,
+// addresses answering, files really gone). See test/e2e/README.md.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { inHost, nspawnctl, REPO, sandbox, whyCannotRun, writeInHost } from './sandbox';
+
+const why = whyCannotRun();
+const required = process.env.NSPAWNCTL_E2E === 'required';
+if (why && !required) {
+  process.stderr.write(`\n*** nspawnctl e2e tests SKIPPED: ${why}. They run as root with systemd-container, mmdebstrap and apt-cacher-ng installed (.ci/run does this). ***\n\n`);
+}
+const suite = why && !required ? describe.skip : describe;
+
+const timings: string[] = [];
+function timed(name: string, fn: () => void, timeoutMs = 900_000): void {
+  test(
+    name,
+    () => {
+      const start = Date.now();
+      try {
+        fn();
+      } finally {
+        const line = `[e2e] ${name}: ${((Date.now() - start) / 1000).toFixed(1)} s`;
+        timings.push(line);
+        process.stderr.write(`${line}\n`);
+      }
+    },
+    timeoutMs,
+  );
+}
+
+function leader(name: string): number {
+  return Number(inHost(['machinectl', 'show', name, '--property=Leader', '--value']).stdout.trim());
+}
+
+function running(): string[] {
+  return inHost(['machinectl', 'list', '--no-legend', '--no-pager'])
+    .stdout.split('\n')
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter(Boolean);
+}
+
+/** Retries ping for a while: a machine's networkd configures host0 shortly after boot. */
+function pingFromHost(address: string): void {
+  const r = inHost(['sh', '-c', `for i in $(seq 1 30); do ping -c 1 -W 1 ${address} >/dev/null && exit 0; sleep 1; done; exit 1`], { check: false });
+  expect({ address, answered: r.code === 0 }).toEqual({ address, answered: true });
+}
+
+function pingFromMachine(machine: string, address: string): void {
+  const pid = String(leader(machine));
+  const r = inHost(['nsenter', '-t', pid, '-n', 'ping', '-c', '1', '-W', '2', address], { check: false });
+  expect({ from: machine, to: address, code: r.code }).toEqual({ from: machine, to: address, code: 0 });
+}
+
+/** mtime and size of every file nspawnctl may touch, as one comparable text. */
+function snapshot(): string {
+  return inHost(['sh', '-c', 'find /etc/systemd /var/lib/machines /var/lib/nspawnctl -xdev -printf "%p %y %s %T@ %m\\n" 2>/dev/null | sort | sha256sum']).stdout;
+}
+
+/** The example manifest, with the sandbox's apt cache as proxy so downloads stay local. */
+function exampleManifest(proxy: string): string {
+  const text = readFileSync(join(REPO, 'machines.example.yaml'), 'utf8');
+  return text.replace(/^defaults:\n/m, `defaults:\n  aptProxy: http://${proxy}\n`);
+}
+
+suite('nspawnctl on a real systemd host', () => {
+  let proxy = '';
+
+  beforeAll(() => {
+    if (why) throw new Error(`e2e tests are required here (NSPAWNCTL_E2E=required) but cannot run: ${why}`);
+    const up = sandbox(['up'], undefined, 900_000);
+    if (up.code !== 0) throw new Error(`sandbox up failed (${up.code}):\n${up.stdout.slice(-3000)}\n${up.stderr.slice(-3000)}`);
+    proxy = sandbox(['ip']).stdout.trim();
+    expect(proxy).toMatch(/^\d+\.\d+\.\d+\.\d+:\d+$/);
+    writeInHost('/root/machines.yaml', exampleManifest(proxy));
+  }, 900_000);
+
+  afterAll(() => {
+    sandbox(['down']);
+    process.stderr.write(`\n${timings.join('\n')}\n`);
+  }, 120_000);
+
+  timed('1. apply machines.example.yaml: machines run and answer on the bridge', () => {
+    const r = nspawnctl(['apply', '/root/machines.yaml']);
+    expect(r.stdout).toMatch(/Applied \d+ step\(s\)\./);
+    expect(running().sort()).toEqual(['db', 'web']);
+    pingFromHost('10.77.0.11');
+    pingFromHost('10.77.0.12');
+    pingFromMachine('web', '10.77.0.12');
+    pingFromMachine('db', '10.77.0.11');
+    const record = JSON.parse(inHost(['cat', '/var/lib/nspawnctl/machines/web.json']).stdout);
+    expect(record.bootstrap.bootstrapper).toBe('mmdebstrap');
+    // networkd and the machine units accepted every generated key.
+    const journal = inHost(['journalctl', '--no-pager', '-o', 'cat', '-u', 'systemd-networkd', '-u', 'systemd-nspawn@web', '-u', 'systemd-nspawn@db']).stdout;
+    const complaints = journal.split('\n').filter((l) => /unknown (key|section)|invalid|failed to parse|ignoring/i.test(l));
+    expect(complaints).toEqual([]);
+    // Inside: hostname, motd, the read-only bind mount.
+    const web = String(leader('web'));
+    expect(inHost(['nsenter', '-t', web, '-m', '-u', 'hostname']).stdout.trim()).toBe('web');
+    expect(inHost(['nsenter', '-t', web, '-m', 'cat', '/etc/motd']).stdout).toBe('web: managed by nspawnctl\n');
+    expect(inHost(['nsenter', '-t', web, '-m', 'sh', '-c', 'touch /var/www/x'], { check: false }).code).not.toBe(0);
+  });
+
+  timed('2. re-apply unchanged: empty plan, no restart, no file rewritten', () => {
+    const before = { web: leader('web'), db: leader('db'), files: snapshot() };
+    const plan = JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout);
+    expect(plan.changes).toBe(false);
+    expect(plan.steps).toEqual([]);
+    const r = nspawnctl(['apply', '/root/machines.yaml']);
+    expect(r.stderr).toContain('No changes: the host matches machines.yaml.');
+    expect({ web: leader('web'), db: leader('db'), files: snapshot() }).toEqual(before);
+  });
+
+  timed('3. change one machine (a bind mount): only it restarts', () => {
+    const dbBefore = leader('db');
+    const webBefore = leader('web');
+    const changed = exampleManifest(proxy).replace('bind: ["/srv/www:/var/www:ro"]', 'bind: ["/srv/www:/var/www:ro", "/srv/data:/var/data"]');
+    writeInHost('/root/machines.yaml', changed);
+    const plan = JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout);
+    const kinds = plan.steps.map((s: { kind: string; machine?: string; owner?: { name: string } }) => `${s.kind}:${s.machine ?? s.owner?.name}`);
+    expect(kinds).toEqual(['create-bind-source:web', 'write-file:web', 'restart-machine:web']);
+    nspawnctl(['apply', '/root/machines.yaml']);
+    expect(leader('db')).toBe(dbBefore);
+    expect(leader('web')).not.toBe(webBefore);
+    inHost(['sh', '-c', 'echo from-host > /srv/data/probe']);
+    expect(inHost(['nsenter', '-t', String(leader('web')), '-m', 'cat', '/var/data/probe']).stdout).toBe('from-host\n');
+    pingFromHost('10.77.0.11');
+  });
+
+  timed('4. add a package and a file: present inside the running machine', () => {
+    const webBefore = leader('web');
+    const base = inHost(['cat', '/root/machines.yaml']).stdout;
+    const changed = base.replace(
+      '      - { path: /etc/motd, content: "db: managed by nspawnctl\\n" }',
+      '      - { path: /etc/motd, content: "db: managed by nspawnctl\\n" }\n      - { path: /etc/added.conf, content: "added=1\\n", mode: "0600" }\n    packages: [bc]',
+    );
+    expect(changed).not.toBe(base);
+    writeInHost('/root/machines.yaml', changed);
+    const dbBefore = leader('db');
+    nspawnctl(['apply', '/root/machines.yaml']);
+    const db = String(leader('db'));
+    expect(Number(db)).toBe(dbBefore);
+    expect(leader('web')).toBe(webBefore);
+    expect(inHost(['nsenter', '-t', db, '-m', '--', 'sh', '-c', 'echo 1+1 | bc']).stdout).toBe('2\n');
+    expect(inHost(['nsenter', '-t', db, '-m', 'cat', '/etc/added.conf']).stdout).toBe('added=1\n');
+    expect(inHost(['nsenter', '-t', db, '-m', 'stat', '-c', '%a', '/etc/added.conf']).stdout.trim()).toBe('600');
+    expect(JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout).changes).toBe(false);
+  });
+
+  timed('5. destroy: one machine gone without trace, the other untouched; foreign and unknown refused', () => {
+    const webBefore = leader('web');
+    const r = nspawnctl(['destroy', 'db', '--yes']);
+    expect(r.stdout).toContain('Destroyed db');
+    expect(running()).toEqual(['web']);
+    expect(leader('web')).toBe(webBefore);
+    const leftovers = inHost(['sh', '-c', 'ls -d /var/lib/machines/db /var/lib/machines/.nspawnctl-db.staging /etc/systemd/nspawn/db.nspawn /var/lib/nspawnctl/machines/db.json /etc/systemd/system/machines.target.wants/systemd-nspawn@db.service 2>/dev/null; true']).stdout;
+    expect(leftovers).toBe('');
+    // A machine nspawnctl did not create is refused, and stays.
+    inHost(['mkdir', '-p', '/var/lib/machines/foreign/etc']);
+    const foreign = nspawnctl(['destroy', 'foreign', '--yes'], { check: false });
+    expect(foreign.code).toBe(4);
+    expect(foreign.stderr).toContain('machine foreign was not created by nspawnctl');
+    expect(inHost(['test', '-d', '/var/lib/machines/foreign/etc'], { check: false }).code).toBe(0);
+    inHost(['rm', '-rf', '/var/lib/machines/foreign']);
+    const unknown = nspawnctl(['destroy', 'nosuch', '--yes'], { check: false });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no machine named nosuch');
+    pingFromHost('10.77.0.11');
+  });
+
+  timed('6. bad manifest: exit 2, located message, host byte-for-byte unchanged', () => {
+    const before = snapshot();
+    writeInHost('/root/bad.yaml', 'networks:\n  examplevlan:\n    subnet: 10.77.0.0/24\nmachines:\n  web:\n    network:\n      bridge: examplevlan\n      address: 10.9.0.5\n');
+    const r = nspawnctl(['apply', '/root/bad.yaml'], { check: false });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('/root/bad.yaml:8:16: machines.web.network.address: 10.9.0.5 is outside network examplevlan (10.77.0.0/24)');
+    expect(snapshot()).toBe(before);
+  });
+
+  timed('7. debootstrap also produces a machine that boots and answers', () => {
+    const manifest = [
+      'defaults:',
+      `  aptProxy: http://${proxy}`,
+      'networks:',
+      '  examplevlan:',
+      '    subnet: 10.77.0.0/24',
+      '    gateway: 10.77.0.1',
+      'machines:',
+      '  deb:',
+      '    bootstrapper: debootstrap',
+      '    network: { bridge: examplevlan, address: 10.77.0.13 }',
+      '',
+    ].join('\n');
+    writeInHost('/root/deb.yaml', manifest);
+    nspawnctl(['apply', '/root/deb.yaml']);
+    expect(running().sort()).toEqual(['deb', 'web']);
+    pingFromHost('10.77.0.13');
+    expect(JSON.parse(inHost(['cat', '/var/lib/nspawnctl/machines/deb.json']).stdout).bootstrap.bootstrapper).toBe('debootstrap');
+    const list = JSON.parse(nspawnctl(['list', '--json']).stdout);
+    expect(list.map((m: { name: string; state: string }) => `${m.name}:${m.state}`).sort()).toEqual(['deb:running', 'web:running']);
+    nspawnctl(['destroy', 'deb', '--yes']);
+    nspawnctl(['destroy', 'web', '--yes']);
+    expect(running()).toEqual([]);
+    expect(inHost(['ls', '-A', '/var/lib/machines']).stdout.trim()).toBe('');
+  });
+
+  timed('8. the sandbox leaves nothing behind on this machine', () => {
+    expect(sandbox(['down']).code).toBe(0);
+    const clean = sandbox(['check-clean']);
+    expect({ code: clean.code, out: clean.stdout + clean.stderr }).toEqual({ code: 0, out: expect.stringContaining('sandbox: clean') });
+  });
+});
