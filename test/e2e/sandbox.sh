@@ -31,7 +31,7 @@ if [[ ! $NAME =~ ^[a-z][a-z0-9-]{0,29}$ ]]; then
 fi
 
 # Bump when the way the rootfs is built changes, so old caches are not reused.
-FORMAT_VERSION=3
+FORMAT_VERSION=4
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
 PORT=${SANDBOX_ACNG_PORT:-3149}   # not 3142: a stock apt-cacher-ng may sit there
@@ -224,14 +224,16 @@ ensure_rootfs() {
   # - unshare --mount: mmdebstrap's /proc,/dev,/sys mounts die with it even if
   #   it is killed half-way, so nothing is ever left mounted on this machine.
   # - the proxy aptopt is used for the build only; the customize hook removes
-  #   the file mmdebstrap leaves behind (each run writes its own proxy config).
+  #   the file mmdebstrap leaves behind (each run writes its own proxy config)
+  #   and the copies of this machine's /etc/hostname and /etc/resolv.conf
+  #   that mmdebstrap puts in, so the cache does not depend on the builder.
   # - started in the background and waited for, so SIGINT/SIGTERM reach our
   #   trap at once; the PID is recorded so `down` can kill it.
   # shellcheck disable=SC2016  # $1 is expanded by mmdebstrap's hook shell
   unshare --mount --propagation private -- \
     mmdebstrap --mode=root --variant=minbase --include="$pkgs" \
       --aptopt="Acquire::http::Proxy \"http://$HOST_IP:$PORT\";" \
-      --customize-hook='rm -f "$1/etc/apt/apt.conf.d/99mmdebstrap"' \
+      --customize-hook='rm -f "$1/etc/apt/apt.conf.d/99mmdebstrap" "$1/etc/hostname" "$1/etc/resolv.conf"' \
       "$SUITE" "$tmp" "$MIRROR" \
       >"$RUN_DIR/mmdebstrap.log" 2>&1 9>&- &
   local build=$!
@@ -250,6 +252,13 @@ ensure_rootfs() {
   fi
   state_set BUILD_TMP ''
   say "rootfs built in $((SECONDS - t0)) s"
+  # drop caches of this flavour built under another key (older format/list)
+  local old
+  for old in "$CACHE_ROOT/rootfs/$flavour"-*; do
+    [[ -d $old && $old != "$dest" && $old != *.tmp.* ]] || continue
+    say "removing stale cache $old"
+    rm -rf --one-file-system "$old"
+  done
 }
 
 # Copy the cached rootfs to the per-run dir and adapt the copy for this run.
@@ -269,6 +278,7 @@ prepare_rootfs() {
   echo "$NAME" >"$root/etc/hostname"
   printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
     "$NAME" >"$root/etc/hosts"
+  chmod 0644 "$root/etc/hostname" "$root/etc/hosts"
   # mmdebstrap leaves /etc/machine-id empty, which makes systemd treat every
   # boot as a first boot with a transient id. A fixed per-run id gives a normal
   # boot and a stable identity that nested machines (journal linking,
@@ -281,6 +291,7 @@ prepare_rootfs() {
   # resolver. nspawn is told --resolv-conf=off so it leaves this alone.
   rm -f "$root/etc/resolv.conf"
   echo '# sandbox: no DNS; apt goes through the proxy in 00sandbox-proxy' >"$root/etc/resolv.conf"
+  chmod 0644 "$root/etc/resolv.conf"
   # Mount points for the read-only binds of node and the project.
   mkdir -p "$root/opt/nspawnctl"
   # A marker so tests can tell they are inside the sandbox.
