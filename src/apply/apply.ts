@@ -94,7 +94,9 @@ export async function runStep(host: Host, step: Step, options: Pick<ApplyOptions
 export async function waitForBridges(host: Host, bridges: string[], timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (const bridge of bridges) {
-    while (!(await host.fs.stat(`/sys/class/net/${bridge}`))) {
+    // Asked of the kernel with ip(8) rather than /sys/class/net, which shows the network
+    // namespace sysfs was mounted in (not always ours inside containers).
+    while ((await host.runner.run('ip', ['link', 'show', 'dev', bridge], { allowFailure: true })).exitCode !== 0) {
       if (Date.now() > deadline) {
         throw new NspawnctlError(`bridge ${bridge} did not appear within ${timeoutMs / 1000} s after networkd was reloaded`, {
           hint: `Check ${bridgeNetworkPath(bridge)} and: journalctl -u systemd-networkd`,

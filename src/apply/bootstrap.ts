@@ -81,6 +81,10 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
           await runInRootfs(host, spec.name, staging, command, { onLine: input.onLine, shiftedIds: false });
         }
       });
+      // Provision commands may have rewritten generated files; the manifest wins.
+      for (const entry of input.entries) {
+        await writeEntry(host, entry, posix.join(staging, entry.path), staging);
+      }
     }
     if (await host.fs.stat(rootfs)) {
       // The record says the machine is ours but its rootfs reappeared half-way; never merge.
@@ -114,6 +118,9 @@ export async function runInRootfs(
       '--register=no',
       '--settings=no',
       '--console=pipe',
+      // Leave /etc/resolv.conf and /etc/localtime alone: they are the manifest's, not the host's.
+      '--resolv-conf=off',
+      '--timezone=off',
       `--machine=${name}`,
       `--directory=${dir}`,
       ...(options.shiftedIds ? ['--private-users=pick', '--private-users-ownership=auto'] : []),

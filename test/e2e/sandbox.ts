@@ -14,8 +14,12 @@ export interface Result {
   stderr: string;
 }
 
+/** The tests use their own sandbox name, so a sandbox someone started by hand is never touched. */
+export const SANDBOX_NAME = 'nsctl-e2e';
+
 export function sandbox(args: string[], input?: string, timeoutMs = 600_000): Result {
-  const r = spawnSync('bash', [SCRIPT, ...args], { input, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+  const env = { ...process.env, SANDBOX_NAME };
+  const r = spawnSync('bash', [SCRIPT, ...args], { input, env, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
   if (r.error) throw r.error;
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -1,0 +1,159 @@
+// `nspawnctl destroy` through oclif with a fake Host: it removes exactly what the record lists,
+// refuses what nspawnctl did not make, and stops the machine with an exact command sequence.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Destroy from '../../src/commands/destroy';
+import { Host } from '../../src/host/host';
+import { autostartLinkPath, isWithin } from '../../src/host/paths';
+import { convergeFakeHost, desiredFrom, makeBootedHost } from '../helpers/converged';
+import { FakeHost } from '../helpers/fake-host';
+import { REPO_ROOT, runCommand, TEST_CWD } from '../helpers/run-command';
+import { simulateSystemd } from '../helpers/simulated-systemd';
+
+const EXAMPLE = readFileSync(join(REPO_ROOT, 'machines.example.yaml'), 'utf8');
+
+const destroyWith = (host: Host) =>
+  class extends Destroy {
+    protected override createHost(): Host {
+      return host;
+    }
+
+    protected override cwd(): string {
+      return TEST_CWD;
+    }
+  };
+
+/** A booted host where the example was applied and both machines run. */
+function convergedHost(uid = 0): FakeHost {
+  const host = makeBootedHost(new FakeHost({ uid }));
+  const { desired } = desiredFrom(EXAMPLE);
+  // The simulation answers machinectl; convergeFakeHost's own list answer is never reached.
+  simulateSystemd(host, { running: ['db', 'web'] });
+  convergeFakeHost(host, desired);
+  return host;
+}
+
+const SHOW_WEB = ['machinectl', 'show', 'web', '--property=State', '--value'];
+
+describe('nspawnctl destroy', () => {
+  test('an unknown name is a clear error, exit 1', async () => {
+    const host = makeBootedHost(new FakeHost());
+    simulateSystemd(host);
+    const r = await runCommand(destroyWith(host), ['ghost', '--yes']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toBe('nspawnctl: no machine named ghost: nspawnctl has no record of it and nothing of that name exists\nhint: nspawnctl list shows the machines nspawnctl manages.\n');
+    expect(host.runner.argvs()).toEqual([['machinectl', 'show', 'ghost', '--property=State', '--value']]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('a name nspawnctl could never have created is refused with exit 2, asking nothing', async () => {
+    const host = makeBootedHost(new FakeHost());
+    const r = await runCommand(destroyWith(host), ['../etc', '--yes']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toBe('nspawnctl: "../etc" is not a machine name nspawnctl could have created (1-12 characters of a-z, 0-9 and -)\n');
+    expect(host.runner.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('a machine with a rootfs but no record is refused (exit 4) and nothing is removed', async () => {
+    const host = makeBootedHost(new FakeHost());
+    simulateSystemd(host);
+    host.fs.addFile('/var/lib/machines/legacy/etc/hostname', 'legacy\n');
+    host.fs.addFile('/etc/systemd/nspawn/legacy.nspawn', '[Exec]\nBoot=yes\n');
+    const before = new Map(host.fs.nodes);
+    const r = await runCommand(destroyWith(host), ['legacy', '--yes']);
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toBe(
+      'nspawnctl: machine legacy was not created by nspawnctl (no record in /var/lib/nspawnctl/machines/legacy.json); refusing to touch it\nhint: If it is really yours to delete, run: nspawnctl destroy legacy --force\n',
+    );
+    expect(host.runner.argvs()).toEqual([['machinectl', 'show', 'legacy', '--property=State', '--value']]);
+    expect(host.fs.changes).toEqual([]);
+    expect(host.fs.nodes).toEqual(before);
+  });
+
+  test('without --yes and without a terminal it refuses (exit 2) before changing anything', async () => {
+    const host = convergedHost();
+    const isTTY = Object.getOwnPropertyDescriptor(process.stdin, 'isTTY');
+    Object.defineProperty(process.stdin, 'isTTY', { value: false, configurable: true });
+    try {
+      const r = await runCommand(destroyWith(host), ['web']);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toBe('nspawnctl: refusing to destroy web without --yes (stdin is not a terminal)\n');
+    } finally {
+      if (isTTY) Object.defineProperty(process.stdin, 'isTTY', isTTY);
+      else delete (process.stdin as { isTTY?: boolean }).isTTY;
+    }
+    expect(host.runner.argvs()).toEqual([SHOW_WEB]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('as non-root it fails with exit 3 before stopping or removing anything', async () => {
+    const host = convergedHost(1000);
+    const r = await runCommand(destroyWith(host), ['web', '--yes']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toBe('nspawnctl: this host is not ready:\n  - nspawnctl destroy must run as root\nhint: Run it with sudo, or as root.\n');
+    expect(host.runner.argvs()).toEqual([SHOW_WEB, SHOW_WEB]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('with a record on a booted host: exact command sequence, removes exactly what is recorded', async () => {
+    const host = convergedHost();
+    const before = host.fs.paths();
+    const r = await runCommand(destroyWith(host), ['web', '--yes']);
+    expect(r.error).toBeUndefined();
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe('Destroyed web (stopped); removed 4 path(s).\n');
+    expect(r.stderr).toBe('powering off web\ndisabling web\nremoving /var/lib/machines/web\n');
+    expect(host.runner.argvs()).toEqual([
+      SHOW_WEB, // the command's ownership check
+      SHOW_WEB, // destroyMachine's ownership check
+      SHOW_WEB, // stopMachine: is it registered?
+      ['machinectl', 'poweroff', 'web'],
+      SHOW_WEB, // gone from machined
+      ['systemctl', 'is-active', 'systemd-nspawn@web.service'],
+      ['machinectl', 'disable', 'web'],
+    ]);
+    host.assertNoUnmatchedCalls();
+
+    const gone = (p: string) =>
+      p === '/etc/systemd/nspawn/web.nspawn' || p === '/var/lib/nspawnctl/machines/web.json' || p === autostartLinkPath('web') || isWithin(p, '/var/lib/machines/web');
+    expect(host.fs.paths()).toEqual(before.filter((p) => !gone(p)));
+    // What else was there is still there: the other machine, the network, the bind source.
+    for (const p of ['/etc/systemd/nspawn/db.nspawn', '/var/lib/machines/db/etc/motd', '/var/lib/nspawnctl/machines/db.json', autostartLinkPath('db'), '/etc/systemd/network/50-nspawnctl-examplevlan.network', '/var/lib/nspawnctl/networks/examplevlan.json', '/srv/www']) {
+      expect(host.fs.paths()).toContain(p);
+    }
+    expect(host.fs.changes).toEqual(['remove /etc/systemd/nspawn/web.nspawn', 'remove-tree /var/lib/machines/web', 'remove /var/lib/nspawnctl/machines/web.json']);
+  });
+
+  test('--json reports what was removed', async () => {
+    const host = convergedHost();
+    const r = await runCommand(destroyWith(host), ['db', '--yes', '--json']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({
+      machine: 'db',
+      stopped: 'stopped',
+      removed: [autostartLinkPath('db'), '/etc/systemd/nspawn/db.nspawn', '/var/lib/machines/db', '/var/lib/nspawnctl/machines/db.json'],
+    });
+  });
+
+  test('a stopped machine is not powered off again', async () => {
+    const host = makeBootedHost(new FakeHost());
+    simulateSystemd(host, { running: ['db'] });
+    convergeFakeHost(host, desiredFrom(EXAMPLE).desired);
+    const r = await runCommand(destroyWith(host), ['web', '--yes']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe('Destroyed web (not-running); removed 4 path(s).\n');
+    expect(host.runner.argvs()).toEqual([SHOW_WEB, SHOW_WEB, ['machinectl', 'disable', 'web']]);
+  });
+
+  test('something still mounted under the rootfs stops the removal of the rootfs', async () => {
+    const host = convergedHost();
+    host.fs.addFile('/proc/self/mountinfo', '25 1 0:23 / / rw - ext4 /dev/sda1 rw\n97 25 0:45 / /var/lib/machines/web/var/www rw - ext4 /dev/sda1 rw\n');
+    const r = await runCommand(destroyWith(host), ['web', '--yes']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.endsWith('nspawnctl: refusing to remove /var/lib/machines/web: something is still mounted under it (/var/lib/machines/web/var/www)\nhint: Unmount it first: umount /var/lib/machines/web/var/www\n')).toBe(true);
+    expect(host.fs.nodes.get('/var/lib/machines/web/etc/hostname')?.type).toBe('file');
+    expect(host.fs.changes).not.toContain('remove-tree /var/lib/machines/web');
+  });
+});

@@ -1,0 +1,105 @@
+// `nspawnctl list` and `nspawnctl status` through oclif with a fake Host.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import List from '../../src/commands/list';
+import Status from '../../src/commands/status';
+import { Host } from '../../src/host/host';
+import { convergeFakeHost, desiredFrom, makeBootedHost, MANIFEST_PATH } from '../helpers/converged';
+import { FakeHost } from '../helpers/fake-host';
+import { REPO_ROOT, runCommand, TEST_CWD } from '../helpers/run-command';
+import { simulateSystemd } from '../helpers/simulated-systemd';
+
+const EXAMPLE = readFileSync(join(REPO_ROOT, 'machines.example.yaml'), 'utf8');
+
+const listWith = (host: Host) =>
+  class extends List {
+    protected override createHost(): Host {
+      return host;
+    }
+
+    protected override cwd(): string {
+      return TEST_CWD;
+    }
+  };
+
+const statusWith = (host: Host) =>
+  class extends Status {
+    protected override createHost(): Host {
+      return host;
+    }
+
+    protected override cwd(): string {
+      return TEST_CWD;
+    }
+  };
+
+/** The example applied from /srv/conf/machines.yaml; web runs, db is stopped. */
+function exampleHost(): FakeHost {
+  const host = makeBootedHost(new FakeHost({ inputs: { [MANIFEST_PATH]: EXAMPLE } }));
+  simulateSystemd(host, { running: ['web'], leaderPid: 4321 });
+  convergeFakeHost(host, desiredFrom(EXAMPLE).desired);
+  return host;
+}
+
+describe('nspawnctl list', () => {
+  test('with no records prints that no machine is managed', async () => {
+    const host = makeBootedHost(new FakeHost());
+    simulateSystemd(host);
+    const r = await runCommand(listWith(host), []);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe('No machines are managed by nspawnctl on this host.\n');
+    expect(r.stderr).toBe('');
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('with no records and --json prints an empty list', async () => {
+    const r = await runCommand(listWith(new FakeHost()), ['--json']);
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([]);
+  });
+
+  test('a table of managed machines with state, address and drift', async () => {
+    const host = exampleHost();
+    const r = await runCommand(listWith(host), []);
+    expect(r.error).toBeUndefined();
+    expect(r.stdout).toBe(['MACHINE  STATE    ADDRESS     MANIFEST', 'db       stopped  10.77.0.12  drift', 'web      running  10.77.0.11  in sync', ''].join('\n'));
+    expect(host.fs.changes).toEqual([]);
+    host.assertNoUnmatchedCalls();
+  });
+
+  test('a manifest that can no longer be read is reported per machine', async () => {
+    const host = exampleHost();
+    host.inputs.clear();
+    const r = await runCommand(listWith(host), []);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe(['MACHINE  STATE    ADDRESS  MANIFEST', 'db       stopped  -        manifest unreadable', 'web      running  -        manifest unreadable', ''].join('\n'));
+  });
+});
+
+describe('nspawnctl status', () => {
+  test('shows one machine with its pending changes', async () => {
+    const host = exampleHost();
+    const r = await runCommand(statusWith(host), ['db']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe(
+      [
+        'machine:   db',
+        'state:     stopped',
+        'address:   10.77.0.12',
+        'manifest:  /srv/conf/machines.yaml (drift)',
+        'built:     debian bookworm with mmdebstrap, 2024-05-06T07:08:09.000Z',
+        'files:     10 managed',
+        'pending:',
+        '  start',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('an unmanaged name is an error, exit 1', async () => {
+    const host = exampleHost();
+    const r = await runCommand(statusWith(host), ['ghost']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toBe('nspawnctl: no machine named ghost is managed by nspawnctl\nhint: nspawnctl list shows the machines nspawnctl manages.\n');
+  });
+});

@@ -1,0 +1,125 @@
+// `nspawnctl plan` through oclif with a fake Host: exit codes, located errors, text and JSON.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Plan from '../../src/commands/plan';
+import { Host } from '../../src/host/host';
+import { convergeFakeHost, desiredFrom, makeBootedHost } from '../helpers/converged';
+import { FakeHost } from '../helpers/fake-host';
+import { REPO_ROOT, runCommand, TEST_CWD } from '../helpers/run-command';
+
+const EXAMPLE = readFileSync(join(REPO_ROOT, 'machines.example.yaml'), 'utf8');
+
+const planWith = (host: Host) =>
+  class extends Plan {
+    protected override createHost(): Host {
+      return host;
+    }
+
+    protected override cwd(): string {
+      return TEST_CWD;
+    }
+  };
+
+/** A booted host where systemd-networkd runs and no machine is registered yet. */
+function freshBootedHost(manifest: string): FakeHost {
+  const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } }));
+  host.runner.on(['machinectl', 'list', '--no-legend', '--no-pager', '--full'], { stdout: '' });
+  host.runner.on(['systemctl', 'is-active', 'systemd-networkd.service'], { stdout: 'active\n' });
+  return host;
+}
+
+const BAD = 'networks:\n  br0: { subnet: 10.0.0.0/24 }\nmachines:\n  web:\n    network: { bridge: br0, address: 10.0.1.5 }\n    autostrat: true\n';
+const BAD_LINES = [
+  'machines.yaml:5:38: machines.web.network.address: 10.0.1.5 is outside network br0 (10.0.0.0/24) or is its network/broadcast address',
+  'machines.yaml:6:5: machines.web.autostrat: unknown key (did you mean autostart?); expected one of: distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, hostname, network, bind, ports, files, provision, autostart',
+];
+
+describe('nspawnctl plan', () => {
+  test('a bad manifest exits 2 with every located problem on stderr, touching nothing', async () => {
+    const host = freshBootedHost(BAD);
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toBe(`${BAD_LINES.join('\n')}\nhint: Fix the manifest; nothing on the host was changed. See docs/manifest.md.\n`);
+    expect(r.stdout).toBe('');
+    expect(host.runner.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('a bad manifest with --json also prints the problems as data on stdout', async () => {
+    const host = freshBootedHost(BAD);
+    const r = await runCommand(planWith(host), ['machines.yaml', '--json']);
+    expect(r.exitCode).toBe(2);
+    expect(JSON.parse(r.stdout)).toEqual({
+      error: {
+        kind: 'ManifestError',
+        message: BAD_LINES.join('\n'),
+        hint: 'Fix the manifest; nothing on the host was changed. See docs/manifest.md.',
+        exitCode: 2,
+        problems: [
+          { file: 'machines.yaml', line: 5, col: 38, path: 'machines.web.network.address', message: '10.0.1.5 is outside network br0 (10.0.0.0/24) or is its network/broadcast address' },
+          { file: 'machines.yaml', line: 6, col: 5, path: 'machines.web.autostrat', message: BAD_LINES[1].split('machines.web.autostrat: ')[1] },
+        ],
+      },
+    });
+    expect(host.runner.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('a missing manifest file exits 2 naming it', async () => {
+    const host = freshBootedHost(BAD);
+    const r = await runCommand(planWith(host), ['nope.yaml']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toBe('nspawnctl: cannot read nope.yaml: no such file\n');
+    expect(host.runner.calls).toEqual([]);
+  });
+
+  test('--json on a fresh host: changes:true and the step kinds', async () => {
+    const host = freshBootedHost(EXAMPLE);
+    const r = await runCommand(planWith(host), ['machines.yaml', '--json']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe('');
+    const json = JSON.parse(r.stdout);
+    expect(json.manifest).toBe('/srv/conf/machines.yaml');
+    expect(json.changes).toBe(true);
+    expect(json.steps.map((s: { kind: string }) => s.kind)).toEqual([
+      'write-record',
+      'write-file',
+      'write-file',
+      'reload-networkd',
+      'create-machine',
+      'write-file',
+      'enable-machine',
+      'start-machine',
+      'create-bind-source',
+      'create-machine',
+      'write-file',
+      'enable-machine',
+      'start-machine',
+    ]);
+    expect(json.conflicts).toEqual([]);
+    expect(json.unmanaged).toEqual([]);
+    // plan only looks: the two read-only queries, and no write.
+    expect(host.runner.argvs()).toEqual([
+      ['machinectl', 'list', '--no-legend', '--no-pager', '--full'],
+      ['systemctl', 'is-active', 'systemd-networkd.service'],
+    ]);
+    expect(host.fs.changes).toEqual([]);
+    host.assertNoUnmatchedCalls();
+  });
+
+  test('on a converged host prints the no-change text', async () => {
+    const host = convergeFakeHost(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } })), desiredFrom(EXAMPLE).desired);
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe('= network examplevlan: unchanged\n= machine db: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n');
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('an unknown flag is a usage error, before any host access', async () => {
+    const host = freshBootedHost(EXAMPLE);
+    const r = await runCommand(planWith(host), ['machines.yaml', '--jsn']);
+    expect(r.exitCode).toBe(2);
+    expect(r.error?.message).toContain('Nonexistent flag: --jsn');
+    expect(host.runner.calls).toEqual([]);
+  });
+});
