@@ -122,6 +122,31 @@ describe('nspawnctl apply', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
+  test('a failing bootstrap stops apply: argv, exit code and stderr reported, staging removed, nothing after it runs', async () => {
+    const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } }));
+    // Responses are tried in order: this one wins over the simulation's successful mmdebstrap.
+    host.runner.on((argv) => argv[0] === 'mmdebstrap', ({ args }) => {
+      host.fs.addFile(`${args[args.length - 2]}/debootstrap/debootstrap.log`, 'partial\n');
+      return { exitCode: 1, stderr: 'I: chroot architecture amd64 is equal to the host\'s architecture\nE: cannot resolve deb.debian.org\n' };
+    });
+    simulateSystemd(host, { bridges: ['examplevlan'] });
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.endsWith(
+      [
+        'nspawnctl: machine db: command mmdebstrap --variant=minbase --include=dbus,iproute2,iputils-ping,systemd,systemd-sysv bookworm /var/lib/machines/.nspawnctl-db.staging http://deb.debian.org/debian exited with code 1:',
+        "    I: chroot architecture amd64 is equal to the host's architecture",
+        '    E: cannot resolve deb.debian.org',
+        '',
+      ].join('\n'),
+    )).toBe(true);
+    expect(host.runner.argvs().map((a) => a[0])).toEqual(['machinectl', 'systemctl', 'networkctl', 'ip', 'mmdebstrap']);
+    expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines/'))).toEqual([]);
+    expect(host.fs.nodes.has('/var/lib/nspawnctl/machines/db.json')).toBe(false);
+    // The steps before the failure did happen: the network is recorded and written.
+    expect(host.fs.nodes.has('/var/lib/nspawnctl/networks/examplevlan.json')).toBe(true);
+  });
+
   test('on a fresh host: runs exactly the expected commands, and a second apply plans nothing', async () => {
     const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } }));
     simulateSystemd(host, { bridges: ['examplevlan'] });

@@ -3,32 +3,14 @@
 // addresses answering, files really gone). See test/e2e/README.md.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inHost, nspawnctl, REPO, sandbox, whyCannotRun, writeInHost } from './sandbox';
+import { e2eSuite, REPO, Sandbox, timedTest } from './sandbox';
 
-const why = whyCannotRun();
-const required = process.env.NSPAWNCTL_E2E === 'required';
-if (why && !required) {
-  process.stderr.write(`\n*** nspawnctl e2e tests SKIPPED: ${why}. They run as root with systemd-container, mmdebstrap and apt-cacher-ng installed (.ci/run does this). ***\n\n`);
-}
-const suite = why && !required ? describe.skip : describe;
-
+const sb = new Sandbox('nsctl-e2e');
+const inHost = sb.exec.bind(sb);
+const nspawnctl = sb.nspawnctl.bind(sb);
+const writeInHost = sb.write.bind(sb);
 const timings: string[] = [];
-function timed(name: string, fn: () => void, timeoutMs = 900_000): void {
-  test(
-    name,
-    () => {
-      const start = Date.now();
-      try {
-        fn();
-      } finally {
-        const line = `[e2e] ${name}: ${((Date.now() - start) / 1000).toFixed(1)} s`;
-        timings.push(line);
-        process.stderr.write(`${line}\n`);
-      }
-    },
-    timeoutMs,
-  );
-}
+const timed = (name: string, fn: () => void) => timedTest(timings, name, fn);
 
 function leader(name: string): number {
   return Number(inHost(['machinectl', 'show', name, '--property=Leader', '--value']).stdout.trim());
@@ -69,22 +51,16 @@ function exampleManifest(proxy: string): string {
   return text.replace(mirror, `mirror: http://${proxy}/deb.debian.org/debian`);
 }
 
-suite('nspawnctl on a real systemd host', () => {
+e2eSuite('nspawnctl on a real systemd host', () => {
   let proxy = '';
 
   beforeAll(() => {
-    if (why) throw new Error(`e2e tests are required here (NSPAWNCTL_E2E=required) but cannot run: ${why}`);
-    // Leftovers of an interrupted earlier run of this suite go first.
-    sandbox(['down']);
-    const up = sandbox(['up'], undefined, 900_000);
-    if (up.code !== 0) throw new Error(`sandbox up failed (${up.code}):\n${up.stdout.slice(-3000)}\n${up.stderr.slice(-3000)}`);
-    proxy = sandbox(['ip']).stdout.trim();
-    expect(proxy).toMatch(/^\d+\.\d+\.\d+\.\d+:\d+$/);
+    proxy = sb.up();
     writeInHost('/root/machines.yaml', exampleManifest(proxy));
   }, 900_000);
 
   afterAll(() => {
-    sandbox(['down']);
+    sb.run(['down']);
     process.stderr.write(`\n${timings.join('\n')}\n`);
   }, 120_000);
 
@@ -215,8 +191,7 @@ suite('nspawnctl on a real systemd host', () => {
   });
 
   timed('8. the sandbox leaves nothing behind on this machine', () => {
-    expect(sandbox(['down']).code).toBe(0);
-    const clean = sandbox(['check-clean']);
+    const clean = sb.downAndCheckClean();
     expect({ code: clean.code, out: clean.stdout + clean.stderr }).toEqual({ code: 0, out: expect.stringContaining('sandbox: clean') });
   });
 });

@@ -14,32 +14,51 @@ export interface Result {
   stderr: string;
 }
 
-/** The tests use their own sandbox name, so a sandbox someone started by hand is never touched. */
-export const SANDBOX_NAME = 'nsctl-e2e';
+// One disposable host. The tests use their own names, so a sandbox someone started by hand
+// (default name nsctl-sbx) is never touched.
+export class Sandbox {
+  constructor(readonly name: string) {}
 
-export function sandbox(args: string[], input?: string, timeoutMs = 600_000): Result {
-  const env = { ...process.env, SANDBOX_NAME };
-  const r = spawnSync('bash', [SCRIPT, ...args], { input, env, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
-  if (r.error) throw r.error;
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Runs a command inside the sandbox host; throws with its output when it fails and `check` is set. */
-export function inHost(argv: string[], options: { input?: string; check?: boolean; timeoutMs?: number } = {}): Result {
-  const r = sandbox(['exec', '--', ...argv], options.input, options.timeoutMs);
-  if (options.check !== false && r.code !== 0) {
-    throw new Error(`in sandbox: ${argv.join(' ')} exited ${r.code}\nstdout:\n${r.stdout.slice(-4000)}\nstderr:\n${r.stderr.slice(-4000)}`);
+  run(args: string[], input?: string, timeoutMs = 600_000): Result {
+    const env = { ...process.env, SANDBOX_NAME: this.name };
+    const r = spawnSync('bash', [SCRIPT, ...args], { input, env, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+    if (r.error) throw r.error;
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
-  return r;
-}
 
-/** Runs nspawnctl inside the sandbox host. */
-export function nspawnctl(args: string[], options: { check?: boolean; timeoutMs?: number } = {}): Result {
-  return inHost(['node', CLI, ...args], { check: options.check, timeoutMs: options.timeoutMs ?? 900_000 });
-}
+  /** Boots it (after removing leftovers of an interrupted earlier run); returns the proxy host:port. */
+  up(flags: string[] = []): string {
+    this.run(['down']);
+    const up = this.run(['up', ...flags], undefined, 900_000);
+    if (up.code !== 0) throw new Error(`sandbox ${this.name} up failed (${up.code}):\n${up.stdout.slice(-3000)}\n${up.stderr.slice(-3000)}`);
+    const proxy = this.run(['ip']).stdout.trim();
+    if (!/^\d+\.\d+\.\d+\.\d+:\d+$/.test(proxy)) throw new Error(`sandbox ip printed ${JSON.stringify(proxy)}`);
+    return proxy;
+  }
 
-export function writeInHost(path: string, content: string): void {
-  inHost(['tee', path], { input: content });
+  /** Runs a command inside the sandbox host; throws with its output when it fails and `check` is not false. */
+  exec(argv: string[], options: { input?: string; check?: boolean; timeoutMs?: number } = {}): Result {
+    const r = this.run(['exec', '--', ...argv], options.input, options.timeoutMs);
+    if (options.check !== false && r.code !== 0) {
+      throw new Error(`in sandbox: ${argv.join(' ')} exited ${r.code}\nstdout:\n${r.stdout.slice(-4000)}\nstderr:\n${r.stderr.slice(-4000)}`);
+    }
+    return r;
+  }
+
+  /** Runs nspawnctl inside the sandbox host. */
+  nspawnctl(args: string[], options: { check?: boolean; timeoutMs?: number } = {}): Result {
+    return this.exec(['node', CLI, ...args], { check: options.check, timeoutMs: options.timeoutMs ?? 900_000 });
+  }
+
+  write(path: string, content: string): void {
+    this.exec(['tee', path], { input: content });
+  }
+
+  /** Powers it off and checks that nothing of it is left on this machine. */
+  downAndCheckClean(): Result {
+    this.run(['down']);
+    return this.run(['check-clean']);
+  }
 }
 
 /** Why the e2e suite cannot run here, or undefined when it can. */
@@ -50,4 +69,42 @@ export function whyCannotRun(): string | undefined {
   }
   if (!existsSync(join(REPO, 'dist', 'commands', 'apply.js'))) return 'dist/ is not built (run npm run build)';
   return undefined;
+}
+
+/** Registers the suite, or a loud skip when it cannot run here (a failure when it is required). */
+export function e2eSuite(title: string, body: () => void): void {
+  const why = whyCannotRun();
+  const required = process.env.NSPAWNCTL_E2E === 'required';
+  if (why && !required) {
+    process.stderr.write(`\n*** nspawnctl e2e "${title}" SKIPPED: ${why}. It runs as root with systemd-container, mmdebstrap and apt-cacher-ng installed (.ci/run does this). ***\n\n`);
+    describe.skip(title, body);
+    return;
+  }
+  describe(title, () => {
+    if (why) {
+      test('can run here', () => {
+        throw new Error(`e2e tests are required here (NSPAWNCTL_E2E=required) but cannot run: ${why}`);
+      });
+      return;
+    }
+    body();
+  });
+}
+
+/** Times each test and prints the durations (the CI log shows them). */
+export function timedTest(timings: string[], name: string, fn: () => void, timeoutMs = 900_000): void {
+  test(
+    name,
+    () => {
+      const start = Date.now();
+      try {
+        fn();
+      } finally {
+        const line = `[e2e] ${name}: ${((Date.now() - start) / 1000).toFixed(1)} s`;
+        timings.push(line);
+        process.stderr.write(`${line}\n`);
+      }
+    },
+    timeoutMs,
+  );
 }

@@ -94,10 +94,10 @@ export function makeBootedHost(host: FakeHost, programs = ['machinectl', 'system
 
 /**
  * Writes everything a converged host has into the fake: generated files, rootfs directories,
- * records, autostart links and bind sources; and scripts the read-only queries observe makes
- * (`running` machines in machinectl list, networkd active).
+ * records, autostart links and bind sources; and, unless `queries` is false (a simulation answers
+ * them), scripts the read-only queries observe makes (`running` machines, networkd active).
  */
-export function convergeFakeHost(host: FakeHost, desired: DesiredState, options: { running?: string[]; manifestPath?: string } = {}): FakeHost {
+export function convergeFakeHost(host: FakeHost, desired: DesiredState, options: { running?: string[]; manifestPath?: string; queries?: boolean } = {}): FakeHost {
   const manifestPath = options.manifestPath ?? MANIFEST_PATH;
   const running = options.running ?? desired.machines.map((m) => m.machine.name);
   const put = (e: DesiredEntry) => (e.kind === 'symlink' ? host.fs.addSymlink(e.hostPath, e.target) : host.fs.addFile(e.hostPath, e.content, { mode: e.mode }));
@@ -112,6 +112,7 @@ export function convergeFakeHost(host: FakeHost, desired: DesiredState, options:
     if (m.machine.autostart) host.fs.addSymlink(autostartLinkPath(m.machine.name), '/lib/systemd/system/systemd-nspawn@.service');
     for (const b of m.machine.bind) host.fs.addDir(b.source);
   }
+  if (options.queries === false) return host;
   host.runner.on(['machinectl', 'list', '--no-legend', '--no-pager', '--full'], {
     stdout: running.map((n) => `${n} container systemd-nspawn debian 12 -\n`).join(''),
   });

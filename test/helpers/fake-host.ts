@@ -37,7 +37,7 @@ export class FakeFs implements HostFs {
     return this;
   }
 
-  /** Every path below `/` with its node, sorted: for comparing whole trees. */
+  /** Every path below `/`, sorted: for comparing whole trees. */
   paths(): string[] {
     return [...this.nodes.keys()].filter((p) => p !== '/').sort();
   }
@@ -77,7 +77,7 @@ export class FakeFs implements HostFs {
       throw new NspawnctlError(`refusing to replace ${path}: it is a directory`);
     }
     this.mkdirp(posix.dirname(p), options.dirMode ?? 0o755, options.uid, options.gid);
-    this.checkConfined(p, options.confineTo);
+    this.checkConfined(path, options.confineTo);
     const uid = options.uid ?? 0;
     this.nodes.set(p, { type: 'file', content, mode: options.mode, uid, gid: options.gid ?? uid });
     this.changes.push(`write ${norm(path)}`);
@@ -90,7 +90,7 @@ export class FakeFs implements HostFs {
     if (node?.type === 'symlink' && node.target === target) return false;
     if (node?.type === 'dir') throw new NspawnctlError(`refusing to replace ${path}: it is a directory or special file`);
     this.mkdirp(posix.dirname(p), options.dirMode ?? 0o755, options.uid, options.gid);
-    this.checkConfined(p, options.confineTo);
+    this.checkConfined(path, options.confineTo);
     const uid = options.uid ?? 0;
     this.nodes.set(p, { type: 'symlink', target, uid, gid: options.gid ?? uid });
     this.changes.push(`symlink ${norm(path)} -> ${target}`);
@@ -101,7 +101,7 @@ export class FakeFs implements HostFs {
     const p = this.resolveParents(path);
     const node = this.nodes.get(p);
     if (!node) return false;
-    this.checkConfined(p, options.confineTo);
+    this.checkConfined(path, options.confineTo);
     if (node.type === 'dir') throw new NspawnctlError(`refusing to remove ${path}: it is a directory`);
     this.nodes.delete(p);
     this.changes.push(`remove ${norm(path)}`);

@@ -1,7 +1,6 @@
 // The planner as tables: (manifest, observed host) -> steps, conflicts, notices; plus the text and
 // JSON forms of a plan, and observeHost reading a converged fake host back into the same state.
-import { HostState } from '../../src/plan/observe';
-import { observeHost } from '../../src/plan/observe';
+import { HostState, observeHost } from '../../src/plan/observe';
 import { formatPlanText, planToJson } from '../../src/plan/format';
 import { planChanges } from '../../src/plan/plan';
 import { describeStep, Plan, Step } from '../../src/plan/steps';

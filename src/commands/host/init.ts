@@ -1,0 +1,66 @@
+import { Args, Flags } from '@oclif/core';
+import { Listr } from 'listr2';
+import { posix } from 'node:path';
+import { assertHostInitPossible, observeHostInit, runHostInitStep, undoHostInit } from '../../apply/host-init';
+import { BaseCommand, jsonFlag } from '../../command-base';
+import { NspawnctlError } from '../../errors';
+import { loadManifestFile } from '../../pipeline';
+import { describeHostInitStep, planHostInit } from '../../plan/host-init';
+
+// Prepares a fresh Debian/Ubuntu host: packages, networkd, bridges, forwarding, machines.target.
+export default class HostInit extends BaseCommand {
+  static override summary = 'Make a fresh Debian or Ubuntu host ready for apply (idempotent).';
+  static override description = 'Installs systemd-container and the bootstrapper (and nftables for nat networks), enables systemd-networkd without letting it touch links it does not manage, creates the bridges of the manifest, enables IPv4 forwarding for nat networks, and enables machines.target. Each step is skipped when already true; a second run changes nothing. Also reports what silently breaks bridged machines (a FORWARD policy of DROP, firewalld, a missing 80-container-vb.network).';
+  static override examples = [
+    '<%= config.bin %> host init machines.yaml',
+    '<%= config.bin %> host init machines.yaml --check',
+    '<%= config.bin %> host init --dry-run --json',
+    '<%= config.bin %> host init --undo',
+  ];
+  static override args = { file: Args.string({ description: 'manifest whose networks and bootstrappers to prepare for', required: false }) };
+  static override flags = {
+    check: Flags.boolean({ description: 'Report what is missing and exit 1 if anything is; change nothing.', default: false }),
+    'dry-run': Flags.boolean({ description: 'Show the steps and stop.', default: false }),
+    undo: Flags.boolean({ description: 'Remove the files host init wrote and disable the units it enabled.', default: false, exclusive: ['check', 'dry-run'] }),
+    force: Flags.boolean({ description: 'With --undo: even while managed machines exist.', default: false }),
+    json: jsonFlag,
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(HostInit);
+    const host = this.createHost();
+    const say = (line: string) => (flags.json ? undefined : process.stderr.write(`${line}\n`));
+    if (flags.undo) {
+      const r = await undoHostInit(host, flags.force, say);
+      if (flags.json) this.out(JSON.stringify(r, null, 2));
+      else this.out(`Undone: removed ${r.removed.length} file(s), disabled ${r.disabled.length} unit(s).${r.packages.length ? ` Packages host init installed are kept; remove them with: apt-get remove ${r.packages.join(' ')}` : ''}`);
+      return;
+    }
+    const manifest = args.file ? await loadManifestFile(host, args.file) : undefined;
+    const observed = await observeHostInit(host, manifest);
+    const plan = planHostInit(manifest, observed, { manifestPath: posix.resolve(this.cwd(), args.file ?? '.'), now: new Date().toISOString() });
+    const errors = plan.findings.filter((f) => f.severity === 'error');
+    const report = [
+      ...plan.steps.map((s) => `  - ${describeHostInitStep(s)}  (${s.reason})`),
+      ...plan.findings.map((f) => `${f.severity}: ${f.what}\n  fix: ${f.fix.replace(/\n/g, '\n       ')}`),
+    ].join('\n');
+    const json = () => ({ ready: plan.steps.length === 0 && errors.length === 0, steps: plan.steps.map((s) => ({ kind: s.kind, description: describeHostInitStep(s), reason: s.reason })), findings: plan.findings });
+
+    if (flags.check || flags['dry-run'] || plan.steps.length === 0) {
+      if (flags.json) this.out(JSON.stringify(json(), null, 2));
+      else this.out(plan.steps.length === 0 ? `The host is ready for nspawnctl.${report ? `\n${report}` : ''}` : `${flags.check ? 'Missing' : 'Would do'}:\n${report}`);
+      if (flags.check && (plan.steps.length > 0 || errors.length > 0)) this.exit(1);
+      return;
+    }
+    await assertHostInitPossible(host);
+    say(`host init:\n${report}`);
+    const tasks = plan.steps.map((step) => ({
+      title: describeHostInitStep(step),
+      task: async (_: unknown, task: { output: string }) => runHostInitStep(host, step, (line) => (task.output = line)),
+    }));
+    await new Listr(tasks, { renderer: this.progressRenderer(flags.json), exitOnError: true } as never).run();
+    if (flags.json) this.out(JSON.stringify({ ...json(), applied: true }, null, 2));
+    else this.out(`Host init done: ${plan.steps.length} step(s).`);
+    if (errors.length > 0) throw new NspawnctlError(`${errors.length} problem(s) need a manual fix (see above)`);
+  }
+}

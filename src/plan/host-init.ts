@@ -1,0 +1,182 @@
+// `host init`: what a fresh host needs before apply, as a pure plan over an observed state.
+import { Manifest } from '../manifest/schema';
+import { renderDesiredState } from '../render/desired';
+import { renderHeader } from '../render/common';
+import { HostState } from './observe';
+import { planChanges } from './plan';
+import { describeStep, Step } from './steps';
+
+export const HOST_RECORD_PATH = '/var/lib/nspawnctl/host.json';
+export const SYSCTL_PATH = '/etc/sysctl.d/50-nspawnctl-forward.conf';
+export const NETWORKD_CONF_PATH = '/etc/systemd/networkd.conf.d/50-nspawnctl.conf';
+const VB_NETWORK_DIRS = ['/etc/systemd/network', '/run/systemd/network', '/usr/lib/systemd/network', '/lib/systemd/network'];
+
+export interface HostInitObserved {
+  /** Packages dpkg reports as installed, among those asked about. */
+  installed: string[];
+  networkdBinary: boolean;
+  networkdEnabled: boolean;
+  networkdActive: boolean;
+  machinesTargetEnabled: boolean;
+  ipForward: boolean;
+  files: Record<string, string>;
+  /** Paths of 80-container-vb.network found in networkd's search path. */
+  vbNetworkFound: boolean;
+  forwardPolicyDrop: boolean;
+  firewalldActive: boolean;
+  ubuntuKeyring: boolean;
+  /** The network part of the regular observed state (files and records of the bridges). */
+  networkState: HostState;
+  record?: HostRecord;
+}
+
+export interface HostRecord {
+  version: 1;
+  kind: 'host';
+  files: string[];
+  enabledUnits: string[];
+  installedPackages: string[];
+  /** Bridges whose networkd files host init wrote. */
+  bridges: string[];
+}
+
+export type HostInitStep =
+  | { kind: 'install-packages'; packages: string[]; reason: string }
+  | { kind: 'write-file'; path: string; content: string; reason: string }
+  | { kind: 'enable-unit'; unit: string; now: boolean; reason: string }
+  | { kind: 'set-sysctl'; key: string; value: string; reason: string }
+  | { kind: 'network'; step: Step; reason: string }
+  | { kind: 'write-host-record'; record: HostRecord; reason: string };
+
+export interface Finding {
+  severity: 'error' | 'warning';
+  what: string;
+  fix: string;
+}
+
+export interface HostInitPlan {
+  steps: HostInitStep[];
+  findings: Finding[];
+}
+
+/** Packages the pipeline needs for this manifest (or for any manifest when there is none). */
+export function requiredPackages(manifest: Manifest | undefined, observed: Pick<HostInitObserved, 'networkdBinary' | 'ubuntuKeyring'>): string[] {
+  const machines = Object.values(manifest?.machines ?? {});
+  const pkgs = new Set(['systemd-container', 'dbus']);
+  const tools = new Set(machines.map((m) => m.bootstrapper));
+  if (tools.size === 0 || tools.has('auto') || tools.has('mmdebstrap')) pkgs.add('mmdebstrap');
+  if (tools.has('debootstrap')) pkgs.add('debootstrap');
+  if (Object.values(manifest?.networks ?? {}).some((n) => n.nat)) pkgs.add('nftables');
+  // Debian 13 ships networkd in its own package; Debian 12 and Ubuntu have it in systemd.
+  if (!observed.networkdBinary) pkgs.add('systemd-networkd');
+  if (machines.some((m) => m.distribution === 'ubuntu') && !observed.ubuntuKeyring) pkgs.add('ubuntu-keyring');
+  return [...pkgs].sort();
+}
+
+export function planHostInit(manifest: Manifest | undefined, o: HostInitObserved, options: { manifestPath: string; now: string }): HostInitPlan {
+  const steps: HostInitStep[] = [];
+  const findings: Finding[] = [];
+  const record: HostRecord = { version: 1, kind: 'host', files: [], enabledUnits: [], installedPackages: [], bridges: [], ...o.record };
+  const next: HostRecord = { ...record, files: [...record.files], enabledUnits: [...record.enabledUnits], installedPackages: [...record.installedPackages], bridges: [...record.bridges] };
+  const header = renderHeader(manifest?.file ?? 'nspawnctl host init', 'this host');
+
+  const missing = requiredPackages(manifest, o).filter((p) => !o.installed.includes(p));
+  if (missing.length > 0) {
+    steps.push({ kind: 'install-packages', packages: missing, reason: 'needed by nspawnctl apply' });
+    next.installedPackages = union(next.installedPackages, missing);
+  }
+
+  if (!o.networkdActive) {
+    // networkd manages only links matched by a .network file; keeping it away from routes and
+    // rules it did not make leaves the uplink to ifupdown or NetworkManager.
+    const content = `${header}\n[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n`;
+    if (o.files[NETWORKD_CONF_PATH] !== content) {
+      steps.push({ kind: 'write-file', path: NETWORKD_CONF_PATH, content, reason: 'networkd must not touch routes of links it does not manage' });
+      next.files = union(next.files, [NETWORKD_CONF_PATH]);
+    }
+  }
+  if (!o.networkdEnabled || !o.networkdActive) {
+    steps.push({ kind: 'enable-unit', unit: 'systemd-networkd.service', now: true, reason: 'it creates the bridges' });
+    if (!o.networkdEnabled) next.enabledUnits = union(next.enabledUnits, ['systemd-networkd.service']);
+  }
+
+  if (manifest) {
+    const desired = renderDesiredState({ ...manifest, machines: {} });
+    const networkPlan = planChanges(desired, { ...o.networkState, networkdActive: true }, options);
+    for (const c of networkPlan.conflicts) findings.push({ severity: 'error', what: c.message, fix: 'Move the file away or rename the network in the manifest.' });
+    for (const s of networkPlan.steps) {
+      steps.push({ kind: 'network', step: s, reason: s.reason });
+      if (s.kind === 'write-file' && s.change === 'create') {
+        next.files = union(next.files, [s.entry.hostPath]);
+        next.bridges = union(next.bridges, [s.owner.name]);
+      }
+      if (s.kind === 'write-record' && !o.networkState.networks[s.owner.name]?.record) next.files = union(next.files, [s.path]);
+    }
+  }
+
+  const nat = Object.values(manifest?.networks ?? {}).filter((n) => n.nat);
+  if (nat.length > 0) {
+    const content = `${header}\nnet.ipv4.ip_forward = 1\n`;
+    if (o.files[SYSCTL_PATH] !== content) {
+      steps.push({ kind: 'write-file', path: SYSCTL_PATH, content, reason: `nat: true on ${nat.map((n) => n.name).join(', ')}` });
+      next.files = union(next.files, [SYSCTL_PATH]);
+    }
+    if (!o.ipForward) steps.push({ kind: 'set-sysctl', key: 'net.ipv4.ip_forward', value: '1', reason: 'forward NATed traffic now, not only after a reboot' });
+    if (o.forwardPolicyDrop) {
+      findings.push({
+        severity: 'error',
+        what: 'the firewall FORWARD chain drops by default (Docker sets this), so NATed machines cannot reach beyond the host',
+        fix: nat.map((n) => `iptables -I FORWARD -i ${n.name} -j ACCEPT && iptables -I FORWARD -o ${n.name} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`).join('\n'),
+      });
+    }
+  }
+
+  if (!o.machinesTargetEnabled) {
+    steps.push({ kind: 'enable-unit', unit: 'machines.target', now: false, reason: 'machines with autostart: true start at boot through it' });
+    next.enabledUnits = union(next.enabledUnits, ['machines.target']);
+  }
+
+  if (!o.vbNetworkFound) {
+    findings.push({
+      severity: 'error',
+      what: `80-container-vb.network is missing from ${VB_NETWORK_DIRS.join(', ')}: networkd may take machine veths (vb-*) off their bridge`,
+      fix: 'Reinstall systemd (apt-get install --reinstall systemd), or create /etc/systemd/network/80-container-vb.network with [Match] Name=vb-* Driver=veth and [Network] KeepMaster=yes LinkLocalAddressing=no',
+    });
+  }
+  if (o.firewalldActive) {
+    for (const n of Object.values(manifest?.networks ?? {})) {
+      findings.push({
+        severity: 'warning',
+        what: `firewalld is active: traffic on bridge ${n.name} is filtered by its zone`,
+        fix: `firewall-cmd --permanent --zone=trusted --add-interface=${n.name} && firewall-cmd --reload`,
+      });
+    }
+  }
+
+  if (JSON.stringify(next) !== JSON.stringify(record) || (!o.record && steps.length > 0)) {
+    steps.push({ kind: 'write-host-record', record: next, reason: 'remember what host init changed, for --undo' });
+  }
+  return { steps, findings };
+}
+
+export function describeHostInitStep(step: HostInitStep): string {
+  switch (step.kind) {
+    case 'install-packages':
+      return `install ${step.packages.join(' ')}`;
+    case 'write-file':
+      return `write ${step.path}`;
+    case 'enable-unit':
+      return `enable ${step.now ? 'and start ' : ''}${step.unit}`;
+    case 'set-sysctl':
+      return `set ${step.key}=${step.value}`;
+    case 'network':
+      return describeStep(step.step);
+    case 'write-host-record':
+      return `record what host init changed in ${HOST_RECORD_PATH}`;
+  }
+}
+
+function union(a: string[], b: string[]): string[] {
+  return [...new Set([...a, ...b])].sort();
+}
+

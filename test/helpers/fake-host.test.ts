@@ -1,0 +1,114 @@
+// The fake is only useful if it behaves like the real thing: the same operations run against
+// createNodeFs (in a temporary directory) and FakeFs must give the same results and trees.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CommandFailedError } from '../../src/errors';
+import { createNodeFs, HostFs } from '../../src/host/fs';
+import { FakeFs, FakeHost } from './fake-host';
+
+// Symlink targets are relative here: createNodeFs is rooted at a temporary directory, where an
+// absolute target would point out of it (on a host the root is /, and the fake's / is that root).
+type Op = [string, (fs: HostFs) => Promise<unknown>];
+
+const ops: Op[] = [
+  ['listDir of a missing dir', (fs) => fs.listDir('/nope')],
+  ['write a new file, parents made', (fs) => fs.writeFile('/a/b/c.txt', 'one\n', { mode: 0o640 })],
+  ['same content and mode: no write', (fs) => fs.writeFile('/a/b/c.txt', 'one\n', { mode: 0o640 })],
+  ['same content, other mode: write', (fs) => fs.writeFile('/a/b/c.txt', 'one\n', { mode: 0o600 })],
+  ['other content: write', (fs) => fs.writeFile('/a/b/c.txt', 'two\n', { mode: 0o600 })],
+  ['read it', (fs) => fs.readText('/a/b/c.txt')],
+  ['read a directory', (fs) => fs.readText('/a/b')],
+  ['read a missing file', (fs) => fs.readText('/a/x')],
+  ['stat a file', async (fs) => pickStat(await fs.stat('/a/b/c.txt'))],
+  ['stat a dir', async (fs) => (await fs.stat('/a/b'))?.type],
+  ['stat missing', (fs) => fs.stat('/a/zzz')],
+  ['stat below a file', (fs) => fs.stat('/a/b/c.txt/x')],
+  ['write over a directory is refused', (fs) => fs.writeFile('/a/b', 'x', { mode: 0o644 })],
+  ['write below a file is refused', (fs) => fs.writeFile('/a/b/c.txt/d', 'x', { mode: 0o644 })],
+  ['symlink', (fs) => fs.writeSymlink('/a/link', 'b', {})],
+  ['same symlink: no write', (fs) => fs.writeSymlink('/a/link', 'b', {})],
+  ['retarget symlink', (fs) => fs.writeSymlink('/a/link', 'b/c.txt', {})],
+  ['readLink', (fs) => fs.readLink('/a/link')],
+  ['readLink of a file', (fs) => fs.readLink('/a/b/c.txt')],
+  ['stat of a symlink is the link', async (fs) => (await fs.stat('/a/link'))?.type],
+  ['read through a symlink', (fs) => fs.readText('/a/link')],
+  ['symlink to a dir is a parent dir for writes', async (fs) => [await fs.writeSymlink('/d', 'a/b', {}), await fs.writeFile('/d/e.txt', 'e', { mode: 0o644 }), await fs.readText('/a/b/e.txt')]],
+  ['confineTo refuses a write escaping through a symlink', async (fs) => [await fs.mkdir('/root1/etc', 0o755), await fs.writeSymlink('/root1/etc/esc', '../../a', {}), await fs.writeFile('/root1/etc/esc/x', 'x', { mode: 0o644, confineTo: '/root1' })]],
+  ['confineTo allows a write inside', (fs) => fs.writeFile('/root1/etc/ok', 'x', { mode: 0o644, confineTo: '/root1' })],
+  ['listDir is sorted', async (fs) => [await fs.writeFile('/a/b/B', '', { mode: 0o644 }), await fs.writeFile('/a/b/a', '', { mode: 0o644 }), await fs.listDir('/a/b')]],
+  ['removeFile refuses a directory', (fs) => fs.removeFile('/a/b')],
+  ['removeFile of a symlink removes only the link', async (fs) => [await fs.removeFile('/a/link'), await fs.readText('/a/b/c.txt')]],
+  ['removeFile of a missing file', (fs) => fs.removeFile('/a/missing')],
+  ['rename a tree', async (fs) => [await fs.mkdir('/m/.staging/etc', 0o755), await fs.writeFile('/m/.staging/etc/h', 'h', { mode: 0o644 }), await fs.rename('/m/.staging', '/m/web'), await fs.listDir('/m'), await fs.readText('/m/web/etc/h')]],
+  ['removeTree', async (fs) => [await fs.removeTree('/m/web'), await fs.listDir('/m')]],
+  ['removeTree of a missing path', (fs) => fs.removeTree('/m/none')],
+  ['removeTree of / is refused', (fs) => fs.removeTree('/')],
+  ['mkdir over a file is refused', (fs) => fs.mkdir('/a/b/c.txt/sub', 0o755)],
+];
+
+function pickStat(info: Awaited<ReturnType<HostFs['stat']>>) {
+  return info && { type: info.type, mode: info.mode, size: info.size };
+}
+
+/** The result or the error; `root` (the real fs' prefix, shown in some messages) is cut out. */
+async function outcome(fn: () => Promise<unknown>, root = ''): Promise<unknown> {
+  try {
+    return { ok: await fn() };
+  } catch (err) {
+    if ((err as Error).constructor.name === 'NspawnctlError') return { error: root ? (err as Error).message.split(root).join('') : (err as Error).message };
+    return { error: (err as NodeJS.ErrnoException).code ?? 'error' };
+  }
+}
+
+describe('FakeFs behaves like createNodeFs', () => {
+  let dir: string;
+  let real: HostFs;
+  let fake: FakeFs;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'nspawnctl-fs-'));
+    real = createNodeFs(dir);
+    fake = new FakeFs();
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  // The steps build on each other, in order.
+  test.each(ops)('%s', async (_name, op) => {
+    const expected = await outcome(() => op(real), dir);
+    const actual = await outcome(() => op(fake));
+    expect(actual).toEqual(expected);
+  });
+});
+
+describe('FakeRunner', () => {
+  test('records every call and answers in order, limited responses first', async () => {
+    const host = new FakeHost();
+    host.runner.on(['machinectl', 'show', 'web'], { stdout: 'running\n' }, 1).on(['machinectl', 'show', 'web'], { exitCode: 1 });
+    expect((await host.runner.run('machinectl', ['show', 'web'])).stdout).toBe('running\n');
+    expect((await host.runner.run('machinectl', ['show', 'web'], { allowFailure: true })).exitCode).toBe(1);
+    expect(host.runner.calls).toEqual([
+      { file: 'machinectl', args: ['show', 'web'], options: undefined },
+      { file: 'machinectl', args: ['show', 'web'], options: { allowFailure: true } },
+    ]);
+  });
+
+  test('a non-zero exit throws CommandFailedError unless allowFailure, like the real runner', async () => {
+    const host = new FakeHost();
+    host.runner.on(['false'], { exitCode: 3, stderr: 'boom\n' });
+    await expect(host.runner.run('false', [])).rejects.toThrow(new CommandFailedError(['false'], 3, 'boom\n'));
+  });
+
+  test('an unscripted call fails loudly and is remembered', async () => {
+    const host = new FakeHost();
+    await expect(host.runner.run('rm', ['-rf', '/'])).rejects.toThrow('FakeRunner: unexpected command ["rm","-rf","/"]');
+    expect(() => host.assertNoUnmatchedCalls()).toThrow('unscripted commands ran:\n  ["rm","-rf","/"]');
+  });
+
+  test('readInput reads only the in-memory inputs', async () => {
+    const host = new FakeHost({ inputs: { 'm.yaml': 'x' } });
+    await expect(host.readInput('m.yaml')).resolves.toBe('x');
+    await expect(host.readInput('other.yaml')).rejects.toThrow('cannot read other.yaml: no such file');
+    expect(host.uid).toBe(0);
+    expect(new FakeHost({ uid: 1000 }).uid).toBe(1000);
+  });
+});
