@@ -1,9 +1,9 @@
 // The one object through which nspawnctl touches a machine: a runner and a rooted filesystem.
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { NspawnctlError } from '../errors';
+import { ManifestError, NspawnctlError } from '../errors';
 import { createNodeFs, HostFs } from './fs';
-import { createExecaRunner, Runner } from './runner';
+import { createExecaRunner, PROGRAM_DIRS, Runner } from './runner';
 
 export interface Host {
   runner: Runner;
@@ -16,8 +16,7 @@ export interface Host {
   readInput(path: string): Promise<string>;
 }
 
-/** Directories searched for programs; fixed, so PATH tricks cannot change what runs as root. */
-export const PROGRAM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+export { PROGRAM_DIRS };
 
 /** The real host: execa and the filesystem at `root`. */
 export function createRealHost(root = '/'): Host {
@@ -28,13 +27,39 @@ export function createRealHost(root = '/'): Host {
     pid: process.pid,
     async readInput(path) {
       try {
-        return (await readFile(resolve(path))).toString('utf8');
+        const bytes = await readFile(resolve(path));
+        const text = bytes.toString('utf8');
+        // A lossy decode that does not round-trip means invalid UTF-8 (a real U+FFFD is fine).
+        if (!Buffer.from(text, 'utf8').equals(bytes)) {
+          const offset = firstInvalidUtf8(bytes);
+          const before = bytes.subarray(0, offset).toString('utf8').split('\n');
+          throw new ManifestError([
+            { file: path, line: before.length, col: before[before.length - 1].length + 1, path: '', message: `file is not valid UTF-8 (byte 0x${bytes[offset].toString(16).padStart(2, '0')} at offset ${offset})` },
+          ]);
+        }
+        return text;
       } catch (err) {
+        if (err instanceof ManifestError) throw err;
         const code = (err as NodeJS.ErrnoException).code;
         throw new NspawnctlError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`, { exitCode: 2, cause: err });
       }
     },
   };
+}
+
+/** Offset of the first byte that does not start or continue a valid UTF-8 sequence. */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i];
+    const len = b < 0x80 ? 1 : b >= 0xc2 && b < 0xe0 ? 2 : b >= 0xe0 && b < 0xf0 ? 3 : b >= 0xf0 && b < 0xf5 ? 4 : 0;
+    if (len === 0 || i + len > bytes.length) return i;
+    for (let k = 1; k < len; k++) if ((bytes[i + k] & 0xc0) !== 0x80) return i;
+    const text = Buffer.from(bytes.subarray(i, i + len)).toString('utf8');
+    if (text === '\uFFFD' && !(len === 3 && bytes[i] === 0xef && bytes[i + 1] === 0xbf && bytes[i + 2] === 0xbd)) return i;
+    i += len;
+  }
+  return bytes.length;
 }
 
 /** Finds a program in PROGRAM_DIRS through the Host's filesystem. */

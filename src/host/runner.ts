@@ -1,5 +1,23 @@
 // Runs external programs with argument arrays only (never a shell), through execa.
+import { accessSync, constants } from 'node:fs';
 import { CommandFailedError } from '../errors';
+
+/** Directories searched for programs; fixed, so PATH tricks cannot change what runs as root. */
+export const PROGRAM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/** The absolute path of a program in PROGRAM_DIRS, or undefined. */
+export function resolveProgram(file: string): string | undefined {
+  if (file.includes('/')) return file;
+  for (const dir of PROGRAM_DIRS) {
+    try {
+      accessSync(`${dir}/${file}`, constants.X_OK);
+      return `${dir}/${file}`;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
 
 export interface RunOptions {
   /** Text written to the program's stdin; stdin is closed otherwise. */
@@ -28,9 +46,16 @@ export interface Runner {
 export function createExecaRunner(): Runner {
   return {
     async run(file, args, options = {}) {
-      const { execa } = await import('execa');
       const argv = [file, ...args];
-      const child = execa(file, args, {
+      const program = resolveProgram(file);
+      if (!program) {
+        // Reported like a shell's "command not found", so callers can treat it as a failure.
+        const message = `${file}: not found in ${PROGRAM_DIRS.join(':')}`;
+        if (options.allowFailure) return { exitCode: 127, stdout: '', stderr: message };
+        throw new CommandFailedError(argv, undefined, message);
+      }
+      const { execa } = await import('execa');
+      const child = execa(program, args, {
         reject: false,
         shell: false,
         input: options.input,

@@ -3,7 +3,7 @@
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ManifestError, ManifestProblem } from '../errors';
-import { Manifest, manifestSchema, resolveManifest } from './schema';
+import { crossFieldIssues, KEY_MESSAGES, Manifest, manifestSchema, resolveManifest } from './schema';
 
 /** Manifests larger than this are refused before parsing (a manifest is hand-written text). */
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
@@ -17,11 +17,6 @@ export function parseManifest(file: string, text: string): Manifest {
   };
   if (Buffer.byteLength(text, 'utf8') > MAX_MANIFEST_BYTES) {
     problems(`file is larger than ${MAX_MANIFEST_BYTES} bytes; a manifest is hand-written text`);
-  }
-  const bad = text.indexOf('\uFFFD');
-  if (bad >= 0) {
-    const lc = lineCol(text, bad);
-    problems('file is not valid UTF-8', lc.line, lc.col);
   }
   const nul = text.indexOf('\0');
   if (nul >= 0) {
@@ -50,9 +45,11 @@ export function parseManifest(file: string, text: string): Manifest {
   if (typeof data !== 'object' || Array.isArray(data)) problems('expected a mapping with networks: and machines: at the top');
 
   const result = manifestSchema.safeParse(data, { errorMap: friendlyErrors });
-  if (!result.success) {
-    throw new ManifestError(sortProblems(result.error.issues.flatMap((issue) => locateIssue(file, doc, lineCounter, issue))));
-  }
+  const found = [
+    ...(result.success ? [] : result.error.issues.flatMap((issue) => locateIssue(file, doc, lineCounter, issue))),
+    ...crossFieldIssues(data).map((issue) => ({ file, ...positionOf(doc, lineCounter, issue.path, false), path: formatPath(issue.path), message: issue.message })),
+  ];
+  if (!result.success || found.length > 0) throw new ManifestError(sortProblems(found));
   return resolveManifest(file, result.data);
 }
 
@@ -64,7 +61,9 @@ function locateIssue(file: string, doc: Document, lc: LineCounter, issue: z.ZodI
       return { file, ...pos, path: formatPath(path), message: `unknown key${suggest(key, allowedKeysAt(issue.path))}` };
     });
   }
-  const pos = positionOf(doc, lc, issue.path, false);
+  // Names (record keys) are checked with their own messages; point at the name itself.
+  const onKey = Object.values(KEY_MESSAGES).includes(issue.message);
+  const pos = positionOf(doc, lc, issue.path, onKey);
   return [{ file, ...pos, path: formatPath(issue.path), message: issue.message }];
 }
 

@@ -1,6 +1,6 @@
 // The one zod schema for machines.yaml, plus the resolved types the rest of nspawnctl uses.
 import { z } from 'zod';
-import { firstHost, formatIpv4, isHostAddress, parseIpv4, parseSubnet, Subnet, subnetsOverlap } from './ipv4';
+import { firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet, subnetsOverlap } from './ipv4';
 
 /** Packages every machine gets: without them it cannot boot or be reached over networkd. */
 export const REQUIRED_PACKAGES = ['dbus', 'systemd', 'systemd-sysv'];
@@ -31,6 +31,13 @@ const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
 // Paths may hold only characters that need no quoting in systemd files or in YAML.
 const SAFE_PATH = /^\/[A-Za-z0-9._@+/-]*$/;
 const HOSTNAME = /^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+/** Messages of checks on mapping keys (names), so the loader points at the key, not its value. */
+export const KEY_MESSAGES = {
+  machine: 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)',
+  network: 'network names become bridge interface names: 1-15 characters, a lowercase letter first, then a-z 0-9 _ -',
+  environment: 'expected an environment variable name (letters, digits and _, not starting with a digit)',
+};
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'expected an IPv4 address like 10.77.0.11' });
 
@@ -63,7 +70,7 @@ const inheritable = {
     ),
   ),
   environment: z.record(
-    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected an environment variable name' }),
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: KEY_MESSAGES.environment }),
     noNewline('an environment value'),
   ),
 };
@@ -132,10 +139,10 @@ const manifestShape = z
   .object({
     defaults: defaultsSchema.default({}),
     networks: z
-      .record(z.string().regex(BRIDGE_NAME, { message: 'network names become bridge interface names: 1-15 characters, a lowercase letter first, then a-z 0-9 _ -' }), networkSchema)
+      .record(z.string().regex(BRIDGE_NAME, { message: KEY_MESSAGES.network }), networkSchema)
       .default({}),
     machines: z.record(
-      z.string().regex(MACHINE_NAME, { message: 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)' }),
+      z.string().regex(MACHINE_NAME, { message: KEY_MESSAGES.machine }),
       machineSchema,
     ),
   })
@@ -143,90 +150,117 @@ const manifestShape = z
 
 export type RawManifest = z.infer<typeof manifestShape>;
 
-export const manifestSchema = manifestShape.superRefine(checkCrossFields);
+// The shape only: cross-field rules are checked by crossFieldIssues, on the raw data, so they
+// run even when a type error elsewhere makes zod skip refinements (every problem at once).
+export const manifestSchema = manifestShape;
 
-function checkCrossFields(m: RawManifest, ctx: z.RefinementCtx): void {
+/** One cross-field problem: where (a key path) and what. */
+export interface CrossFieldIssue {
+  path: (string | number)[];
+  message: string;
+}
+
+type Obj = Record<string, unknown>;
+const asObj = (x: unknown): Obj => (x !== null && typeof x === 'object' && !Array.isArray(x) ? (x as Obj) : {});
+const asArr = (x: unknown): unknown[] => (Array.isArray(x) ? x : []);
+const asStr = (x: unknown): string | undefined => (typeof x === 'string' ? x : undefined);
+
+/**
+ * Rules that span keys: declared bridges, addresses inside subnets and unique, gateways,
+ * overlapping subnets, duplicate ports, files and bind targets. Tolerates wrongly typed values
+ * (the schema reports those); only well-typed parts are compared.
+ */
+export function crossFieldIssues(data: unknown): CrossFieldIssue[] {
+  const issues: CrossFieldIssue[] = [];
+  const add = (path: (string | number)[], message: string) => issues.push({ path, message });
+  const root = asObj(data);
+  const networks = asObj(root.networks);
+  const machines = asObj(root.machines);
+
   const subnets = new Map<string, Subnet>();
-  for (const [name, net] of Object.entries(m.networks)) {
-    const subnet = parseSubnet(net.subnet);
+  const gateways = new Map<string, string>();
+  for (const [name, rawNet] of Object.entries(networks)) {
+    const net = asObj(rawNet);
+    const text = asStr(net.subnet);
+    if (text === undefined) continue;
+    const subnet = parseSubnet(text);
     if ('error' in subnet) continue;
     subnets.set(name, subnet);
-    if (net.gateway !== undefined) {
-      const gw = parseIpv4(net.gateway);
-      if (gw !== undefined && !isHostAddress(subnet, gw)) {
-        ctx.addIssue({ code: 'custom', path: ['networks', name, 'gateway'], message: `${net.gateway} is not a host address of ${net.subnet}` });
-      }
+    const gwText = asStr(net.gateway);
+    const gw = gwText === undefined ? undefined : parseIpv4(gwText);
+    if (gwText !== undefined && gw !== undefined && !isHostAddress(subnet, gw)) {
+      add(['networks', name, 'gateway'], `${gwText} is not a host address of ${text}`);
     }
+    gateways.set(name, gwText ?? formatIpv4(firstHost(subnet)));
   }
   const names = [...subnets.keys()];
   for (let i = 0; i < names.length; i++) {
     for (let j = i + 1; j < names.length; j++) {
       if (subnetsOverlap(subnets.get(names[i])!, subnets.get(names[j])!)) {
-        ctx.addIssue({ code: 'custom', path: ['networks', names[j], 'subnet'], message: `overlaps network ${names[i]} (${m.networks[names[i]].subnet})` });
+        add(['networks', names[j], 'subnet'], `overlaps network ${names[i]} (${formatSubnet(subnets.get(names[i])!)})`);
       }
     }
   }
 
   const addressOwners = new Map<string, string>();
   const portOwners = new Map<string, string>();
-  for (const [name, machine] of Object.entries(m.machines)) {
-    const net = machine.network;
-    if (net) {
-      const subnet = subnets.get(net.bridge);
-      if (!(net.bridge in m.networks)) {
-        const declared = Object.keys(m.networks);
-        ctx.addIssue({
-          code: 'custom',
-          path: ['machines', name, 'network', 'bridge'],
-          message: `network "${net.bridge}" is not declared under networks:${declared.length ? ` (declared: ${declared.join(', ')})` : ' (none is declared)'}`,
-        });
-      } else if (subnet) {
-        const addr = parseIpv4(net.address);
-        const gateway = m.networks[net.bridge].gateway ?? formatIpv4(firstHost(subnet));
-        if (addr !== undefined) {
-          if (!isHostAddress(subnet, addr)) {
-            ctx.addIssue({ code: 'custom', path: ['machines', name, 'network', 'address'], message: `${net.address} is outside network ${net.bridge} (${m.networks[net.bridge].subnet}) or is its network/broadcast address` });
-          } else if (net.address === gateway) {
-            ctx.addIssue({ code: 'custom', path: ['machines', name, 'network', 'address'], message: `${net.address} is the gateway of network ${net.bridge} (the host's own address on the bridge)` });
-          } else if (addressOwners.has(net.address)) {
-            ctx.addIssue({ code: 'custom', path: ['machines', name, 'network', 'address'], message: `${net.address} is already used by machine ${addressOwners.get(net.address)}` });
-          } else {
-            addressOwners.set(net.address, name);
-          }
+  for (const [name, rawMachine] of Object.entries(machines)) {
+    const machine = asObj(rawMachine);
+    const hasNetwork = machine.network !== undefined && machine.network !== null;
+    const net = asObj(machine.network);
+    const bridge = asStr(net.bridge);
+    const address = asStr(net.address);
+    if (bridge !== undefined) {
+      if (!(bridge in networks)) {
+        const declared = Object.keys(networks);
+        add(['machines', name, 'network', 'bridge'], `network "${bridge}" is not declared under networks:${declared.length ? ` (declared: ${declared.join(', ')})` : ' (none is declared)'}`);
+      } else if (subnets.has(bridge) && address !== undefined && parseIpv4(address) !== undefined) {
+        const subnet = subnets.get(bridge)!;
+        const addr = parseIpv4(address)!;
+        const path = ['machines', name, 'network', 'address'];
+        if (!isHostAddress(subnet, addr)) {
+          add(path, `${address} is outside network ${bridge} (${formatSubnet(subnet)}) or is its network/broadcast address`);
+        } else if (address === gateways.get(bridge)) {
+          add(path, `${address} is the gateway of network ${bridge} (the host's own address on the bridge)`);
+        } else if (addressOwners.has(address)) {
+          add(path, `${address} is already used by machine ${addressOwners.get(address)}`);
+        } else {
+          addressOwners.set(address, name);
         }
       }
     }
-    if ((machine.ports ?? []).length > 0 && !net) {
-      ctx.addIssue({ code: 'custom', path: ['machines', name, 'ports'], message: 'ports need a network (a machine without network: has only loopback)' });
+    const ports = asArr(machine.ports);
+    if (ports.length > 0 && !hasNetwork) {
+      add(['machines', name, 'ports'], 'ports need a network (a machine without network: has only loopback)');
     }
-    (machine.ports ?? []).forEach((p, i) => {
-      const key = `${p.protocol}/${p.host}`;
-      if (portOwners.has(key)) {
-        ctx.addIssue({ code: 'custom', path: ['machines', name, 'ports', i, 'host'], message: `host port ${key} is already forwarded to machine ${portOwners.get(key)}` });
-      } else {
-        portOwners.set(key, name);
-      }
+    ports.forEach((rawPort, i) => {
+      const p = asObj(rawPort);
+      if (typeof p.host !== 'number') return;
+      const key = `${asStr(p.protocol) ?? 'tcp'}/${p.host}`;
+      if (portOwners.has(key)) add(['machines', name, 'ports', i, 'host'], `host port ${key} is already forwarded to machine ${portOwners.get(key)}`);
+      else portOwners.set(key, name);
     });
     const seen = new Set<string>();
-    (machine.files ?? []).forEach((f, i) => {
-      if (seen.has(f.path)) {
-        ctx.addIssue({ code: 'custom', path: ['machines', name, 'files', i, 'path'], message: `${f.path} is listed twice` });
-      }
-      seen.add(f.path);
-      if (RESERVED_ROOTFS_PATHS.some((r) => f.path === r || f.path.startsWith(`${r}/`))) {
-        ctx.addIssue({ code: 'custom', path: ['machines', name, 'files', i, 'path'], message: `${f.path} is written by nspawnctl itself; use the matching manifest key instead (hostname, network, dns, environment, authorizedKeys)` });
+    asArr(machine.files).forEach((rawFile, i) => {
+      const path = asStr(asObj(rawFile).path);
+      if (path === undefined) return;
+      if (seen.has(path)) add(['machines', name, 'files', i, 'path'], `${path} is listed twice`);
+      seen.add(path);
+      if (RESERVED_ROOTFS_PATHS.some((r) => path === r || path.startsWith(`${r}/`))) {
+        add(['machines', name, 'files', i, 'path'], `${path} is written by nspawnctl itself; use the matching manifest key instead (hostname, network, dns, environment, authorizedKeys)`);
       }
     });
     const targets = new Set<string>();
-    (machine.bind ?? []).forEach((b, i) => {
-      const parsed = parseBind(b);
+    asArr(machine.bind).forEach((rawBind, i) => {
+      const text = asStr(rawBind);
+      if (text === undefined) return;
+      const parsed = parseBind(text);
       if ('error' in parsed) return;
-      if (targets.has(parsed.target)) {
-        ctx.addIssue({ code: 'custom', path: ['machines', name, 'bind', i], message: `${parsed.target} is already a bind mount target` });
-      }
+      if (targets.has(parsed.target)) add(['machines', name, 'bind', i], `${parsed.target} is already a bind mount target`);
       targets.add(parsed.target);
     });
   }
+  return issues;
 }
 
 /** Files inside a rootfs that nspawnctl renders itself; `files:` may not claim them. */

@@ -45,7 +45,7 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
     if (r.conflicts.length === 0) {
       for (const path of [...new Set(missingSources)]) {
         steps.push({ kind: 'create-bind-source', machine: m.machine.name, path, reason: 'bind mount source does not exist' });
-        r.summary.changes.push(`create directory ${path}`);
+        r.summary.changes.unshift(`create directory ${path}`);
       }
     }
     steps.push(...r.steps);
@@ -185,7 +185,8 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     if (!wanted.has(path) && state.files[path]) {
       steps.push({ kind: 'remove-file', owner, path, reason: 'no longer in the manifest' });
       changes.push(`remove ${path}`);
-      needsRestart = true;
+      // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
+      if (path.endsWith('.nspawn') || path.includes('/etc/systemd/')) needsRestart = true;
     }
   }
 

@@ -1,7 +1,9 @@
 // The loader: one case per kind of bad input, with the exact located message(s) and exit code 2,
 // and the defaults a valid manifest resolves to.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRealHost } from '../../src/host/host';
 import { ExitCode, formatProblem, ManifestError } from '../../src/errors';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../../src/manifest/load';
 
@@ -148,10 +150,8 @@ describe('parseManifest rejects bad input with every problem located', () => {
       expect(Object.keys(parseManifest(FILE, yaml('machines:', '  abcdefghijkl: {}')).machines)).toEqual(['abcdefghijkl']);
     });
 
-    // BUG (src/manifest/load.ts positionOf): a bad record key (machine or network name) is
-    // located at its value, not at the key, although the comment there says it points at the key.
-    // With a block mapping the reported line is even the line below the name.
-    test.failing('each bad name is located at the name itself (BUG: located at its value)', () => {
+    // A bad record key (machine or network name) is located at the key, not at its value.
+    test('each bad name is located at the name itself', () => {
       expectProblems(text, [
         `machines.yaml:2:3: machines.Web: ${MACHINE_NAME_RULE}`,
         `machines.yaml:3:3: machines.abcdefghijklm: ${MACHINE_NAME_RULE}`,
@@ -161,7 +161,7 @@ describe('parseManifest rejects bad input with every problem located', () => {
       ]);
     });
 
-    test.failing('a bad name of a block-mapping machine is on the name line (BUG: reported on the next line)', () => {
+    test('a bad name of a block-mapping machine is on the name line', () => {
       expectProblems(yaml('machines:', '  Web:', '    hostname: web'), [`machines.yaml:2:3: machines.Web: ${MACHINE_NAME_RULE}`]);
     });
   });
@@ -172,7 +172,7 @@ describe('parseManifest rejects bad input with every problem located', () => {
     expect(err.problems.map((p) => `${p.path}: ${p.message}`)).toEqual([`networks.Br0: ${BRIDGE_NAME_RULE}`, `networks.averyveryverylongname: ${BRIDGE_NAME_RULE}`]);
   });
 
-  test.failing('an invalid bridge name is located at the name (BUG: located at its value)', () => {
+  test('an invalid bridge name is located at the name', () => {
     expectProblems(yaml('networks:', '  Br0:', '    subnet: 10.0.0.0/24', 'machines:', '  web: {}'), [`machines.yaml:2:3: networks.Br0: ${BRIDGE_NAME_RULE}`]);
   });
 
@@ -352,16 +352,21 @@ describe('parseManifest rejects bad input with every problem located', () => {
     expectProblems(yaml('machines:', '  web:', '    hostname: w\0b'), ['machines.yaml:3:16: file contains a NUL byte']);
   });
 
-  test('invalid UTF-8 (decoded as U+FFFD) is located', () => {
-    const text = Buffer.concat([Buffer.from('machines:\n  web:\n    hostname: w'), Buffer.from([0xff]), Buffer.from('b\n')]).toString('utf8');
-    expectProblems(text, ['machines.yaml:3:16: file is not valid UTF-8']);
+  test('invalid UTF-8 is located when the file is read (the real host reads bytes)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nspawnctl-utf8-'));
+    const file = join(dir, 'machines.yaml');
+    writeFileSync(file, Buffer.concat([Buffer.from('machines:\n  web:\n    hostname: w'), Buffer.from([0xff]), Buffer.from('b\n')]));
+    const err = await createRealHost().readInput(file).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    rmSync(dir, { recursive: true, force: true });
+    expect(err).toBeInstanceOf(ManifestError);
+    expect((err as ManifestError).exitCode).toBe(2);
+    expect((err as ManifestError).message).toBe(`${file}:3:16: file is not valid UTF-8 (byte 0xff at offset 32)`);
   });
 
-  // BUG (src/manifest/load.ts:21, `text.indexOf('\uFFFD')`): U+FFFD is itself a valid character,
-  // so a correctly encoded manifest that contains it (in a file's content, say) is refused as
-  // "file is not valid UTF-8". Invalid bytes should be detected when decoding (TextDecoder with
-  // fatal: true in readInput), not by looking for the replacement character afterwards.
-  test.failing('a valid file containing the character U+FFFD loads (BUG: refused as invalid UTF-8)', () => {
+  test('a valid file containing the character U+FFFD loads', () => {
     const m = parseManifest(FILE, yaml('machines:', '  web:', '    files: [{ path: /etc/motd, content: "\uFFFD\\n" }]'));
     expect(m.machines.web.files).toEqual([{ path: '/etc/motd', content: '\uFFFD\n', mode: 0o644 }]);
   });
@@ -373,6 +378,7 @@ describe('parseManifest rejects bad input with every problem located', () => {
         `machines.yaml:2:3: defaults.packges: unknown key (did you mean packages?); expected one of: ${DEFAULTS_KEYS}`,
         'machines.yaml:6:10: networks.br0.nat: expected a boolean, got a string',
         `machines.yaml:9:5: machines.web.hostnme: unknown key (did you mean hostname?); expected one of: ${MACHINE_KEYS}`,
+        'machines.yaml:11:38: machines.db.network.address: 10.9.0.5 is outside network br0 (10.0.0.0/24) or is its network/broadcast address',
       ],
     );
   });
@@ -384,11 +390,9 @@ describe('parseManifest rejects bad input with every problem located', () => {
     ]);
   });
 
-  // BUG (src/manifest/schema.ts manifestSchema = manifestShape.superRefine(...)): zod skips the
-  // superRefine when any field has a type or enum error, so a wrong type anywhere hides every
-  // cross-field problem (addresses, bridges, ports, duplicates) until it is fixed. DESIGN.md asks
-  // for every problem at once.
-  test.failing('a type error elsewhere does not hide cross-field problems (BUG: it does)', () => {
+  // zod skips refinements once a field has a type error; cross-field rules therefore run on the
+  // raw data, so a wrong type anywhere does not hide them.
+  test('a type error elsewhere does not hide cross-field problems', () => {
     expectProblems(yaml('networks:', '  br0:', '    subnet: 10.0.0.0/24', 'machines:', '  web:', '    autostart: "yes"', '  db:', '    network: { bridge: br0, address: 10.9.0.5 }'), [
       'machines.yaml:6:16: machines.web.autostart: expected a boolean, got a string',
       'machines.yaml:8:38: machines.db.network.address: 10.9.0.5 is outside network br0 (10.0.0.0/24) or is its network/broadcast address',
