@@ -2,13 +2,52 @@
 import { Command, Flags, Interfaces } from '@oclif/core';
 import { ExitCode, ManifestError, NspawnctlError } from './errors';
 import { createRealHost, Host } from './host/host';
+import { acquireLock } from './host/lock';
 
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = false;
 
+  private readonly interrupt = new AbortController();
+  private onSignal?: (signal: NodeJS.Signals) => void;
+
+  // The first SIGINT/SIGTERM stops the running child and lets the command clean up (staging
+  // directory, lock) and exit 130; a second one exits at once.
+  public override async init(): Promise<void> {
+    await super.init();
+    this.onSignal = (signal) => {
+      if (this.interrupt.signal.aborted) process.exit(ExitCode.interrupted);
+      process.stderr.write(`nspawnctl: ${signal} received, stopping (again to force)\n`);
+      this.interrupt.abort();
+    };
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+  }
+
+  public override async finally(err: Error | undefined): Promise<unknown> {
+    if (this.onSignal) {
+      process.off('SIGINT', this.onSignal);
+      process.off('SIGTERM', this.onSignal);
+    }
+    return super.finally(err);
+  }
+
   /** Overridden in tests to inject a fake Host. */
   protected createHost(root = '/'): Host {
-    return createRealHost(root);
+    return createRealHost(root, this.interrupt.signal);
+  }
+
+  /** Runs `fn` holding the host lock (apply, destroy, host init never interleave). */
+  protected async withLock<T>(host: Host, command: string, wait: boolean, fn: () => Promise<T>): Promise<T> {
+    const release = await acquireLock(host, {
+      command,
+      wait,
+      onWait: (h) => process.stderr.write(`nspawnctl: waiting for PID ${h.pid} (${h.command}, since ${h.since}) to finish...\n`),
+    });
+    try {
+      return await fn();
+    } finally {
+      await release();
+    }
   }
 
   /** The working directory used to make manifest paths absolute in records. */
@@ -45,5 +84,11 @@ export abstract class BaseCommand extends Command {
 }
 
 export const jsonFlag = Flags.boolean({ description: 'Print machine-readable JSON on stdout.', default: false });
+
+export const waitFlag = Flags.boolean({
+  description: 'When another nspawnctl is changing this host, wait for it (--no-wait: fail with exit code 5).',
+  default: true,
+  allowNo: true,
+});
 
 export type FlagOutput<T extends typeof Command> = Interfaces.InferredFlags<T['flags']>;

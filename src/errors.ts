@@ -6,6 +6,8 @@ export const ExitCode = {
   invalidManifest: 2,
   preflight: 3,
   conflict: 4,
+  busy: 5,
+  interrupted: 130,
 } as const;
 
 export interface ErrorOptions {
@@ -68,6 +70,13 @@ export class CommandFailedError extends NspawnctlError {
     this.argv = argv;
     this.code = code;
     this.stderrTail = tail;
+  }
+}
+
+// SIGINT or SIGTERM arrived: the running child was stopped and nothing after it ran.
+export class InterruptedError extends NspawnctlError {
+  constructor(argv?: string[]) {
+    super(`interrupted${argv ? ` while running ${formatArgv(argv)}` : ''}; the next apply continues from here`, { exitCode: ExitCode.interrupted });
   }
 }
 

@@ -1,6 +1,6 @@
 // Runs a plan's steps in order through the Host, showing progress with listr2.
 import { Listr, ListrTask } from 'listr2';
-import { NspawnctlError } from '../errors';
+import { ExitCode, InterruptedError, NspawnctlError } from '../errors';
 import { Host } from '../host/host';
 import { bridgeNetworkPath } from '../host/paths';
 import { serializeRecord } from '../plan/records';
@@ -9,6 +9,7 @@ import { createMachine } from './bootstrap';
 import { removeOwnedFile, writeEntry } from './files';
 import { disableMachine, enableMachine, restartMachine, startMachine } from './machinectl';
 import { installPackages } from './packages';
+import { removeStaging } from './staging';
 
 export interface ApplyOptions {
   /** listr2 renderer: 'default' on a TTY, 'simple' for plain lines, 'silent' for --json. */
@@ -17,30 +18,88 @@ export interface ApplyOptions {
   startTimeoutMs: number;
 }
 
-export interface ApplyResult {
-  done: Step[];
+export interface ApplyFailure {
+  /** "host" for network steps, else the machine name. */
+  group: string;
+  step: Step;
+  error: Error;
 }
 
-/** Executes every step; stops at the first failure (nothing after it runs). */
+export interface ApplyResult {
+  done: Step[];
+  failures: ApplyFailure[];
+  /** Groups not attempted because an earlier failure made them pointless (or an interrupt). */
+  skipped: string[];
+}
+
+/** Which group a step belongs to: a machine's name, or "host" for bridges and networkd. */
+export function stepGroup(step: Step): string {
+  if ('machine' in step) return step.machine;
+  if ('owner' in step && step.owner.type === 'machine') return step.owner.name;
+  return 'host';
+}
+
+/**
+ * Runs the steps group by group: first the host's (bridges, networkd), then each machine's. A
+ * failing machine stops only its own remaining steps; the others are still applied. A failure
+ * in the host group, or an interrupt, stops everything after it.
+ */
 export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): Promise<ApplyResult> {
-  const done: Step[] = [];
-  const tasks: ListrTask[] = plan.steps.map((step) => ({
-    title: describeStep(step),
-    task: async (_ctx, task) => {
-      await runStep(host, step, options, (line) => {
-        task.output = line;
-      });
-      done.push(step);
-    },
-  }));
-  const list = new Listr(tasks, {
-    concurrent: false,
-    exitOnError: true,
-    renderer: options.renderer,
-    rendererOptions: { collapseErrors: false, showErrorMessage: false },
-  } as never);
-  await list.run();
-  return { done };
+  const groups: { name: string; steps: Step[] }[] = [];
+  for (const step of plan.steps) {
+    const name = stepGroup(step);
+    const last = groups[groups.length - 1];
+    if (last && last.name === name) last.steps.push(step);
+    else groups.push({ name, steps: [step] });
+  }
+  const result: ApplyResult = { done: [], failures: [], skipped: [] };
+  for (let i = 0; i < groups.length; i++) {
+    const group = groups[i];
+    let current: Step | undefined;
+    const tasks: ListrTask[] = group.steps.map((step) => ({
+      title: describeStep(step),
+      task: async (_ctx, task) => {
+        if (host.signal?.aborted) throw new InterruptedError();
+        current = step;
+        await runStep(host, step, options, (line) => {
+          task.output = line;
+        });
+        result.done.push(step);
+      },
+    }));
+    const list = new Listr(tasks, {
+      concurrent: false,
+      exitOnError: true,
+      renderer: options.renderer,
+      rendererOptions: { collapseErrors: false, showErrorMessage: false },
+    } as never);
+    try {
+      await list.run();
+    } catch (err) {
+      result.failures.push({ group: group.name, step: current ?? group.steps[0], error: err as Error });
+      if (group.name === 'host' || err instanceof InterruptedError || host.signal?.aborted) {
+        result.skipped.push(...groups.slice(i + 1).map((g) => g.name));
+        break;
+      }
+    }
+  }
+  return result;
+}
+
+/** The error apply ends with when some groups failed: one line per failure. */
+export function summarizeFailures(result: ApplyResult): NspawnctlError {
+  const interrupted = result.failures.some((f) => f.error instanceof InterruptedError);
+  const lines = result.failures.map((f) => {
+    const who = f.group === 'host' ? 'host' : `machine ${f.group}`;
+    return `${who}: ${f.error.message.startsWith(`${who}: `) ? f.error.message.slice(who.length + 2) : f.error.message}`;
+  });
+  if (result.skipped.length > 0) lines.push(`not attempted: ${result.skipped.join(', ')}`);
+  const ok = [...new Set(result.done.map(stepGroup))].filter((g) => !result.failures.some((f) => f.group === g));
+  return new NspawnctlError(`apply ${interrupted ? 'was interrupted' : 'failed'}${ok.length ? ` (applied: ${ok.join(', ')})` : ''}:\n${lines.map((l) => `  - ${l}`).join('\n')}`, {
+    exitCode: interrupted ? ExitCode.interrupted : ExitCode.failure,
+    hint: 'Fix the cause and run apply again: it continues from where this run stopped.',
+    cause: result.failures[0]?.error,
+  });
 }
 
 /** Carries out one step; every effect goes through `host`. */
@@ -61,6 +120,9 @@ export async function runStep(host: Host, step: Step, options: Pick<ApplyOptions
         return;
       case 'install-packages':
         return await installPackages(host, step.machine, step.packages, onLine);
+      case 'remove-staging':
+        await removeStaging(host, step.path);
+        return;
       case 'create-bind-source':
         await host.fs.mkdir(step.path, 0o755);
         return;
@@ -83,7 +145,7 @@ export async function runStep(host: Host, step: Step, options: Pick<ApplyOptions
         return await restartMachine(host, step.machine, wait);
     }
   } catch (err) {
-    if (err instanceof NspawnctlError && ownerName(step) && !err.message.startsWith('machine ')) {
+    if (err instanceof NspawnctlError && !(err instanceof InterruptedError) && ownerName(step) && !err.message.startsWith('machine ')) {
       throw new NspawnctlError(`${ownerName(step)}: ${err.message}`, { hint: err.hint, cause: err, exitCode: err.exitCode });
     }
     throw err;

@@ -9,6 +9,7 @@ import { Machine } from '../manifest/schema';
 import { MachineRecord, serializeRecord } from '../plan/records';
 import { DesiredEntry } from '../render/desired';
 import { writeEntry } from './files';
+import { removeStaging } from './staging';
 
 export type Bootstrapper = 'mmdebstrap' | 'debootstrap';
 
@@ -66,11 +67,11 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
   }
   await host.fs.mkdir(MACHINES_DIR, 0o700);
   // A staging directory left by an interrupted run is never resumed: start clean.
-  await host.fs.removeTree(staging);
+  await removeStaging(host, staging);
   try {
     const cmd = bootstrapCommand(tool, spec, staging);
     input.onLine?.(`${tool} ${spec.suite} (${spec.packages.length} packages)`);
-    await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine: input.onLine });
+    await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine: input.onLine, dieWithParent: true });
     for (const entry of input.entries) {
       await writeEntry(host, entry, posix.join(staging, entry.path), staging);
     }
@@ -92,7 +93,7 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
     }
     await host.fs.rename(staging, rootfs);
   } catch (err) {
-    await host.fs.removeTree(staging).catch(() => undefined);
+    await removeStaging(host, staging).catch(() => undefined);
     throw err;
   }
   const record: MachineRecord = { ...input.record, bootstrap: { ...input.record.bootstrap, bootstrapper: tool } };
@@ -128,7 +129,7 @@ export async function runInRootfs(
       '--',
       ...command,
     ],
-    { onLine: options.onLine },
+    { onLine: options.onLine, dieWithParent: true },
   );
 }
 

@@ -6,6 +6,7 @@ import { MACHINE_NAME } from '../manifest/schema';
 import { isSystemdBooted, readMachineRecord } from '../plan/observe';
 import { removeOwnedFile } from './files';
 import { disableMachine, machineState, stopMachine } from './machinectl';
+import { removeStaging } from './staging';
 
 export interface DestroyOptions {
   force: boolean;
@@ -64,12 +65,15 @@ export async function destroyMachine(host: Host, name: string, options: DestroyO
   for (const path of files.filter((p) => !isWithin(p, rootfs))) {
     if (await removeOwnedFile(host, path)) removed.push(path);
   }
-  for (const dir of [rootfs, stagingPath(name)]) {
-    if (!(await host.fs.stat(dir))) continue;
-    await assertNothingMounted(host, dir);
-    say(`removing ${dir}`);
-    await host.fs.removeTree(dir);
-    removed.push(dir);
+  if (await host.fs.stat(rootfs)) {
+    await assertNothingMounted(host, rootfs);
+    say(`removing ${rootfs}`);
+    await host.fs.removeTree(rootfs);
+    removed.push(rootfs);
+  }
+  if (await host.fs.stat(stagingPath(name))) {
+    await removeStaging(host, stagingPath(name));
+    removed.push(stagingPath(name));
   }
   if (await host.fs.removeFile(machineRecordPath(name))) removed.push(machineRecordPath(name));
   return { machine: name, stopped, removed };

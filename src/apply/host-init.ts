@@ -88,9 +88,13 @@ export async function runHostInitStep(host: Host, step: HostInitStep, onLine: (l
     case 'enable-unit':
       await host.runner.run('systemctl', ['enable', ...(step.now ? ['--now'] : []), step.unit]);
       return;
-    case 'set-sysctl':
+    case 'set-sysctl': {
+      // networkd may already have set it (IPForward= on a nat bridge) by the time this runs.
+      const current = await host.fs.readText(`/proc/sys/${step.key.replace(/\./g, '/')}`);
+      if (current?.trim() === step.value) return;
       await host.runner.run('sysctl', ['-w', `${step.key}=${step.value}`]);
       return;
+    }
     case 'network':
       return runStep(host, step.step, { startTimeoutMs: 90_000 }, onLine);
     case 'write-host-record':

@@ -18,8 +18,8 @@ export async function installPackages(host: Host, name: string, packages: string
     const ownUser = await host.fs.readLink('/proc/self/ns/user');
     const enter = ['--target', String(leader), '--mount', '--uts', '--ipc', '--pid', ...(nsUser !== ownUser ? ['--user'] : [])];
     const env = ['env', 'DEBIAN_FRONTEND=noninteractive', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
-    await host.runner.run('nsenter', [...enter, '--', ...env, 'apt-get', 'update'], { onLine });
-    await host.runner.run('nsenter', [...enter, '--', ...env, ...APT_INSTALL, ...packages], { onLine });
+    await host.runner.run('nsenter', [...enter, '--', ...env, 'apt-get', 'update'], { onLine, dieWithParent: true });
+    await host.runner.run('nsenter', [...enter, '--', ...env, ...APT_INSTALL, ...packages], { onLine, dieWithParent: true });
     return;
   }
   const rootfs = rootfsPath(name);

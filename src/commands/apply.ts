@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
-import { applyPlan } from '../apply/apply';
+import { applyPlan, summarizeFailures } from '../apply/apply';
 import { assertReady } from '../apply/preflight';
-import { BaseCommand, jsonFlag } from '../command-base';
+import { BaseCommand, jsonFlag, waitFlag } from '../command-base';
 import { OwnershipError } from '../errors';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { formatPlanText, planToJson, stepToJson } from '../plan/format';
@@ -9,11 +9,12 @@ import { formatPlanText, planToJson, stepToJson } from '../plan/format';
 // Converges the host to the manifest: the plan, carried out step by step.
 export default class Apply extends BaseCommand {
   static override summary = 'Create, update and start machines so the host matches the manifest.';
-  static override description = 'Plans like `nspawnctl plan`, checks the host can do it, then carries out the steps. A second apply of an unchanged manifest does nothing. Machines that are not in the manifest are never touched.';
-  static override examples = ['<%= config.bin %> apply machines.yaml', '<%= config.bin %> apply machines.yaml --dry-run', '<%= config.bin %> apply machines.yaml --json'];
+  static override description = 'Plans like `nspawnctl plan`, checks the host can do it, then carries out the steps while holding the host lock. A second apply of an unchanged manifest does nothing. Machines that are not in the manifest are never touched. When one machine fails, the others are still applied and apply exits 1 with a summary.';
+  static override examples = ['<%= config.bin %> apply machines.yaml', '<%= config.bin %> apply machines.yaml --dry-run', '<%= config.bin %> apply machines.yaml --json --no-wait'];
   static override args = { file: Args.string({ description: 'manifest file', required: true }) };
   static override flags = {
     json: jsonFlag,
+    wait: waitFlag,
     'dry-run': Flags.boolean({ description: 'Show the plan and stop.', default: false }),
     'start-timeout': Flags.integer({ description: 'Seconds a machine may take to reach "running".', default: 90, min: 1 }),
   };
@@ -21,17 +22,30 @@ export default class Apply extends BaseCommand {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Apply);
     const host = this.createHost();
-    const { plan } = await planManifest(host, await loadManifestFile(host, args.file), this.cwd());
-    if (flags['dry-run'] || plan.steps.length === 0 || plan.conflicts.length > 0) {
-      if (flags.json) this.out(JSON.stringify({ ...planToJson(plan), applied: [] }, null, 2));
-      else process.stderr.write(formatPlanText(plan));
-      if (plan.conflicts.length > 0) throw new OwnershipError(`${plan.conflicts.length} conflict(s); nothing was changed`, 'Resolve them (see above), or destroy the machine with --force if it is really yours.');
+    const manifest = await loadManifestFile(host, args.file);
+    if (flags['dry-run']) {
+      const { plan } = await planManifest(host, manifest, this.cwd());
+      this.out(flags.json ? JSON.stringify({ ...planToJson(plan), applied: [] }, null, 2) : formatPlanText(plan));
       return;
     }
-    await assertReady(host, plan);
-    if (!flags.json) process.stderr.write(formatPlanText(plan));
-    const result = await applyPlan(host, plan, { renderer: this.progressRenderer(flags.json), startTimeoutMs: flags['start-timeout'] * 1000 });
-    if (flags.json) this.out(JSON.stringify({ ...planToJson(plan), applied: result.done.map(stepToJson) }, null, 2));
-    else this.out(`Applied ${result.done.length} step(s).`);
+    await this.withLock(host, `apply ${args.file}`, flags.wait, async () => {
+      const { plan } = await planManifest(host, manifest, this.cwd());
+      if (plan.steps.length === 0 || plan.conflicts.length > 0) {
+        if (flags.json) this.out(JSON.stringify({ ...planToJson(plan), applied: [] }, null, 2));
+        else process.stderr.write(formatPlanText(plan));
+        if (plan.conflicts.length > 0) throw new OwnershipError(`${plan.conflicts.length} conflict(s); nothing was changed`, 'Resolve them (see above), or destroy the machine with --force if it is really yours.');
+        return;
+      }
+      await assertReady(host, plan);
+      if (!flags.json) process.stderr.write(formatPlanText(plan));
+      const result = await applyPlan(host, plan, { renderer: this.progressRenderer(flags.json), startTimeoutMs: flags['start-timeout'] * 1000 });
+      if (flags.json) {
+        const failures = result.failures.map((f) => ({ group: f.group, step: stepToJson(f.step), message: f.error.message }));
+        this.out(JSON.stringify({ ...planToJson(plan), applied: result.done.map(stepToJson), failures, skipped: result.skipped }, null, 2));
+      } else {
+        this.out(`Applied ${result.done.length} of ${plan.steps.length} step(s).`);
+      }
+      if (result.failures.length > 0) throw summarizeFailures(result);
+    });
   }
 }

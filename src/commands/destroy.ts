@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { createInterface } from 'node:readline/promises';
 import { checkDestroyable, destroyMachine } from '../apply/destroy';
-import { BaseCommand, jsonFlag } from '../command-base';
+import { BaseCommand, jsonFlag, waitFlag } from '../command-base';
 import { NspawnctlError } from '../errors';
 
 // Stops a machine and removes everything nspawnctl made for it.
@@ -15,6 +15,7 @@ export default class Destroy extends BaseCommand {
     force: Flags.boolean({ description: 'Also remove a machine nspawnctl has no record of (its rootfs and .nspawn file only).', default: false }),
     'stop-timeout': Flags.integer({ description: 'Seconds to wait for a clean poweroff before terminating.', default: 30, min: 1 }),
     json: jsonFlag,
+    wait: waitFlag,
   };
 
   async run(): Promise<void> {
@@ -28,11 +29,13 @@ export default class Destroy extends BaseCommand {
       rl.close();
       if (answer.trim() !== args.name) throw new NspawnctlError('not confirmed; nothing was changed');
     }
-    const report = await destroyMachine(host, args.name, {
-      force: flags.force,
-      stopTimeoutMs: flags['stop-timeout'] * 1000,
-      onLine: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
-    });
+    const report = await this.withLock(host, `destroy ${args.name}`, flags.wait, () =>
+      destroyMachine(host, args.name, {
+        force: flags.force,
+        stopTimeoutMs: flags['stop-timeout'] * 1000,
+        onLine: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
+      }),
+    );
     if (flags.json) this.out(JSON.stringify(report, null, 2));
     else this.out(`Destroyed ${args.name} (${report.stopped}); removed ${report.removed.length} path(s).`);
   }

@@ -41,6 +41,8 @@ export interface HostFs {
   /** Removes a directory tree without following symlinks. */
   removeTree(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+  /** Creates a file only if nothing exists at `path`; returns false if something does. */
+  createExclusive(path: string, content: string, mode: number): Promise<boolean>;
   mkdir(path: string, mode: number): Promise<void>;
 }
 
@@ -188,6 +190,21 @@ export function createNodeFs(root: string): HostFs {
     },
     async mkdir(path, mode) {
       await mkdirp(path, mode);
+    },
+    async createExclusive(path, content, mode) {
+      await mkdirp(posix.dirname(path), 0o755);
+      try {
+        const handle = await fsp.open(real(path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+        try {
+          await handle.writeFile(content, 'utf8');
+        } finally {
+          await handle.close();
+        }
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw err;
+      }
     },
   };
 }

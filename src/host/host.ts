@@ -12,6 +12,8 @@ export interface Host {
   uid: number;
   /** Our own process id, for lock files and messages. */
   pid: number;
+  /** Aborted on SIGINT/SIGTERM: running children are stopped and no further step starts. */
+  signal?: AbortSignal;
   /** Reads a user's input file (a manifest) relative to the working directory, not the root. */
   readInput(path: string): Promise<string>;
 }
@@ -19,9 +21,10 @@ export interface Host {
 export { PROGRAM_DIRS };
 
 /** The real host: execa and the filesystem at `root`. */
-export function createRealHost(root = '/'): Host {
+export function createRealHost(root = '/', signal?: AbortSignal): Host {
   return {
-    runner: createExecaRunner(),
+    signal,
+    runner: createExecaRunner(signal),
     fs: createNodeFs(root),
     uid: typeof process.getuid === 'function' ? process.getuid() : -1,
     pid: process.pid,

@@ -1,6 +1,6 @@
 // Runs external programs with argument arrays only (never a shell), through execa.
 import { accessSync, constants } from 'node:fs';
-import { CommandFailedError } from '../errors';
+import { CommandFailedError, InterruptedError } from '../errors';
 
 /** Directories searched for programs; fixed, so PATH tricks cannot change what runs as root. */
 export const PROGRAM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
@@ -29,6 +29,11 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** Called with each line of output while the program runs (progress display). */
   onLine?: (line: string) => void;
+  /**
+   * Long-running programs (bootstrappers, apt) get SIGTERM when nspawnctl dies, even by SIGKILL
+   * (setpriv --pdeathsig), so no orphan keeps writing into a directory the next run cleans.
+   */
+  dieWithParent?: boolean;
 }
 
 export interface RunResult {
@@ -43,7 +48,7 @@ export interface Runner {
 }
 
 /** The real runner. execa is ESM-only and loaded on first use, which keeps startup fast. */
-export function createExecaRunner(): Runner {
+export function createExecaRunner(signal?: AbortSignal): Runner {
   return {
     async run(file, args, options = {}) {
       const argv = [file, ...args];
@@ -54,8 +59,12 @@ export function createExecaRunner(): Runner {
         if (options.allowFailure) return { exitCode: 127, stdout: '', stderr: message };
         throw new CommandFailedError(argv, undefined, message);
       }
+      if (signal?.aborted) throw new InterruptedError();
+      const setpriv = options.dieWithParent ? resolveProgram('setpriv') : undefined;
+      const [exe, exeArgs] = setpriv ? [setpriv, ['--pdeathsig', 'TERM', '--', program, ...args]] : [program, args];
       const { execa } = await import('execa');
-      const child = execa(program, args, {
+      const child = execa(exe, exeArgs, {
+        cancelSignal: signal,
         reject: false,
         shell: false,
         input: options.input,
@@ -77,6 +86,7 @@ export function createExecaRunner(): Runner {
         child.stderr?.on('data', forward);
       }
       const r = await child;
+      if (r.isCanceled || signal?.aborted) throw new InterruptedError(argv);
       const stdout = String(r.stdout ?? '');
       const stderr = String(r.stderr ?? '');
       if (r.exitCode === undefined) {

@@ -53,6 +53,7 @@ export function stepToJson(step: Step): Record<string, unknown> {
     case 'enable-networkd':
       return base;
     case 'create-bind-source':
+    case 'remove-staging':
       return { ...base, machine: step.machine, path: step.path };
     default:
       return { ...base, machine: step.machine };

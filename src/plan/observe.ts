@@ -3,6 +3,7 @@ import { Host } from '../host/host';
 import {
   autostartLinkPath,
   MACHINE_RECORDS_DIR,
+  MACHINES_DIR,
   machineRecordPath,
   networkRecordPath,
   rootfsPath,
@@ -43,6 +44,8 @@ export interface HostState {
   networks: Record<string, ObservedNetwork>;
   /** Every path the plan compares, keyed by host path; missing paths are absent. */
   files: Record<string, ObservedEntry>;
+  /** Machine names of staging directories left by interrupted runs. */
+  stagingDirs?: string[];
   /** Bind mount sources that exist on the host. */
   existingBindSources: string[];
   /** Every machine that has an nspawnctl record, whether in this manifest or not. */
@@ -92,6 +95,11 @@ async function readNetworkRecord(host: Host, name: string): Promise<ObservedNetw
   }
 }
 
+/** Machine names of leftover staging directories (".nspawnctl-NAME.staging"). */
+export async function listStagingDirs(host: Host): Promise<string[]> {
+  return (await host.fs.listDir(MACHINES_DIR)).map((f) => /^\.nspawnctl-(.+)\.staging$/.exec(f)?.[1]).filter((n): n is string => n !== undefined);
+}
+
 /** Names of machines nspawnctl has records for. */
 export async function listManagedMachines(host: Host): Promise<string[]> {
   return (await host.fs.listDir(MACHINE_RECORDS_DIR)).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length));
@@ -119,7 +127,7 @@ export async function observeHost(host: Host, desired: DesiredState): Promise<Ho
     networkdActive = r.stdout.trim() === 'active';
   }
 
-  const state: HostState = { systemdBooted, networkdActive, machines: {}, networks: {}, files: {}, existingBindSources: [], managedMachines: await listManagedMachines(host) };
+  const state: HostState = { systemdBooted, networkdActive, machines: {}, networks: {}, files: {}, existingBindSources: [], managedMachines: await listManagedMachines(host), stagingDirs: await listStagingDirs(host) };
   for (const source of new Set(desired.machines.flatMap((m) => m.machine.bind.map((b) => b.source)))) {
     if (await host.fs.stat(source)) state.existingBindSources.push(source);
   }

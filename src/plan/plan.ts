@@ -1,6 +1,6 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { machineRecordPath, networkRecordPath } from '../host/paths';
+import { machineRecordPath, networkRecordPath, stagingPath } from '../host/paths';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
 import { HostState, ObservedEntry, ObservedMachine } from './observe';
 import { MachineRecord, NetworkRecord, serializeRecord } from './records';
@@ -53,6 +53,11 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
     notices.push(...r.notices);
     summary.push(r.summary);
   }
+
+  // A staging directory is never resumed; one whose machine is not being created now is removed.
+  const creating = new Set(steps.flatMap((s) => (s.kind === 'create-machine' ? [s.machine] : [])));
+  const stale = (state.stagingDirs ?? []).filter((n) => !creating.has(n));
+  steps.unshift(...stale.map((n): Step => ({ kind: 'remove-staging', machine: n, path: stagingPath(n), reason: 'left by an interrupted run' })));
 
   const inManifest = new Set(desired.machines.map((m) => m.machine.name));
   const unmanaged = state.managedMachines.filter((n) => !inManifest.has(n));

@@ -9,6 +9,7 @@ export type Step =
   | { kind: 'remove-file'; owner: Owner; path: string; reason: string }
   | { kind: 'install-packages'; machine: string; packages: string[]; aptProxy?: string; reason: string }
   | { kind: 'write-record'; owner: Owner; path: string; record: MachineRecord | NetworkRecord; reason: string }
+  | { kind: 'remove-staging'; machine: string; path: string; reason: string }
   | { kind: 'create-bind-source'; machine: string; path: string; reason: string }
   | { kind: 'enable-networkd'; bridges: string[]; reason: string }
   | { kind: 'reload-networkd'; reconfigure: string[]; bridges: string[]; reason: string }
@@ -63,6 +64,8 @@ export function describeStep(step: Step): string {
       return `install into ${step.machine}: ${step.packages.join(' ')}`;
     case 'write-record':
       return `record ${step.owner.type} ${step.owner.name} as managed by nspawnctl`;
+    case 'remove-staging':
+      return `remove ${step.path}`;
     case 'create-bind-source':
       return `create directory ${step.path} (bind mount source of ${step.machine})`;
     case 'enable-networkd':

@@ -66,7 +66,7 @@ e2eSuite('nspawnctl on a real systemd host', () => {
 
   timed('1. apply machines.example.yaml: machines run and answer on the bridge', () => {
     const r = nspawnctl(['apply', '/root/machines.yaml']);
-    expect(r.stdout).toMatch(/Applied \d+ step\(s\)\./);
+    expect(r.stdout).toMatch(/Applied (\d+) of \1 step\(s\)\./);
     expect(running().sort()).toEqual(['db', 'web']);
     pingFromHost('10.77.0.11');
     pingFromHost('10.77.0.12');

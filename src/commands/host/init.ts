@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { Listr } from 'listr2';
 import { posix } from 'node:path';
 import { assertHostInitPossible, observeHostInit, runHostInitStep, undoHostInit } from '../../apply/host-init';
-import { BaseCommand, jsonFlag } from '../../command-base';
+import { BaseCommand, jsonFlag, waitFlag } from '../../command-base';
 import { NspawnctlError } from '../../errors';
 import { loadManifestFile } from '../../pipeline';
 import { describeHostInitStep, planHostInit } from '../../plan/host-init';
@@ -24,6 +24,7 @@ export default class HostInit extends BaseCommand {
     undo: Flags.boolean({ description: 'Remove the files host init wrote and disable the units it enabled.', default: false, exclusive: ['check', 'dry-run'] }),
     force: Flags.boolean({ description: 'With --undo: even while managed machines exist.', default: false }),
     json: jsonFlag,
+    wait: waitFlag,
   };
 
   async run(): Promise<void> {
@@ -31,7 +32,7 @@ export default class HostInit extends BaseCommand {
     const host = this.createHost();
     const say = (line: string) => (flags.json ? undefined : process.stderr.write(`${line}\n`));
     if (flags.undo) {
-      const r = await undoHostInit(host, flags.force, say);
+      const r = await this.withLock(host, 'host init --undo', flags.wait, () => undoHostInit(host, flags.force, say));
       if (flags.json) this.out(JSON.stringify(r, null, 2));
       else this.out(`Undone: removed ${r.removed.length} file(s), disabled ${r.disabled.length} unit(s).${r.packages.length ? ` Packages host init installed are kept; remove them with: apt-get remove ${r.packages.join(' ')}` : ''}`);
       return;
@@ -54,11 +55,15 @@ export default class HostInit extends BaseCommand {
     }
     await assertHostInitPossible(host);
     say(`host init:\n${report}`);
-    const tasks = plan.steps.map((step) => ({
-      title: describeHostInitStep(step),
-      task: async (_: unknown, task: { output: string }) => runHostInitStep(host, step, (line) => (task.output = line)),
-    }));
-    await new Listr(tasks, { renderer: this.progressRenderer(flags.json), exitOnError: true } as never).run();
+    await this.withLock(host, 'host init', flags.wait, async () => {
+      // Planned again under the lock: another run may have changed the host meanwhile.
+      const locked = planHostInit(manifest, await observeHostInit(host, manifest), { manifestPath: posix.resolve(this.cwd(), args.file ?? '.'), now: new Date().toISOString() });
+      const tasks = locked.steps.map((step) => ({
+        title: describeHostInitStep(step),
+        task: async (_: unknown, task: { output: string }) => runHostInitStep(host, step, (line) => (task.output = line)),
+      }));
+      await new Listr(tasks, { renderer: this.progressRenderer(flags.json), exitOnError: true } as never).run();
+    });
     if (flags.json) this.out(JSON.stringify({ ...json(), applied: true }, null, 2));
     else this.out(`Host init done: ${plan.steps.length} step(s).`);
     if (errors.length > 0) throw new NspawnctlError(`${errors.length} problem(s) need a manual fix (see above)`);
