@@ -91,13 +91,15 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
       // The record says the machine is ours but its rootfs reappeared half-way; never merge.
       throw new NspawnctlError(`${rootfs} appeared while machine ${spec.name} was being created`);
     }
+    // The record goes first: killed between the two, the next plan sees a recorded machine
+    // whose rootfs is missing and creates it again, instead of an unowned rootfs.
+    const record: MachineRecord = { ...input.record, bootstrap: { ...input.record.bootstrap, bootstrapper: tool } };
+    await host.fs.writeFile(machineRecordPath(spec.name), serializeRecord(record), { mode: 0o644, dirMode: 0o755 });
     await host.fs.rename(staging, rootfs);
   } catch (err) {
     await removeStaging(host, staging).catch(() => undefined);
     throw err;
   }
-  const record: MachineRecord = { ...input.record, bootstrap: { ...input.record.bootstrap, bootstrapper: tool } };
-  await host.fs.writeFile(machineRecordPath(spec.name), serializeRecord(record), { mode: 0o644, dirMode: 0o755 });
 }
 
 /**

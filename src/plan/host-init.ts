@@ -108,7 +108,8 @@ export function planHostInit(manifest: Manifest | undefined, o: HostInitObserved
       steps.push({ kind: 'network', step: s, reason: s.reason });
       if (s.kind === 'write-file' && s.change === 'create') {
         next.files = union(next.files, [s.entry.hostPath]);
-        next.bridges = union(next.bridges, [s.owner.name]);
+        // Only a bridge whose .netdev host init created is its own to delete on --undo.
+        if (s.entry.hostPath.endsWith('.netdev')) next.bridges = union(next.bridges, [s.owner.name]);
       }
       if (s.kind === 'write-record' && !o.networkState.networks[s.owner.name]?.record) next.files = union(next.files, [s.path]);
     }

@@ -95,6 +95,10 @@ function planNetwork(n: DesiredNetwork, state: HostState, options: PlanOptions) 
       changes.push(`remove ${path}`);
     }
   }
+  if (conflicts.length > 0) {
+    // Nothing is written for a network with a conflict: not even its other files.
+    return { steps: [], conflicts, filesChanged: false, summary: { owner, action: 'conflict', changes: conflicts.map((c) => c.message) } as Summary };
+  }
   const record: NetworkRecord = {
     version: 1,
     kind: 'network',

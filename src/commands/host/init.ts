@@ -49,23 +49,32 @@ export default class HostInit extends BaseCommand {
 
     if (flags.check || flags['dry-run'] || plan.steps.length === 0) {
       if (flags.json) this.out(JSON.stringify(json(), null, 2));
-      else this.out(plan.steps.length === 0 ? `The host is ready for nspawnctl.${report ? `\n${report}` : ''}` : `${flags.check ? 'Missing' : 'Would do'}:\n${report}`);
+      else if (plan.steps.length > 0) this.out(`${flags.check ? 'Missing' : 'Would do'}:\n${report}`);
+      else if (errors.length > 0) this.out(`Nothing to install or write, but the host is not ready:\n${report}`);
+      else this.out(`The host is ready for nspawnctl.${report ? `\n${report}` : ''}`);
       if (flags.check && (plan.steps.length > 0 || errors.length > 0)) this.exit(1);
+      if (!flags.check && !flags['dry-run'] && errors.length > 0) throw new NspawnctlError(`${errors.length} problem(s) need a manual fix (see above)`);
       return;
     }
     await assertHostInitPossible(host);
-    say(`host init:\n${report}`);
-    await this.withLock(host, 'host init', flags.wait, async () => {
+    const done = await this.withLock(host, 'host init', flags.wait, async () => {
       // Planned again under the lock: another run may have changed the host meanwhile.
       const locked = planHostInit(manifest, await observeHostInit(host, manifest), { manifestPath: posix.resolve(this.cwd(), args.file ?? '.'), now: new Date().toISOString() });
+      say(`host init:\n${locked.steps.map((s) => `  - ${describeHostInitStep(s)}  (${s.reason})`).join('\n')}`);
       const tasks = locked.steps.map((step) => ({
         title: describeHostInitStep(step),
         task: async (_: unknown, task: { output: string }) => runHostInitStep(host, step, (line) => (task.output = line)),
       }));
       await new Listr(tasks, { renderer: this.progressRenderer(flags.json), exitOnError: true } as never).run();
+      return locked;
     });
-    if (flags.json) this.out(JSON.stringify({ ...json(), applied: true }, null, 2));
-    else this.out(`Host init done: ${plan.steps.length} step(s).`);
-    if (errors.length > 0) throw new NspawnctlError(`${errors.length} problem(s) need a manual fix (see above)`);
+    const doneErrors = done.findings.filter((f) => f.severity === 'error');
+    if (flags.json) {
+      this.out(JSON.stringify({ ready: doneErrors.length === 0, steps: done.steps.map((s) => ({ kind: s.kind, description: describeHostInitStep(s), reason: s.reason })), findings: done.findings, applied: true }, null, 2));
+    } else {
+      for (const f of done.findings) say(`${f.severity}: ${f.what}\n  fix: ${f.fix.replace(/\n/g, '\n       ')}`);
+      this.out(`Host init done: ${done.steps.length} step(s).`);
+    }
+    if (doneErrors.length > 0) throw new NspawnctlError(`${doneErrors.length} problem(s) need a manual fix (see above)`);
   }
 }
