@@ -38,6 +38,9 @@ export abstract class BaseCommand extends Command {
 
   /** Runs `fn` holding the host lock (apply, destroy, host init never interleave). */
   protected async withLock<T>(host: Host, command: string, wait: boolean, fn: () => Promise<T>): Promise<T> {
+    // Only root can change the host (or create the lock in /run); for anyone else the command's
+    // own preflight reports "must run as root" once there is something to change.
+    if (host.uid !== 0) return fn();
     const release = await acquireLock(host, {
       command,
       wait,
@@ -60,6 +63,14 @@ export abstract class BaseCommand extends Command {
     process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
 
+  private jsonPrinted = false;
+
+  /** Prints a JSON document on stdout; an error after it adds no second document. */
+  protected outJson(value: unknown): void {
+    this.out(JSON.stringify(value, null, 2));
+    this.jsonPrinted = true;
+  }
+
   protected wantsJson(): boolean {
     return this.argv.includes('--json');
   }
@@ -75,7 +86,7 @@ export abstract class BaseCommand extends Command {
     const lines = err instanceof ManifestError ? [err.message] : [`nspawnctl: ${err.message}`];
     if (err.hint) lines.push(`hint: ${err.hint}`);
     process.stderr.write(`${lines.join('\n')}\n`);
-    if (this.wantsJson()) {
+    if (this.wantsJson() && !this.jsonPrinted) {
       const problems = err instanceof ManifestError ? err.problems : undefined;
       this.out(JSON.stringify({ error: { kind: err.name, message: err.message, hint: err.hint, exitCode: err.exitCode, problems } }, null, 2));
     }

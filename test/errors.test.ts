@@ -1,12 +1,20 @@
 // The error texts users see: located manifest problems, failed commands, preflight lists.
-import { CommandFailedError, ExitCode, formatArgv, formatProblem, ManifestError, OwnershipError, PreflightError } from '../src/errors';
+import { CommandFailedError, ExitCode, formatArgv, formatProblem, InterruptedError, ManifestError, OwnershipError, PreflightError } from '../src/errors';
 
 test('exit codes', () => {
-  expect(ExitCode).toEqual({ failure: 1, invalidManifest: 2, preflight: 3, conflict: 4 });
+  expect(ExitCode).toEqual({ failure: 1, invalidManifest: 2, preflight: 3, conflict: 4, busy: 5, interrupted: 130 });
   expect(new ManifestError([]).exitCode).toBe(2);
   expect(new PreflightError([]).exitCode).toBe(3);
   expect(new OwnershipError('x').exitCode).toBe(4);
   expect(new CommandFailedError(['true'], 1, '').exitCode).toBe(1);
+  expect(new InterruptedError().exitCode).toBe(130);
+});
+
+test('an interrupt names the command it stopped, if any, and says the next apply continues', () => {
+  expect(new InterruptedError().message).toBe('interrupted; the next apply continues from here');
+  expect(new InterruptedError(['mmdebstrap', '--variant=minbase', 'bookworm', '/var/lib/machines/.nspawnctl-web.staging']).message).toBe(
+    'interrupted while running mmdebstrap --variant=minbase bookworm /var/lib/machines/.nspawnctl-web.staging; the next apply continues from here',
+  );
 });
 
 test('formatProblem: FILE:LINE:COL: path: message, and no path for whole-file problems', () => {

@@ -18,8 +18,11 @@ export interface ApplyOptions {
   startTimeoutMs: number;
 }
 
+/** The group of host-wide steps (bridges, networkd); ":" keeps it apart from machine names. */
+export const HOST_GROUP = ':host';
+
 export interface ApplyFailure {
-  /** "host" for network steps, else the machine name. */
+  /** HOST_GROUP for network steps, else the machine name. */
   group: string;
   step: Step;
   error: Error;
@@ -32,11 +35,15 @@ export interface ApplyResult {
   skipped: string[];
 }
 
-/** Which group a step belongs to: a machine's name, or "host" for bridges and networkd. */
+/** Which group a step belongs to: a machine's name, or HOST_GROUP for bridges and networkd. */
 export function stepGroup(step: Step): string {
   if ('machine' in step) return step.machine;
   if ('owner' in step && step.owner.type === 'machine') return step.owner.name;
-  return 'host';
+  return HOST_GROUP;
+}
+
+function groupLabel(group: string): string {
+  return group === HOST_GROUP ? 'host (bridges, networkd)' : `machine ${group}`;
 }
 
 /**
@@ -59,8 +66,8 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
     const tasks: ListrTask[] = group.steps.map((step) => ({
       title: describeStep(step),
       task: async (_ctx, task) => {
-        if (host.signal?.aborted) throw new InterruptedError();
         current = step;
+        if (host.signal?.aborted) throw new InterruptedError();
         await runStep(host, step, options, (line) => {
           task.output = line;
         });
@@ -77,7 +84,7 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
       await list.run();
     } catch (err) {
       result.failures.push({ group: group.name, step: current ?? group.steps[0], error: err as Error });
-      if (group.name === 'host' || err instanceof InterruptedError || host.signal?.aborted) {
+      if (group.name === HOST_GROUP || err instanceof InterruptedError || host.signal?.aborted) {
         result.skipped.push(...groups.slice(i + 1).map((g) => g.name));
         break;
       }
@@ -90,11 +97,14 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
 export function summarizeFailures(result: ApplyResult): NspawnctlError {
   const interrupted = result.failures.some((f) => f.error instanceof InterruptedError);
   const lines = result.failures.map((f) => {
-    const who = f.group === 'host' ? 'host' : `machine ${f.group}`;
-    return `${who}: ${f.error.message.startsWith(`${who}: `) ? f.error.message.slice(who.length + 2) : f.error.message}`;
+    const who = groupLabel(f.group);
+    const prefix = f.group === HOST_GROUP ? '' : `${who}: `;
+    const message = prefix && f.error.message.startsWith(prefix) ? f.error.message.slice(prefix.length) : f.error.message;
+    return `${who}: ${message}`;
   });
-  if (result.skipped.length > 0) lines.push(`not attempted: ${result.skipped.join(', ')}`);
-  const ok = [...new Set(result.done.map(stepGroup))].filter((g) => !result.failures.some((f) => f.group === g));
+  if (result.skipped.length > 0) lines.push(`not attempted: ${result.skipped.map(groupLabel).join(', ')}`);
+  // Machines whose every planned step was done (host-wide steps are not listed).
+  const ok = [...new Set(result.done.map(stepGroup))].filter((g) => g !== HOST_GROUP && !result.failures.some((f) => f.group === g));
   return new NspawnctlError(`apply ${interrupted ? 'was interrupted' : 'failed'}${ok.length ? ` (applied: ${ok.join(', ')})` : ''}:\n${lines.map((l) => `  - ${l}`).join('\n')}`, {
     exitCode: interrupted ? ExitCode.interrupted : ExitCode.failure,
     hint: 'Fix the cause and run apply again: it continues from where this run stopped.',

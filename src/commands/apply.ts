@@ -31,7 +31,7 @@ export default class Apply extends BaseCommand {
     await this.withLock(host, `apply ${args.file}`, flags.wait, async () => {
       const { plan } = await planManifest(host, manifest, this.cwd());
       if (plan.steps.length === 0 || plan.conflicts.length > 0) {
-        if (flags.json) this.out(JSON.stringify({ ...planToJson(plan), applied: [] }, null, 2));
+        if (flags.json) this.outJson({ ...planToJson(plan), applied: [] });
         else process.stderr.write(formatPlanText(plan));
         if (plan.conflicts.length > 0) throw new OwnershipError(`${plan.conflicts.length} conflict(s); nothing was changed`, 'Resolve them (see above), or destroy the machine with --force if it is really yours.');
         return;
@@ -41,7 +41,7 @@ export default class Apply extends BaseCommand {
       const result = await applyPlan(host, plan, { renderer: this.progressRenderer(flags.json), startTimeoutMs: flags['start-timeout'] * 1000 });
       if (flags.json) {
         const failures = result.failures.map((f) => ({ group: f.group, step: stepToJson(f.step), message: f.error.message }));
-        this.out(JSON.stringify({ ...planToJson(plan), applied: result.done.map(stepToJson), failures, skipped: result.skipped }, null, 2));
+        this.outJson({ ...planToJson(plan), applied: result.done.map(stepToJson), failures, skipped: result.skipped });
       } else {
         this.out(`Applied ${result.done.length} of ${plan.steps.length} step(s).`);
       }

@@ -193,17 +193,24 @@ export function createNodeFs(root: string): HostFs {
     },
     async createExclusive(path, content, mode) {
       await mkdirp(posix.dirname(path), 0o755);
+      // Written whole to a temporary file, then hard-linked into place: link() fails if the
+      // path exists, and a reader never sees the file half-written.
+      const tmp = tempSibling(path);
       try {
-        const handle = await fsp.open(real(path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+        const handle = await fsp.open(real(tmp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
         try {
           await handle.writeFile(content, 'utf8');
+          await handle.chmod(mode);
         } finally {
           await handle.close();
         }
+        await fsp.link(real(tmp), real(path));
         return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
         throw err;
+      } finally {
+        await fsp.rm(real(tmp), { force: true });
       }
     },
   };

@@ -1,12 +1,15 @@
 // `nspawnctl apply` through oclif with a fake Host: nothing on a converged host, preflight and
-// conflicts refuse before any change, and a full apply on a fresh host converges it.
+// conflicts refuse before any change, a full apply on a fresh host converges it, a failing
+// machine fails alone, and the host lock keeps two runs apart.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Apply from '../../src/commands/apply';
 import { Host } from '../../src/host/host';
+import { LOCK_PATH } from '../../src/host/lock';
 import { observeHost } from '../../src/plan/observe';
 import { convergedState, convergeFakeHost, desiredFrom, makeBootedHost } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
+import { changesBesidesLock, seedLockHolder } from '../helpers/lock';
 import { REPO_ROOT, runCommand, TEST_CWD } from '../helpers/run-command';
 import { simulateSystemd } from '../helpers/simulated-systemd';
 
@@ -38,24 +41,70 @@ function freshHost(options: { uid?: number; booted?: boolean } = {}): FakeHost {
   return host;
 }
 
+const STAGING = (n: string) => `/var/lib/machines/.nspawnctl-${n}.staging`;
+const MMDEBSTRAP = (n: string, include = 'dbus,iproute2,iputils-ping,systemd,systemd-sysv') => ['mmdebstrap', '--variant=minbase', `--include=${include}`, 'bookworm', STAGING(n), 'http://deb.debian.org/debian'];
+const SHOW = (n: string) => ['machinectl', 'show', n, '--property=State', '--value'];
+const CONVERGED_TEXT = '= network examplevlan: unchanged\n= machine db: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n';
+const HINT = 'hint: Fix the cause and run apply again: it continues from where this run stopped.\n';
+const HOLDER = { pid: 777, start: '5555', command: 'apply /srv/conf/other.yaml', since: '2025-01-01T00:00:00.000Z' };
+
+/** The example applied: both machines run. */
+function convergedHost(): FakeHost {
+  return convergeFakeHost(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } })), desiredFrom(EXAMPLE).desired);
+}
+
+/** A fresh booted host simulating systemd; mmdebstrap fails for `failing` machines (and leaves a partial staging tree). */
+function hostWhereBootstrapFails(manifest: string, failing: string[]): FakeHost {
+  const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } }));
+  // Responses are tried in order: this one wins over the simulation's successful mmdebstrap.
+  host.runner.on((argv) => argv[0] === 'mmdebstrap' && failing.some((n) => argv.includes(STAGING(n))), ({ args }) => {
+    host.fs.addFile(`${args[args.length - 2]}/debootstrap/debootstrap.log`, 'partial\n');
+    return { exitCode: 1, stderr: "I: chroot architecture amd64 is equal to the host's architecture\nE: cannot resolve deb.debian.org\n" };
+  });
+  simulateSystemd(host, { bridges: ['examplevlan'] });
+  return host;
+}
+
+/** The report line of a failed mmdebstrap for machine `n`, as CommandFailedError words it. */
+const bootstrapFailure = (n: string, include?: string) =>
+  [
+    `machine ${n}: command ${MMDEBSTRAP(n, include).join(' ')} exited with code 1:`,
+    "    I: chroot architecture amd64 is equal to the host's architecture",
+    '    E: cannot resolve deb.debian.org',
+  ].join('\n');
+
+/** The part of stderr from the error report on (progress lines and the plan come before it). */
+const report = (stderr: string) => stderr.slice(stderr.indexOf('nspawnctl: '));
+
+/** Two machines without a network: every step belongs to one machine or the other. */
+const TWO_MACHINES = `defaults:
+  packages: [iproute2, iputils-ping]
+machines:
+  db:
+    autostart: true
+  web:
+    autostart: true
+`;
+
 describe('nspawnctl apply', () => {
-  test('on a converged host: prints no-change and runs nothing', async () => {
-    const host = convergeFakeHost(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } })), desiredFrom(EXAMPLE).desired);
+  test('on a converged host: prints no-change on stderr, runs nothing, changes only the lock', async () => {
+    const host = convergedHost();
     const r = await runCommand(applyWith(host), ['machines.yaml']);
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('= network examplevlan: unchanged\n= machine db: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n');
+    expect(r.stderr).toBe(CONVERGED_TEXT);
     expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
-    expect(host.fs.changes).toEqual([]);
+    expect(changesBesidesLock(host)).toEqual([]);
   });
 
   test('on a converged host with --json: changes:false and nothing applied', async () => {
-    const host = convergeFakeHost(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } })), desiredFrom(EXAMPLE).desired);
+    const host = convergedHost();
     const r = await runCommand(applyWith(host), ['machines.yaml', '--json']);
     expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe('');
     const json = JSON.parse(r.stdout);
     expect([json.changes, json.steps, json.applied, json.conflicts]).toEqual([false, [], [], []]);
-    expect(host.fs.changes).toEqual([]);
+    expect(changesBesidesLock(host)).toEqual([]);
   });
 
   test('as non-root with pending steps: exit 3 naming what is missing, before any change', async () => {
@@ -65,6 +114,26 @@ describe('nspawnctl apply', () => {
     expect(r.stderr).toBe('nspawnctl: this host is not ready:\n  - nspawnctl apply must run as root\nhint: Run it with sudo, or as root.\n');
     expect(r.stdout).toBe('');
     expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+    // Non-root takes no lock (it could not create it in /run anyway).
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  // BUG (src/host/lock.ts acquireLock, via BaseCommand.withLock): the lock is taken before the root check, and
+  // a non-root user cannot create /run/nspawnctl.lock (/run is root's, mode 0755): the real fs
+  // throws EACCES, which surfaces as a raw "EACCES: permission denied" (exit 1) instead of this
+  // preflight report (exit 3). The FakeFs has no permissions, so this test gives it the real
+  // answer for /run. Same for destroy and host init --undo as non-root.
+  test('as non-root on a real filesystem (no write access to /run): still exit 3 naming what is missing', async () => {
+    const host = freshHost({ uid: 1000 });
+    host.fs.createExclusive = async (path: string) => {
+      throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES', errno: -13, syscall: 'open', path });
+    };
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect({ exitCode: r.exitCode, stderr: r.stderr, stdout: r.stdout }).toEqual({
+      exitCode: 3,
+      stderr: 'nspawnctl: this host is not ready:\n  - nspawnctl apply must run as root\nhint: Run it with sudo, or as root.\n',
+      stdout: '',
+    });
     expect(host.fs.changes).toEqual([]);
   });
 
@@ -91,10 +160,11 @@ describe('nspawnctl apply', () => {
       ].join('\n'),
     );
     expect(host.runner.calls).toEqual([]);
+    // Non-root takes no lock (it could not create it in /run anyway).
     expect(host.fs.changes).toEqual([]);
   });
 
-  test('with conflicts: exit 4, the plan shows them, nothing changes', async () => {
+  test('with conflicts: exit 4, the plan shows them, nothing changes but the lock', async () => {
     const host = freshHost();
     host.fs.addDir('/var/lib/machines/web');
     const r = await runCommand(applyWith(host), ['machines.yaml']);
@@ -110,61 +180,160 @@ describe('nspawnctl apply', () => {
       ].join('\n'),
     )).toBe(true);
     expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
-    expect(host.fs.changes).toEqual([]);
+    expect(changesBesidesLock(host)).toEqual([]);
   });
 
-  test('--dry-run shows the plan and changes nothing', async () => {
+  test('--dry-run prints the plan on stdout, takes no lock and changes nothing', async () => {
     const host = freshHost();
     const r = await runCommand(applyWith(host), ['machines.yaml', '--dry-run']);
     expect(r.exitCode).toBe(0);
-    expect(r.stderr).toContain('\n13 step(s):\n');
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(
+      [
+        '+ network examplevlan: create',
+        '    create /etc/systemd/network/50-nspawnctl-examplevlan.netdev',
+        '    create /etc/systemd/network/50-nspawnctl-examplevlan.network',
+        '+ machine db: create',
+        '    bootstrap debian bookworm with mmdebstrap or debootstrap',
+        '    create /etc/systemd/nspawn/db.nspawn',
+        '    enable at boot',
+        '    start',
+        '+ machine web: create',
+        '    create directory /srv/www',
+        '    bootstrap debian bookworm with mmdebstrap or debootstrap',
+        '    create /etc/systemd/nspawn/web.nspawn',
+        '    enable at boot',
+        '    start',
+        '',
+        '13 step(s):',
+        '  1. record network examplevlan as managed by nspawnctl  (new network)',
+        '  2. create /etc/systemd/network/50-nspawnctl-examplevlan.netdev  (missing)',
+        '  3. create /etc/systemd/network/50-nspawnctl-examplevlan.network  (missing)',
+        '  4. reload systemd-networkd  (bridge configuration changed)',
+        '  5. create machine db: bootstrap debian bookworm (5 packages), write 9 files inside  (not on this host yet)',
+        '  6. create /etc/systemd/nspawn/db.nspawn  (new machine)',
+        '  7. enable db (start at boot)  (autostart: true)',
+        '  8. start db  (new machine)',
+        '  9. create directory /srv/www (bind mount source of web)  (bind mount source does not exist)',
+        '  10. create machine web: bootstrap debian bookworm (5 packages), write 9 files inside, run 1 provision commands  (not on this host yet)',
+        '  11. create /etc/systemd/nspawn/web.nspawn  (new machine)',
+        '  12. enable web (start at boot)  (autostart: true)',
+        '  13. start web  (new machine)',
+        '',
+      ].join('\n'),
+    );
     expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
     expect(host.fs.changes).toEqual([]);
   });
 
-  test('a failing bootstrap stops apply: argv, exit code and stderr reported, staging removed, nothing after it runs', async () => {
-    const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } }));
-    // Responses are tried in order: this one wins over the simulation's successful mmdebstrap.
-    host.runner.on((argv) => argv[0] === 'mmdebstrap', ({ args }) => {
-      host.fs.addFile(`${args[args.length - 2]}/debootstrap/debootstrap.log`, 'partial\n');
-      return { exitCode: 1, stderr: 'I: chroot architecture amd64 is equal to the host\'s architecture\nE: cannot resolve deb.debian.org\n' };
-    });
-    simulateSystemd(host, { bridges: ['examplevlan'] });
-    const r = await runCommand(applyWith(host), ['machines.yaml']);
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr.endsWith(
-      [
-        'nspawnctl: machine db: command mmdebstrap --variant=minbase --include=dbus,iproute2,iputils-ping,systemd,systemd-sysv bookworm /var/lib/machines/.nspawnctl-db.staging http://deb.debian.org/debian exited with code 1:',
-        "    I: chroot architecture amd64 is equal to the host's architecture",
-        '    E: cannot resolve deb.debian.org',
-        '',
-      ].join('\n'),
-    )).toBe(true);
-    expect(host.runner.argvs().map((a) => a[0])).toEqual(['machinectl', 'systemctl', 'networkctl', 'ip', 'mmdebstrap']);
-    expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines/'))).toEqual([]);
-    expect(host.fs.nodes.has('/var/lib/nspawnctl/machines/db.json')).toBe(false);
-    // The steps before the failure did happen: the network is recorded and written.
-    expect(host.fs.nodes.has('/var/lib/nspawnctl/networks/examplevlan.json')).toBe(true);
+  test('--dry-run --json prints the plan as JSON with nothing applied, and takes no lock', async () => {
+    const host = freshHost();
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--dry-run', '--json']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe('');
+    const json = JSON.parse(r.stdout);
+    expect([json.changes, json.steps.length, json.applied, json.failures]).toEqual([true, 13, [], undefined]);
+    expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+    expect(host.fs.changes).toEqual([]);
   });
 
-  test('on a fresh host: runs exactly the expected commands, and a second apply plans nothing', async () => {
-    const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } }));
-    simulateSystemd(host, { bridges: ['examplevlan'] });
-    const r = await runCommand(applyWith(host), ['machines.yaml', '--start-timeout', '5']);
+  test('--dry-run while another run holds the lock: still prints the plan, without waiting', async () => {
+    const host = freshHost();
+    const theirs = seedLockHolder(host, HOLDER, true);
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--dry-run', '--no-wait']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('\n13 step(s):\n');
+    expect(host.fs.changes).toEqual([]);
+    expect(await host.fs.readText(LOCK_PATH)).toBe(theirs);
+  });
+
+  test('--no-wait while another nspawnctl holds the lock: exit 5 naming it; nothing is observed, run or written', async () => {
+    const host = freshHost();
+    const theirs = seedLockHolder(host, HOLDER, true);
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--no-wait']);
+    expect(r.exitCode).toBe(5);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      'nspawnctl: another nspawnctl is changing this host: PID 777 (apply /srv/conf/other.yaml, since 2025-01-01T00:00:00.000Z)\nhint: Wait for it, or run again with --wait (the default).\n',
+    );
+    expect(host.runner.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+    expect(await host.fs.readText(LOCK_PATH)).toBe(theirs);
+  });
+
+  test('--no-wait with a stale lock (its process is gone): takes it over and applies', async () => {
+    const host = convergedHost();
+    seedLockHolder(host, HOLDER, false);
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--no-wait']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe(CONVERGED_TEXT);
+    expect(host.fs.changes).toEqual([`remove ${LOCK_PATH}`, `create ${LOCK_PATH}`, `remove ${LOCK_PATH}`]);
+    expect(host.fs.nodes.has(LOCK_PATH)).toBe(false);
+  });
+
+  test('by default it waits for a live holder, saying so once, then plans under the lock', async () => {
+    const host = convergedHost();
+    seedLockHolder(host, HOLDER, true);
+    // The holder finishes 50 ms after apply first found its lock (apply polls every 500 ms).
+    const readText = host.fs.readText.bind(host.fs);
+    let done: NodeJS.Timeout | undefined;
+    host.fs.readText = async (path: string) => {
+      if (path === LOCK_PATH && !done) {
+        done = setTimeout(() => {
+          host.fs.nodes.delete(LOCK_PATH);
+          host.fs.nodes.delete('/proc/777/stat');
+        }, 50);
+      }
+      return readText(path);
+    };
+    try {
+      const r = await runCommand(applyWith(host), ['machines.yaml']);
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toBe(`nspawnctl: waiting for PID 777 (apply /srv/conf/other.yaml, since 2025-01-01T00:00:00.000Z) to finish...\n${CONVERGED_TEXT}`);
+    } finally {
+      clearTimeout(done);
+    }
+    expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+    expect(changesBesidesLock(host)).toEqual([]);
+  });
+
+  test('a staging directory left by an interrupted run is unmounted below and removed, first', async () => {
+    const host = convergedHost();
+    const old = STAGING('old');
+    host.fs.addFile(`${old}/etc/hostname`, 'old\n');
+    host.fs.addDir(`${old}/proc`);
+    host.fs.addFile('/proc/self/mountinfo', `25 1 0:23 / / rw - ext4 /dev/sda1 rw\n98 25 0:46 / ${old}/proc rw,nosuid - proc proc rw\n`);
+    // umount takes the mount out of mountinfo, as the kernel does.
+    host.runner.on(['umount', '--lazy', `${old}/proc`], () => {
+      host.fs.addFile('/proc/self/mountinfo', '25 1 0:23 / / rw - ext4 /dev/sda1 rw\n');
+      return {};
+    });
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
     expect(r.error).toBeUndefined();
     expect(r.exitCode).toBe(0);
-    expect(r.stdout.endsWith('Applied 13 step(s).\n')).toBe(true);
-    const staging = (n: string) => `/var/lib/machines/.nspawnctl-${n}.staging`;
-    const mmdebstrap = (n: string) => ['mmdebstrap', '--variant=minbase', '--include=dbus,iproute2,iputils-ping,systemd,systemd-sysv', 'bookworm', staging(n), 'http://deb.debian.org/debian'];
+    expect(r.stderr).toBe(
+      `= network examplevlan: unchanged\n= machine db: unchanged\n= machine web: unchanged\n\n1 step(s):\n  1. remove ${old}  (left by an interrupted run)\n`,
+    );
+    expect(r.stdout.endsWith('Applied 1 of 1 step(s).\n')).toBe(true);
+    expect(host.runner.argvs()).toEqual([...OBSERVE_CALLS, ['umount', '--lazy', `${old}/proc`]]);
+    host.assertNoUnmatchedCalls();
+    expect(changesBesidesLock(host)).toEqual([`remove-tree ${old}`]);
+    expect(host.fs.paths().filter((p) => p.includes('.staging'))).toEqual([]);
+  });
+
+  test('a failing bootstrap fails only its machine: the other machine is still created and started, exit 1 with a summary', async () => {
+    const host = hostWhereBootstrapFails(EXAMPLE, ['db']);
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(1);
+    // The summary's first line is asserted in the test.failing below (which groups it names).
+    expect(r.stderr.endsWith(`):\n  - ${bootstrapFailure('db')}\n${HINT}`)).toBe(true);
+    expect(r.stdout.endsWith('Applied 9 of 13 step(s).\n')).toBe(true);
     expect(host.runner.argvs()).toEqual([
       ...OBSERVE_CALLS,
       ['networkctl', 'reload'],
       ['ip', 'link', 'show', 'dev', 'examplevlan'],
-      mmdebstrap('db'),
-      ['machinectl', 'enable', 'db'],
-      ['machinectl', 'start', 'db'],
-      ['machinectl', 'show', 'db', '--property=State', '--value'],
-      mmdebstrap('web'),
+      MMDEBSTRAP('db'),
+      MMDEBSTRAP('web'),
       [
         'systemd-nspawn',
         '--quiet',
@@ -174,7 +343,7 @@ describe('nspawnctl apply', () => {
         '--resolv-conf=off',
         '--timezone=off',
         '--machine=web',
-        `--directory=${staging('web')}`,
+        `--directory=${STAGING('web')}`,
         '--setenv=DEBIAN_FRONTEND=noninteractive',
         '--',
         'mkdir',
@@ -183,12 +352,154 @@ describe('nspawnctl apply', () => {
       ],
       ['machinectl', 'enable', 'web'],
       ['machinectl', 'start', 'web'],
-      ['machinectl', 'show', 'web', '--property=State', '--value'],
+      SHOW('web'),
     ]);
     host.assertNoUnmatchedCalls();
+    // db: staging removed, no rootfs, no record, no .nspawn; web: complete.
+    expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines/') && !p.startsWith('/var/lib/machines/web'))).toEqual([]);
+    expect(['/var/lib/nspawnctl/machines/db.json', '/etc/systemd/nspawn/db.nspawn'].map((p) => host.fs.nodes.has(p))).toEqual([false, false]);
+    expect(['/var/lib/nspawnctl/machines/web.json', '/etc/systemd/nspawn/web.nspawn', '/var/lib/machines/web/etc/motd'].map((p) => host.fs.nodes.get(p)?.type)).toEqual(['file', 'file', 'file']);
+    // The host steps before the failure did happen: the network is recorded and written.
+    expect(host.fs.nodes.has('/var/lib/nspawnctl/networks/examplevlan.json')).toBe(true);
+    expect(host.fs.nodes.has(LOCK_PATH)).toBe(false);
+  });
+
+  test('web fails, db is still created and started: exact commands, summary naming what was applied, exit 1', async () => {
+    const host = hostWhereBootstrapFails(TWO_MACHINES, ['web']);
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(1);
+    expect(report(r.stderr)).toBe(`nspawnctl: apply failed (applied: db):\n  - ${bootstrapFailure('web')}\n${HINT}`);
+    expect(r.stdout.endsWith('Applied 4 of 8 step(s).\n')).toBe(true);
+    expect(host.runner.argvs()).toEqual([
+      OBSERVE_CALLS[0],
+      MMDEBSTRAP('db'),
+      ['machinectl', 'enable', 'db'],
+      ['machinectl', 'start', 'db'],
+      SHOW('db'),
+      MMDEBSTRAP('web'),
+    ]);
+    host.assertNoUnmatchedCalls();
+    expect(host.fs.nodes.get('/var/lib/nspawnctl/machines/db.json')?.type).toBe('file');
+    expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines/') && !p.startsWith('/var/lib/machines/db'))).toEqual([]);
+    expect(['/var/lib/nspawnctl/machines/web.json', '/etc/systemd/nspawn/web.nspawn'].map((p) => host.fs.nodes.has(p))).toEqual([false, false]);
+  });
+
+  test('web fails with --json: one JSON document with applied, failures and skipped; the error on stderr', async () => {
+    const host = hostWhereBootstrapFails(TWO_MACHINES, ['web']);
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--json']);
+    expect(r.exitCode).toBe(1);
+    const message = `apply failed (applied: db):\n  - ${bootstrapFailure('web')}`;
+    expect(r.stderr).toBe(`nspawnctl: ${message}\n${HINT}`);
+    // One JSON document: the apply result (with its failures); the error goes to stderr only.
+    const result = JSON.parse(r.stdout);
+    expect(`${JSON.stringify(result, null, 2)}\n`).toBe(r.stdout);
+    expect(result.steps.map((s: { kind: string }) => s.kind)).toEqual(['create-machine', 'write-file', 'enable-machine', 'start-machine', 'create-machine', 'write-file', 'enable-machine', 'start-machine']);
+    expect(result.applied).toEqual(result.steps.slice(0, 4));
+    expect(result.failures).toEqual([{ group: 'web', step: result.steps[4], message: bootstrapFailure('web') }]);
+    expect(result.steps[4]).toMatchObject({ kind: 'create-machine', machine: 'web' });
+    expect(result.skipped).toEqual([]);
+
+    expect(host.runner.argvs().map((a) => a.slice(0, 2).join(' '))).toEqual([
+      'machinectl list',
+      'mmdebstrap --variant=minbase',
+      'machinectl enable',
+      'machinectl start',
+      'machinectl show',
+      'mmdebstrap --variant=minbase',
+    ]);
+  });
+
+  // BUG (src/apply/apply.ts summarizeFailures): "applied" lists the pseudo-group "host" (the
+  // network steps) next to machine names: the example prints "apply failed (applied: host, db)",
+  // where the intended summary is "apply failed (applied: db):\n  - machine web: ...". "host"
+  // reads as a machine (and is a valid machine name, see the next test).
+  test('the summary names the machines applied, not the "host" group of network steps', async () => {
+    const host = hostWhereBootstrapFails(EXAMPLE, ['web']);
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(report(r.stderr)).toBe(`nspawnctl: apply failed (applied: db):\n  - ${bootstrapFailure('web')}\n${HINT}`);
+  });
+
+  // BUG (src/apply/apply.ts stepGroup/applyPlan): the network steps' group is called "host", and
+  // "host" is also a valid machine name. A failing machine "host" is then taken for a failure of
+  // the host group: every later machine is "not attempted", and the summary says
+  // "host: machine host: ..." instead of "machine host: ...".
+  test('a machine named "host" that fails stops only itself', async () => {
+    const manifest = 'machines:\n  a: {}\n  host: {}\n  z: {}\n';
+    const host = hostWhereBootstrapFails(manifest, ['host']);
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(1);
+    expect(report(r.stderr)).toBe(`nspawnctl: apply failed (applied: a, z):\n  - ${bootstrapFailure('host', 'dbus,systemd,systemd-sysv')}\n${HINT}`);
+    expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap').map((a) => a[4])).toEqual([STAGING('a'), STAGING('host'), STAGING('z')]);
+  });
+
+  test('a failure in the host group (networkd) stops everything after it; the machines are not attempted', async () => {
+    const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } }));
+    host.runner.on(['networkctl', 'reload'], { exitCode: 1, stderr: 'Failed to reload network settings: Unit dbus-org.freedesktop.network1.service not found.\n' });
+    simulateSystemd(host, { bridges: ['examplevlan'] });
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--json']);
+    expect(r.exitCode).toBe(1);
+    const message = [
+      'apply failed:',
+      '  - host (bridges, networkd): command networkctl reload exited with code 1:',
+      '    Failed to reload network settings: Unit dbus-org.freedesktop.network1.service not found.',
+      '  - not attempted: machine db, machine web',
+    ].join('\n');
+    expect(r.stderr).toBe(`nspawnctl: ${message}\n${HINT}`);
+    const result = JSON.parse(r.stdout);
+    expect(result.applied.map((s: { kind: string }) => s.kind)).toEqual(['write-record', 'write-file', 'write-file']);
+    expect(result.failures).toEqual([{ group: ':host', step: result.steps[3], message: message.split('\n').slice(1, 3).join('\n').slice('  - host (bridges, networkd): '.length) }]);
+    expect(result.steps[3].kind).toBe('reload-networkd');
+    expect(result.skipped).toEqual(['db', 'web']);
+    expect(host.runner.argvs()).toEqual([...OBSERVE_CALLS, ['networkctl', 'reload']]);
+    expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines') || p.startsWith('/etc/systemd/nspawn'))).toEqual([]);
+    expect(host.fs.nodes.has(LOCK_PATH)).toBe(false);
+  });
+
+  test('on a fresh host: runs exactly the expected commands, and a second apply plans nothing', async () => {
+    const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } }));
+    simulateSystemd(host, { bridges: ['examplevlan'] });
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--start-timeout', '5']);
+    expect(r.error).toBeUndefined();
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.endsWith('Applied 13 of 13 step(s).\n')).toBe(true);
+    const nspawnMkdir = [
+      'systemd-nspawn',
+      '--quiet',
+      '--register=no',
+      '--settings=no',
+      '--console=pipe',
+      '--resolv-conf=off',
+      '--timezone=off',
+      '--machine=web',
+      `--directory=${STAGING('web')}`,
+      '--setenv=DEBIAN_FRONTEND=noninteractive',
+      '--',
+      'mkdir',
+      '-p',
+      '/var/www',
+    ];
+    expect(host.runner.argvs()).toEqual([
+      ...OBSERVE_CALLS,
+      ['networkctl', 'reload'],
+      ['ip', 'link', 'show', 'dev', 'examplevlan'],
+      MMDEBSTRAP('db'),
+      ['machinectl', 'enable', 'db'],
+      ['machinectl', 'start', 'db'],
+      SHOW('db'),
+      MMDEBSTRAP('web'),
+      nspawnMkdir,
+      ['machinectl', 'enable', 'web'],
+      ['machinectl', 'start', 'web'],
+      SHOW('web'),
+    ]);
+    host.assertNoUnmatchedCalls();
+    // The long-running commands ask the real runner to die with nspawnctl (setpriv --pdeathsig);
+    // the quick queries do not.
+    expect(host.runner.calls.filter((c) => c.options?.dieWithParent === true).map((c) => [c.file, ...c.args])).toEqual([MMDEBSTRAP('db'), MMDEBSTRAP('web'), nspawnMkdir]);
+    expect(host.runner.calls.filter((c) => c.options?.dieWithParent !== undefined).length).toBe(3);
 
     // Every generated file is in place with its mode, the records are written, the staging
-    // directories and the temporary policy-rc.d are gone.
+    // directories and the temporary policy-rc.d are gone; the lock was held throughout.
     const { desired } = desiredFrom(EXAMPLE);
     for (const e of [...desired.networks.flatMap((n) => n.entries), ...desired.machines.flatMap((m) => [...m.hostEntries, ...m.rootfsEntries])]) {
       const node = host.fs.nodes.get(e.hostPath);
@@ -199,10 +510,11 @@ describe('nspawnctl apply', () => {
     }
     expect(host.fs.paths().filter((p) => p.includes('.staging') || p.endsWith('policy-rc.d'))).toEqual([]);
     expect(host.fs.nodes.get('/srv/www')?.type).toBe('dir');
+    expect(changesBesidesLock(host)).toContain(`rename ${STAGING('web')} -> /var/lib/machines/web`);
 
     // The host now observes exactly as converged (records say mmdebstrap), and apply is a no-op.
     const state = await observeHost(host, desired);
-    const expected = convergedState(desired);
+    const expected = { ...convergedState(desired), stagingDirs: [] };
     for (const m of Object.values(expected.machines)) m.record!.created = state.machines[m.record!.name].record!.created;
     for (const [name, n] of Object.entries(expected.networks)) n.record!.created = state.networks[name].record!.created;
     expected.machines.db.recordText = state.machines.db.recordText;
@@ -214,8 +526,8 @@ describe('nspawnctl apply', () => {
     const callsBefore = host.runner.calls.length;
     const again = await runCommand(applyWith(host), ['machines.yaml']);
     expect(again.exitCode).toBe(0);
-    expect(again.stderr).toBe('= network examplevlan: unchanged\n= machine db: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n');
-    expect(host.fs.changes.length).toBe(changesBefore);
+    expect(again.stderr).toBe(CONVERGED_TEXT);
+    expect(changesBesidesLock(host, changesBefore)).toEqual([]);
     expect(host.runner.argvs().slice(callsBefore)).toEqual(OBSERVE_CALLS);
   });
 });

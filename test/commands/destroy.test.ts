@@ -4,9 +4,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Destroy from '../../src/commands/destroy';
 import { Host } from '../../src/host/host';
+import { LOCK_PATH } from '../../src/host/lock';
 import { autostartLinkPath, isWithin } from '../../src/host/paths';
 import { convergeFakeHost, desiredFrom, makeBootedHost } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
+import { changesBesidesLock, seedLockHolder } from '../helpers/lock';
 import { REPO_ROOT, runCommand, TEST_CWD } from '../helpers/run-command';
 import { simulateSystemd } from '../helpers/simulated-systemd';
 
@@ -92,7 +94,40 @@ describe('nspawnctl destroy', () => {
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toBe('nspawnctl: this host is not ready:\n  - nspawnctl destroy must run as root\nhint: Run it with sudo, or as root.\n');
     expect(host.runner.argvs()).toEqual([SHOW_WEB, SHOW_WEB]);
+    // Non-root takes no lock (it could not create it in /run anyway).
     expect(host.fs.changes).toEqual([]);
+  });
+
+  // BUG (src/host/lock.ts acquireLock, via BaseCommand.withLock): destroy takes the lock before
+  // its root check; a non-root user cannot create /run/nspawnctl.lock (EACCES on a real host), so
+  // the raw EACCES error (exit 1) replaces this preflight report (exit 3). The FakeFs has no
+  // permissions; this test gives it the real answer for /run.
+  test('as non-root on a real filesystem (no write access to /run): still exit 3 before anything', async () => {
+    const host = convergedHost(1000);
+    host.fs.createExclusive = async (path: string) => {
+      throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES', errno: -13, syscall: 'open', path });
+    };
+    const r = await runCommand(destroyWith(host), ['web', '--yes']);
+    expect({ exitCode: r.exitCode, stderr: r.stderr }).toEqual({
+      exitCode: 3,
+      stderr: 'nspawnctl: this host is not ready:\n  - nspawnctl destroy must run as root\nhint: Run it with sudo, or as root.\n',
+    });
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('--no-wait while another nspawnctl holds the lock: exit 5, the machine is not stopped, nothing removed', async () => {
+    const host = convergedHost();
+    const theirs = seedLockHolder(host, { pid: 777, start: '5555', command: 'apply /srv/conf/machines.yaml', since: '2025-01-01T00:00:00.000Z' }, true);
+    const r = await runCommand(destroyWith(host), ['web', '--yes', '--no-wait']);
+    expect(r.exitCode).toBe(5);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      'nspawnctl: another nspawnctl is changing this host: PID 777 (apply /srv/conf/machines.yaml, since 2025-01-01T00:00:00.000Z)\nhint: Wait for it, or run again with --wait (the default).\n',
+    );
+    // Only the command's ownership check ran before the lock.
+    expect(host.runner.argvs()).toEqual([SHOW_WEB]);
+    expect(host.fs.changes).toEqual([]);
+    expect(await host.fs.readText(LOCK_PATH)).toBe(theirs);
   });
 
   test('with a record on a booted host: exact command sequence, removes exactly what is recorded', async () => {
@@ -121,7 +156,38 @@ describe('nspawnctl destroy', () => {
     for (const p of ['/etc/systemd/nspawn/db.nspawn', '/var/lib/machines/db/etc/motd', '/var/lib/nspawnctl/machines/db.json', autostartLinkPath('db'), '/etc/systemd/network/50-nspawnctl-examplevlan.network', '/var/lib/nspawnctl/networks/examplevlan.json', '/srv/www']) {
       expect(host.fs.paths()).toContain(p);
     }
-    expect(host.fs.changes).toEqual(['remove /etc/systemd/nspawn/web.nspawn', 'remove-tree /var/lib/machines/web', 'remove /var/lib/nspawnctl/machines/web.json']);
+    expect(changesBesidesLock(host)).toEqual(['remove /etc/systemd/nspawn/web.nspawn', 'remove-tree /var/lib/machines/web', 'remove /var/lib/nspawnctl/machines/web.json']);
+  });
+
+  test('a staging directory left by an interrupted run is unmounted below and removed too', async () => {
+    const host = convergedHost();
+    const staging = '/var/lib/machines/.nspawnctl-web.staging';
+    host.fs.addFile(`${staging}/etc/hostname`, 'web\n');
+    host.fs.addFile('/proc/self/mountinfo', `25 1 0:23 / / rw - ext4 /dev/sda1 rw\n98 25 0:46 / ${staging}/proc rw,nosuid - proc proc rw\n`);
+    // umount takes the mount out of mountinfo, as the kernel does.
+    host.runner.on(['umount', '--lazy', `${staging}/proc`], () => {
+      host.fs.addFile('/proc/self/mountinfo', '25 1 0:23 / / rw - ext4 /dev/sda1 rw\n');
+      return {};
+    });
+    const r = await runCommand(destroyWith(host), ['web', '--yes', '--json']);
+    expect(r.error).toBeUndefined();
+    expect(JSON.parse(r.stdout)).toEqual({
+      machine: 'web',
+      stopped: 'stopped',
+      removed: [autostartLinkPath('web'), '/etc/systemd/nspawn/web.nspawn', '/var/lib/machines/web', staging, '/var/lib/nspawnctl/machines/web.json'],
+    });
+    expect(host.runner.argvs().slice(-2)).toEqual([
+      ['machinectl', 'disable', 'web'],
+      ['umount', '--lazy', `${staging}/proc`],
+    ]);
+    host.assertNoUnmatchedCalls();
+    expect(changesBesidesLock(host)).toEqual([
+      'remove /etc/systemd/nspawn/web.nspawn',
+      'remove-tree /var/lib/machines/web',
+      `remove-tree ${staging}`,
+      'remove /var/lib/nspawnctl/machines/web.json',
+    ]);
+    expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines/') && !p.startsWith('/var/lib/machines/db'))).toEqual([]);
   });
 
   test('--json reports what was removed', async () => {
@@ -154,5 +220,7 @@ describe('nspawnctl destroy', () => {
     expect(r.stderr.endsWith('nspawnctl: refusing to remove /var/lib/machines/web: something is still mounted under it (/var/lib/machines/web/var/www)\nhint: Unmount it first: umount /var/lib/machines/web/var/www\n')).toBe(true);
     expect(host.fs.nodes.get('/var/lib/machines/web/etc/hostname')?.type).toBe('file');
     expect(host.fs.changes).not.toContain('remove-tree /var/lib/machines/web');
+    // The lock is released even though destroy failed.
+    expect(changesBesidesLock(host)).toEqual(['remove /etc/systemd/nspawn/web.nspawn']);
   });
 });

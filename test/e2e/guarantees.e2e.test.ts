@@ -166,7 +166,7 @@ e2eSuite('never half-done', () => {
     sb.write('/root/m.yaml', manifest(proxy, '  bad:\n    packages: [no-such-package-nspawnctl]\n    network: { bridge: examplevlan, address: 10.77.0.23 }\n'));
     const r = sb.nspawnctl(['apply', '/root/m.yaml'], { check: false });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('apply failed (applied: ');
+    expect(r.stderr).toContain('apply failed:\n  - machine bad: ');
     expect(r.stderr).toMatch(/machine bad: command mmdebstrap .* exited with code \d+/);
     expect(r.stderr).toContain('no-such-package-nspawnctl');
     expect(running()).toEqual(['ma', 'mb']);

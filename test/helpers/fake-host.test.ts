@@ -45,6 +45,12 @@ const ops: Op[] = [
   ['removeTree of a missing path', (fs) => fs.removeTree('/m/none')],
   ['removeTree of / is refused', (fs) => fs.removeTree('/')],
   ['mkdir over a file is refused', (fs) => fs.mkdir('/a/b/c.txt/sub', 0o755)],
+  ['createExclusive a new file, parents made', async (fs) => [await fs.createExclusive('/run/x/l.lock', 'me\n', 0o644), await fs.readText('/run/x/l.lock'), pickStat(await fs.stat('/run/x/l.lock'))]],
+  ['createExclusive over an existing file: false, content kept', async (fs) => [await fs.createExclusive('/run/x/l.lock', 'you\n', 0o600), await fs.readText('/run/x/l.lock')]],
+  ['createExclusive over a directory: false', (fs) => fs.createExclusive('/run/x', 'you\n', 0o644)],
+  ['createExclusive over a symlink: false', async (fs) => [await fs.writeSymlink('/run/link', 'x/none', {}), await fs.createExclusive('/run/link', 'you\n', 0o644), await fs.readText('/run/x/none')]],
+  ['createExclusive below a file is refused', (fs) => fs.createExclusive('/run/x/l.lock/sub', 'x', 0o644)],
+  ['createExclusive again after removeFile', async (fs) => [await fs.removeFile('/run/x/l.lock'), await fs.createExclusive('/run/x/l.lock', 'again\n', 0o644), await fs.readText('/run/x/l.lock')]],
 ];
 
 function pickStat(info: Awaited<ReturnType<HostFs['stat']>>) {

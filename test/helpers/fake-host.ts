@@ -18,6 +18,19 @@ export class FakeFs implements HostFs {
   readonly nodes = new Map<string, FakeNode>([['/', { type: 'dir', mode: 0o755, uid: 0, gid: 0 }]]);
   readonly changes: string[] = [];
 
+  async createExclusive(path: string, content: string, mode: number): Promise<boolean> {
+    const p = this.resolveParents(path);
+    if (this.nodes.has(p)) return false;
+    // createNodeFs makes the parent with mkdir -p, which fails on a file in the way.
+    for (let dir = posix.dirname(p); !this.nodes.has(dir) || this.nodes.get(dir)?.type !== 'dir'; dir = posix.dirname(dir)) {
+      if (this.nodes.has(dir)) throw new NspawnctlError(`${dir} exists and is not a directory`);
+    }
+    this.ensureParents(p);
+    this.nodes.set(p, { type: 'file', content, mode, uid: 0, gid: 0 });
+    this.changes.push(`create ${norm(path)}`);
+    return true;
+  }
+
   // --- seeding helpers (not part of HostFs; they do not log changes) ---
   addDir(path: string, opts: { mode?: number; uid?: number } = {}): this {
     this.ensureParents(path);
