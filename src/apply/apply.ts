@@ -8,6 +8,7 @@ import { describeStep, Plan, Step } from '../plan/steps';
 import { createMachine } from './bootstrap';
 import { removeOwnedFile, writeEntry } from './files';
 import { disableMachine, enableMachine, restartMachine, startMachine } from './machinectl';
+import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
 import { removeStaging } from './staging';
 
@@ -16,6 +17,16 @@ export interface ApplyOptions {
   renderer: 'default' | 'simple' | 'silent';
   /** How long a machine may take to reach "running". */
   startTimeoutMs: number;
+  /** How many machines are created, configured and started at the same time. */
+  jobs: number;
+  /** The base-image cache; undefined bootstraps every new machine directly. */
+  cache?: CacheOptions;
+}
+
+/** What runStep needs besides the step. */
+export interface StepOptions {
+  startTimeoutMs: number;
+  cache?: { images: ImageCache; architecture: () => Promise<string> };
 }
 
 /** The group of host-wide steps (bridges, networkd); ":" keeps it apart from machine names. */
@@ -47,50 +58,76 @@ function groupLabel(group: string): string {
 }
 
 /**
- * Runs the steps group by group: first the host's (bridges, networkd), then each machine's. A
- * failing machine stops only its own remaining steps; the others are still applied. A failure
- * in the host group, or an interrupt, stops everything after it.
+ * Runs the steps group by group: first the host's (bridges, networkd), then the machines', up
+ * to `jobs` machines at a time. A failing machine stops only its own remaining steps; the others
+ * are still applied. A failure in the host group, or an interrupt, stops what has not started.
  */
 export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): Promise<ApplyResult> {
   const groups: { name: string; steps: Step[] }[] = [];
   for (const step of plan.steps) {
     const name = stepGroup(step);
-    const last = groups[groups.length - 1];
-    if (last && last.name === name) last.steps.push(step);
+    const existing = groups.find((g) => g.name === name);
+    if (existing) existing.steps.push(step);
     else groups.push({ name, steps: [step] });
   }
   const result: ApplyResult = { done: [], failures: [], skipped: [] };
-  for (let i = 0; i < groups.length; i++) {
-    const group = groups[i];
-    let current: Step | undefined;
-    const tasks: ListrTask[] = group.steps.map((step) => ({
+  const stepOptions: StepOptions = { startTimeoutMs: options.startTimeoutMs, cache: options.cache ? imageCacheFor(host, options.cache) : undefined };
+  // registerSignalListeners off: listr2 would exit(127) on SIGINT before nspawnctl cleans up.
+  const listrOptions = { exitOnError: true, registerSignalListeners: false, renderer: options.renderer, rendererOptions: { collapseErrors: false, showErrorMessage: false, collapseSubtasks: false } };
+
+  const runGroup = (group: { name: string; steps: Step[] }): ListrTask[] =>
+    group.steps.map((step, index) => ({
       title: describeStep(step),
       task: async (_ctx, task) => {
-        current = step;
-        if (host.signal?.aborted) throw new InterruptedError();
-        await runStep(host, step, options, (line) => {
-          task.output = line;
-        });
+        if (host.signal?.aborted) {
+          if (index === 0) result.skipped.push(group.name);
+          else result.failures.push({ group: group.name, step, error: new InterruptedError() });
+          throw new InterruptedError();
+        }
+        try {
+          await runStep(host, step, stepOptions, (line) => {
+            task.output = line;
+          });
+        } catch (err) {
+          result.failures.push({ group: group.name, step, error: err as Error });
+          throw err;
+        }
         result.done.push(step);
       },
     }));
-    const list = new Listr(tasks, {
-      concurrent: false,
-      exitOnError: true,
-      renderer: options.renderer,
-      rendererOptions: { collapseErrors: false, showErrorMessage: false },
-    } as never);
+
+  const hostGroup = groups.find((g) => g.name === HOST_GROUP);
+  const machineGroups = groups.filter((g) => g.name !== HOST_GROUP);
+  if (hostGroup) {
     try {
-      await list.run();
-    } catch (err) {
-      result.failures.push({ group: group.name, step: current ?? group.steps[0], error: err as Error });
-      if (group.name === HOST_GROUP || err instanceof InterruptedError || host.signal?.aborted) {
-        result.skipped.push(...groups.slice(i + 1).map((g) => g.name));
-        break;
-      }
+      await new Listr(runGroup(hostGroup), { ...listrOptions, concurrent: false } as never).run();
+    } catch {
+      result.skipped.push(...machineGroups.map((g) => g.name));
+      return result;
     }
   }
+  if (machineGroups.length === 0) return result;
+  const list = new Listr(
+    machineGroups.map((group) => ({
+      title: groupLabel(group.name),
+      task: (_ctx: unknown, parent: { newListr: (tasks: ListrTask[], o: object) => unknown }) => parent.newListr(runGroup(group), { concurrent: false, exitOnError: true }),
+    })) as never,
+    { ...listrOptions, concurrent: Math.max(1, options.jobs), exitOnError: false } as never,
+  );
+  await list.run().catch(() => undefined);
   return result;
+}
+
+/** One ImageCache per apply, and the architecture asked of dpkg once, when first needed. */
+function imageCacheFor(host: Host, cache: CacheOptions): StepOptions['cache'] {
+  let arch: Promise<string> | undefined;
+  return {
+    images: new ImageCache(host, cache),
+    architecture: () => {
+      arch ??= host.runner.run('dpkg', ['--print-architecture']).then((r) => r.stdout.trim());
+      return arch;
+    },
+  };
 }
 
 /** The error apply ends with when some groups failed: one line per failure. */
@@ -113,12 +150,12 @@ export function summarizeFailures(result: ApplyResult): NspawnctlError {
 }
 
 /** Carries out one step; every effect goes through `host`. */
-export async function runStep(host: Host, step: Step, options: Pick<ApplyOptions, 'startTimeoutMs'>, onLine: (line: string) => void): Promise<void> {
+export async function runStep(host: Host, step: Step, options: StepOptions, onLine: (line: string) => void): Promise<void> {
   const wait = { timeoutMs: options.startTimeoutMs };
   try {
     switch (step.kind) {
       case 'create-machine':
-        return await createMachine(host, { spec: step.spec, entries: step.entries, record: step.record, onLine });
+        return await createMachine(host, { spec: step.spec, entries: step.entries, record: step.record, onLine, cache: options.cache });
       case 'write-file':
         await writeEntry(host, step.entry, step.entry.hostPath, step.entry.inRootfs ? rootfsOf(step.entry.hostPath) : undefined);
         return;

@@ -9,6 +9,7 @@ import { Machine } from '../manifest/schema';
 import { MachineRecord, serializeRecord } from '../plan/records';
 import { DesiredEntry } from '../render/desired';
 import { writeEntry } from './files';
+import { copyImage, ImageCache } from './image-cache';
 import { removeStaging } from './staging';
 
 export type Bootstrapper = 'mmdebstrap' | 'debootstrap';
@@ -52,7 +53,11 @@ export interface CreateMachineInput {
   entries: DesiredEntry[];
   record: MachineRecord;
   onLine?: (line: string) => void;
+  /** When set, the base comes from the image cache and extra packages are installed on top. */
+  cache?: { images: ImageCache; architecture: () => Promise<string> };
 }
+
+const APT_INSTALL = ['apt-get', 'install', '-y', '--no-install-recommends', '-o', 'Dpkg::Options::=--force-confold'];
 
 /** Runs the whole creation; on any failure the staging directory is removed and nothing is left. */
 export async function createMachine(host: Host, input: CreateMachineInput): Promise<void> {
@@ -69,11 +74,26 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
   // A staging directory left by an interrupted run is never resumed: start clean.
   await removeStaging(host, staging);
   try {
-    const cmd = bootstrapCommand(tool, spec, staging);
-    input.onLine?.(`${tool} ${spec.suite} (${spec.packages.length} packages)`);
-    await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine: input.onLine, dieWithParent: true });
+    const extras = spec.packages.filter((p) => !spec.basePackages.includes(p));
+    if (input.cache) {
+      const base = await input.cache.images.ensure(spec, tool, await input.cache.architecture(), input.onLine);
+      input.onLine?.(`copying base image into ${staging}`);
+      await copyImage(host, base, staging);
+    } else {
+      const cmd = bootstrapCommand(tool, spec, staging);
+      input.onLine?.(`${tool} ${spec.suite} (${spec.packages.length} packages)`);
+      await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine: input.onLine, dieWithParent: true });
+    }
     for (const entry of input.entries) {
       await writeEntry(host, entry, posix.join(staging, entry.path), staging);
+    }
+    if (input.cache && extras.length > 0) {
+      input.onLine?.(`installing on top of the base image: ${extras.join(' ')}`);
+      await withPolicyRcD(host, staging, async () => {
+        await runInRootfs(host, spec.name, staging, ['apt-get', 'update'], { onLine: input.onLine, shiftedIds: false });
+        await runInRootfs(host, spec.name, staging, [...APT_INSTALL, ...extras], { onLine: input.onLine, shiftedIds: false });
+        await runInRootfs(host, spec.name, staging, ['apt-get', 'clean'], { onLine: input.onLine, shiftedIds: false });
+      });
     }
     if (spec.provision.length > 0) {
       await withPolicyRcD(host, staging, async () => {

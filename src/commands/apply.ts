@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { applyPlan, summarizeFailures } from '../apply/apply';
+import { DEFAULT_CACHE_DIR } from '../apply/image-cache';
 import { assertReady } from '../apply/preflight';
 import { BaseCommand, jsonFlag, waitFlag } from '../command-base';
 import { OwnershipError } from '../errors';
@@ -17,6 +18,10 @@ export default class Apply extends BaseCommand {
     wait: waitFlag,
     'dry-run': Flags.boolean({ description: 'Show the plan and stop.', default: false }),
     'start-timeout': Flags.integer({ description: 'Seconds a machine may take to reach "running".', default: 90, min: 1 }),
+    jobs: Flags.integer({ char: 'j', description: 'How many machines to create, configure and start at the same time.', default: 2, min: 1 }),
+    'cache-dir': Flags.string({ description: 'Where base images are kept.', default: DEFAULT_CACHE_DIR, env: 'NSPAWNCTL_CACHE_DIR' }),
+    'cache-max-age': Flags.integer({ description: 'Days after which a base image is rebootstrapped (security updates).', default: 7, min: 0, env: 'NSPAWNCTL_CACHE_MAX_AGE' }),
+    cache: Flags.boolean({ description: 'Copy new machines from a cached base image (--no-cache: bootstrap each one).', default: true, allowNo: true }),
   };
 
   async run(): Promise<void> {
@@ -38,7 +43,12 @@ export default class Apply extends BaseCommand {
       }
       await assertReady(host, plan);
       if (!flags.json) process.stderr.write(formatPlanText(plan));
-      const result = await applyPlan(host, plan, { renderer: this.progressRenderer(flags.json), startTimeoutMs: flags['start-timeout'] * 1000 });
+      const result = await applyPlan(host, plan, {
+        renderer: this.progressRenderer(flags.json),
+        startTimeoutMs: flags['start-timeout'] * 1000,
+        jobs: flags.jobs,
+        cache: flags.cache ? { dir: flags['cache-dir'], maxAgeMs: flags['cache-max-age'] * 86_400_000 } : undefined,
+      });
       if (flags.json) {
         const failures = result.failures.map((f) => ({ group: f.group, step: stepToJson(f.step), message: f.error.message }));
         this.outJson({ ...planToJson(plan), applied: result.done.map(stepToJson), failures, skipped: result.skipped });

@@ -64,7 +64,10 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
       const [exe, exeArgs] = setpriv ? [setpriv, ['--pdeathsig', 'TERM', '--', program, ...args]] : [program, args];
       const { execa } = await import('execa');
       const child = execa(exe, exeArgs, {
-        cancelSignal: signal,
+        // Long-running children get their own process group, so an interrupt stops the whole
+        // tree (mmdebstrap's apt and dpkg too), not just the process nspawnctl started.
+        detached: options.dieWithParent === true,
+        cancelSignal: options.dieWithParent ? undefined : signal,
         reject: false,
         shell: false,
         input: options.input,
@@ -85,7 +88,25 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
         child.stdout?.on('data', forward);
         child.stderr?.on('data', forward);
       }
-      const r = await child;
+      const stopGroup = () => {
+        if (child.pid === undefined) return;
+        const kill = (sig: NodeJS.Signals) => {
+          try {
+            process.kill(-child.pid!, sig);
+          } catch {
+            // already gone
+          }
+        };
+        kill('SIGTERM');
+        setTimeout(() => kill('SIGKILL'), 5000).unref();
+      };
+      if (options.dieWithParent && signal) signal.addEventListener('abort', stopGroup, { once: true });
+      let r;
+      try {
+        r = await child;
+      } finally {
+        signal?.removeEventListener('abort', stopGroup);
+      }
       if (r.isCanceled || signal?.aborted) throw new InterruptedError(argv);
       const stdout = String(r.stdout ?? '');
       const stderr = String(r.stderr ?? '');

@@ -327,6 +327,11 @@ export interface Machine {
   variant: 'minbase' | 'buildd' | 'important';
   bootstrapper: 'auto' | 'mmdebstrap' | 'debootstrap';
   packages: string[];
+  /**
+   * The packages of the shared base image (required ones, `defaults.packages`, iproute2 for a
+   * networked machine); `packages` minus these are installed on top of a copy of it.
+   */
+  basePackages: string[];
   aptProxy?: string;
   hostname: string;
   dns: string[];
@@ -365,8 +370,8 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
     const m = raw.machines[name];
     const d = raw.defaults;
     const distribution = m.distribution ?? d.distribution ?? BUILTIN_DEFAULTS.distribution;
-    const packages = new Set([...REQUIRED_PACKAGES, ...(d.packages ?? []), ...(m.packages ?? [])]);
-    if (m.network) packages.add('iproute2');
+    const base = new Set([...REQUIRED_PACKAGES, ...(d.packages ?? []), ...(m.network ? ['iproute2'] : [])]);
+    const packages = new Set([...base, ...(m.packages ?? [])]);
     const net = m.network ? networks[m.network.bridge] : undefined;
     machines[name] = {
       name,
@@ -376,6 +381,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
       variant: m.variant ?? d.variant ?? BUILTIN_DEFAULTS.variant,
       bootstrapper: m.bootstrapper ?? d.bootstrapper ?? BUILTIN_DEFAULTS.bootstrapper,
       packages: [...packages].sort(),
+      basePackages: [...base].sort(),
       aptProxy: m.aptProxy ?? d.aptProxy,
       hostname: m.hostname ?? name,
       dns: m.dns ?? d.dns ?? [],

@@ -65,7 +65,7 @@ export default class HostInit extends BaseCommand {
         title: describeHostInitStep(step),
         task: async (_: unknown, task: { output: string }) => runHostInitStep(host, step, (line) => (task.output = line)),
       }));
-      await new Listr(tasks, { renderer: this.progressRenderer(flags.json), exitOnError: true } as never).run();
+      await new Listr(tasks, { renderer: this.progressRenderer(flags.json), exitOnError: true, registerSignalListeners: false } as never).run();
       return locked;
     });
     const doneErrors = done.findings.filter((f) => f.severity === 'error');

@@ -1,0 +1,170 @@
+// Base images: a bootstrapped rootfs kept under /var/cache/nspawnctl/images/KEY, so a machine
+// with the same base is a copy (reflinked where the filesystem can) instead of a bootstrap.
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import { NspawnctlError } from '../errors';
+import { Host } from '../host/host';
+import { Machine } from '../manifest/schema';
+import { Bootstrapper, bootstrapCommand } from './bootstrap';
+import { removeUnmounting } from './staging';
+import { removeStaging } from './staging';
+
+/** Bumped when the layout of a cache entry changes; old entries then miss. */
+export const CACHE_FORMAT = 1;
+export const DEFAULT_CACHE_DIR = '/var/cache/nspawnctl';
+
+export interface CacheOptions {
+  dir: string;
+  /** Entries older than this are rebuilt (security updates reach new machines). */
+  maxAgeMs: number;
+}
+
+export interface ImageMeta {
+  format: number;
+  key: string;
+  distribution: string;
+  suite: string;
+  variant: string;
+  mirror: string;
+  architecture: string;
+  bootstrapper: Bootstrapper;
+  packages: string[];
+  created: string;
+}
+
+/** What identifies a base image: everything that changes its content. */
+export function imageKey(spec: Machine, tool: Bootstrapper, architecture: string): string {
+  const identity = {
+    format: CACHE_FORMAT,
+    distribution: spec.distribution,
+    suite: spec.suite,
+    variant: spec.variant,
+    mirror: spec.mirror,
+    architecture,
+    bootstrapper: tool,
+    packages: [...spec.basePackages].sort(),
+  };
+  return createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 16);
+}
+
+export function imagesDir(options: CacheOptions): string {
+  return posix.join(options.dir, 'images');
+}
+
+/** Reads and checks one entry; undefined when it is missing, incomplete or not what its key says. */
+export async function readImage(host: Host, options: CacheOptions, key: string): Promise<ImageMeta | undefined> {
+  const dir = posix.join(imagesDir(options), key);
+  const text = await host.fs.readText(posix.join(dir, 'meta.json'));
+  if (!text) return undefined;
+  try {
+    const meta = JSON.parse(text) as ImageMeta;
+    if (meta.key !== key || meta.format !== CACHE_FORMAT) return undefined;
+    // A complete bootstrap has an init and a dpkg database.
+    for (const p of ['rootfs/usr/lib/systemd/systemd', 'rootfs/var/lib/dpkg/status']) {
+      if ((await host.fs.stat(posix.join(dir, p)))?.type !== 'file') return undefined;
+    }
+    return meta;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function listImages(host: Host, options: CacheOptions): Promise<ImageMeta[]> {
+  const out: ImageMeta[] = [];
+  for (const key of await host.fs.listDir(imagesDir(options))) {
+    if (key.startsWith('.')) continue;
+    const meta = await readImage(host, options, key);
+    if (meta) out.push(meta);
+  }
+  return out;
+}
+
+/**
+ * Provides base images for one apply. Concurrent requests for the same key share one bootstrap
+ * (machines with the same base wait for it, they do not bootstrap it N times).
+ */
+export class ImageCache {
+  private readonly inflight = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly host: Host,
+    private readonly options: CacheOptions,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Returns the path of the cached rootfs for this base, bootstrapping it when needed. */
+  ensure(spec: Machine, tool: Bootstrapper, architecture: string, onLine?: (line: string) => void): Promise<string> {
+    const key = imageKey(spec, tool, architecture);
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.build(key, spec, tool, architecture, onLine);
+      this.inflight.set(key, p);
+      p.catch(() => this.inflight.delete(key));
+    }
+    return p;
+  }
+
+  private async build(key: string, spec: Machine, tool: Bootstrapper, architecture: string, onLine?: (line: string) => void): Promise<string> {
+    const dir = posix.join(imagesDir(this.options), key);
+    const meta = await readImage(this.host, this.options, key);
+    if (meta && this.now() - Date.parse(meta.created) <= this.options.maxAgeMs) {
+      onLine?.(`base image ${key} from the cache`);
+      return posix.join(dir, 'rootfs');
+    }
+    onLine?.(meta ? `base image ${key} is older than the maximum age: rebuilding` : `base image ${key}: bootstrapping`);
+    // Built beside its final place under a hidden name, renamed in when complete.
+    const tmp = posix.join(imagesDir(this.options), `.${key}.building`);
+    await removeUnmounting(this.host, tmp);
+    await this.host.fs.mkdir(tmp, 0o700);
+    try {
+      const cmd = bootstrapCommand(tool, { ...spec, packages: spec.basePackages }, posix.join(tmp, 'rootfs'));
+      await this.host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine, dieWithParent: true });
+      const fresh: ImageMeta = {
+        format: CACHE_FORMAT,
+        key,
+        distribution: spec.distribution,
+        suite: spec.suite,
+        variant: spec.variant,
+        mirror: spec.mirror,
+        architecture,
+        bootstrapper: tool,
+        packages: [...spec.basePackages].sort(),
+        created: new Date(this.now()).toISOString(),
+      };
+      await this.host.fs.writeFile(posix.join(tmp, 'meta.json'), `${JSON.stringify(fresh, null, 2)}\n`, { mode: 0o644 });
+      if (await this.host.fs.stat(dir)) {
+        const old = posix.join(imagesDir(this.options), `.${key}.old`);
+        await this.host.fs.removeTree(old);
+        await this.host.fs.rename(dir, old);
+        await this.host.fs.removeTree(old);
+      }
+      await this.host.fs.rename(tmp, dir);
+    } catch (err) {
+      await removeUnmounting(this.host, tmp).catch(() => undefined);
+      throw err;
+    }
+    return posix.join(dir, 'rootfs');
+  }
+}
+
+/** Copies a cached rootfs to `target` (reflinks on btrfs and XFS, a plain copy elsewhere). */
+export async function copyImage(host: Host, source: string, target: string): Promise<void> {
+  if (await host.fs.stat(target)) throw new NspawnctlError(`internal: ${target} exists`);
+  await host.runner.run('cp', ['--archive', '--reflink=auto', '--no-target-directory', source, target], { dieWithParent: true });
+}
+
+/** Removes cache entries older than `maxAgeMs` (all of them with `all`). */
+export async function pruneImages(host: Host, options: CacheOptions, all: boolean, now = Date.now()): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await host.fs.listDir(imagesDir(options))) {
+    const dir = posix.join(imagesDir(options), name);
+    const meta = name.startsWith('.') ? undefined : await readImage(host, options, name);
+    // Hidden leftovers of interrupted builds, broken entries, expired entries.
+    if (all || !meta || now - Date.parse(meta.created) > options.maxAgeMs) {
+      await removeUnmounting(host, dir);
+      removed.push(dir);
+    }
+  }
+  return removed;
+}
+
