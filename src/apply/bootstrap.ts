@@ -79,10 +79,13 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
       const base = await input.cache.images.ensure(spec, tool, await input.cache.architecture(), input.onLine);
       input.onLine?.(`copying base image into ${staging}`);
       await copyImage(host, base, staging);
+      // Every copy needs its own identity: an empty machine-id is filled in at first boot.
+      await host.fs.writeFile(posix.join(staging, 'etc/machine-id'), '', { mode: 0o444, confineTo: staging });
     } else {
       const cmd = bootstrapCommand(tool, spec, staging);
       input.onLine?.(`${tool} ${spec.suite} (${spec.packages.length} packages)`);
       await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine: input.onLine, dieWithParent: true });
+      await dropBootstrapAptOptions(host, staging);
     }
     for (const entry of input.entries) {
       await writeEntry(host, entry, posix.join(staging, entry.path), staging);
@@ -141,8 +144,9 @@ export async function runInRootfs(
       '--register=no',
       '--settings=no',
       '--console=pipe',
-      // Leave /etc/resolv.conf and /etc/localtime alone: they are the manifest's, not the host's.
-      '--resolv-conf=off',
+      // The host's resolver for downloads (bind-mounted, so the machine's own /etc/resolv.conf,
+      // which may name a DNS server reachable only from the bridge, is not changed).
+      '--resolv-conf=bind-host',
       '--timezone=off',
       `--machine=${name}`,
       `--directory=${dir}`,
@@ -153,6 +157,14 @@ export async function runInRootfs(
     ],
     { onLine: options.onLine, dieWithParent: true },
   );
+}
+
+/**
+ * mmdebstrap keeps its --aptopt lines (our proxy) in the rootfs; apt settings inside a machine are
+ * the manifest's (aptProxy renders its own file), so the bootstrap's are removed.
+ */
+export async function dropBootstrapAptOptions(host: Host, rootfs: string): Promise<void> {
+  await host.fs.removeFile(posix.join(rootfs, 'etc/apt/apt.conf.d/99mmdebstrap'), { confineTo: rootfs });
 }
 
 /** Keeps services from starting while packages are installed into a rootfs that is not booted. */

@@ -5,7 +5,7 @@ import { posix } from 'node:path';
 import { NspawnctlError } from '../errors';
 import { Host } from '../host/host';
 import { Machine } from '../manifest/schema';
-import { Bootstrapper, bootstrapCommand } from './bootstrap';
+import { Bootstrapper, bootstrapCommand, dropBootstrapAptOptions } from './bootstrap';
 import { removeUnmounting } from './staging';
 import { removeStaging } from './staging';
 
@@ -119,6 +119,7 @@ export class ImageCache {
     try {
       const cmd = bootstrapCommand(tool, { ...spec, packages: spec.basePackages }, posix.join(tmp, 'rootfs'));
       await this.host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine, dieWithParent: true });
+      await dropBootstrapAptOptions(this.host, posix.join(tmp, 'rootfs'));
       const fresh: ImageMeta = {
         format: CACHE_FORMAT,
         key,
@@ -159,9 +160,12 @@ export async function pruneImages(host: Host, options: CacheOptions, all: boolea
   for (const name of await host.fs.listDir(imagesDir(options))) {
     const dir = posix.join(imagesDir(options), name);
     const meta = name.startsWith('.') ? undefined : await readImage(host, options, name);
-    // Hidden leftovers of interrupted builds, broken entries, expired entries.
-    if (all || !meta || now - Date.parse(meta.created) > options.maxAgeMs) {
-      await removeUnmounting(host, dir);
+    // Hidden leftovers of interrupted builds, broken entries, expired entries (an unreadable
+    // date counts as expired, as it does for apply).
+    if (all || !meta || !(now - Date.parse(meta.created) <= options.maxAgeMs)) {
+      // Only a leftover build can hold a killed bootstrapper's processes and mounts.
+      if (name.startsWith('.')) await removeUnmounting(host, dir);
+      else await host.fs.removeTree(dir);
       removed.push(dir);
     }
   }

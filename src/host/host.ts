@@ -58,11 +58,12 @@ export function firstInvalidUtf8(bytes: Uint8Array): number {
     const len = b < 0x80 ? 1 : b >= 0xc2 && b < 0xe0 ? 2 : b >= 0xe0 && b < 0xf0 ? 3 : b >= 0xf0 && b < 0xf5 ? 4 : 0;
     if (len === 0 || i + len > bytes.length) return i;
     for (let k = 1; k < len; k++) if ((bytes[i + k] & 0xc0) !== 0x80) return i;
-    const text = Buffer.from(bytes.subarray(i, i + len)).toString('utf8');
-    if (text === '\uFFFD' && !(len === 3 && bytes[i] === 0xef && bytes[i + 1] === 0xbf && bytes[i + 2] === 0xbd)) return i;
+    // Overlong forms, UTF-16 surrogates and code points above U+10FFFF.
+    const second = bytes[i + 1];
+    if ((b === 0xe0 && second < 0xa0) || (b === 0xed && second > 0x9f) || (b === 0xf0 && second < 0x90) || (b === 0xf4 && second > 0x8f)) return i;
     i += len;
   }
-  return bytes.length;
+  return 0;
 }
 
 /** Finds a program in PROGRAM_DIRS through the Host's filesystem. */

@@ -1,9 +1,12 @@
 // Turns manifest text into a validated Manifest, or a ManifestError listing every problem with
 // its line and column. Pure: the caller reads the file (through the Host) and passes the text.
-import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument } from 'yaml';
+import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument, visit } from 'yaml';
 import { z } from 'zod';
 import { ManifestError, ManifestProblem } from '../errors';
 import { crossFieldIssues, KEY_MESSAGES, Manifest, manifestSchema, resolveManifest } from './schema';
+
+/** At most this many problems are reported (and located); the rest are counted. */
+export const MAX_PROBLEMS = 50;
 
 /** Manifests larger than this are refused before parsing (a manifest is hand-written text). */
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
@@ -25,7 +28,13 @@ export function parseManifest(file: string, text: string): Manifest {
   }
 
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true });
+  // Keys are checked below in one pass (yaml's own uniqueKeys check is quadratic in the number
+  // of keys, which a hostile file can exploit).
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false, strict: true });
+  if (doc.errors.length === 0) {
+    const keyProblems = checkKeys(doc, lineCounter, file);
+    if (keyProblems.length > 0) throw new ManifestError(limitProblems(keyProblems));
+  }
   if (doc.errors.length > 0) {
     throw new ManifestError(
       doc.errors.map((e) => {
@@ -45,11 +54,15 @@ export function parseManifest(file: string, text: string): Manifest {
   if (typeof data !== 'object' || Array.isArray(data)) problems('expected a mapping with networks: and machines: at the top');
 
   const result = manifestSchema.safeParse(data, { errorMap: friendlyErrors });
+  // Only the first MAX_PROBLEMS are located (locating is linear in the document each time).
+  const issues = result.success ? [] : result.error.issues.slice(0, MAX_PROBLEMS);
+  const cross = crossFieldIssues(data).slice(0, MAX_PROBLEMS);
+  const total = (result.success ? 0 : result.error.issues.length) + crossFieldIssues(data).length;
   const found = [
-    ...(result.success ? [] : result.error.issues.flatMap((issue) => locateIssue(file, doc, lineCounter, issue))),
-    ...crossFieldIssues(data).map((issue) => ({ file, ...positionOf(doc, lineCounter, issue.path, false), path: formatPath(issue.path), message: issue.message })),
+    ...issues.flatMap((issue) => locateIssue(file, doc, lineCounter, issue)),
+    ...cross.map((issue) => ({ file, ...positionOf(doc, lineCounter, issue.path, false), path: formatPath(issue.path), message: issue.message })),
   ];
-  if (!result.success || found.length > 0) throw new ManifestError(sortProblems(found));
+  if (!result.success || found.length > 0) throw new ManifestError(limitProblems(sortProblems(found), total));
   return resolveManifest(file, result.data);
 }
 
@@ -147,6 +160,9 @@ const friendlyErrors: z.ZodErrorMap = (issue, ctx) => {
   switch (issue.code) {
     case 'invalid_type':
       if (issue.received === 'undefined') return { message: 'is required' };
+      if (issue.path[issue.path.length - 1] === 'mode' && issue.received === 'number') {
+        return { message: 'expected an octal mode string like "0644": quote it in YAML (an unquoted 0644 is a number)' };
+      }
       return { message: `expected ${describeType(issue.expected)}, got ${describeType(issue.received)}` };
     case 'invalid_enum_value':
       return { message: `expected one of ${issue.options.join(', ')}, got ${JSON.stringify(issue.received)}` };
@@ -174,8 +190,45 @@ function describeType(t: string): string {
   }
 }
 
+// Keys are printed as written when plain; anything else (newlines, escapes, spaces) is quoted,
+// so a hostile key cannot fake another problem line or reach the terminal raw.
 function formatPath(path: PathKey[]): string {
-  return path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
+  return path
+    .map((k, i) => {
+      if (typeof k === 'number') return `[${k}]`;
+      const key = /^[A-Za-z0-9_-]+$/.test(k) ? k : JSON.stringify(k).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+      return i === 0 ? key : `.${key}`;
+    })
+    .join('');
+}
+
+/** Duplicate keys and keys that are not plain scalars, in one pass over every mapping. */
+function checkKeys(doc: Document, lc: LineCounter, file: string): ManifestProblem[] {
+  const problems: ManifestProblem[] = [];
+  visit(doc, {
+    Map(_key, map) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        const keyNode = pair.key as Node | null;
+        const at = lc.linePos(keyNode?.range?.[0] ?? 0);
+        if (!isScalar(keyNode)) {
+          problems.push({ file, line: at.line, col: at.col, path: '', message: 'keys must be plain strings, not lists or mappings' });
+          continue;
+        }
+        const name = String(keyNode.value);
+        if (seen.has(name)) problems.push({ file, line: at.line, col: at.col, path: '', message: `duplicate key ${JSON.stringify(name)} (map keys must be unique)` });
+        seen.add(name);
+      }
+    },
+  });
+  return problems;
+}
+
+function limitProblems(problems: ManifestProblem[], total = problems.length): ManifestProblem[] {
+  if (total <= MAX_PROBLEMS && problems.length <= MAX_PROBLEMS) return problems;
+  const shown = problems.slice(0, MAX_PROBLEMS);
+  const last = shown[shown.length - 1];
+  return [...shown, { ...last, path: '', message: `... and ${total - shown.length} more problem(s) not shown` }];
 }
 
 function sortProblems(problems: ManifestProblem[]): ManifestProblem[] {

@@ -45,6 +45,8 @@ const absolutePath = z
   .string()
   .regex(SAFE_PATH, { message: 'expected an absolute path of letters, digits and . _ @ + - /' })
   .refine((p) => !p.split('/').includes('..') && !p.split('/').includes('.'), { message: 'path must not contain "." or ".." segments' })
+  // One spelling per path: "//etc/x" or "/etc/x/" would dodge the reserved and duplicate checks.
+  .refine((p) => p !== '/' && !p.includes('//') && !p.endsWith('/'), { message: 'path must name a file or directory below /, without "//" or a trailing "/"' })
   .refine((p) => p.length <= 1024, { message: 'path is longer than 1024 characters' });
 
 const url = z
@@ -70,7 +72,11 @@ const inheritable = {
     ),
   ),
   environment: z.record(
-    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: KEY_MESSAGES.environment }),
+    z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: KEY_MESSAGES.environment })
+      // zod's record silently drops this key; refuse it instead.
+      .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.environment }),
     noNewline('an environment value'),
   ),
 };
@@ -211,7 +217,7 @@ export function crossFieldIssues(data: unknown): CrossFieldIssue[] {
     const bridge = asStr(net.bridge);
     const address = asStr(net.address);
     if (bridge !== undefined) {
-      if (!(bridge in networks)) {
+      if (!Object.prototype.hasOwnProperty.call(networks, bridge)) {
         const declared = Object.keys(networks);
         add(['machines', name, 'network', 'bridge'], `network "${bridge}" is not declared under networks:${declared.length ? ` (declared: ${declared.join(', ')})` : ' (none is declared)'}`);
       } else if (subnets.has(bridge) && address !== undefined && parseIpv4(address) !== undefined) {
@@ -372,7 +378,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
     const distribution = m.distribution ?? d.distribution ?? BUILTIN_DEFAULTS.distribution;
     const base = new Set([...REQUIRED_PACKAGES, ...(d.packages ?? []), ...(m.network ? ['iproute2'] : [])]);
     const packages = new Set([...base, ...(m.packages ?? [])]);
-    const net = m.network ? networks[m.network.bridge] : undefined;
+    const net = m.network && Object.prototype.hasOwnProperty.call(networks, m.network.bridge) ? networks[m.network.bridge] : undefined;
     machines[name] = {
       name,
       distribution,
