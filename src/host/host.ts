@@ -34,7 +34,7 @@ export function createRealHost(root = '/', signal?: AbortSignal): Host {
         const text = bytes.toString('utf8');
         // A lossy decode that does not round-trip means invalid UTF-8 (a real U+FFFD is fine).
         if (!Buffer.from(text, 'utf8').equals(bytes)) {
-          const offset = firstInvalidUtf8(bytes);
+          const offset = Math.max(0, firstInvalidUtf8(bytes));
           const before = bytes.subarray(0, offset).toString('utf8').split('\n');
           throw new ManifestError([
             { file: path, line: before.length, col: before[before.length - 1].length + 1, path: '', message: `file is not valid UTF-8 (byte 0x${bytes[offset].toString(16).padStart(2, '0')} at offset ${offset})` },
@@ -50,7 +50,7 @@ export function createRealHost(root = '/', signal?: AbortSignal): Host {
   };
 }
 
-/** Offset of the first byte that does not start or continue a valid UTF-8 sequence. */
+/** Offset of the first byte that does not start or continue a valid UTF-8 sequence, or -1. */
 export function firstInvalidUtf8(bytes: Uint8Array): number {
   let i = 0;
   while (i < bytes.length) {
@@ -63,7 +63,7 @@ export function firstInvalidUtf8(bytes: Uint8Array): number {
     if ((b === 0xe0 && second < 0xa0) || (b === 0xed && second > 0x9f) || (b === 0xf0 && second < 0x90) || (b === 0xf4 && second > 0x8f)) return i;
     i += len;
   }
-  return 0;
+  return -1;
 }
 
 /** Finds a program in PROGRAM_DIRS through the Host's filesystem. */

@@ -33,7 +33,7 @@ export function parseManifest(file: string, text: string): Manifest {
   const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false, strict: true });
   if (doc.errors.length === 0) {
     const keyProblems = checkKeys(doc, lineCounter, file);
-    if (keyProblems.length > 0) throw new ManifestError(limitProblems(keyProblems));
+    if (keyProblems.length > 0) throw new ManifestError(limitProblems(sortProblems(keyProblems)));
   }
   if (doc.errors.length > 0) {
     throw new ManifestError(
@@ -56,8 +56,10 @@ export function parseManifest(file: string, text: string): Manifest {
   const result = manifestSchema.safeParse(data, { errorMap: friendlyErrors });
   // Only the first MAX_PROBLEMS are located (locating is linear in the document each time).
   const issues = result.success ? [] : result.error.issues.slice(0, MAX_PROBLEMS);
-  const cross = crossFieldIssues(data).slice(0, MAX_PROBLEMS);
-  const total = (result.success ? 0 : result.error.issues.length) + crossFieldIssues(data).length;
+  const allCross = crossFieldIssues(data);
+  const cross = allCross.slice(0, MAX_PROBLEMS);
+  // An unknown-keys issue stands for one problem per key.
+  const total = (result.success ? [] : result.error.issues).reduce((n, i) => n + (i.code === 'unrecognized_keys' ? i.keys.length : 1), 0) + allCross.length;
   const found = [
     ...issues.flatMap((issue) => locateIssue(file, doc, lineCounter, issue)),
     ...cross.map((issue) => ({ file, ...positionOf(doc, lineCounter, issue.path, false), path: formatPath(issue.path), message: issue.message })),
@@ -68,7 +70,7 @@ export function parseManifest(file: string, text: string): Manifest {
 
 function locateIssue(file: string, doc: Document, lc: LineCounter, issue: z.ZodIssue): ManifestProblem[] {
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => {
+    return issue.keys.slice(0, MAX_PROBLEMS).map((key) => {
       const path = [...issue.path, key];
       const pos = positionOf(doc, lc, path, true);
       return { file, ...pos, path: formatPath(path), message: `unknown key${suggest(key, allowedKeysAt(issue.path))}` };
@@ -190,13 +192,18 @@ function describeType(t: string): string {
   }
 }
 
+/** A name from the manifest as it may appear in a message: quoted, with control characters escaped. */
+export function quoteName(name: string): string {
+  return JSON.stringify(name).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 // Keys are printed as written when plain; anything else (newlines, escapes, spaces) is quoted,
 // so a hostile key cannot fake another problem line or reach the terminal raw.
 function formatPath(path: PathKey[]): string {
   return path
     .map((k, i) => {
       if (typeof k === 'number') return `[${k}]`;
-      const key = /^[A-Za-z0-9_-]+$/.test(k) ? k : JSON.stringify(k).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+      const key = /^[A-Za-z0-9_-]+$/.test(k) ? k : quoteName(k);
       return i === 0 ? key : `.${key}`;
     })
     .join('');
@@ -216,7 +223,7 @@ function checkKeys(doc: Document, lc: LineCounter, file: string): ManifestProble
           continue;
         }
         const name = String(keyNode.value);
-        if (seen.has(name)) problems.push({ file, line: at.line, col: at.col, path: '', message: `duplicate key ${JSON.stringify(name)} (map keys must be unique)` });
+        if (seen.has(name)) problems.push({ file, line: at.line, col: at.col, path: '', message: `duplicate key ${quoteName(name)} (map keys must be unique)` });
         seen.add(name);
       }
     },

@@ -160,6 +160,11 @@ export type RawManifest = z.infer<typeof manifestShape>;
 // run even when a type error elsewhere makes zod skip refinements (every problem at once).
 export const manifestSchema = manifestShape;
 
+/** A name as it appears in a message: as written when plain, otherwise quoted and escaped. */
+function shown(name: string): string {
+  return /^[A-Za-z0-9_.-]+$/.test(name) ? name : JSON.stringify(name).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** One cross-field problem: where (a key path) and what. */
 export interface CrossFieldIssue {
   path: (string | number)[];
@@ -203,7 +208,7 @@ export function crossFieldIssues(data: unknown): CrossFieldIssue[] {
   for (let i = 0; i < names.length; i++) {
     for (let j = i + 1; j < names.length; j++) {
       if (subnetsOverlap(subnets.get(names[i])!, subnets.get(names[j])!)) {
-        add(['networks', names[j], 'subnet'], `overlaps network ${names[i]} (${formatSubnet(subnets.get(names[i])!)})`);
+        add(['networks', names[j], 'subnet'], `overlaps network ${shown(names[i])} (${formatSubnet(subnets.get(names[i])!)})`);
       }
     }
   }
@@ -219,17 +224,17 @@ export function crossFieldIssues(data: unknown): CrossFieldIssue[] {
     if (bridge !== undefined) {
       if (!Object.prototype.hasOwnProperty.call(networks, bridge)) {
         const declared = Object.keys(networks);
-        add(['machines', name, 'network', 'bridge'], `network "${bridge}" is not declared under networks:${declared.length ? ` (declared: ${declared.join(', ')})` : ' (none is declared)'}`);
+        add(['machines', name, 'network', 'bridge'], `network ${JSON.stringify(bridge).replace(/[\u007f-\u009f]/g, '?')} is not declared under networks:${declared.length ? ` (declared: ${declared.map(shown).join(', ')})` : ' (none is declared)'}`);
       } else if (subnets.has(bridge) && address !== undefined && parseIpv4(address) !== undefined) {
         const subnet = subnets.get(bridge)!;
         const addr = parseIpv4(address)!;
         const path = ['machines', name, 'network', 'address'];
         if (!isHostAddress(subnet, addr)) {
-          add(path, `${address} is outside network ${bridge} (${formatSubnet(subnet)}) or is its network/broadcast address`);
+          add(path, `${address} is outside network ${shown(bridge)} (${formatSubnet(subnet)}) or is its network/broadcast address`);
         } else if (address === gateways.get(bridge)) {
-          add(path, `${address} is the gateway of network ${bridge} (the host's own address on the bridge)`);
+          add(path, `${address} is the gateway of network ${shown(bridge)} (the host's own address on the bridge)`);
         } else if (addressOwners.has(address)) {
-          add(path, `${address} is already used by machine ${addressOwners.get(address)}`);
+          add(path, `${address} is already used by machine ${shown(addressOwners.get(address)!)}`);
         } else {
           addressOwners.set(address, name);
         }
@@ -243,7 +248,7 @@ export function crossFieldIssues(data: unknown): CrossFieldIssue[] {
       const p = asObj(rawPort);
       if (typeof p.host !== 'number') return;
       const key = `${asStr(p.protocol) ?? 'tcp'}/${p.host}`;
-      if (portOwners.has(key)) add(['machines', name, 'ports', i, 'host'], `host port ${key} is already forwarded to machine ${portOwners.get(key)}`);
+      if (portOwners.has(key)) add(['machines', name, 'ports', i, 'host'], `host port ${key} is already forwarded to machine ${shown(portOwners.get(key)!)}`);
       else portOwners.set(key, name);
     });
     const seen = new Set<string>();

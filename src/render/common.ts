@@ -9,8 +9,9 @@ export type UnitSections = [section: string, entries: [key: string, value: UnitV
 
 /** The header line every generated file starts with, naming its source manifest. */
 export function renderHeader(manifestFile: string, subject: string, comment = '#'): string {
-  // The file name is the user's, not validated: only plain characters reach a generated file.
-  const source = posix.basename(manifestFile).replace(/[^A-Za-z0-9._+@-]/g, '_');
+  // The file name is the user's, not validated: only plain characters (no newline) reach a
+  // generated file.
+  const source = posix.basename(manifestFile).replace(/[^A-Za-z0-9._+@ -]/g, '_');
   const text = fillTemplate('header.txt', { source, subject });
   return comment === '#' ? text : text.replace(/^#/gm, comment);
 }

@@ -19,7 +19,8 @@ machines:
 `;
 /** Two machines and no network: every step belongs to a machine. */
 const MACHINES_ONLY = 'machines:\n  db: {}\n  web: {}\n';
-const OPTIONS = { renderer: 'silent' as const, startTimeoutMs: 5000 };
+// One machine at a time and no image cache: the old, sequential bootstrap-per-machine behaviour.
+const OPTIONS = { renderer: 'silent' as const, startTimeoutMs: 5000, jobs: 1 };
 
 function freshPlan(manifest = MANIFEST, stagingDirs: string[] = []) {
   return planChanges(desiredFrom(manifest).desired, freshState({ stagingDirs }), { manifestPath: MANIFEST_PATH, now: '2025-01-01T00:00:00.000Z' });
@@ -80,7 +81,7 @@ describe('applyPlan', () => {
     ]);
   });
 
-  // BUG (src/apply/apply.ts applyPlan): the task checks the interrupt before `current = step`, so
+  // Regression test for a fixed bug (it was in src/apply/apply.ts applyPlan): the task checks the interrupt before `current = step`, so
   // an interrupt between two steps is reported against the previous step, one that completed
   // (it is also in `done`): here create-machine db instead of the write-file that did not run.
   // `apply --json` then lists the same step under both "applied" and "failures".
@@ -89,6 +90,71 @@ describe('applyPlan', () => {
     expect(result.failures.map((f) => f.step)).toEqual([plan.steps[1]]);
     expect(plan.steps[1]).toMatchObject({ kind: 'write-file', owner: { type: 'machine', name: 'db' } });
     expect(result.done).not.toContain(result.failures[0].step);
+  });
+});
+
+/** Counts how many mmdebstraps run at once; each takes `ms` (a real timer, so others can start meanwhile). */
+function trackConcurrentBootstraps(host: FakeHost, ms: number): { max: number } {
+  const seen = { max: 0 };
+  let now = 0;
+  const run = host.runner.run.bind(host.runner);
+  host.runner.run = async (file, args, options) => {
+    if (file !== 'mmdebstrap') return run(file, args, options);
+    now++;
+    seen.max = Math.max(seen.max, now);
+    await new Promise((r) => setTimeout(r, ms));
+    now--;
+    return run(file, args, options);
+  };
+  return seen;
+}
+
+describe('applyPlan with jobs', () => {
+  const THREE = 'machines:\n  a: {}\n  b: {}\n  c: {}\n';
+
+  test.each([
+    [1, 1],
+    [2, 2],
+    [3, 3],
+    [5, 3],
+  ])('jobs %i: at most that many machines are created at once (here %i of 3)', async (jobs, expected) => {
+    const host = makeBootedHost(new FakeHost());
+    simulateSystemd(host);
+    const seen = trackConcurrentBootstraps(host, 30);
+    const plan = freshPlan(THREE);
+    const result = await applyPlan(host, plan, { ...OPTIONS, jobs });
+    expect(result.failures).toEqual([]);
+    expect(seen.max).toBe(expected);
+    expect(new Set(result.done)).toEqual(new Set(plan.steps));
+    expect(result.done.length).toBe(plan.steps.length);
+  });
+
+  test('jobs 2: every host step (network) is done before any machine step starts; each machine\'s steps stay in order', async () => {
+    const host = makeBootedHost(new FakeHost());
+    simulateSystemd(host, { bridges: ['br0'] });
+    const plan = freshPlan(MANIFEST);
+    const result = await applyPlan(host, plan, { ...OPTIONS, jobs: 2 });
+    expect(result.failures).toEqual([]);
+    const hostSteps = plan.steps.filter((s) => stepGroup(s) === ':host');
+    expect(hostSteps.map((s) => s.kind)).toEqual(['write-record', 'write-file', 'write-file', 'reload-networkd']);
+    expect(result.done.slice(0, 4)).toEqual(hostSteps);
+    for (const m of ['db', 'web']) expect(result.done.filter((s) => stepGroup(s) === m)).toEqual(plan.steps.filter((s) => stepGroup(s) === m));
+    const argvs = host.runner.argvs().map((a) => a.join(' '));
+    expect(argvs.indexOf('networkctl reload')).toBeLessThan(argvs.findIndex((a) => a.startsWith('mmdebstrap')));
+    expect(argvs.filter((a) => a.startsWith('mmdebstrap')).length).toBe(2);
+  });
+
+  test('jobs 2: a failing machine stops only its own steps; the other one completes', async () => {
+    const host = makeBootedHost(new FakeHost());
+    host.runner.on((argv) => argv[0] === 'mmdebstrap' && argv.includes('/var/lib/machines/.nspawnctl-db.staging'), { exitCode: 1, stderr: 'E: boom\n' });
+    simulateSystemd(host);
+    const plan = freshPlan(MACHINES_ONLY);
+    const result = await applyPlan(host, plan, { ...OPTIONS, jobs: 2 });
+    expect(result.failures.map((f) => [f.group, f.step])).toEqual([['db', plan.steps[0]]]);
+    expect(result.done).toEqual(plan.steps.filter((s) => stepGroup(s) === 'web'));
+    expect(result.skipped).toEqual([]);
+    expect(host.fs.nodes.get('/var/lib/machines/web')?.type).toBe('dir');
+    expect(host.fs.nodes.has('/var/lib/machines/db')).toBe(false);
   });
 });
 

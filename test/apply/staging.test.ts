@@ -1,6 +1,7 @@
-// Removing a staging directory: whatever a killed bootstrapper left mounted below it is unmounted
-// first (deepest first), so the recursive delete never reaches into the host's /proc or /dev.
-import { mountsUnder, removeStaging } from '../../src/apply/staging';
+// Removing a staging directory: the processes a killed bootstrapper left working in it are
+// stopped, and whatever it left mounted below it is unmounted first (deepest first), so the
+// recursive delete never reaches into the host's /proc or /dev.
+import { mountsUnder, processesUsing, removeStaging } from '../../src/apply/staging';
 import { NspawnctlError } from '../../src/errors';
 import { FakeHost } from '../helpers/fake-host';
 
@@ -39,7 +40,69 @@ describe('mountsUnder', () => {
   });
 });
 
+/** Adds process `pid` to the fake /proc: its root and cwd links and its NUL-separated cmdline. */
+function addProcess(host: FakeHost, pid: number, p: { root?: string; cwd?: string; argv?: string[] }): void {
+  host.fs.addDir(`/proc/${pid}`);
+  if (p.root) host.fs.addSymlink(`/proc/${pid}/root`, p.root);
+  if (p.cwd) host.fs.addSymlink(`/proc/${pid}/cwd`, p.cwd);
+  if (p.argv) host.fs.addFile(`/proc/${pid}/cmdline`, `${p.argv.join('\0')}\0`);
+}
+
+/** The orphans of a killed mmdebstrap run in STAGING, and processes that have nothing to do with it. */
+function hostWithProcesses(mounts: string[] = []): FakeHost {
+  const host = hostWithMounts(mounts);
+  addProcess(host, 1, { root: '/', cwd: '/', argv: ['/sbin/init'] });
+  addProcess(host, 100, { root: STAGING, cwd: '/', argv: ['/usr/bin/dpkg', '--configure', '-a'] });
+  addProcess(host, 101, { root: '/', cwd: `${STAGING}/var/cache/apt`, argv: ['apt-get', 'update'] });
+  addProcess(host, 102, { root: '/', cwd: '/root', argv: ['mmdebstrap', '--variant=minbase', 'bookworm', STAGING, 'http://deb.debian.org/debian'] });
+  // A sibling with a common prefix, a running machine, our own process, and one that exited
+  // while /proc was read (nothing left to read).
+  addProcess(host, 200, { root: '/', cwd: '/var/lib/machines/.nspawnctl-web.staging-other', argv: ['sh'] });
+  addProcess(host, 201, { root: '/var/lib/machines/web', cwd: '/', argv: ['/sbin/init'] });
+  addProcess(host, host.pid, { root: '/', cwd: STAGING, argv: ['node', 'nspawnctl', 'apply', `${STAGING}/x`] });
+  host.fs.addDir('/proc/202');
+  host.fs.addDir('/proc/sys');
+  return host;
+}
+
+describe('processesUsing', () => {
+  test('finds the processes whose root, working directory or an argument is in the directory; never our own', async () => {
+    expect(await processesUsing(hostWithProcesses(), STAGING)).toEqual([100, 101, 102]);
+  });
+
+  test('no /proc entries: none', async () => {
+    expect(await processesUsing(new FakeHost(), STAGING)).toEqual([]);
+  });
+});
+
 describe('removeStaging', () => {
+  test('stops the processes still working in it (kill -KILL, a failure tolerated), waits until they are gone, unmounts, then removes the tree', async () => {
+    const host = hostWithProcesses([`${STAGING}/proc`]);
+    const events: string[] = [];
+    host.runner.on(['kill', '-KILL', '100', '101', '102'], () => {
+      events.push('kill');
+      // They are gone a moment later, as after a real SIGKILL.
+      setTimeout(() => {
+        for (const pid of [100, 101, 102]) for (const p of host.fs.paths().filter((x) => x === `/proc/${pid}` || x.startsWith(`/proc/${pid}/`))) host.fs.nodes.delete(p);
+        events.push('gone');
+      }, 150);
+      return {};
+    });
+    const umount = host.runner.run.bind(host.runner);
+    host.runner.run = async (file, args, options) => {
+      if (file === 'umount') events.push('umount');
+      return umount(file, args, options);
+    };
+    await removeStaging(host, STAGING);
+    expect(host.runner.calls.map((c) => [c.file, ...c.args, c.options])).toEqual([
+      ['kill', '-KILL', '100', '101', '102', { allowFailure: true }],
+      ['umount', '--lazy', `${STAGING}/proc`, undefined],
+    ]);
+    expect(events).toEqual(['kill', 'gone', 'umount']);
+    expect(host.fs.changes).toEqual([`remove-tree ${STAGING}`]);
+    expect(await host.fs.listDir('/proc')).toEqual(['1', '200', '201', '202', String(host.pid), 'self', 'sys'].sort());
+  });
+
   test('unmounts everything below it, deepest first, with umount --lazy, then removes the tree', async () => {
     const host = hostWithMounts([`${STAGING}/proc`, `${STAGING}/dev`, `${STAGING}/dev/pts`]);
     await removeStaging(host, STAGING);

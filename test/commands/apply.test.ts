@@ -41,6 +41,11 @@ function freshHost(options: { uid?: number; booted?: boolean } = {}): FakeHost {
   return host;
 }
 
+/**
+ * The behaviour before the image cache and parallel apply: every new machine bootstrapped into its
+ * own staging directory, one machine at a time; for the tests that assert exact command sequences.
+ */
+const SEQUENTIAL = ['--no-cache', '--jobs', '1'];
 const STAGING = (n: string) => `/var/lib/machines/.nspawnctl-${n}.staging`;
 const MMDEBSTRAP = (n: string, include = 'dbus,iproute2,iputils-ping,systemd,systemd-sysv') => ['mmdebstrap', '--variant=minbase', `--include=${include}`, 'bookworm', STAGING(n), 'http://deb.debian.org/debian'];
 const SHOW = (n: string) => ['machinectl', 'show', n, '--property=State', '--value'];
@@ -118,7 +123,7 @@ describe('nspawnctl apply', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
-  // BUG (src/host/lock.ts acquireLock, via BaseCommand.withLock): the lock is taken before the root check, and
+  // Regression test for a fixed bug (it was in src/host/lock.ts acquireLock, via BaseCommand.withLock): the lock is taken before the root check, and
   // a non-root user cannot create /run/nspawnctl.lock (/run is root's, mode 0755): the real fs
   // throws EACCES, which surfaces as a raw "EACCES: permission denied" (exit 1) instead of this
   // preflight report (exit 3). The FakeFs has no permissions, so this test gives it the real
@@ -323,7 +328,7 @@ describe('nspawnctl apply', () => {
 
   test('a failing bootstrap fails only its machine: the other machine is still created and started, exit 1 with a summary', async () => {
     const host = hostWhereBootstrapFails(EXAMPLE, ['db']);
-    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    const r = await runCommand(applyWith(host), ['machines.yaml', ...SEQUENTIAL]);
     expect(r.exitCode).toBe(1);
     // The summary's first line is asserted in the test.failing below (which groups it names).
     expect(r.stderr.endsWith(`):\n  - ${bootstrapFailure('db')}\n${HINT}`)).toBe(true);
@@ -340,7 +345,7 @@ describe('nspawnctl apply', () => {
         '--register=no',
         '--settings=no',
         '--console=pipe',
-        '--resolv-conf=off',
+        '--resolv-conf=bind-host',
         '--timezone=off',
         '--machine=web',
         `--directory=${STAGING('web')}`,
@@ -366,7 +371,7 @@ describe('nspawnctl apply', () => {
 
   test('web fails, db is still created and started: exact commands, summary naming what was applied, exit 1', async () => {
     const host = hostWhereBootstrapFails(TWO_MACHINES, ['web']);
-    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    const r = await runCommand(applyWith(host), ['machines.yaml', ...SEQUENTIAL]);
     expect(r.exitCode).toBe(1);
     expect(report(r.stderr)).toBe(`nspawnctl: apply failed (applied: db):\n  - ${bootstrapFailure('web')}\n${HINT}`);
     expect(r.stdout.endsWith('Applied 4 of 8 step(s).\n')).toBe(true);
@@ -386,7 +391,7 @@ describe('nspawnctl apply', () => {
 
   test('web fails with --json: one JSON document with applied, failures and skipped; the error on stderr', async () => {
     const host = hostWhereBootstrapFails(TWO_MACHINES, ['web']);
-    const r = await runCommand(applyWith(host), ['machines.yaml', '--json']);
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--json', ...SEQUENTIAL]);
     expect(r.exitCode).toBe(1);
     const message = `apply failed (applied: db):\n  - ${bootstrapFailure('web')}`;
     expect(r.stderr).toBe(`nspawnctl: ${message}\n${HINT}`);
@@ -409,24 +414,24 @@ describe('nspawnctl apply', () => {
     ]);
   });
 
-  // BUG (src/apply/apply.ts summarizeFailures): "applied" lists the pseudo-group "host" (the
+  // Regression test for a fixed bug (it was in src/apply/apply.ts summarizeFailures): "applied" lists the pseudo-group "host" (the
   // network steps) next to machine names: the example prints "apply failed (applied: host, db)",
   // where the intended summary is "apply failed (applied: db):\n  - machine web: ...". "host"
   // reads as a machine (and is a valid machine name, see the next test).
   test('the summary names the machines applied, not the "host" group of network steps', async () => {
     const host = hostWhereBootstrapFails(EXAMPLE, ['web']);
-    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    const r = await runCommand(applyWith(host), ['machines.yaml', ...SEQUENTIAL]);
     expect(report(r.stderr)).toBe(`nspawnctl: apply failed (applied: db):\n  - ${bootstrapFailure('web')}\n${HINT}`);
   });
 
-  // BUG (src/apply/apply.ts stepGroup/applyPlan): the network steps' group is called "host", and
+  // Regression test for a fixed bug (it was in src/apply/apply.ts stepGroup/applyPlan): the network steps' group is called "host", and
   // "host" is also a valid machine name. A failing machine "host" is then taken for a failure of
   // the host group: every later machine is "not attempted", and the summary says
   // "host: machine host: ..." instead of "machine host: ...".
   test('a machine named "host" that fails stops only itself', async () => {
     const manifest = 'machines:\n  a: {}\n  host: {}\n  z: {}\n';
     const host = hostWhereBootstrapFails(manifest, ['host']);
-    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    const r = await runCommand(applyWith(host), ['machines.yaml', ...SEQUENTIAL]);
     expect(r.exitCode).toBe(1);
     expect(report(r.stderr)).toBe(`nspawnctl: apply failed (applied: a, z):\n  - ${bootstrapFailure('host', 'dbus,systemd,systemd-sysv')}\n${HINT}`);
     expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap').map((a) => a[4])).toEqual([STAGING('a'), STAGING('host'), STAGING('z')]);
@@ -455,10 +460,39 @@ describe('nspawnctl apply', () => {
     expect(host.fs.nodes.has(LOCK_PATH)).toBe(false);
   });
 
+  // mmdebstrap keeps its --aptopt lines (the proxy) in the tree it builds; apt settings inside a
+  // machine are the manifest's, so that file is removed and the rendered proxy file stays.
+  test('--no-cache with an aptProxy: the bootstrap downloads through it, and only the machine\'s own proxy file stays in the rootfs', async () => {
+    const manifest = 'machines:\n  web:\n    aptProxy: http://proxy.example:3142\n';
+    const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } }));
+    const staging = '/var/lib/machines/.nspawnctl-web.staging';
+    host.runner.on(
+      (argv) => argv[0] === 'mmdebstrap',
+      ({ args }) => {
+        const options = args.filter((a) => a.startsWith('--aptopt=')).map((a) => `${a.slice('--aptopt='.length)};\n`);
+        host.fs.addFile(`${args[args.length - 2]}/etc/apt/apt.conf.d/99mmdebstrap`, options.join(''));
+        return {};
+      },
+    );
+    simulateSystemd(host);
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--start-timeout', '5', ...SEQUENTIAL]);
+    expect(r.error).toBeUndefined();
+    expect(r.exitCode).toBe(0);
+    expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap')).toEqual([
+      ['mmdebstrap', '--variant=minbase', '--include=dbus,systemd,systemd-sysv', '--aptopt=Acquire::http::Proxy "http://proxy.example:3142"', 'bookworm', staging, 'http://deb.debian.org/debian'],
+    ]);
+    const changes = changesBesidesLock(host).filter((c) => c.includes('/etc/apt/'));
+    expect(changes).toEqual([`remove ${staging}/etc/apt/apt.conf.d/99mmdebstrap`, `write ${staging}/etc/apt/apt.conf.d/01nspawnctl-proxy`]);
+    expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines/web/etc/apt/apt.conf.d/'))).toEqual(['/var/lib/machines/web/etc/apt/apt.conf.d/01nspawnctl-proxy']);
+    expect(await host.fs.readText('/var/lib/machines/web/etc/apt/apt.conf.d/01nspawnctl-proxy')).toBe(
+      '// Generated by nspawnctl from machines.yaml for machine web.\n// Do not edit: nspawnctl apply rewrites this file; change the manifest instead.\n\nAcquire::http::Proxy "http://proxy.example:3142";\n',
+    );
+  });
+
   test('on a fresh host: runs exactly the expected commands, and a second apply plans nothing', async () => {
     const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } }));
     simulateSystemd(host, { bridges: ['examplevlan'] });
-    const r = await runCommand(applyWith(host), ['machines.yaml', '--start-timeout', '5']);
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--start-timeout', '5', ...SEQUENTIAL]);
     expect(r.error).toBeUndefined();
     expect(r.exitCode).toBe(0);
     expect(r.stdout.endsWith('Applied 13 of 13 step(s).\n')).toBe(true);
@@ -468,7 +502,7 @@ describe('nspawnctl apply', () => {
       '--register=no',
       '--settings=no',
       '--console=pipe',
-      '--resolv-conf=off',
+      '--resolv-conf=bind-host',
       '--timezone=off',
       '--machine=web',
       `--directory=${STAGING('web')}`,

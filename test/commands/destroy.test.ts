@@ -98,7 +98,7 @@ describe('nspawnctl destroy', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
-  // BUG (src/host/lock.ts acquireLock, via BaseCommand.withLock): destroy takes the lock before
+  // Regression test for a fixed bug (it was in src/host/lock.ts acquireLock, via BaseCommand.withLock): destroy takes the lock before
   // its root check; a non-root user cannot create /run/nspawnctl.lock (EACCES on a real host), so
   // the raw EACCES error (exit 1) replaces this preflight report (exit 3). The FakeFs has no
   // permissions; this test gives it the real answer for /run.

@@ -1,6 +1,8 @@
 // Every command's --help shows its usage and at least one example (DESIGN.md: every command
 // documented with an example).
 import Apply from '../../src/commands/apply';
+import CacheList from '../../src/commands/cache/list';
+import CachePrune from '../../src/commands/cache/prune';
 import Destroy from '../../src/commands/destroy';
 import HostInit from '../../src/commands/host/init';
 import List from '../../src/commands/list';
@@ -12,6 +14,8 @@ import { commandHelp } from '../helpers/run-command';
 // [id as typed (topic separator is a space), oclif's command id, class]
 const commands: [string, string, { examples?: unknown; summary?: string }][] = [
   ['apply', 'apply', Apply],
+  ['cache list', 'cache:list', CacheList],
+  ['cache prune', 'cache:prune', CachePrune],
   ['destroy', 'destroy', Destroy],
   ['host init', 'host:init', HostInit],
   ['list', 'list', List],

@@ -307,7 +307,7 @@ describe('nspawnctl host init', () => {
     expect(changes(host)).toEqual([]);
   });
 
-  // BUG (src/commands/host/init.ts): when the plan has no steps, a plain run returns early and
+  // Regression test for a fixed bug (it was in src/commands/host/init.ts): when the plan has no steps, a plain run returns early and
   // exits 0 printing "The host is ready for nspawnctl." followed by the error findings, while
   // --check on the same host exits 1, --json says ready:false, and a run that had steps ends
   // with exit 1 "N problem(s) need a manual fix". An unresolved error finding must fail the run.
@@ -420,7 +420,7 @@ describe('nspawnctl host init --undo', () => {
     expect(host.fs.nodes.has('/var/lib/nspawnctl/machines/web.json')).toBe(true);
   });
 
-  // BUG (src/plan/host-init.ts, planHostInit): with the admin's own .netdev for br0 (a conflict,
+  // Regression test for a fixed bug (it was in src/plan/host-init.ts, planHostInit): with the admin's own .netdev for br0 (a conflict,
   // reported as an error finding), host init still writes br0's .network and records br0 in
   // host.json's bridges; --undo then runs `networkctl delete br0`, removing an interface that
   // host init never created.

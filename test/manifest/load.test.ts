@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRealHost } from '../../src/host/host';
 import { ExitCode, formatProblem, ManifestError } from '../../src/errors';
-import { MAX_MANIFEST_BYTES, parseManifest } from '../../src/manifest/load';
+import { MAX_MANIFEST_BYTES, MAX_PROBLEMS, parseManifest } from '../../src/manifest/load';
 
 const FILE = 'machines.yaml';
 const REPO = join(__dirname, '..', '..');
@@ -55,8 +55,50 @@ describe('parseManifest rejects bad input with every problem located', () => {
   });
 
   test('duplicate key points at the second occurrence', () => {
-    expectProblems(yaml('machines:', '  web:', '    hostname: a', '    hostname: b'), ['machines.yaml:4:5: YAML syntax: Map keys must be unique']);
-    expectProblems(yaml('machines: { web: {}, web: {} }'), ['machines.yaml:1:22: YAML syntax: Map keys must be unique']);
+    expectProblems(yaml('machines:', '  web:', '    hostname: a', '    hostname: b'), ['machines.yaml:4:5: duplicate key "hostname" (map keys must be unique)']);
+    expectProblems(yaml('machines: { web: {}, web: {} }'), ['machines.yaml:1:22: duplicate key "web" (map keys must be unique)']);
+  });
+
+  test('key problems are reported alone: the rest of the file is checked once the keys are fixed', () => {
+    expectProblems(yaml('machines:', '  Web: {}', '  db: { hostname: a, hostname: b }'), ['machines.yaml:3:22: duplicate key "hostname" (map keys must be unique)']);
+    expectProblems(yaml('machines:', '  Web: {}', '  ? [a]', '  : {}'), ['machines.yaml:3:5: keys must be plain strings, not lists or mappings']);
+  });
+
+  describe('at most MAX_PROBLEMS problems are listed, then one line counting the rest', () => {
+    const badNames = (n: number) => yaml('machines:', ...Array.from({ length: n }, (_, i) => `  M${i}: {}`));
+    const listed = (n: number) => Array.from({ length: n }, (_, i) => `machines.yaml:${i + 2}:3: machines.M${i}: ${MACHINE_NAME_RULE}`);
+
+    test('50 problems: all of them, no count', () => {
+      expect(MAX_PROBLEMS).toBe(50);
+      expectProblems(badNames(50), listed(50));
+    });
+
+    test('51 problems: the first 50, then "... and 1 more" at the position of the last one listed', () => {
+      expectProblems(badNames(51), [...listed(50), 'machines.yaml:51:3: ... and 1 more problem(s) not shown']);
+      expect(loadError(badNames(51)).problems[50]).toEqual({ file: FILE, line: 51, col: 3, path: '', message: '... and 1 more problem(s) not shown' });
+    });
+
+    test('schema and cross-field problems are counted together', () => {
+      const text = yaml(
+        'machines:',
+        ...Array.from({ length: 49 }, (_, i) => `  M${i}: {}`),
+        '  web: { network: { bridge: br0, address: 10.0.0.2 } }',
+        '  db: { network: { bridge: br1, address: 10.0.0.3 } }',
+      );
+      expectProblems(text, [
+        ...listed(49),
+        'machines.yaml:51:29: machines.web.network.bridge: network "br0" is not declared under networks: (none is declared)',
+        'machines.yaml:51:29: ... and 1 more problem(s) not shown',
+      ]);
+    });
+
+    test('duplicate keys too', () => {
+      const text = yaml('machines:', ...Array.from({ length: 52 }, () => '  web: {}'));
+      expectProblems(text, [
+        ...Array.from({ length: 50 }, (_, i) => `machines.yaml:${i + 3}:3: duplicate key "web" (map keys must be unique)`),
+        'machines.yaml:52:3: ... and 1 more problem(s) not shown',
+      ]);
+    });
   });
 
   test('unknown key at the top level, with a suggestion, and the missing machines:', () => {
@@ -92,7 +134,7 @@ describe('parseManifest rejects bad input with every problem located', () => {
     expectProblems(yaml('machines:', '  web:', '    autostart: "yes"', '    packages: curl', '    files:', '      - { path: /etc/x, content: a, mode: 644 }'), [
       'machines.yaml:3:16: machines.web.autostart: expected a boolean, got a string',
       'machines.yaml:4:15: machines.web.packages: expected a list, got a string',
-      'machines.yaml:6:43: machines.web.files[0].mode: expected a string, got a number',
+      'machines.yaml:6:43: machines.web.files[0].mode: expected an octal mode string like "0644": quote it in YAML (an unquoted 0644 is a number)',
     ]);
     expectProblems(yaml('machines: [web]'), ['machines.yaml:1:11: machines: expected a mapping, got a list']);
     expectProblems(yaml('machines:'), ['machines.yaml:1:10: machines: expected a mapping, got nothing (null)']);
@@ -141,8 +183,8 @@ describe('parseManifest rejects bad input with every problem located', () => {
         `machines.Web: ${MACHINE_NAME_RULE}`,
         `machines.abcdefghijklm: ${MACHINE_NAME_RULE}`,
         `machines.-web: ${MACHINE_NAME_RULE}`,
-        `machines.a/b: ${MACHINE_NAME_RULE}`,
-        `machines...: ${MACHINE_NAME_RULE}`,
+        `machines."a/b": ${MACHINE_NAME_RULE}`,
+        `machines."..": ${MACHINE_NAME_RULE}`,
       ]);
     });
 
@@ -156,8 +198,8 @@ describe('parseManifest rejects bad input with every problem located', () => {
         `machines.yaml:2:3: machines.Web: ${MACHINE_NAME_RULE}`,
         `machines.yaml:3:3: machines.abcdefghijklm: ${MACHINE_NAME_RULE}`,
         `machines.yaml:4:3: machines.-web: ${MACHINE_NAME_RULE}`,
-        `machines.yaml:5:3: machines.a/b: ${MACHINE_NAME_RULE}`,
-        `machines.yaml:6:3: machines...: ${MACHINE_NAME_RULE}`,
+        `machines.yaml:5:3: machines."a/b": ${MACHINE_NAME_RULE}`,
+        `machines.yaml:6:3: machines."..": ${MACHINE_NAME_RULE}`,
       ]);
     });
 
@@ -415,6 +457,8 @@ describe('parseManifest resolves valid manifests', () => {
       variant: 'minbase',
       bootstrapper: 'auto',
       packages: ['dbus', 'iproute2', 'iputils-ping', 'systemd', 'systemd-sysv'],
+      // defaults.packages and iproute2 (networked) are all base: nothing is installed on top.
+      basePackages: ['dbus', 'iproute2', 'iputils-ping', 'systemd', 'systemd-sysv'],
       aptProxy: undefined,
       dns: ['10.77.0.1'],
       authorizedKeys: [],
@@ -454,6 +498,7 @@ describe('parseManifest resolves valid manifests', () => {
       variant: 'minbase',
       bootstrapper: 'auto',
       packages: ['dbus', 'systemd', 'systemd-sysv'],
+      basePackages: ['dbus', 'systemd', 'systemd-sysv'],
       aptProxy: undefined,
       hostname: 'web',
       dns: [],
@@ -492,12 +537,16 @@ describe('parseManifest resolves valid manifests', () => {
     );
     expect(Object.keys(m.machines)).toEqual(['db', 'web']);
     expect(m.machines.web.packages).toEqual(['curl', 'dbus', 'iproute2', 'nginx', 'systemd', 'systemd-sysv', 'zsh']);
+    // The base image: required + defaults.packages + iproute2 (networked); the machine's own
+    // packages (nginx; curl is already in the defaults) are not part of it.
+    expect(m.machines.web.basePackages).toEqual(['curl', 'dbus', 'iproute2', 'systemd', 'systemd-sysv', 'zsh']);
     expect(m.machines.web.dns).toEqual(['1.1.1.1']);
     expect(m.machines.web.environment).toEqual({ A: '1', B: '3' });
     expect(m.machines.web.variant).toBe('important');
     expect(m.machines.web.aptProxy).toBe('http://proxy:3142');
     // Without a network, iproute2 is not added.
     expect(m.machines.db.packages).toEqual(['curl', 'dbus', 'systemd', 'systemd-sysv', 'zsh']);
+    expect(m.machines.db.basePackages).toEqual(['curl', 'dbus', 'systemd', 'systemd-sysv', 'zsh']);
     expect(m.machines.db.dns).toEqual(['9.9.9.9']);
     expect(m.machines.db.environment).toEqual({ A: '1', B: '2' });
     expect(m.machines.db.variant).toBe('buildd');

@@ -1,0 +1,422 @@
+// The base-image cache: what a key identifies, which entries readImage trusts, how ensure()
+// builds (hidden, then renamed in), reuses, rebuilds and shares one bootstrap, and what
+// pruneImages removes.
+import { imageKey, ImageCache, ImageMeta, pruneImages, readImage } from '../../src/apply/image-cache';
+import { CommandFailedError } from '../../src/errors';
+import { parseManifest } from '../../src/manifest/load';
+import { Machine } from '../../src/manifest/schema';
+import { FakeHost } from '../helpers/fake-host';
+import { ARCH, CACHE_OPTIONS, DAY_MS, dpkgStatus, IMAGES, metaFor, seedImage, simulateImageTools } from '../helpers/image-cache';
+
+/** db and web share a base (same defaults, no network); their own packages and web's proxy differ. */
+const MANIFEST = `defaults:
+  packages: [iputils-ping]
+networks:
+  br0: { subnet: 10.0.0.0/24 }
+machines:
+  db:
+    packages: [postgresql]
+  web:
+    packages: [nginx, curl]
+    aptProxy: http://proxy.example:3142
+    hostname: www
+    files: [{ path: /etc/motd, content: hi }]
+    provision: [[touch, /srv/x]]
+  app:
+    network: { bridge: br0, address: 10.0.0.2 }
+`;
+const machines = parseManifest('machines.yaml', MANIFEST).machines;
+const DB: Machine = machines.db;
+const WEB: Machine = machines.web;
+/** The key of DB's (and WEB's) base with mmdebstrap on amd64: fixed, so it is stable across runs and versions. */
+const DB_KEY = '12c27972b1aa0ec9';
+const NOW = Date.parse('2025-03-10T12:00:00.000Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+
+const MMDEBSTRAP_INTO = (dir: string, include = 'dbus,iputils-ping,systemd,systemd-sysv') => ['mmdebstrap', '--variant=minbase', `--include=${include}`, 'bookworm', dir, 'http://deb.debian.org/debian'];
+const BUILDING = (key: string) => `${IMAGES}/.${key}.building`;
+
+function cacheHost(): FakeHost {
+  const host = new FakeHost();
+  simulateImageTools(host);
+  return host;
+}
+
+describe('imageKey', () => {
+  test('is 16 hex digits, the same on every call, and fixed for a given base', () => {
+    const key = imageKey(DB, 'mmdebstrap', ARCH);
+    expect(key).toMatch(/^[0-9a-f]{16}$/);
+    expect(imageKey(DB, 'mmdebstrap', ARCH)).toBe(key);
+    expect(key).toBe(DB_KEY);
+  });
+
+  test('the base packages are what the manifest resolves: required + defaults.packages (+ iproute2 when networked)', () => {
+    expect([DB.basePackages, WEB.basePackages, machines.app.basePackages]).toEqual([
+      ['dbus', 'iputils-ping', 'systemd', 'systemd-sysv'],
+      ['dbus', 'iputils-ping', 'systemd', 'systemd-sysv'],
+      ['dbus', 'iproute2', 'iputils-ping', 'systemd', 'systemd-sysv'],
+    ]);
+  });
+
+  test('does not depend on the machine itself: name, hostname, extra packages, aptProxy, files, provision, order of the base packages', () => {
+    expect(imageKey(WEB, 'mmdebstrap', ARCH)).toBe(DB_KEY);
+    expect(imageKey({ ...DB, packages: [...DB.packages, 'vim'] }, 'mmdebstrap', ARCH)).toBe(DB_KEY);
+    expect(imageKey({ ...DB, aptProxy: 'http://other:3142' }, 'mmdebstrap', ARCH)).toBe(DB_KEY);
+    expect(imageKey({ ...DB, basePackages: [...DB.basePackages].reverse() }, 'mmdebstrap', ARCH)).toBe(DB_KEY);
+  });
+
+  test('changes with each field that changes the base: distribution, suite, variant, mirror, architecture, bootstrapper, base packages', () => {
+    const variants: [string, string][] = [
+      ['distribution', imageKey({ ...DB, distribution: 'ubuntu' }, 'mmdebstrap', ARCH)],
+      ['suite', imageKey({ ...DB, suite: 'trixie' }, 'mmdebstrap', ARCH)],
+      ['variant', imageKey({ ...DB, variant: 'buildd' }, 'mmdebstrap', ARCH)],
+      ['mirror', imageKey({ ...DB, mirror: 'http://mirror.example/debian' }, 'mmdebstrap', ARCH)],
+      ['architecture', imageKey(DB, 'mmdebstrap', 'arm64')],
+      ['bootstrapper', imageKey(DB, 'debootstrap', ARCH)],
+      ['base packages', imageKey({ ...DB, basePackages: [...DB.basePackages, 'vim'] }, 'mmdebstrap', ARCH)],
+      ['network (iproute2 in the base)', imageKey(machines.app, 'mmdebstrap', ARCH)],
+    ];
+    for (const [field, key] of variants) expect({ field, differs: key !== DB_KEY }).toEqual({ field, differs: true });
+    // And all of them differ from each other.
+    expect(new Set(variants.map(([, k]) => k)).size).toBe(variants.length);
+  });
+});
+
+describe('readImage', () => {
+  const created = iso(NOW);
+  const meta = metaFor(DB, created);
+
+  test('returns the meta of a complete entry', async () => {
+    const host = new FakeHost();
+    seedImage(host, meta);
+    expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toEqual(meta);
+  });
+
+  test.each([
+    ['missing', (_h: FakeHost) => undefined],
+    ['without meta.json (rootfs only)', (h: FakeHost) => {
+      seedImage(h, meta);
+      h.fs.nodes.delete(`${IMAGES}/${DB_KEY}/meta.json`);
+    }],
+    ['meta.json that is not JSON', (h: FakeHost) => void seedImage(h, meta, { metaText: '{"format": 1, "key": "' })],
+    ['meta.json of another key (renamed entry)', (h: FakeHost) => void seedImage(h, { ...meta, key: '0000000000000000' }, { name: DB_KEY })],
+    ['meta.json of another cache format', (h: FakeHost) => void seedImage(h, { ...meta, format: 0 })],
+    ['a rootfs without systemd (incomplete bootstrap)', (h: FakeHost) => void seedImage(h, meta, { markers: ['var/lib/dpkg/status'] })],
+    ['a rootfs without a dpkg database (incomplete bootstrap)', (h: FakeHost) => void seedImage(h, meta, { markers: ['usr/lib/systemd/systemd'] })],
+    ['no rootfs at all', (h: FakeHost) => void seedImage(h, meta, { markers: [] })],
+    ['systemd that is a directory, not a file', (h: FakeHost) => {
+      seedImage(h, meta, { markers: ['var/lib/dpkg/status'] });
+      h.fs.addDir(`${IMAGES}/${DB_KEY}/rootfs/usr/lib/systemd/systemd`);
+    }],
+  ])('rejects an entry: %s', async (_what, seed) => {
+    const host = new FakeHost();
+    seed(host);
+    expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toBeUndefined();
+  });
+});
+
+describe('ImageCache.ensure', () => {
+  test('an empty cache: bootstraps the base once into the hidden .KEY.building, writes meta.json, renames it in', async () => {
+    const host = cacheHost();
+    const lines: string[] = [];
+    const path = await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH, (l) => lines.push(l));
+    expect(path).toBe(`${IMAGES}/${DB_KEY}/rootfs`);
+    // The base packages only (not postgresql), into the hidden build directory; long-running, so it dies with us.
+    expect(host.runner.calls).toEqual([{ file: 'mmdebstrap', args: MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).slice(1), options: { env: {}, onLine: expect.any(Function), dieWithParent: true } }]);
+    expect(host.fs.changes).toEqual([
+      'mkdir /var',
+      'mkdir /var/cache',
+      'mkdir /var/cache/nspawnctl',
+      `mkdir ${IMAGES}`,
+      `mkdir ${BUILDING(DB_KEY)}`,
+      `write ${BUILDING(DB_KEY)}/meta.json`,
+      `rename ${BUILDING(DB_KEY)} -> ${IMAGES}/${DB_KEY}`,
+    ]);
+    expect(host.fs.nodes.get(`${IMAGES}/${DB_KEY}/meta.json`)).toEqual({ type: 'file', content: `${JSON.stringify(metaFor(DB, iso(NOW)), null, 2)}\n`, mode: 0o644, uid: 0, gid: 0 });
+    expect(host.fs.nodes.get(`${IMAGES}/${DB_KEY}`)).toEqual({ type: 'dir', mode: 0o700, uid: 0, gid: 0 });
+    expect(host.fs.paths().filter((p) => p.startsWith(`${IMAGES}/.`))).toEqual([]);
+    expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toEqual(metaFor(DB, iso(NOW)));
+    expect(lines).toEqual([`base image ${DB_KEY}: bootstrapping`]);
+  });
+
+  test('a fresh entry (1 day old, 7 allowed) is reused: nothing runs, nothing changes', async () => {
+    const host = cacheHost();
+    seedImage(host, metaFor(DB, iso(NOW - DAY_MS)));
+    const lines: string[] = [];
+    const path = await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(WEB, 'mmdebstrap', ARCH, (l) => lines.push(l));
+    expect(path).toBe(`${IMAGES}/${DB_KEY}/rootfs`);
+    expect(host.runner.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+    expect(lines).toEqual([`base image ${DB_KEY} from the cache`]);
+  });
+
+  test('an entry exactly the maximum age old is still fresh; one millisecond more and it is rebuilt', async () => {
+    const fresh = cacheHost();
+    seedImage(fresh, metaFor(DB, iso(NOW - 7 * DAY_MS)));
+    await new ImageCache(fresh, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(fresh.runner.calls).toEqual([]);
+
+    const stale = cacheHost();
+    seedImage(stale, metaFor(DB, iso(NOW - 7 * DAY_MS - 1)));
+    await new ImageCache(stale, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(stale.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+  });
+
+  test('an expired entry (8 days old) is rebuilt beside it, then replaces it: the old tree is gone, meta.json says now', async () => {
+    const host = cacheHost();
+    const dir = seedImage(host, metaFor(DB, iso(NOW - 8 * DAY_MS)));
+    host.fs.addFile(`${dir}/rootfs/etc/old-marker`, 'old\n');
+    const lines: string[] = [];
+    const path = await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH, (l) => lines.push(l));
+    expect(path).toBe(`${dir}/rootfs`);
+    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(host.fs.changes).toEqual([
+      `mkdir ${BUILDING(DB_KEY)}`,
+      `write ${BUILDING(DB_KEY)}/meta.json`,
+      `remove-tree ${IMAGES}/.${DB_KEY}.old`,
+      `rename ${dir} -> ${IMAGES}/.${DB_KEY}.old`,
+      `remove-tree ${IMAGES}/.${DB_KEY}.old`,
+      `rename ${BUILDING(DB_KEY)} -> ${dir}`,
+    ]);
+    expect(host.fs.nodes.has(`${dir}/rootfs/etc/old-marker`)).toBe(false);
+    expect(host.fs.paths().filter((p) => p.startsWith(IMAGES))).toEqual([
+      IMAGES,
+      dir,
+      `${dir}/meta.json`,
+      `${dir}/rootfs`,
+      `${dir}/rootfs/usr`,
+      `${dir}/rootfs/usr/lib`,
+      `${dir}/rootfs/usr/lib/systemd`,
+      `${dir}/rootfs/usr/lib/systemd/systemd`,
+      `${dir}/rootfs/var`,
+      `${dir}/rootfs/var/lib`,
+      `${dir}/rootfs/var/lib/dpkg`,
+      `${dir}/rootfs/var/lib/dpkg/status`,
+    ]);
+    expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toEqual(metaFor(DB, iso(NOW)));
+    expect(lines).toEqual([`base image ${DB_KEY} is older than the maximum age: rebuilding`]);
+  });
+
+  test('a broken entry (no dpkg database) is rebuilt like a missing one', async () => {
+    const host = cacheHost();
+    seedImage(host, metaFor(DB, iso(NOW)), { markers: ['usr/lib/systemd/systemd'] });
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toEqual(metaFor(DB, iso(NOW)));
+  });
+
+  test('an entry whose created date cannot be read is rebuilt', async () => {
+    const host = cacheHost();
+    seedImage(host, { ...metaFor(DB, iso(NOW)), created: 'yesterday' });
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toEqual(metaFor(DB, iso(NOW)));
+  });
+
+  test('a .KEY.building left by a killed build is unmounted below and removed before the new bootstrap', async () => {
+    const host = cacheHost();
+    const leftover = BUILDING(DB_KEY);
+    host.fs.addFile(`${leftover}/rootfs/half-written`, 'x');
+    host.fs.addDir(`${leftover}/rootfs/proc`);
+    host.fs.addFile('/proc/self/mountinfo', `25 1 0:23 / / rw - ext4 /dev/sda1 rw\n98 25 0:46 / ${leftover}/rootfs/proc rw - proc proc rw\n`);
+    host.runner.on(['umount', '--lazy', `${leftover}/rootfs/proc`], () => {
+      host.fs.addFile('/proc/self/mountinfo', '25 1 0:23 / / rw - ext4 /dev/sda1 rw\n');
+      return {};
+    });
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(host.runner.argvs()).toEqual([['umount', '--lazy', `${leftover}/rootfs/proc`], MMDEBSTRAP_INTO(`${leftover}/rootfs`)]);
+    expect(host.fs.changes.slice(0, 2)).toEqual([`remove-tree ${leftover}`, `mkdir ${leftover}`]);
+    expect(host.fs.nodes.has(`${IMAGES}/${DB_KEY}/rootfs/half-written`)).toBe(false);
+  });
+
+  test('two concurrent requests for the same base (db and web) share ONE bootstrap and get the same path', async () => {
+    const host = cacheHost();
+    // Hold the bootstrap until the second request has been made while it runs.
+    let release!: () => void;
+    let started!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const running = new Promise<void>((r) => (started = r));
+    const run = host.runner.run.bind(host.runner);
+    host.runner.run = async (file, args, options) => {
+      if (file === 'mmdebstrap') {
+        started();
+        await gate;
+      }
+      return run(file, args, options);
+    };
+    const cache = new ImageCache(host, CACHE_OPTIONS, () => NOW);
+    const first = cache.ensure(DB, 'mmdebstrap', ARCH);
+    await running;
+    const second = cache.ensure(WEB, 'mmdebstrap', ARCH);
+    release();
+    expect(await Promise.all([first, second])).toEqual([`${IMAGES}/${DB_KEY}/rootfs`, `${IMAGES}/${DB_KEY}/rootfs`]);
+    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(host.fs.changes.filter((c) => c.startsWith('rename'))).toEqual([`rename ${BUILDING(DB_KEY)} -> ${IMAGES}/${DB_KEY}`]);
+  });
+
+  test('concurrent requests for different bases bootstrap each of them, each into its own directory', async () => {
+    const host = cacheHost();
+    const cache = new ImageCache(host, CACHE_OPTIONS, () => NOW);
+    const appKey = imageKey(machines.app, 'mmdebstrap', ARCH);
+    const paths = await Promise.all([cache.ensure(DB, 'mmdebstrap', ARCH), cache.ensure(machines.app, 'mmdebstrap', ARCH)]);
+    expect(paths).toEqual([`${IMAGES}/${DB_KEY}/rootfs`, `${IMAGES}/${appKey}/rootfs`]);
+    expect(host.runner.argvs().sort()).toEqual(
+      [MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`), MMDEBSTRAP_INTO(`${BUILDING(appKey)}/rootfs`, 'dbus,iproute2,iputils-ping,systemd,systemd-sysv')].sort(),
+    );
+  });
+
+  test('a failed bootstrap leaves nothing (no entry, no .building), both waiters get its error, and the next request tries again', async () => {
+    const host = new FakeHost();
+    host.runner.on(
+      (argv) => argv[0] === 'mmdebstrap',
+      ({ args }) => {
+        host.fs.addFile(`${args[args.length - 2]}/var/lib/dpkg/status`, 'partial\n');
+        return { exitCode: 1, stderr: 'E: cannot resolve deb.debian.org\n' };
+      },
+      1,
+    );
+    simulateImageTools(host);
+    const cache = new ImageCache(host, CACHE_OPTIONS, () => NOW);
+    const results = await Promise.allSettled([cache.ensure(DB, 'mmdebstrap', ARCH), cache.ensure(WEB, 'mmdebstrap', ARCH)]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    const [a, b] = results as PromiseRejectedResult[];
+    expect(a.reason).toBeInstanceOf(CommandFailedError);
+    expect(b.reason).toBe(a.reason);
+    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(host.fs.paths().filter((p) => p.startsWith(`${IMAGES}/`))).toEqual([]);
+
+    expect(await cache.ensure(DB, 'mmdebstrap', ARCH)).toBe(`${IMAGES}/${DB_KEY}/rootfs`);
+    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`), MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(await host.fs.readText(`${IMAGES}/${DB_KEY}/rootfs/var/lib/dpkg/status`)).toBe(dpkgStatus(DB.basePackages));
+  });
+
+  // The base is bootstrapped with the requesting machine's spec minus its packages, so web's
+  // aptProxy is used for the download (mmdebstrap's --aptopt). mmdebstrap keeps its --aptopt
+  // lines in /etc/apt/apt.conf.d/99mmdebstrap; the key ignores aptProxy, so that file is removed
+  // before the entry is renamed in: db, copied from the same entry, must not get web's proxy.
+  test('the base of a machine with an aptProxy is downloaded through that proxy, but the proxy is not kept in the shared image', async () => {
+    const host = new FakeHost();
+    const aptConf = `${BUILDING(DB_KEY)}/rootfs/etc/apt/apt.conf.d/99mmdebstrap`;
+    // mmdebstrap as simulateImageTools has it, plus what it does with --aptopt: one line each,
+    // kept in the tree it built.
+    host.runner.on(
+      (argv) => argv[0] === 'mmdebstrap',
+      ({ args }) => {
+        const target = args[args.length - 2];
+        const include = args.find((a) => a.startsWith('--include='))!.slice('--include='.length).split(',');
+        host.fs.addFile(`${target}/usr/lib/systemd/systemd`, 'ELF systemd\n', { mode: 0o755 });
+        host.fs.addFile(`${target}/var/lib/dpkg/status`, dpkgStatus(include));
+        const options = args.filter((a) => a.startsWith('--aptopt=')).map((a) => `${a.slice('--aptopt='.length)};\n`);
+        host.fs.addFile(`${target}/etc/apt/apt.conf.d/99mmdebstrap`, options.join(''));
+        return {};
+      },
+    );
+    simulateImageTools(host);
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(WEB, 'mmdebstrap', ARCH);
+    const withProxy = [...MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)];
+    withProxy.splice(3, 0, '--aptopt=Acquire::http::Proxy "http://proxy.example:3142"');
+    expect(host.runner.argvs()).toEqual([withProxy]);
+    expect(host.fs.changes).toEqual([
+      'mkdir /var',
+      'mkdir /var/cache',
+      'mkdir /var/cache/nspawnctl',
+      `mkdir ${IMAGES}`,
+      `mkdir ${BUILDING(DB_KEY)}`,
+      `remove ${aptConf}`,
+      `write ${BUILDING(DB_KEY)}/meta.json`,
+      `rename ${BUILDING(DB_KEY)} -> ${IMAGES}/${DB_KEY}`,
+    ]);
+    expect(host.fs.paths().filter((p) => p.endsWith('99mmdebstrap'))).toEqual([]);
+    expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toEqual(metaFor(DB, iso(NOW)));
+  });
+});
+
+describe('pruneImages', () => {
+  /** fresh (1 day), expired (8 days), broken (no systemd), and two hidden leftovers. */
+  function cacheWithEverything(): { host: FakeHost; fresh: ImageMeta; expired: ImageMeta } {
+    const host = new FakeHost();
+    const fresh = metaFor(DB, iso(NOW - DAY_MS));
+    const expired = metaFor(machines.app, iso(NOW - 8 * DAY_MS));
+    seedImage(host, fresh);
+    seedImage(host, expired);
+    seedImage(host, { ...metaFor(DB, iso(NOW), 'debootstrap'), key: 'ffff000000000000' }, { markers: ['var/lib/dpkg/status'] });
+    host.fs.addFile(`${IMAGES}/.${DB_KEY}.building/rootfs/var/lib/dpkg/status`, 'partial\n');
+    host.fs.addDir(`${IMAGES}/.${expired.key}.old/rootfs`);
+    return { host, fresh, expired };
+  }
+
+  test('removes expired and broken entries and hidden leftovers; keeps fresh ones', async () => {
+    const { host, fresh, expired } = cacheWithEverything();
+    const removed = await pruneImages(host, CACHE_OPTIONS, false, NOW);
+    expect(removed).toEqual([`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/.${expired.key}.old`, `${IMAGES}/${expired.key}`, `${IMAGES}/ffff000000000000`].sort());
+    expect(await host.fs.listDir(IMAGES)).toEqual([fresh.key]);
+    expect(await readImage(host, CACHE_OPTIONS, fresh.key)).toEqual(fresh);
+    expect(host.fs.changes).toEqual(removed.map((r) => `remove-tree ${r}`));
+    expect(host.runner.calls).toEqual([]);
+  });
+
+  test('an entry exactly the maximum age old is kept', async () => {
+    const host = new FakeHost();
+    const meta = metaFor(DB, iso(NOW - 7 * DAY_MS));
+    seedImage(host, meta);
+    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual([]);
+    expect(await host.fs.listDir(IMAGES)).toEqual([meta.key]);
+  });
+
+  test('all: removes every entry, fresh ones too', async () => {
+    const { host, fresh, expired } = cacheWithEverything();
+    const removed = await pruneImages(host, CACHE_OPTIONS, true, NOW);
+    expect(removed).toEqual([`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/.${expired.key}.old`, `${IMAGES}/${fresh.key}`, `${IMAGES}/${expired.key}`, `${IMAGES}/ffff000000000000`].sort());
+    expect(await host.fs.listDir(IMAGES)).toEqual([]);
+  });
+
+  test('a leftover with a mount below it is unmounted first', async () => {
+    const host = new FakeHost();
+    const leftover = `${IMAGES}/.${DB_KEY}.building`;
+    host.fs.addDir(`${leftover}/rootfs/dev`);
+    host.fs.addFile('/proc/self/mountinfo', `25 1 0:23 / / rw - ext4 /dev/sda1 rw\n99 25 0:5 / ${leftover}/rootfs/dev rw - devtmpfs udev rw\n`);
+    host.runner.on(['umount', '--lazy', `${leftover}/rootfs/dev`], () => {
+      host.fs.addFile('/proc/self/mountinfo', '25 1 0:23 / / rw - ext4 /dev/sda1 rw\n');
+      return {};
+    });
+    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual([leftover]);
+    expect(host.runner.argvs()).toEqual([['umount', '--lazy', `${leftover}/rootfs/dev`]]);
+    expect(host.fs.changes).toEqual([`remove-tree ${leftover}`]);
+  });
+
+  // ensure() never reuses an entry whose `created` is not a date (it rebuilds it), so prune
+  // counts it as expired.
+  test('an entry whose created date cannot be read is pruned (ensure() would never reuse it)', async () => {
+    const host = cacheHost();
+    seedImage(host, { ...metaFor(DB, iso(NOW)), created: 'yesterday' });
+    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual([`${IMAGES}/${DB_KEY}`]);
+    expect(host.fs.changes).toEqual([`remove-tree ${IMAGES}/${DB_KEY}`]);
+    expect(await host.fs.listDir(IMAGES)).toEqual([]);
+  });
+
+  test('only a hidden leftover is searched for orphan processes (and they are stopped); an expired entry is just removed', async () => {
+    const host = new FakeHost();
+    const expired = seedImage(host, metaFor(DB, iso(NOW - 8 * DAY_MS)));
+    const leftover = `${IMAGES}/.${DB_KEY}.building`;
+    host.fs.addFile(`${leftover}/rootfs/var/lib/dpkg/status`, 'partial\n');
+    // An apt left by a killed build in the leftover, and a shell whose working directory is the expired entry.
+    host.fs.addDir('/proc/300');
+    host.fs.addSymlink('/proc/300/root', `${leftover}/rootfs`);
+    host.fs.addDir('/proc/301');
+    host.fs.addSymlink('/proc/301/cwd', `${expired}/rootfs`);
+    host.runner.on(['kill', '-KILL', '300'], () => {
+      host.fs.nodes.delete('/proc/300/root');
+      host.fs.nodes.delete('/proc/300');
+      return {};
+    });
+    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual([leftover, expired]);
+    expect(host.runner.argvs()).toEqual([['kill', '-KILL', '300']]);
+    expect(host.fs.changes).toEqual([`remove-tree ${leftover}`, `remove-tree ${expired}`]);
+  });
+
+  test('no cache directory: nothing to remove', async () => {
+    const host = new FakeHost();
+    expect(await pruneImages(host, CACHE_OPTIONS, true, NOW)).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+  });
+});

@@ -1,0 +1,184 @@
+// `nspawnctl cache list` and `nspawnctl cache prune` through oclif with a fake Host: the table and
+// the JSON, what is listed (complete entries only), what prune removes, and that prune takes the
+// host lock like every other command that changes the host.
+import CacheList from '../../src/commands/cache/list';
+import CachePrune from '../../src/commands/cache/prune';
+import { Host } from '../../src/host/host';
+import { LOCK_PATH } from '../../src/host/lock';
+import { parseManifest } from '../../src/manifest/load';
+import { FakeHost } from '../helpers/fake-host';
+import { DAY_MS, IMAGES, metaFor, seedImage } from '../helpers/image-cache';
+import { changesBesidesLock, seedLockHolder } from '../helpers/lock';
+import { runCommand, TEST_CWD } from '../helpers/run-command';
+
+const withHost = (Cmd: typeof CacheList | typeof CachePrune, host: Host) =>
+  class extends (Cmd as typeof CacheList) {
+    protected override createHost(): Host {
+      return host;
+    }
+
+    protected override cwd(): string {
+      return TEST_CWD;
+    }
+  };
+
+const machines = parseManifest(
+  'machines.yaml',
+  'defaults:\n  packages: [iputils-ping]\nnetworks:\n  br0: { subnet: 10.0.0.0/24 }\nmachines:\n  db: {}\n  app:\n    network: { bridge: br0, address: 10.0.0.2 }\n',
+).machines;
+const DB_KEY = '12c27972b1aa0ec9';
+const APP_KEY = '20b48581af7ee377';
+const HOLDER = { pid: 777, start: '5555', command: 'apply /srv/conf/other.yaml', since: '2025-01-01T00:00:00.000Z' };
+
+/** Two complete entries (db's base with mmdebstrap, app's with debootstrap), a broken one and a build leftover. */
+function listedHost(dir?: string): FakeHost {
+  const host = new FakeHost();
+  seedImage(host, metaFor(machines.db, '2025-03-09T12:00:00.000Z'), { dir });
+  seedImage(host, metaFor(machines.app, '2025-03-01T08:30:00.000Z', 'debootstrap'), { dir });
+  seedImage(host, { ...metaFor(machines.db, '2025-03-09T12:00:00.000Z', 'debootstrap', 'arm64'), key: 'ffff000000000000' }, { dir, markers: ['var/lib/dpkg/status'] });
+  host.fs.addDir(`${dir ?? '/var/cache/nspawnctl'}/images/.${DB_KEY}.building/rootfs`);
+  return host;
+}
+
+describe('nspawnctl cache list', () => {
+  test('the keys are the ones imageKey gives these bases', () => {
+    expect([metaFor(machines.db, 'x').key, metaFor(machines.app, 'x', 'debootstrap').key]).toEqual([DB_KEY, APP_KEY]);
+  });
+
+  test('prints one row per complete entry (not broken ones, not build leftovers), sorted by key; changes nothing', async () => {
+    const host = listedHost();
+    const r = await runCommand(withHost(CacheList, host), []);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(
+      [
+        'KEY               BASE                           BOOTSTRAPPER  CREATED                   PACKAGES',
+        `${DB_KEY}  debian bookworm minbase amd64  mmdebstrap    2025-03-09T12:00:00.000Z  dbus,iputils-ping,systemd,systemd-sysv`,
+        `${APP_KEY}  debian bookworm minbase amd64  debootstrap   2025-03-01T08:30:00.000Z  dbus,iproute2,iputils-ping,systemd,systemd-sysv`,
+        '',
+      ].join('\n'),
+    );
+    expect(host.fs.changes).toEqual([]);
+    expect(host.runner.calls).toEqual([]);
+  });
+
+  test('--json prints the meta of each complete entry', async () => {
+    const host = listedHost();
+    const r = await runCommand(withHost(CacheList, host), ['--json']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe('');
+    const expected = [metaFor(machines.db, '2025-03-09T12:00:00.000Z'), metaFor(machines.app, '2025-03-01T08:30:00.000Z', 'debootstrap')];
+    expect(r.stdout).toBe(`${JSON.stringify(expected, null, 2)}\n`);
+    expect(JSON.parse(r.stdout)).toEqual([
+      {
+        format: 1,
+        key: DB_KEY,
+        distribution: 'debian',
+        suite: 'bookworm',
+        variant: 'minbase',
+        mirror: 'http://deb.debian.org/debian',
+        architecture: 'amd64',
+        bootstrapper: 'mmdebstrap',
+        packages: ['dbus', 'iputils-ping', 'systemd', 'systemd-sysv'],
+        created: '2025-03-09T12:00:00.000Z',
+      },
+      {
+        format: 1,
+        key: APP_KEY,
+        distribution: 'debian',
+        suite: 'bookworm',
+        variant: 'minbase',
+        mirror: 'http://deb.debian.org/debian',
+        architecture: 'amd64',
+        bootstrapper: 'debootstrap',
+        packages: ['dbus', 'iproute2', 'iputils-ping', 'systemd', 'systemd-sysv'],
+        created: '2025-03-01T08:30:00.000Z',
+      },
+    ]);
+  });
+
+  test('--cache-dir lists another cache', async () => {
+    const host = listedHost('/srv/cache');
+    const r = await runCommand(withHost(CacheList, host), ['--cache-dir', '/srv/cache', '--json']);
+    expect(JSON.parse(r.stdout).map((m: { key: string }) => m.key)).toEqual([DB_KEY, APP_KEY]);
+    const other = await runCommand(withHost(CacheList, host), []);
+    expect(other.stdout).toBe('No base images in /var/cache/nspawnctl.\n');
+  });
+
+  test('an empty or missing cache: says so; --json prints []', async () => {
+    const host = new FakeHost();
+    expect((await runCommand(withHost(CacheList, host), [])).stdout).toBe('No base images in /var/cache/nspawnctl.\n');
+    expect((await runCommand(withHost(CacheList, host), ['--cache-dir', '/srv/c'])).stdout).toBe('No base images in /srv/c.\n');
+    const json = await runCommand(withHost(CacheList, host), ['--json']);
+    expect([json.exitCode, json.stdout, json.stderr]).toEqual([0, '[]\n', '']);
+  });
+});
+
+describe('nspawnctl cache prune', () => {
+  /** fresh (1 day old), expired (8 days), broken, and a build leftover; ages relative to the real clock. */
+  function pruneHost(): FakeHost {
+    const host = new FakeHost();
+    const now = Date.now();
+    seedImage(host, metaFor(machines.db, new Date(now - DAY_MS).toISOString()));
+    seedImage(host, metaFor(machines.app, new Date(now - 8 * DAY_MS).toISOString(), 'debootstrap'));
+    seedImage(host, { ...metaFor(machines.db, new Date(now).toISOString(), 'debootstrap', 'arm64'), key: 'ffff000000000000' }, { markers: ['usr/lib/systemd/systemd'] });
+    host.fs.addDir(`${IMAGES}/.${DB_KEY}.building/rootfs`);
+    return host;
+  }
+
+  test('removes expired and broken entries and leftovers, keeps fresh ones, one line each; under the host lock', async () => {
+    const host = pruneHost();
+    const r = await runCommand(withHost(CachePrune, host), []);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(`removed ${IMAGES}/.${DB_KEY}.building\nremoved ${IMAGES}/${APP_KEY}\nremoved ${IMAGES}/ffff000000000000\n`);
+    expect(changesBesidesLock(host)).toEqual([`remove-tree ${IMAGES}/.${DB_KEY}.building`, `remove-tree ${IMAGES}/${APP_KEY}`, `remove-tree ${IMAGES}/ffff000000000000`]);
+    expect(await host.fs.listDir(IMAGES)).toEqual([DB_KEY]);
+  });
+
+  test('nothing expired: "Nothing to prune.", nothing changes but the lock', async () => {
+    const host = new FakeHost();
+    seedImage(host, metaFor(machines.db, new Date(Date.now() - DAY_MS).toISOString()));
+    const r = await runCommand(withHost(CachePrune, host), []);
+    expect([r.exitCode, r.stdout, r.stderr]).toEqual([0, 'Nothing to prune.\n', '']);
+    expect(changesBesidesLock(host)).toEqual([]);
+  });
+
+  test('--all --json: removes every entry and prints them as JSON', async () => {
+    const host = pruneHost();
+    const r = await runCommand(withHost(CachePrune, host), ['--all', '--json']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe('');
+    const removed = [`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/${DB_KEY}`, `${IMAGES}/${APP_KEY}`, `${IMAGES}/ffff000000000000`];
+    expect(r.stdout).toBe(`${JSON.stringify({ removed }, null, 2)}\n`);
+    expect(await host.fs.listDir(IMAGES)).toEqual([]);
+    expect(changesBesidesLock(host)).toEqual(removed.map((p) => `remove-tree ${p}`));
+  });
+
+  test('--cache-max-age 0: an entry a day old is expired too', async () => {
+    const host = pruneHost();
+    const r = await runCommand(withHost(CachePrune, host), ['--cache-max-age', '0', '--json']);
+    expect(JSON.parse(r.stdout)).toEqual({ removed: [`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/${DB_KEY}`, `${IMAGES}/${APP_KEY}`, `${IMAGES}/ffff000000000000`] });
+  });
+
+  test('--cache-max-age 10: the 8-day-old entry is kept', async () => {
+    const host = pruneHost();
+    const r = await runCommand(withHost(CachePrune, host), ['--cache-max-age', '10']);
+    expect(r.stdout).toBe(`removed ${IMAGES}/.${DB_KEY}.building\nremoved ${IMAGES}/ffff000000000000\n`);
+    expect(await host.fs.listDir(IMAGES)).toEqual([DB_KEY, APP_KEY]);
+  });
+
+  test('--no-wait while another nspawnctl holds the lock: exit 5, nothing removed', async () => {
+    const host = pruneHost();
+    const theirs = seedLockHolder(host, HOLDER, true);
+    const r = await runCommand(withHost(CachePrune, host), ['--all', '--no-wait']);
+    expect(r.exitCode).toBe(5);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      'nspawnctl: another nspawnctl is changing this host: PID 777 (apply /srv/conf/other.yaml, since 2025-01-01T00:00:00.000Z)\nhint: Wait for it, or run again with --wait (the default).\n',
+    );
+    expect(host.fs.changes).toEqual([]);
+    expect(await host.fs.listDir(IMAGES)).toEqual([`.${DB_KEY}.building`, DB_KEY, APP_KEY, 'ffff000000000000']);
+    expect(await host.fs.readText(LOCK_PATH)).toBe(theirs);
+  });
+});
