@@ -21,7 +21,7 @@ manifest() { # manifest FILE MACHINE:NET... (NET = net or none)
   local file=$1; shift
   { echo "defaults:"; echo "  mirror: $MIRROR"
     echo "networks:"; echo "  examplevlan: { subnet: 10.77.0.0/24 }"
-    echo "machines:"
+    if [[ $# -eq 0 ]]; then echo "machines: {}"; else echo "machines:"; fi
     local i=10
     for spec in "$@"; do
       i=$((i + 1))
