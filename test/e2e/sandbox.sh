@@ -360,13 +360,19 @@ EOF
 
 # Mount a tmpfs on /run/systemd/nspawn unless it already is one (nspawn wants
 # its propagation dir there on a tmpfs; /run is not a tmpfs on these machines).
+# Instances started at the same time take a shared lock (fd 7) around the check and the mount,
+# so they never stack two tmpfs mounts on the directory.
 nspawn_tmpfs_up() {
   mkdir -p "$NSPAWN_RUNDIR" "$TMPFS_USERS"
+  exec 7>"$STATE_DIR/nspawn-tmpfs.lock"
+  flock 7
   if [[ $(stat -f -c %T "$NSPAWN_RUNDIR") != tmpfs ]]; then
     mount -t tmpfs -o mode=0755,size=16m "$TMPFS_SOURCE" "$NSPAWN_RUNDIR"
     : >"$TMPFS_MARKER"
   fi
   : >"$TMPFS_USERS/$NAME"
+  flock -u 7
+  exec 7>&-
 }
 
 # Start systemd-nspawn in the background and record its PID.
@@ -584,13 +590,19 @@ do_down() {
   ip link show dev "$VETH_HOST" >/dev/null 2>&1 && ip link del "$VETH_HOST"
   [[ -e /run/netns/$NETNS ]] && ip netns del "$NETNS"
   # 5. the /run/systemd/nspawn tmpfs, if we mounted it and nobody else uses it
+  mkdir -p "$STATE_DIR"
+  exec 7>"$STATE_DIR/nspawn-tmpfs.lock"
+  flock 7
   rm -f "$TMPFS_USERS/$NAME"
   if [[ -f $TMPFS_MARKER ]] && [[ -z $(ls -A "$TMPFS_USERS" 2>/dev/null) ]]; then
-    if mountpoint -q "$NSPAWN_RUNDIR" && [[ $(findmnt -n -o SOURCE "$NSPAWN_RUNDIR" | tail -n1) == "$TMPFS_SOURCE" ]]; then
-      umount "$NSPAWN_RUNDIR" 2>/dev/null || umount -l "$NSPAWN_RUNDIR"
-    fi
+    # Every tmpfs of ours on the directory (older versions could stack two).
+    while mountpoint -q "$NSPAWN_RUNDIR" && [[ $(findmnt -n -o SOURCE "$NSPAWN_RUNDIR" | tail -n1) == "$TMPFS_SOURCE" ]]; do
+      umount "$NSPAWN_RUNDIR" 2>/dev/null || umount -l "$NSPAWN_RUNDIR" || break
+    done
     rm -f "$TMPFS_MARKER"
   fi
+  flock -u 7
+  exec 7>&-
   # 6. the per-run directory
   [[ -e $RUN_DIR ]] && remove_tree "$RUN_DIR"
   rm -f "$STATE_FILE"
