@@ -2,7 +2,7 @@
 import { Listr, ListrTask } from 'listr2';
 import { ExitCode, InterruptedError, NspawnctlError } from '../errors';
 import { Host } from '../host/host';
-import { bridgeNetworkPath } from '../host/paths';
+import { bridgeNetworkPath, machineDirOf } from '../host/paths';
 import { serializeRecord } from '../plan/records';
 import { describeStep, Plan, Step } from '../plan/steps';
 import { createMachine } from './bootstrap';
@@ -217,9 +217,9 @@ export async function waitForBridges(host: Host, bridges: string[], timeoutMs: n
 }
 
 function rootfsOf(hostPath: string): string {
-  const m = /^\/var\/lib\/machines\/[^/]+/.exec(hostPath);
-  if (!m) throw new NspawnctlError(`internal: ${hostPath} is not inside a machine`);
-  return m[0];
+  const dir = machineDirOf(hostPath);
+  if (!dir) throw new NspawnctlError(`internal: ${hostPath} is not inside a machine`);
+  return dir;
 }
 
 function ownerName(step: Step): string | undefined {

@@ -57,7 +57,8 @@ export interface CreateMachineInput {
   cache?: { images: ImageCache; architecture: () => Promise<string> };
 }
 
-const APT_INSTALL = ['apt-get', 'install', '-y', '--no-install-recommends', '-o', 'Dpkg::Options::=--force-confold'];
+/** apt-get install as nspawnctl runs it in a machine: no prompts, no recommends, keep changed conffiles. */
+export const APT_INSTALL = ['apt-get', 'install', '-y', '--no-install-recommends', '-o', 'Dpkg::Options::=--force-confold'];
 
 /** Runs the whole creation; on any failure the staging directory is removed and nothing is left. */
 export async function createMachine(host: Host, input: CreateMachineInput): Promise<void> {
@@ -87,9 +88,10 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
       await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine: input.onLine, dieWithParent: true });
       await dropBootstrapAptOptions(host, staging);
     }
-    for (const entry of input.entries) {
-      await writeEntry(host, entry, posix.join(staging, entry.path), staging);
-    }
+    const writeEntries = async () => {
+      for (const entry of input.entries) await writeEntry(host, entry, posix.join(staging, entry.path), staging);
+    };
+    await writeEntries();
     if (input.cache && extras.length > 0) {
       input.onLine?.(`installing on top of the base image: ${extras.join(' ')}`);
       await withPolicyRcD(host, staging, async () => {
@@ -106,9 +108,7 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
         }
       });
       // Provision commands may have rewritten generated files; the manifest wins.
-      for (const entry of input.entries) {
-        await writeEntry(host, entry, posix.join(staging, entry.path), staging);
-      }
+      await writeEntries();
     }
     if (await host.fs.stat(rootfs)) {
       // The record says the machine is ours but its rootfs reappeared half-way; never merge.

@@ -6,7 +6,7 @@ import { MACHINE_NAME } from '../manifest/schema';
 import { isSystemdBooted, readMachineRecord } from '../plan/observe';
 import { removeOwnedFile } from './files';
 import { disableMachine, machineState, stopMachine } from './machinectl';
-import { removeStaging } from './staging';
+import { mountsUnder, removeStaging } from './staging';
 
 export interface DestroyOptions {
   force: boolean;
@@ -82,11 +82,7 @@ export async function destroyMachine(host: Host, name: string, options: DestroyO
 /** A mount under the rootfs (a bind mount left by a crash) would make rm reach into the host. */
 async function assertNothingMounted(host: Host, dir: string): Promise<void> {
   if (!isWithin(dir, MACHINES_DIR)) throw new NspawnctlError(`refusing to remove ${dir}: outside ${MACHINES_DIR}`);
-  const mountinfo = (await host.fs.readText('/proc/self/mountinfo')) ?? '';
-  const mounted = mountinfo
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((p): p is string => p !== undefined && isWithin(p.replace(/\\040/g, ' '), dir));
+  const mounted = await mountsUnder(host, dir);
   if (mounted.length > 0) {
     throw new NspawnctlError(`refusing to remove ${dir}: something is still mounted under it (${mounted.join(', ')})`, {
       hint: `Unmount it first: umount ${mounted[0]}`,

@@ -1,6 +1,6 @@
 // Writes generated files and symlinks, inside a rootfs with the ownership its user namespace needs.
 import { Host } from '../host/host';
-import { isWithin, OWNED_ROOTS } from '../host/paths';
+import { isWithin, machineDirOf, OWNED_ROOTS } from '../host/paths';
 import { NspawnctlError } from '../errors';
 import { DesiredEntry } from '../render/desired';
 
@@ -25,6 +25,5 @@ export async function removeOwnedFile(host: Host, path: string): Promise<boolean
   if (!OWNED_ROOTS.some((root) => isWithin(path, root)) || path.includes('/../')) {
     throw new NspawnctlError(`refusing to remove ${path}: outside the directories nspawnctl manages`);
   }
-  const machineDir = /^\/var\/lib\/machines\/[^/]+/.exec(path)?.[0];
-  return host.fs.removeFile(path, { confineTo: machineDir });
+  return host.fs.removeFile(path, { confineTo: machineDirOf(path) });
 }

@@ -1,10 +1,9 @@
 // Installs packages added to the manifest into an existing machine.
 import { Host } from '../host/host';
 import { rootfsPath } from '../host/paths';
-import { runInRootfs, withPolicyRcD } from './bootstrap';
+import { APT_INSTALL, runInRootfs, withPolicyRcD } from './bootstrap';
 import { machineLeader } from './machinectl';
 
-const APT_INSTALL = ['apt-get', 'install', '-y', '--no-install-recommends', '-o', 'Dpkg::Options::=--force-confold'];
 
 /**
  * A running machine gets the packages through nsenter into its mount, PID and user namespaces

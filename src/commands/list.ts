@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand, jsonFlag } from '../command-base';
+import { formatTable } from '../plan/format';
 import { inspectMachines } from '../plan/inspect';
 
 // One line per machine nspawnctl manages.
@@ -23,7 +24,6 @@ export default class List extends BaseCommand {
       return;
     }
     const rows = [['MACHINE', 'STATE', 'ADDRESS', 'MANIFEST'], ...reports.map((r) => [r.name, r.state, r.address ?? '-', r.sync])];
-    const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-    this.out(rows.map((row) => row.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n'));
+    this.out(formatTable(rows));
   }
 }

@@ -54,6 +54,11 @@ export function inRootfs(rootfs: string, inner: string): string {
   return posix.join(rootfs, inner);
 }
 
+/** The machine directory (/var/lib/machines/NAME) a host path lies in, or undefined. */
+export function machineDirOf(path: string): string | undefined {
+  return /^\/var\/lib\/machines\/[^/]+/.exec(path)?.[0];
+}
+
 /** True when `path` is `dir` itself or below it. */
 export function isWithin(path: string, dir: string): boolean {
   const p = posix.normalize(path);

@@ -3,7 +3,7 @@
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument, visit } from 'yaml';
 import { z } from 'zod';
 import { ManifestError, ManifestProblem } from '../errors';
-import { crossFieldIssues, KEY_MESSAGES, Manifest, manifestSchema, resolveManifest } from './schema';
+import { crossFieldIssues, KEY_MESSAGES, Manifest, manifestSchema, quoteName, resolveManifest } from './schema';
 
 /** At most this many problems are reported (and located); the rest are counted. */
 export const MAX_PROBLEMS = 50;
@@ -190,11 +190,6 @@ function describeType(t: string): string {
     default:
       return `a ${t}`;
   }
-}
-
-/** A name from the manifest as it may appear in a message: quoted, with control characters escaped. */
-export function quoteName(name: string): string {
-  return JSON.stringify(name).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 // Keys are printed as written when plain; anything else (newlines, escapes, spaces) is quoted,

@@ -160,9 +160,14 @@ export type RawManifest = z.infer<typeof manifestShape>;
 // run even when a type error elsewhere makes zod skip refinements (every problem at once).
 export const manifestSchema = manifestShape;
 
+/** A name from the manifest as it may appear in a message: quoted, with control characters escaped. */
+export function quoteName(name: string): string {
+  return JSON.stringify(name).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** A name as it appears in a message: as written when plain, otherwise quoted and escaped. */
 function shown(name: string): string {
-  return /^[A-Za-z0-9_.-]+$/.test(name) ? name : JSON.stringify(name).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return /^[A-Za-z0-9_.-]+$/.test(name) ? name : quoteName(name);
 }
 
 /** One cross-field problem: where (a key path) and what. */
@@ -224,7 +229,7 @@ export function crossFieldIssues(data: unknown): CrossFieldIssue[] {
     if (bridge !== undefined) {
       if (!Object.prototype.hasOwnProperty.call(networks, bridge)) {
         const declared = Object.keys(networks);
-        add(['machines', name, 'network', 'bridge'], `network ${JSON.stringify(bridge).replace(/[\u007f-\u009f]/g, '?')} is not declared under networks:${declared.length ? ` (declared: ${declared.map(shown).join(', ')})` : ' (none is declared)'}`);
+        add(['machines', name, 'network', 'bridge'], `network ${quoteName(bridge)} is not declared under networks:${declared.length ? ` (declared: ${declared.map(shown).join(', ')})` : ' (none is declared)'}`);
       } else if (subnets.has(bridge) && address !== undefined && parseIpv4(address) !== undefined) {
         const subnet = subnets.get(bridge)!;
         const addr = parseIpv4(address)!;

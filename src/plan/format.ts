@@ -71,3 +71,9 @@ export function planToJson(plan: Plan): Record<string, unknown> {
     unmanaged: plan.unmanaged,
   };
 }
+
+/** Rows as aligned columns (two spaces apart), the first row being the header. */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n');
+}

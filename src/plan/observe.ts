@@ -1,4 +1,5 @@
 // Reads what exists on the host into a plain HostState value, for the pure planner.
+import { z } from 'zod';
 import { Host } from '../host/host';
 import {
   autostartLinkPath,
@@ -75,24 +76,23 @@ export async function readEntry(host: Host, path: string): Promise<ObservedEntry
   return { type: info.type };
 }
 
-export async function readMachineRecord(host: Host, name: string): Promise<Pick<ObservedMachine, 'record' | 'recordText' | 'recordError'>> {
-  const text = await host.fs.readText(machineRecordPath(name));
+/** Reads a record and checks it against its schema; a broken record is reported, not used. */
+async function readRecord<T>(host: Host, path: string, schema: z.ZodType<T>): Promise<{ record?: T; recordText?: string; recordError?: string }> {
+  const text = await host.fs.readText(path);
   if (text === undefined) return {};
   try {
-    return { record: machineRecordSchema.parse(JSON.parse(text)), recordText: text };
+    return { record: schema.parse(JSON.parse(text)), recordText: text };
   } catch (err) {
-    return { recordText: text, recordError: `${machineRecordPath(name)} is not a valid nspawnctl record: ${(err as Error).message.split('\n')[0]}` };
+    return { recordText: text, recordError: `${path} is not a valid nspawnctl record: ${(err as Error).message.split('\n')[0]}` };
   }
 }
 
-async function readNetworkRecord(host: Host, name: string): Promise<ObservedNetwork> {
-  const text = await host.fs.readText(networkRecordPath(name));
-  if (text === undefined) return {};
-  try {
-    return { record: networkRecordSchema.parse(JSON.parse(text)), recordText: text };
-  } catch (err) {
-    return { recordText: text, recordError: `${networkRecordPath(name)} is not a valid nspawnctl record: ${(err as Error).message.split('\n')[0]}` };
-  }
+export function readMachineRecord(host: Host, name: string): Promise<Pick<ObservedMachine, 'record' | 'recordText' | 'recordError'>> {
+  return readRecord(host, machineRecordPath(name), machineRecordSchema);
+}
+
+function readNetworkRecord(host: Host, name: string): Promise<ObservedNetwork> {
+  return readRecord(host, networkRecordPath(name), networkRecordSchema);
 }
 
 /** Machine names of leftover staging directories (".nspawnctl-NAME.staging"). */

@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { DEFAULT_CACHE_DIR, listImages } from '../../apply/image-cache';
 import { BaseCommand, jsonFlag } from '../../command-base';
+import { formatTable } from '../../plan/format';
 
 // Shows the base images new machines are copied from.
 export default class CacheList extends BaseCommand {
@@ -17,7 +18,6 @@ export default class CacheList extends BaseCommand {
     if (flags.json) return this.outJson(images);
     if (images.length === 0) return this.out(`No base images in ${flags['cache-dir']}.`);
     const rows = [['KEY', 'BASE', 'BOOTSTRAPPER', 'CREATED', 'PACKAGES'], ...images.map((i) => [i.key, `${i.distribution} ${i.suite} ${i.variant} ${i.architecture}`, i.bootstrapper, i.created, i.packages.join(',')])];
-    const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-    this.out(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n'));
+    this.out(formatTable(rows));
   }
 }

@@ -5,7 +5,7 @@ import { assertHostInitPossible, observeHostInit, runHostInitStep, undoHostInit 
 import { BaseCommand, jsonFlag, waitFlag } from '../../command-base';
 import { NspawnctlError } from '../../errors';
 import { loadManifestFile } from '../../pipeline';
-import { describeHostInitStep, planHostInit } from '../../plan/host-init';
+import { describeHostInitStep, HostInitPlan, planHostInit } from '../../plan/host-init';
 
 // Prepares a fresh Debian/Ubuntu host: packages, networkd, bridges, forwarding, machines.target.
 export default class HostInit extends BaseCommand {
@@ -45,7 +45,8 @@ export default class HostInit extends BaseCommand {
       ...plan.steps.map((s) => `  - ${describeHostInitStep(s)}  (${s.reason})`),
       ...plan.findings.map((f) => `${f.severity}: ${f.what}\n  fix: ${f.fix.replace(/\n/g, '\n       ')}`),
     ].join('\n');
-    const json = () => ({ ready: plan.steps.length === 0 && errors.length === 0, steps: plan.steps.map((s) => ({ kind: s.kind, description: describeHostInitStep(s), reason: s.reason })), findings: plan.findings });
+    const stepsJson = (p: HostInitPlan) => p.steps.map((s) => ({ kind: s.kind, description: describeHostInitStep(s), reason: s.reason }));
+    const json = () => ({ ready: plan.steps.length === 0 && errors.length === 0, steps: stepsJson(plan), findings: plan.findings });
 
     if (flags.check || flags['dry-run'] || plan.steps.length === 0) {
       if (flags.json) this.out(JSON.stringify(json(), null, 2));
@@ -70,7 +71,7 @@ export default class HostInit extends BaseCommand {
     });
     const doneErrors = done.findings.filter((f) => f.severity === 'error');
     if (flags.json) {
-      this.out(JSON.stringify({ ready: doneErrors.length === 0, steps: done.steps.map((s) => ({ kind: s.kind, description: describeHostInitStep(s), reason: s.reason })), findings: done.findings, applied: true }, null, 2));
+      this.out(JSON.stringify({ ready: doneErrors.length === 0, steps: stepsJson(done), findings: done.findings, applied: true }, null, 2));
     } else {
       for (const f of done.findings) say(`${f.severity}: ${f.what}\n  fix: ${f.fix.replace(/\n/g, '\n       ')}`);
       this.out(`Host init done: ${done.steps.length} step(s).`);
