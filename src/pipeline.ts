@@ -1,6 +1,7 @@
 // The load -> observe -> plan sequence that plan, apply, list and status share.
 import { posix } from 'node:path';
 import { Host } from './host/host';
+import { readSyscallTable } from './host/syscalls';
 import { parseManifest } from './manifest/load';
 import { Manifest } from './manifest/schema';
 import { HostState, observeHost } from './plan/observe';
@@ -17,7 +18,10 @@ export interface Planned {
 
 /** Reads and validates a manifest file; throws ManifestError (exit 2) with every problem. */
 export async function loadManifestFile(host: Host, file: string): Promise<Manifest> {
-  return parseManifest(file, await host.readInput(file));
+  const text = await host.readInput(file);
+  // System call names are checked against the host's systemd, asked only when the file uses them.
+  const table = text.includes('systemCallFilter') ? await readSyscallTable(host) : undefined;
+  return parseManifest(file, text, table ? { groups: new Set(table.groups.keys()), names: table.names } : undefined);
 }
 
 /** Plans the changes that would bring the host to `manifest`. */

@@ -5,9 +5,9 @@ import { Host } from '../host/host';
 import { bridgeNetworkPath, machineDirOf } from '../host/paths';
 import { serializeRecord } from '../plan/records';
 import { describeStep, Plan, Step } from '../plan/steps';
-import { createMachine } from './bootstrap';
+import { createMachine, prepareReadOnly } from './bootstrap';
 import { removeOwnedFile, writeEntry } from './files';
-import { disableMachine, enableMachine, restartMachine, startMachine } from './machinectl';
+import { disableMachine, enableMachine, restartMachine, startMachine, stopMachine } from './machinectl';
 import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
 import { removeStaging } from './staging';
@@ -168,6 +168,7 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
         await host.fs.writeFile(step.path, serializeRecord(step.record), { mode: 0o644 });
         return;
       case 'install-packages':
+        if (step.stopFirst) await stopMachine(host, step.machine, { timeoutMs: options.startTimeoutMs });
         return await installPackages(host, step.machine, step.packages, onLine);
       case 'remove-staging':
         await removeStaging(host, step.path);
@@ -192,12 +193,32 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
         return await startMachine(host, step.machine, wait);
       case 'restart-machine':
         return await restartMachine(host, step.machine, wait);
+      case 'prepare-read-only':
+        if (step.stopFirst) await stopMachine(host, step.machine, { timeoutMs: options.startTimeoutMs });
+        return await prepareReadOnly(host, step.machine, step.shift, step.mountPoints, onLine);
+      case 'reload-units':
+        await host.runner.run('systemctl', ['daemon-reload']);
+        return;
+      case 'load-filter':
+        await host.runner.run('nft', ['-f', step.path]);
+        return;
+      case 'unload-filter':
+        return await unloadFilter(host, step.table, step.chain);
     }
   } catch (err) {
     if (err instanceof NspawnctlError && !(err instanceof InterruptedError) && ownerName(step) && !err.message.startsWith('machine ')) {
       throw new NspawnctlError(`${ownerName(step)}: ${err.message}`, { hint: err.hint, cause: err, exitCode: err.exitCode });
     }
     throw err;
+  }
+}
+
+/** Deletes one chain of nspawnctl's table, and the table once no chain is left. */
+export async function unloadFilter(host: Host, table: string, chain: string): Promise<void> {
+  await host.runner.run('nft', ['delete', 'chain', 'bridge', table, chain], { allowFailure: true });
+  const r = await host.runner.run('nft', ['-j', 'list', 'table', 'bridge', table], { allowFailure: true });
+  if (r.exitCode === 0 && !r.stdout.includes('"chain":')) {
+    await host.runner.run('nft', ['delete', 'table', 'bridge', table], { allowFailure: true });
   }
 }
 

@@ -3,7 +3,7 @@
 import { posix } from 'node:path';
 import { NspawnctlError } from '../errors';
 import { findProgram, Host } from '../host/host';
-import { machineRecordPath, MACHINES_DIR, rootfsPath, stagingPath } from '../host/paths';
+import { inRootfs, machineRecordPath, MACHINES_DIR, rootfsPath, stagingPath } from '../host/paths';
 import { fillTemplate } from '../host/templates';
 import { Machine } from '../manifest/schema';
 import { MachineRecord, serializeRecord } from '../plan/records';
@@ -177,5 +177,30 @@ export async function withPolicyRcD<T>(host: Host, rootfs: string, fn: () => Pro
     return await fn();
   } finally {
     await host.fs.removeFile(path, { confineTo: rootfs });
+  }
+}
+
+/**
+ * Readies a rootfs for ReadOnly=yes: nspawn shifts file ownership into the machine's UID range
+ * once (a short run that only does that), and every mount point is created, owned like the
+ * rootfs' top directory (bind mounts of single files are not supported on a read-only root).
+ */
+export async function prepareReadOnly(host: Host, name: string, shift: 'pick' | number | undefined, mountPoints: string[], onLine?: (line: string) => void): Promise<void> {
+  const rootfs = rootfsPath(name);
+  if (shift !== undefined) {
+    const users = shift === 0 ? 'identity' : String(shift);
+    await host.runner.run(
+      'systemd-nspawn',
+      ['--quiet', '--register=no', '--settings=no', '--console=pipe', `--machine=${name}`, `--directory=${rootfs}`, `--private-users=${users}`, '--private-users-ownership=chown', '--', '/bin/true'],
+      { onLine, dieWithParent: true },
+    );
+  }
+  const top = await host.fs.stat(rootfs);
+  if (!top) throw new NspawnctlError(`root filesystem ${rootfs} is missing`);
+  const owner = { uid: top.uid, gid: top.gid, confineTo: rootfs };
+  for (const p of mountPoints) {
+    const target = inRootfs(rootfs, p);
+    if (await host.fs.stat(target)) continue;
+    await host.fs.mkdir(target, 0o755, owner);
   }
 }

@@ -1,7 +1,7 @@
 // Removes a machine and exactly what nspawnctl recorded for it, nothing else.
 import { NspawnctlError, OwnershipError, PreflightError } from '../errors';
 import { Host } from '../host/host';
-import { autostartLinkPath, isWithin, machineRecordPath, MACHINES_DIR, nspawnFilePath, rootfsPath, stagingPath } from '../host/paths';
+import { autostartLinkPath, isWithin, machineRecordPath, MACHINES_DIR, nspawnFilePath, rootfsPath, stagingPath, unitDropInDir } from '../host/paths';
 import { MACHINE_NAME } from '../manifest/schema';
 import { isSystemdBooted, readMachineRecord } from '../plan/observe';
 import { removeOwnedFile } from './files';
@@ -65,6 +65,8 @@ export async function destroyMachine(host: Host, name: string, options: DestroyO
   for (const path of files.filter((p) => !isWithin(p, rootfs))) {
     if (await removeOwnedFile(host, path)) removed.push(path);
   }
+  // The unit's drop-ins (limits, AppArmor) are gone: systemd must forget them too.
+  if (booted && removed.some((p) => isWithin(p, unitDropInDir(name)))) await host.runner.run('systemctl', ['daemon-reload']);
   if (await host.fs.stat(rootfs)) {
     await assertNothingMounted(host, rootfs);
     say(`removing ${rootfs}`);

@@ -1,4 +1,5 @@
 // Writes generated files and symlinks, inside a rootfs with the ownership its user namespace needs.
+import { posix } from 'node:path';
 import { Host } from '../host/host';
 import { isWithin, machineDirOf, OWNED_ROOTS } from '../host/paths';
 import { NspawnctlError } from '../errors';
@@ -25,5 +26,11 @@ export async function removeOwnedFile(host: Host, path: string): Promise<boolean
   if (!OWNED_ROOTS.some((root) => isWithin(path, root)) || path.includes('/../')) {
     throw new NspawnctlError(`refusing to remove ${path}: outside the directories nspawnctl manages`);
   }
-  return host.fs.removeFile(path, { confineTo: machineDirOf(path) });
+  const removed = await host.fs.removeFile(path, { confineTo: machineDirOf(path) });
+  // Directories only nspawnctl's files live in go with their last file.
+  const dir = posix.dirname(path);
+  if (removed && EMPTIED_DIRS.some((re) => re.test(dir)) && (await host.fs.listDir(dir)).length === 0) await host.fs.removeTree(dir);
+  return removed;
 }
+
+const EMPTIED_DIRS = [/^\/etc\/systemd\/system\/systemd-nspawn@[a-z0-9-]+\.service\.d$/, /^\/etc\/nspawnctl\/filter$/];

@@ -28,6 +28,16 @@ export async function findMissing(host: Host, plan: Plan): Promise<Missing[]> {
   if (plan.steps.some((s) => s.kind === 'install-packages') && !(await findProgram(host, 'nsenter'))) {
     missing.push({ what: 'nsenter is not installed', fix: 'apt-get install util-linux' });
   }
+  if (plan.steps.some((s) => s.kind === 'load-filter' || s.kind === 'unload-filter') && !(await findProgram(host, 'nft'))) {
+    missing.push({ what: 'nft is not installed (isolated networks are filtered with nftables)', fix: 'apt-get install nftables, or run: nspawnctl host init MANIFEST' });
+  }
+  const profiles = plan.steps.flatMap((s) => (s.kind === 'write-file' && s.entry.hostPath.endsWith('/50-nspawnctl-apparmor.conf') && s.owner.type === 'machine' ? [s.owner.name] : []));
+  if (profiles.length > 0 && (await host.fs.readText('/sys/module/apparmor/parameters/enabled'))?.trim() !== 'Y') {
+    missing.push({
+      what: `AppArmor is not enabled on this host, so apparmorProfile cannot be applied (machines: ${profiles.join(', ')})`,
+      fix: 'Boot the host with AppArmor enabled (apt-get install apparmor; security=apparmor on the kernel command line), or remove apparmorProfile from those machines.',
+    });
+  }
   const seen = new Set<string>();
   for (const step of plan.steps) {
     if (step.kind !== 'create-machine') continue;

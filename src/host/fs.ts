@@ -43,7 +43,8 @@ export interface HostFs {
   rename(from: string, to: string): Promise<void>;
   /** Creates a file only if nothing exists at `path`; returns false if something does. */
   createExclusive(path: string, content: string, mode: number): Promise<boolean>;
-  mkdir(path: string, mode: number): Promise<void>;
+  /** mkdir -p; with `confineTo`, refuses when the path resolves outside that directory. */
+  mkdir(path: string, mode: number, options?: { uid?: number; gid?: number; confineTo?: string }): Promise<void>;
 }
 
 /** The real filesystem under `root` ("/" on a host, a scratch directory for render). */
@@ -188,8 +189,12 @@ export function createNodeFs(root: string): HostFs {
     async rename(from, to) {
       await fsp.rename(real(from), real(to));
     },
-    async mkdir(path, mode) {
-      await mkdirp(path, mode);
+    async mkdir(path, mode, options = {}) {
+      if (options.confineTo) {
+        await mkdirp(posix.dirname(path), mode, options.uid, options.gid);
+        await checkConfined(path, options.confineTo);
+      }
+      await mkdirp(path, mode, options.uid, options.gid);
     },
     async createExclusive(path, content, mode) {
       await mkdirp(posix.dirname(path), 0o755);

@@ -9,7 +9,8 @@ export const SYSTEMD_SYSTEM_DIR = '/etc/systemd/system';
 export const STATE_DIR = '/var/lib/nspawnctl';
 
 /** Directories destroy may remove files from; anything else is refused. */
-export const OWNED_ROOTS = [MACHINES_DIR, NSPAWN_DIR, NETWORKD_DIR, SYSTEMD_SYSTEM_DIR, STATE_DIR];
+export const CONFIG_DIR = '/etc/nspawnctl';
+export const OWNED_ROOTS = [MACHINES_DIR, NSPAWN_DIR, NETWORKD_DIR, SYSTEMD_SYSTEM_DIR, STATE_DIR, CONFIG_DIR];
 
 export function rootfsPath(machine: string): string {
   return `${MACHINES_DIR}/${machine}`;
@@ -64,4 +65,17 @@ export function isWithin(path: string, dir: string): boolean {
   const p = posix.normalize(path);
   const d = posix.normalize(dir).replace(/\/$/, '');
   return p === d || p.startsWith(`${d}/`);
+}
+
+/** Drop-in directory of the machine's unit; nspawnctl's files in it start with 50-nspawnctl-. */
+export function unitDropInDir(machine: string): string {
+  return `${SYSTEMD_SYSTEM_DIR}/systemd-nspawn@${machine}.service.d`;
+}
+
+export function limitsDropInPath(machine: string): string {
+  return `${unitDropInDir(machine)}/50-nspawnctl-limits.conf`;
+}
+
+export function appArmorDropInPath(machine: string): string {
+  return `${unitDropInDir(machine)}/50-nspawnctl-apparmor.conf`;
 }

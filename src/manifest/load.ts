@@ -3,7 +3,7 @@
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument, visit } from 'yaml';
 import { z } from 'zod';
 import { ManifestError, ManifestProblem } from '../errors';
-import { crossFieldIssues, KEY_MESSAGES, Manifest, manifestSchema, quoteName, resolveManifest } from './schema';
+import { crossFieldIssues, KEY_MESSAGES, KnownSyscalls, Manifest, manifestSchema, quoteName, resolveManifest } from './schema';
 
 /** At most this many problems are reported (and located); the rest are counted. */
 export const MAX_PROBLEMS = 50;
@@ -14,7 +14,7 @@ export const MAX_MANIFEST_BYTES = 1024 * 1024;
 type PathKey = string | number;
 
 /** Parses and validates; throws ManifestError with all problems found. */
-export function parseManifest(file: string, text: string): Manifest {
+export function parseManifest(file: string, text: string, known?: KnownSyscalls): Manifest {
   const problems = (message: string, line = 1, col = 1): never => {
     throw new ManifestError([{ file, line, col, path: '', message }]);
   };
@@ -56,7 +56,7 @@ export function parseManifest(file: string, text: string): Manifest {
   const result = manifestSchema.safeParse(data, { errorMap: friendlyErrors });
   // Only the first MAX_PROBLEMS are located (locating is linear in the document each time).
   const issues = result.success ? [] : result.error.issues.slice(0, MAX_PROBLEMS);
-  const allCross = crossFieldIssues(data);
+  const allCross = crossFieldIssues(data, known);
   const cross = allCross.slice(0, MAX_PROBLEMS);
   // An unknown-keys issue stands for one problem per key.
   const total = (result.success ? [] : result.error.issues).reduce((n, i) => n + (i.code === 'unrecognized_keys' ? i.keys.length : 1), 0) + allCross.length;

@@ -1,6 +1,13 @@
 // The one zod schema for machines.yaml, plus the resolved types the rest of nspawnctl uses.
 import { z } from 'zod';
 import { firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet, subnetsOverlap } from './ipv4';
+import { Limits, limitsSchema, resolveLimits, resolveSecurity, Security, securitySchema, SYSCALL_ENTRY } from './security';
+
+/** System call groups and names the host's systemd accepts; without it only the syntax is checked. */
+export interface KnownSyscalls {
+  groups: Set<string>;
+  names: Set<string>;
+}
 
 /** Packages every machine gets: without them it cannot boot or be reached over networkd. */
 export const REQUIRED_PACKAGES = ['dbus', 'systemd', 'systemd-sysv'];
@@ -79,6 +86,8 @@ const inheritable = {
       .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.environment }),
     noNewline('an environment value'),
   ),
+  security: securitySchema,
+  limits: limitsSchema,
 };
 
 const defaultsSchema = z.object(inheritable).partial().strict();
@@ -102,6 +111,15 @@ const portSchema = z
   })
   .strict();
 
+// One opening in an isolated network: machine `from` may reach this machine on `port`.
+const allowSchema = z
+  .object({
+    from: z.string().regex(MACHINE_NAME, { message: 'expected the name of a machine in this manifest' }),
+    port: z.number().int().min(1).max(65535),
+    proto: z.enum(['tcp', 'udp']).default('tcp'),
+  })
+  .strict();
+
 const bindSchema = z.string().superRefine((s, ctx) => {
   const parsed = parseBind(s);
   if ('error' in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.error });
@@ -115,6 +133,7 @@ const machineSchema = z
       .object({
         bridge: z.string(),
         address: ipv4,
+        allow: z.array(allowSchema).default([]),
       })
       .strict(),
     bind: z.array(bindSchema),
@@ -136,6 +155,8 @@ const networkSchema = z
     }),
     gateway: ipv4.optional(),
     nat: z.boolean().default(false),
+    // Machines on the bridge cannot reach each other, except through `allow` rules.
+    isolated: z.boolean().default(false),
   })
   .strict();
 
@@ -186,7 +207,7 @@ const asStr = (x: unknown): string | undefined => (typeof x === 'string' ? x : u
  * overlapping subnets, duplicate ports, files and bind targets. Tolerates wrongly typed values
  * (the schema reports those); only well-typed parts are compared.
  */
-export function crossFieldIssues(data: unknown): CrossFieldIssue[] {
+export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFieldIssue[] {
   const issues: CrossFieldIssue[] = [];
   const add = (path: (string | number)[], message: string) => issues.push({ path, message });
   const root = asObj(data);
@@ -218,6 +239,7 @@ export function crossFieldIssues(data: unknown): CrossFieldIssue[] {
     }
   }
 
+  sectionIssues(asObj(root.defaults), ['defaults'], add, known);
   const addressOwners = new Map<string, string>();
   const portOwners = new Map<string, string>();
   for (const [name, rawMachine] of Object.entries(machines)) {
@@ -275,8 +297,43 @@ export function crossFieldIssues(data: unknown): CrossFieldIssue[] {
       if (targets.has(parsed.target)) add(['machines', name, 'bind', i], `${parsed.target} is already a bind mount target`);
       targets.add(parsed.target);
     });
+    asArr(net.allow).forEach((rawRule, i) => {
+      const from = asStr(asObj(rawRule).from);
+      if (from === undefined || !MACHINE_NAME.test(from)) return;
+      const path = ['machines', name, 'network', 'allow', i, 'from'];
+      const other = Object.prototype.hasOwnProperty.call(machines, from) ? asObj(machines[from]) : undefined;
+      if (from === name) add(path, 'a machine can always reach itself; allow names another machine');
+      else if (!other) add(path, `machine ${shown(from)} is not in this manifest`);
+      else if (bridge !== undefined && asStr(asObj(other.network).bridge) !== bridge) add(path, `machine ${shown(from)} is not on network ${shown(bridge)}`);
+    });
+    if (asArr(net.allow).length > 0 && bridge !== undefined && Object.prototype.hasOwnProperty.call(networks, bridge) && asObj(networks[bridge]).isolated !== true) {
+      add(['machines', name, 'network', 'allow'], `allow rules only mean something on an isolated network; set networks.${shown(bridge)}.isolated: true (on a network that is not isolated, every machine already reaches every other)`);
+    }
+    sectionIssues(machine, ['machines', name], add, known);
   }
   return issues;
+}
+
+/** Rules inside one `security:`/`limits:` pair (of defaults or of a machine). */
+function sectionIssues(section: Obj, base: (string | number)[], add: (path: (string | number)[], message: string) => void, known?: KnownSyscalls): void {
+  if (known) {
+    asArr(asObj(section.security).systemCallFilter).forEach((entry, i) => {
+      if (typeof entry !== 'string' || !SYSCALL_ENTRY.test(entry)) return;
+      const name = entry.replace(/^~/, '');
+      const isGroup = name.startsWith('@');
+      if (isGroup ? known.groups.has(name) : known.names.has(name)) return;
+      const pool = isGroup ? [...known.groups] : [...known.names];
+      const close = pool.filter((c) => c.startsWith(name.slice(0, 3))).sort((a, b) => Math.abs(a.length - name.length) - Math.abs(b.length - name.length))[0];
+      add([...base, 'security', 'systemCallFilter', i], `this host's systemd knows no system call ${isGroup ? 'group' : 'named'} ${name}${close ? ` (did you mean ${close}?)` : ''}; systemd-analyze syscall-filter lists them`);
+    });
+  }
+  const caps = asObj(asObj(section.security).capabilities);
+  const drop = new Set(asArr(caps.drop).map(asStr));
+  asArr(caps.add).forEach((c, i) => {
+    if (typeof c === 'string' && drop.has(c)) add([...base, 'security', 'capabilities', 'add', i], `${c} is also in capabilities.drop; list it in one of them`);
+  });
+  const limits = asObj(section.limits);
+  if (limits.cpus !== undefined && limits.cpuQuota !== undefined) add([...base, 'limits', 'cpuQuota'], 'set cpus or cpuQuota, not both (cpus: 1.5 is cpuQuota: 150%)');
 }
 
 /** Files inside a rootfs that nspawnctl renders itself; `files:` may not claim them. */
@@ -320,6 +377,13 @@ export interface Network {
   subnetText: string;
   gateway: string;
   nat: boolean;
+  isolated: boolean;
+}
+
+export interface AllowRule {
+  from: string;
+  port: number;
+  proto: 'tcp' | 'udp';
 }
 
 export interface PortForward {
@@ -353,12 +417,14 @@ export interface Machine {
   dns: string[];
   authorizedKeys: string[];
   environment: Record<string, string>;
-  network?: { bridge: string; address: string; prefix: number; gateway: string };
+  network?: { bridge: string; address: string; prefix: number; gateway: string; allow: AllowRule[] };
   bind: Bind[];
   ports: PortForward[];
   files: ManagedFileSpec[];
   provision: string[][];
   autostart: boolean;
+  security: Security;
+  limits: Limits;
 }
 
 export interface Manifest {
@@ -379,6 +445,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
       subnetText: net.subnet,
       gateway: net.gateway ?? formatIpv4(firstHost(subnet)),
       nat: net.nat,
+      isolated: net.isolated,
     };
   }
   const machines: Record<string, Machine> = {};
@@ -405,13 +472,15 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
       environment: { ...(d.environment ?? {}), ...(m.environment ?? {}) },
       network:
         m.network && net
-          ? { bridge: m.network.bridge, address: m.network.address, prefix: net.subnet.prefix, gateway: net.gateway }
+          ? { bridge: m.network.bridge, address: m.network.address, prefix: net.subnet.prefix, gateway: net.gateway, allow: m.network.allow }
           : undefined,
       bind: (m.bind ?? []).map((b) => parseBind(b) as Bind),
       ports: (m.ports ?? []).map((p) => ({ host: p.host, container: p.container ?? p.host, protocol: p.protocol })),
       files: (m.files ?? []).map((f) => ({ path: f.path, content: f.content, mode: parseInt(f.mode, 8) })),
       provision: m.provision ?? [],
       autostart: m.autostart ?? false,
+      security: resolveSecurity(d.security, m.security),
+      limits: resolveLimits(d.limits, m.limits),
     };
   }
   return { file, networks, machines };

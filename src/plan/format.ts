@@ -52,6 +52,10 @@ export function stepToJson(step: Step): Record<string, unknown> {
       return { ...base, reconfigure: step.reconfigure };
     case 'enable-networkd':
       return base;
+    case 'load-filter':
+      return { ...base, network: step.owner.name, path: step.path };
+    case 'unload-filter':
+      return { ...base, network: step.owner.name, table: step.table, chain: step.chain };
     case 'create-bind-source':
     case 'remove-staging':
       return { ...base, machine: step.machine, path: step.path };

@@ -1,8 +1,11 @@
 // Reads what exists on the host into a plain HostState value, for the pure planner.
 import { z } from 'zod';
-import { Host } from '../host/host';
+import { findProgram, Host } from '../host/host';
+import { Machine } from '../manifest/schema';
+import { FILTER_DIR, FILTER_TABLE, filterChain } from '../render/filter';
 import {
   autostartLinkPath,
+  inRootfs,
   MACHINE_RECORDS_DIR,
   MACHINES_DIR,
   machineRecordPath,
@@ -29,6 +32,8 @@ export interface ObservedMachine {
   recordError?: string;
   enabled: boolean;
   running: boolean;
+  /** For a read-only machine: mount points (bind and tmpfs targets) missing from its rootfs. */
+  missingMountPoints?: string[];
 }
 
 export interface ObservedNetwork {
@@ -51,6 +56,11 @@ export interface HostState {
   existingBindSources: string[];
   /** Every machine that has an nspawnctl record, whether in this manifest or not. */
   managedMachines: string[];
+  /**
+   * Digest of each bridge's filter chain loaded in the kernel (from its tagged last rule).
+   * undefined when not asked (no isolated network) or when nft could not be asked.
+   */
+  liveFilters?: Record<string, string>;
 }
 
 /** True when systemd is PID 1 (the same test sd_booted() makes). */
@@ -140,6 +150,10 @@ export async function observeHost(host: Host, desired: DesiredState): Promise<Ho
   }
   for (const m of desired.machines) {
     const observed = await observeMachine(host, m.machine.name, running.has(m.machine.name));
+    if (m.machine.security.readOnly && observed.rootfsExists) {
+      observed.missingMountPoints = [];
+      for (const p of readOnlyMountPoints(m.machine)) if (!(await host.fs.stat(inRootfs(m.rootfs, p)))) observed.missingMountPoints.push(p);
+    }
     state.machines[m.machine.name] = observed;
     m.hostEntries.forEach((e) => paths.add(e.hostPath));
     if (observed.rootfsExists) m.rootfsEntries.forEach((e) => paths.add(e.hostPath));
@@ -149,5 +163,30 @@ export async function observeHost(host: Host, desired: DesiredState): Promise<Ho
     const entry = await readEntry(host, p);
     if (entry) state.files[p] = entry;
   }
+  const filtered = desired.networks.some((n) => n.network.isolated) || [...paths].some((p) => p.startsWith(`${FILTER_DIR}/`));
+  if (systemdBooted && filtered) state.liveFilters = await readLiveFilters(host);
   return state;
+}
+
+/** Paths nspawn mounts over inside a machine; on a read-only root they must already exist. */
+export function readOnlyMountPoints(machine: Machine): string[] {
+  return [...new Set([...machine.bind.map((b) => b.target), ...machine.security.tmpfs])].sort();
+}
+
+/** One nft call lists every chain of nspawnctl's table; a missing table is an empty result. */
+export async function readLiveFilters(host: Host): Promise<Record<string, string> | undefined> {
+  if (!(await findProgram(host, 'nft'))) return undefined;
+  const r = await host.runner.run('nft', ['-j', 'list', 'table', 'bridge', FILTER_TABLE], { allowFailure: true });
+  if (r.exitCode !== 0) return {};
+  const live: Record<string, string> = {};
+  try {
+    const items = (JSON.parse(r.stdout) as { nftables?: { rule?: { chain?: string; comment?: string } }[] }).nftables ?? [];
+    for (const item of items) {
+      const m = /^nspawnctl (\S+) ([0-9a-f]{16})$/.exec(item.rule?.comment ?? '');
+      if (m && item.rule?.chain === filterChain(m[1])) live[m[1]] = m[2];
+    }
+  } catch {
+    return {};
+  }
+  return live;
 }

@@ -1,8 +1,9 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { machineRecordPath, networkRecordPath, stagingPath } from '../host/paths';
+import { isWithin, machineRecordPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
-import { HostState, ObservedEntry, ObservedMachine } from './observe';
+import { HostState, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
 import { MachineRecord, NetworkRecord, serializeRecord } from './records';
 import { Action, Conflict, Notice, Owner, Plan, Step, Summary } from './steps';
 
@@ -107,12 +108,33 @@ function planNetwork(n: DesiredNetwork, state: HostState, options: PlanOptions) 
     created: observed.record?.created ?? options.now,
     files: [...wanted].sort(),
   };
-  const filesChanged = steps.length > 0;
+  const filesChanged = steps.some((s) => (s.kind === 'write-file' && isWithin(s.entry.hostPath, NETWORKD_DIR)) || (s.kind === 'remove-file' && isWithin(s.path, NETWORKD_DIR)));
+  steps.push(...planFilter(n, state, steps, owner, changes));
   if (conflicts.length === 0 && serializeRecord(record) !== observed.recordText) {
     steps.unshift({ kind: 'write-record', owner, path: networkRecordPath(n.network.name), record, reason: observed.record ? 'record out of date' : 'new network' });
   }
-  const action: Action = conflicts.length ? 'conflict' : !observed.record ? 'create' : filesChanged ? 'update' : 'unchanged';
+  const action: Action = conflicts.length ? 'conflict' : !observed.record ? 'create' : changes.length > 0 ? 'update' : 'unchanged';
   return { steps, conflicts, filesChanged, summary: { owner, action, changes } as Summary };
+}
+
+/**
+ * The kernel's copy of an isolated network's filter must match its file: it is loaded when the
+ * file changes, and also when the chain in the kernel is missing or stale (a flushed ruleset).
+ */
+function planFilter(n: DesiredNetwork, state: HostState, fileSteps: Step[], owner: Owner, changes: string[]): Step[] {
+  const path = filterFilePath(n.network.name);
+  const entry = n.entries.find((e) => e.hostPath === path);
+  const live = state.liveFilters?.[n.network.name];
+  if (entry && entry.kind === 'file') {
+    const written = fileSteps.some((s) => s.kind === 'write-file' && s.entry.hostPath === path);
+    if (!written && live === filterDigestOf(entry.content)) return [];
+    changes.push('load packet filter');
+    const reason = written ? 'filter rules changed' : live === undefined ? 'the filter is not loaded in the kernel' : `the loaded filter differs from ${path}`;
+    return [{ kind: 'load-filter', owner, path, reason }];
+  }
+  if (live === undefined) return [];
+  changes.push('remove packet filter');
+  return [{ kind: 'unload-filter', owner, table: FILTER_TABLE, chain: filterChain(n.network.name), reason: 'network is no longer isolated' }];
 }
 
 function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, state: HostState, options: PlanOptions) {
@@ -163,6 +185,12 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       const diff = compareEntry(e, state.files[e.hostPath]);
       if (diff !== 'same') steps.push({ kind: 'write-file', owner, entry: e, change: diff === 'create' ? 'create' : 'update', reason: 'new machine' });
     }
+    if (m.machine.security.readOnly) {
+      steps.push({ kind: 'prepare-read-only', machine: name, shift: neededShift(m, undefined), mountPoints: readOnlyMountPoints(m.machine), stopFirst: false, reason: 'nspawn can neither shift nor add mount points on a read-only root' });
+    }
+    if (m.hostEntries.some((e) => isWithin(e.hostPath, unitDropInDir(name)))) {
+      steps.push({ kind: 'reload-units', machine: name, reason: 'new drop-in for systemd-nspawn@' + name + '.service' });
+    }
     if (m.machine.autostart && !o.enabled) steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
     if (o.running) steps.push({ kind: 'restart-machine', machine: name, reason: 'root filesystem was recreated' });
     else steps.push({ kind: 'start-machine', machine: name, reason: 'new machine' });
@@ -172,6 +200,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   const record = o.record;
   const changes: string[] = [];
   let needsRestart = false;
+  let needsReload = false;
   for (const e of allEntries) {
     const diff = compareEntry(e, state.files[e.hostPath]);
     if (diff === 'same') continue;
@@ -188,22 +217,33 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     });
     changes.push(`${diff} ${e.hostPath}`);
     if (e.restart) needsRestart = true;
+    if (isWithin(e.hostPath, unitDropInDir(name))) needsReload = true;
   }
   const wanted = new Set(files);
   for (const path of record.files) {
     if (!wanted.has(path) && state.files[path]) {
       steps.push({ kind: 'remove-file', owner, path, reason: 'no longer in the manifest' });
       changes.push(`remove ${path}`);
-      // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
-      if (path.endsWith('.nspawn') || path.includes('/etc/systemd/')) needsRestart = true;
+      if (isWithin(path, unitDropInDir(name))) {
+        needsReload = true;
+        // Limits go back live on reload; an AppArmor profile only changes with a new process.
+        if (path.endsWith('-apparmor.conf')) needsRestart = true;
+      } else if (path.endsWith('.nspawn') || (isWithin(path, m.rootfs) && path.includes('/etc/systemd/'))) {
+        // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
+        needsRestart = true;
+      }
     }
   }
 
   const installed = new Set(record.packages);
   const missing = m.machine.packages.filter((p) => !installed.has(p));
   if (missing.length > 0) {
-    steps.push({ kind: 'install-packages', machine: name, packages: missing, aptProxy: m.machine.aptProxy, reason: 'added to the manifest' });
+    // A read-only or volatile root cannot take packages while the machine runs: it is stopped,
+    // they go into its rootfs, and it starts again.
+    const stopFirst = o.running && (m.machine.security.readOnly || m.machine.security.volatile !== 'no');
+    steps.push({ kind: 'install-packages', machine: name, packages: missing, aptProxy: m.machine.aptProxy, ...(stopFirst ? { stopFirst } : {}), reason: 'added to the manifest' });
     changes.push(`install ${missing.join(' ')}`);
+    if (stopFirst) needsRestart = true;
   }
   const dropped = record.packages.filter((p) => !m.machine.packages.includes(p));
   if (dropped.length > 0) {
@@ -238,6 +278,19 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   }
 
   let action: Action = changes.length > 0 ? 'update' : 'unchanged';
+  if (m.machine.security.readOnly) {
+    const shift = neededShift(m, o.rootfsUid);
+    const mountPoints = o.missingMountPoints ?? [];
+    if (shift !== undefined || mountPoints.length > 0) {
+      const stopFirst = o.running && shift !== undefined;
+      steps.push({ kind: 'prepare-read-only', machine: name, shift, mountPoints, stopFirst, reason: 'nspawn can neither shift nor add mount points on a read-only root' });
+      changes.push('prepare read-only root');
+      if (o.running) needsRestart = true;
+    }
+  }
+  if (needsReload) {
+    steps.push({ kind: 'reload-units', machine: name, reason: o.running && !needsRestart ? 'limits changed; systemd applies them to the running machine' : 'drop-ins of its unit changed' });
+  }
   if (!o.running) {
     steps.push({ kind: 'start-machine', machine: name, reason: 'not running' });
     changes.push('start');
@@ -249,6 +302,19 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   }
   if (conflicts.length > 0) action = 'conflict';
   return { steps, conflicts, notices, summary: { owner, action, changes } as Summary };
+}
+
+/**
+ * On a read-only root nspawn cannot chown the files into the machine's UID range at start, so
+ * they are shifted beforehand (nspawn's "pick" then reuses the range the files are in).
+ */
+function neededShift(m: DesiredMachine, rootfsUid: number | undefined): 'pick' | number | undefined {
+  const p = m.machine.security.privateUsers;
+  const uid = rootfsUid ?? 0;
+  if (p === 'pick') return uid !== 0 && uid % 65536 === 0 ? undefined : 'pick';
+  if (typeof p === 'number') return uid === p ? undefined : p;
+  // identity and no: files must be owned by the host's own IDs.
+  return uid === 0 ? undefined : 0;
 }
 
 function summarize(step: Step): string {

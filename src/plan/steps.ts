@@ -7,7 +7,7 @@ export type Step =
   | { kind: 'create-machine'; machine: string; spec: Machine; entries: DesiredEntry[]; record: MachineRecord; reason: string }
   | { kind: 'write-file'; owner: Owner; entry: DesiredEntry; change: 'create' | 'update'; reason: string }
   | { kind: 'remove-file'; owner: Owner; path: string; reason: string }
-  | { kind: 'install-packages'; machine: string; packages: string[]; aptProxy?: string; reason: string }
+  | { kind: 'install-packages'; machine: string; packages: string[]; aptProxy?: string; stopFirst?: boolean; reason: string }
   | { kind: 'write-record'; owner: Owner; path: string; record: MachineRecord | NetworkRecord; reason: string }
   | { kind: 'remove-staging'; machine: string; path: string; reason: string }
   | { kind: 'create-bind-source'; machine: string; path: string; reason: string }
@@ -16,7 +16,11 @@ export type Step =
   | { kind: 'enable-machine'; machine: string; reason: string }
   | { kind: 'disable-machine'; machine: string; reason: string }
   | { kind: 'start-machine'; machine: string; reason: string }
-  | { kind: 'restart-machine'; machine: string; reason: string };
+  | { kind: 'restart-machine'; machine: string; reason: string }
+  | { kind: 'reload-units'; machine: string; reason: string }
+  | { kind: 'prepare-read-only'; machine: string; shift?: 'pick' | number; mountPoints: string[]; stopFirst: boolean; reason: string }
+  | { kind: 'load-filter'; owner: Owner; path: string; reason: string }
+  | { kind: 'unload-filter'; owner: Owner; table: string; chain: string; reason: string };
 
 export type Owner = { type: 'machine' | 'network'; name: string };
 
@@ -61,7 +65,7 @@ export function describeStep(step: Step): string {
     case 'remove-file':
       return `remove ${step.path}`;
     case 'install-packages':
-      return `install into ${step.machine}: ${step.packages.join(' ')}`;
+      return `install into ${step.machine}: ${step.packages.join(' ')}${step.stopFirst ? ' (stopped first: its root is read-only or volatile while it runs)' : ''}`;
     case 'write-record':
       return `record ${step.owner.type} ${step.owner.name} as managed by nspawnctl`;
     case 'remove-staging':
@@ -80,5 +84,13 @@ export function describeStep(step: Step): string {
       return `start ${step.machine}`;
     case 'restart-machine':
       return `restart ${step.machine}`;
+    case 'prepare-read-only':
+      return `prepare the read-only root of ${step.machine}:${step.shift !== undefined ? ` shift its files to ${step.shift === 'pick' ? 'a picked UID range' : `UID ${step.shift}`}` : ''}${step.mountPoints.length ? ` create mount points ${step.mountPoints.join(' ')}` : ''}`;
+    case 'reload-units':
+      return `reload systemd units (limits of ${step.machine} take effect)`;
+    case 'load-filter':
+      return `load packet filter ${step.path} (nft -f)`;
+    case 'unload-filter':
+      return `remove packet filter chain ${step.chain} from table bridge ${step.table}`;
   }
 }

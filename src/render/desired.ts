@@ -1,7 +1,9 @@
 // What the host should look like for a manifest: every file nspawnctl writes, as host paths.
 import { Machine, Manifest, Network } from '../manifest/schema';
-import { bridgeNetworkPath, inRootfs, netdevPath, nspawnFilePath, rootfsPath } from '../host/paths';
+import { appArmorDropInPath, bridgeNetworkPath, inRootfs, limitsDropInPath, netdevPath, nspawnFilePath, rootfsPath, SYSTEMD_SYSTEM_DIR } from '../host/paths';
+import { filterFilePath, filterUnitName, renderFilter, renderFilterUnit } from './filter';
 import { renderNspawnFile } from './nspawn';
+import { renderAppArmorDropIn, renderLimitsDropIn } from './unit-dropins';
 import { renderBridgeNetdev, renderBridgeNetwork } from './networkd';
 import { renderRootfsEntries, RootfsEntry } from './rootfs-files';
 
@@ -31,12 +33,12 @@ export function renderDesiredState(manifest: Manifest): DesiredState {
   return {
     networks: Object.values(manifest.networks)
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((n) => renderDesiredNetwork(n, manifest.file)),
+      .map((n) => renderDesiredNetwork(n, manifest.file, Object.values(manifest.machines))),
     machines: Object.values(manifest.machines).map((m) => renderDesiredMachine(m, manifest.file)),
   };
 }
 
-export function renderDesiredNetwork(network: Network, manifestFile: string): DesiredNetwork {
+export function renderDesiredNetwork(network: Network, manifestFile: string, machines: Machine[] = []): DesiredNetwork {
   const file = (hostPath: string, content: string): DesiredEntry => ({
     kind: 'file',
     path: hostPath,
@@ -46,23 +48,36 @@ export function renderDesiredNetwork(network: Network, manifestFile: string): De
     restart: false,
     inRootfs: false,
   });
-  return {
-    network,
-    entries: [
-      file(netdevPath(network.name), renderBridgeNetdev(network, manifestFile)),
-      file(bridgeNetworkPath(network.name), renderBridgeNetwork(network, manifestFile)),
-    ],
-  };
+  const entries = [
+    file(netdevPath(network.name), renderBridgeNetdev(network, manifestFile)),
+    file(bridgeNetworkPath(network.name), renderBridgeNetwork(network, manifestFile)),
+  ];
+  if (network.isolated) {
+    const unit = `${SYSTEMD_SYSTEM_DIR}/${filterUnitName(network.name)}`;
+    const wants = `${SYSTEMD_SYSTEM_DIR}/sysinit.target.wants/${filterUnitName(network.name)}`;
+    entries.push(
+      file(filterFilePath(network.name), renderFilter(network, machines, manifestFile)),
+      file(unit, renderFilterUnit(network, manifestFile)),
+      { kind: 'symlink', path: wants, hostPath: wants, target: unit, restart: false, inRootfs: false },
+    );
+  }
+  return { network, entries };
 }
 
 export function renderDesiredMachine(machine: Machine, manifestFile: string): DesiredMachine {
   const rootfs = rootfsPath(machine.name);
   const nspawn = nspawnFilePath(machine.name);
+  const hostFile = (path: string, content: string, restart: boolean): DesiredEntry => ({ kind: 'file', path, hostPath: path, content, mode: 0o644, restart, inRootfs: false });
+  const limits = renderLimitsDropIn(machine, manifestFile);
+  const apparmor = renderAppArmorDropIn(machine, manifestFile);
   return {
     machine,
     rootfs,
     hostEntries: [
-      { kind: 'file', path: nspawn, hostPath: nspawn, content: renderNspawnFile(machine, manifestFile), mode: 0o644, restart: true, inRootfs: false },
+      hostFile(nspawn, renderNspawnFile(machine, manifestFile), true),
+      // cgroup limits take effect on daemon-reload; the AppArmor profile only when the machine starts.
+      ...(limits ? [hostFile(limitsDropInPath(machine.name), limits, false)] : []),
+      ...(apparmor ? [hostFile(appArmorDropInPath(machine.name), apparmor, true)] : []),
     ],
     rootfsEntries: renderRootfsEntries(machine, manifestFile).map((e) => ({ ...e, hostPath: inRootfs(rootfs, e.path), inRootfs: true })),
   };

@@ -140,8 +140,9 @@ export class FakeFs implements HostFs {
     this.changes.push(`rename ${norm(from)} -> ${norm(to)}`);
   }
 
-  async mkdir(path: string, mode: number): Promise<void> {
-    this.mkdirp(this.resolveParents(path), mode);
+  async mkdir(path: string, mode: number, options: { uid?: number; gid?: number; confineTo?: string } = {}): Promise<void> {
+    if (options.confineTo) this.checkConfined(path, options.confineTo);
+    this.mkdirp(this.resolveParents(path), mode, options.uid, options.gid);
   }
 
   // --- internals ---

@@ -56,6 +56,10 @@ function stepKey(s: Step): string {
       return `enable-networkd ${s.bridges.join(',')}`;
     case 'reload-networkd':
       return `reload-networkd reconfigure=[${s.reconfigure.join(',')}] bridges=[${s.bridges.join(',')}]`;
+    case 'load-filter':
+      return `load-filter ${s.owner.name}`;
+    case 'unload-filter':
+      return `unload-filter ${s.owner.name}`;
     default:
       return `${s.kind} ${s.machine}`;
   }

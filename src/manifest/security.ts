@@ -1,0 +1,217 @@
+// The `security:` and `limits:` sections of a machine: their schema, presets and resolution.
+import { z } from 'zod';
+
+/** Every Linux capability (linux/capability.h, up to 6.x): the names Capability= accepts. */
+export const CAPABILITIES = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL',
+  'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE',
+  'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER',
+  'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME',
+  'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL',
+  'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM',
+  'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
+] as const;
+
+// One spelling per name: "cap_net_raw" and "NET_RAW" are refused with a suggestion.
+const capability = z.string().superRefine((s, ctx) => {
+  if ((CAPABILITIES as readonly string[]).includes(s)) return;
+  const guess = `CAP_${s.toUpperCase().replace(/^CAP_/, '')}`;
+  const hint = (CAPABILITIES as readonly string[]).includes(guess) ? ` (did you mean ${guess}?)` : ' (see capabilities(7), e.g. CAP_NET_RAW)';
+  ctx.addIssue({ code: z.ZodIssueCode.custom, message: `unknown capability ${JSON.stringify(s)}${hint}` });
+});
+
+// Paths in security lists: absolute, no quoting needed, one spelling.
+const SAFE_PATH = /^\/[A-Za-z0-9._@+/-]*$/;
+export const securityPath = z
+  .string()
+  .regex(SAFE_PATH, { message: 'expected an absolute path of letters, digits and . _ @ + - /' })
+  .refine((p) => p !== '/' && !p.includes('//') && !p.endsWith('/') && !p.split('/').some((s) => s === '.' || s === '..'), {
+    message: 'path must name something below /, without "//", "." or ".." segments or a trailing "/"',
+  });
+
+/** A seccomp entry: a syscall or @group, "~" in front to deny it. Checked against the host's list before apply. */
+export const SYSCALL_ENTRY = /^~?(@[a-z0-9-]+|[a-z0-9_]+)$/;
+
+const UID_RANGE = 65536;
+const privateUsers = z.union(
+  [
+    z.enum(['pick', 'identity', 'no']),
+    z
+      .number()
+      .int()
+      .refine((n) => n >= UID_RANGE && n % UID_RANGE === 0 && n <= 0xfffe0000, {
+        message: 'a base UID must be a multiple of 65536 between 65536 and 4294836224 (the machine gets 65536 UIDs from it)',
+      }),
+  ],
+  { errorMap: () => ({ message: 'expected pick, identity, no, or a base UID (a multiple of 65536)' }) },
+);
+
+const deviceSchema = z
+  .object({
+    path: securityPath.refine((p) => p.startsWith('/dev/'), { message: 'a device path must be below /dev/' }),
+    access: z.enum(['rw', 'r']).default('rw'),
+  })
+  .strict();
+
+export const securitySchema = z
+  .object({
+    preset: z.enum(['default', 'strict']),
+    privateUsers,
+    capabilities: z.object({ drop: z.array(capability), add: z.array(capability) }).partial().strict(),
+    noNewPrivileges: z.boolean(),
+    readOnly: z.boolean(),
+    volatile: z.union([z.boolean(), z.enum(['no', 'yes', 'state', 'overlay'])], {
+      errorMap: () => ({ message: 'expected no, yes, state or overlay' }),
+    }),
+    inaccessible: z.array(securityPath),
+    tmpfs: z.array(securityPath),
+    systemCallFilter: z.array(
+      z.string().regex(SYSCALL_ENTRY, { message: 'expected a system call name or @group, optionally prefixed with ~ to deny it (like @system-service or ~@mount)' }),
+    ),
+    devices: z.array(deviceSchema),
+    apparmorProfile: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/, { message: 'expected an AppArmor profile name' }),
+  })
+  .partial()
+  .strict();
+
+// "512M", "2G", "1048576": bytes, with K/M/G/T as powers of 1024 (systemd's meaning).
+const SIZE = /^([1-9][0-9]{0,15})([KMGT]?)$/;
+const size = z.union([z.number().int().positive(), z.string()]).superRefine((v, ctx) => {
+  if (typeof v === 'number' || SIZE.test(v)) return;
+  ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a size like 512M or 2G (K, M, G, T are powers of 1024), or a number of bytes' });
+});
+
+export const limitsSchema = z
+  .object({
+    memory: size,
+    memorySwap: z.union([z.literal(0), size]),
+    cpus: z.number().positive().max(4096).refine((n) => Number.isInteger(n * 100), { message: 'cpus takes at most two decimals, like 1.5' }),
+    cpuQuota: z.string().regex(/^[1-9][0-9]{0,5}%$/, { message: 'expected a percentage like 150% (100% is one CPU)' }),
+    tasks: z.number().int().min(16).max(4194304),
+    ioWeight: z.number().int().min(1).max(10000),
+  })
+  .partial()
+  .strict();
+
+export type RawSecurity = z.infer<typeof securitySchema>;
+export type RawLimits = z.infer<typeof limitsSchema>;
+
+export interface Device {
+  path: string;
+  access: 'rw' | 'r';
+}
+
+/** The security settings of one machine, after preset and defaults. */
+export interface Security {
+  preset: 'default' | 'strict';
+  privateUsers: 'pick' | 'identity' | 'no' | number;
+  capabilityDrop: string[];
+  capabilityAdd: string[];
+  noNewPrivileges: boolean;
+  readOnly: boolean;
+  volatile: 'no' | 'yes' | 'state' | 'overlay';
+  inaccessible: string[];
+  tmpfs: string[];
+  systemCallFilter: string[];
+  devices: Device[];
+  apparmorProfile?: string;
+}
+
+/** cgroup limits as systemd values (undefined: the unit's own default). */
+export interface Limits {
+  memoryMax?: string;
+  memorySwapMax?: string;
+  cpuQuota?: string;
+  tasksMax?: number;
+  ioWeight?: number;
+}
+
+/** Groups the strict preset denies: none is needed to boot systemd or to run a network service. */
+export const STRICT_DENIED_GROUPS = ['@clock', '@cpu-emulation', '@debug', '@module', '@obsolete', '@raw-io', '@swap'];
+
+/** Capabilities the strict preset drops from nspawn's default set. */
+export const STRICT_DROPPED_CAPABILITIES = ['CAP_AUDIT_CONTROL', 'CAP_LINUX_IMMUTABLE', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SYS_PTRACE', 'CAP_SYS_TTY_CONFIG'];
+
+/** What each preset sets; explicit keys (from defaults, then the machine) override these. */
+export const PRESETS: Record<Security['preset'], Omit<Security, 'preset'>> = {
+  default: {
+    privateUsers: 'pick',
+    capabilityDrop: [],
+    capabilityAdd: [],
+    noNewPrivileges: false,
+    readOnly: false,
+    volatile: 'no',
+    inaccessible: [],
+    tmpfs: [],
+    systemCallFilter: [],
+    devices: [],
+  },
+  strict: {
+    privateUsers: 'pick',
+    capabilityDrop: STRICT_DROPPED_CAPABILITIES,
+    capabilityAdd: [],
+    noNewPrivileges: true,
+    readOnly: false,
+    volatile: 'no',
+    inaccessible: [],
+    tmpfs: ['/tmp', '/var/tmp'],
+    systemCallFilter: STRICT_DENIED_GROUPS.map((g) => `~${g}`),
+    devices: [],
+  },
+};
+
+/** Preset first, then every key `defaults.security` sets, then every key the machine sets. */
+export function resolveSecurity(defaults: RawSecurity | undefined, own: RawSecurity | undefined): Security {
+  const d = defaults ?? {};
+  const m = own ?? {};
+  const preset = m.preset ?? d.preset ?? 'default';
+  const out: Security = { preset, ...PRESETS[preset] };
+  for (const layer of [d, m]) {
+    if (layer.privateUsers !== undefined) out.privateUsers = layer.privateUsers;
+    if (layer.capabilities?.drop !== undefined) out.capabilityDrop = layer.capabilities.drop;
+    if (layer.capabilities?.add !== undefined) out.capabilityAdd = layer.capabilities.add;
+    if (layer.noNewPrivileges !== undefined) out.noNewPrivileges = layer.noNewPrivileges;
+    if (layer.readOnly !== undefined) out.readOnly = layer.readOnly;
+    if (layer.volatile !== undefined) out.volatile = layer.volatile === true ? 'yes' : layer.volatile === false ? 'no' : layer.volatile;
+    if (layer.inaccessible !== undefined) out.inaccessible = layer.inaccessible;
+    if (layer.tmpfs !== undefined) out.tmpfs = layer.tmpfs;
+    if (layer.systemCallFilter !== undefined) out.systemCallFilter = layer.systemCallFilter;
+    if (layer.devices !== undefined) out.devices = layer.devices.map((x) => ({ path: x.path, access: x.access }));
+    if (layer.apparmorProfile !== undefined) out.apparmorProfile = layer.apparmorProfile;
+  }
+  return out;
+}
+
+function sizeText(v: number | string): string {
+  return typeof v === 'number' ? String(v) : v;
+}
+
+/** Key by key: the machine's limits win over `defaults.limits`. */
+export function resolveLimits(defaults: RawLimits | undefined, own: RawLimits | undefined): Limits {
+  const l: RawLimits = { ...(defaults ?? {}) };
+  // cpus and cpuQuota are one setting: the machine's spelling replaces the defaults' other one.
+  if (own?.cpus !== undefined) delete l.cpuQuota;
+  if (own?.cpuQuota !== undefined) delete l.cpus;
+  Object.assign(l, own ?? {});
+  return {
+    memoryMax: l.memory === undefined ? undefined : sizeText(l.memory),
+    memorySwapMax: l.memorySwap === undefined ? undefined : sizeText(l.memorySwap),
+    cpuQuota: l.cpus !== undefined ? `${Math.round(l.cpus * 100)}%` : l.cpuQuota,
+    tasksMax: l.tasks,
+    ioWeight: l.ioWeight,
+  };
+}
+
+/** Bytes of a size the schema accepted ("512M" -> 536870912), for comparing with cgroup files. */
+export function sizeBytes(text: string): number {
+  const m = SIZE.exec(text);
+  if (!m) return Number(text);
+  const power = { '': 0, K: 1, M: 2, G: 3, T: 4 }[m[2] as '' | 'K' | 'M' | 'G' | 'T'];
+  return Number(m[1]) * 1024 ** power;
+}
+
+/** True when the machine runs in a user namespace whose UIDs differ from the host's. */
+export function shiftsUids(security: Security): boolean {
+  return security.privateUsers === 'pick' || typeof security.privateUsers === 'number';
+}
