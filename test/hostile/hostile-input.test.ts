@@ -793,7 +793,7 @@ describe('where a value is accepted, it arrives verbatim and never in a shell', 
     const m = parseManifest(FILE, yaml('networks:', '  abcdefghijklmno: { subnet: 10.0.0.0/30 }', 'machines:', '  abcdefghijkl:', '    network: { bridge: abcdefghijklmno, address: 10.0.0.2 }', `    files: [{ path: ${path}, content: x }]`));
     expect(Object.keys(m.networks)).toEqual(['abcdefghijklmno']);
     expect(m.machines.abcdefghijkl.files).toEqual([{ path, content: 'x', mode: 0o644 }]);
-    expect(m.machines.abcdefghijkl.network).toEqual({ bridge: 'abcdefghijklmno', address: '10.0.0.2', prefix: 30, gateway: '10.0.0.1' });
+    expect(m.machines.abcdefghijkl.network).toEqual({ bridge: 'abcdefghijklmno', address: '10.0.0.2', prefix: 30, gateway: '10.0.0.1', allow: [] });
   });
 
   test('names that are Object.prototype properties are ordinary own keys: a machine and a network named constructor', () => {

@@ -1,5 +1,6 @@
 // The loader: one case per kind of bad input, with the exact located message(s) and exit code 2,
 // and the defaults a valid manifest resolves to.
+import { resolveLimits, resolveSecurity } from '../../src/manifest/security';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -447,7 +448,7 @@ describe('parseManifest resolves valid manifests', () => {
     const m = parseManifest('machines.example.yaml', readFileSync(join(REPO, 'machines.example.yaml'), 'utf8'));
     expect(m.file).toBe('machines.example.yaml');
     expect(m.networks).toEqual({
-      examplevlan: { name: 'examplevlan', subnet: { base: 0x0a4d0000, prefix: 24 }, subnetText: '10.77.0.0/24', gateway: '10.77.0.1', nat: false },
+      examplevlan: { name: 'examplevlan', subnet: { base: 0x0a4d0000, prefix: 24 }, subnetText: '10.77.0.0/24', gateway: '10.77.0.1', nat: false, isolated: false },
     });
     expect(Object.keys(m.machines)).toEqual(['db', 'web']);
     const common = {
@@ -464,12 +465,14 @@ describe('parseManifest resolves valid manifests', () => {
       authorizedKeys: [],
       environment: { TZ: 'UTC' },
       autostart: true,
+      security: resolveSecurity(undefined, undefined),
+      limits: resolveLimits(undefined, undefined),
     };
     expect(m.machines.web).toEqual({
       ...common,
       name: 'web',
       hostname: 'web',
-      network: { bridge: 'examplevlan', address: '10.77.0.11', prefix: 24, gateway: '10.77.0.1' },
+      network: { bridge: 'examplevlan', address: '10.77.0.11', prefix: 24, gateway: '10.77.0.1', allow: [] },
       bind: [{ source: '/srv/www', target: '/var/www', readOnly: true }],
       ports: [{ host: 8080, container: 80, protocol: 'tcp' }],
       files: [{ path: '/etc/motd', content: 'web: managed by nspawnctl\n', mode: 0o644 }],
@@ -479,7 +482,7 @@ describe('parseManifest resolves valid manifests', () => {
       ...common,
       name: 'db',
       hostname: 'db',
-      network: { bridge: 'examplevlan', address: '10.77.0.12', prefix: 24, gateway: '10.77.0.1' },
+      network: { bridge: 'examplevlan', address: '10.77.0.12', prefix: 24, gateway: '10.77.0.1', allow: [] },
       bind: [],
       ports: [],
       files: [{ path: '/etc/motd', content: 'db: managed by nspawnctl\n', mode: 0o644 }],
@@ -510,6 +513,20 @@ describe('parseManifest resolves valid manifests', () => {
       files: [],
       provision: [],
       autostart: false,
+      security: {
+        preset: 'default' as const,
+        privateUsers: 'pick',
+        capabilityDrop: [],
+        capabilityAdd: [],
+        noNewPrivileges: false,
+        readOnly: false,
+        volatile: 'no',
+        inaccessible: [],
+        tmpfs: [],
+        systemCallFilter: [],
+        devices: [],
+      },
+      limits: { memoryMax: undefined, memorySwapMax: undefined, cpuQuota: undefined, tasksMax: undefined, ioWeight: undefined },
     });
   });
 
@@ -570,7 +587,7 @@ describe('parseManifest resolves valid manifests', () => {
     expect(m.networks.br0.nat).toBe(false);
     expect(m.networks.br1.gateway).toBe('192.168.5.254');
     expect(m.networks.br1.nat).toBe(true);
-    expect(m.machines.web.network).toEqual({ bridge: 'br0', address: '10.0.11.254', prefix: 22, gateway: '10.0.8.1' });
+    expect(m.machines.web.network).toEqual({ bridge: 'br0', address: '10.0.11.254', prefix: 22, gateway: '10.0.8.1', allow: [] });
   });
 
   test('ports default the container port to the host port and the protocol to tcp; file modes are octal', () => {
