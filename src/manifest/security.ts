@@ -180,6 +180,9 @@ export function resolveSecurity(defaults: RawSecurity | undefined, own: RawSecur
     if (layer.devices !== undefined) out.devices = layer.devices.map((x) => ({ path: x.path, access: x.access }));
     if (layer.apparmorProfile !== undefined) out.apparmorProfile = layer.apparmorProfile;
   }
+  // A capability added explicitly is not dropped by a preset or by the defaults' list (nspawn
+  // would apply the drop last and silently lose it).
+  out.capabilityDrop = out.capabilityDrop.filter((c) => !out.capabilityAdd.includes(c));
   return out;
 }
 

@@ -44,6 +44,8 @@ export function renderRootfsEntries(machine: Machine, manifestFile: string): Roo
             ['DNS', machine.dns],
             ['LinkLocalAddressing', 'no'],
             ['IPv6AcceptRA', 'no'],
+            // LLDP needs a raw socket: without CAP_NET_RAW (the strict preset) networkd would fail the link.
+            ['LLDP', 'no'],
           ],
         ],
       ]),

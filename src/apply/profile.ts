@@ -1,0 +1,111 @@
+// The syscall profiler: runs a command inside a running machine under strace -f -c and turns
+// what it called into a systemCallFilter: every candidate group the command never touched is
+// denied. It only sees the code paths that ran.
+import { NspawnctlError } from '../errors';
+import { Host } from '../host/host';
+import { expandGroup, readSyscallTable, SyscallTable } from '../host/syscalls';
+import { STRICT_DENIED_GROUPS } from '../manifest/security';
+import { machineLeader } from './machinectl';
+import { installPackages } from './packages';
+
+/**
+ * Groups a profile may deny: none of them is needed by systemd to boot a machine or by a
+ * typical network service, so denying an unused one costs nothing.
+ */
+export const PROFILE_CANDIDATE_GROUPS = [...STRICT_DENIED_GROUPS, '@aio', '@memlock', '@pkey'].sort();
+
+export interface SyscallProfile {
+  machine: string;
+  command: string[];
+  exitCode: number;
+  /** Every system call the command (and its children) made, sorted. */
+  syscalls: string[];
+  /** Candidate groups the command never used: what the filter denies. */
+  denied: string[];
+  /** Candidate groups it did use, with the calls that keep each one allowed. */
+  kept: { group: string; because: string[] }[];
+  systemCallFilter: string[];
+}
+
+/** System call names from strace -c's table (the last column of each row but "total"). */
+export function parseStraceSummary(text: string): string[] {
+  const names = new Set<string>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+\d+\s+(?:\d+\s+)?([a-z0-9_]+)\s*$/.exec(line);
+    if (m && m[1] !== 'total') names.add(m[1]);
+  }
+  return [...names].sort();
+}
+
+/** Which candidate groups the calls leave unused, and which they keep. */
+export function filterFromSyscalls(table: SyscallTable, syscalls: string[]): Pick<SyscallProfile, 'denied' | 'kept' | 'systemCallFilter'> {
+  const used = new Set(syscalls);
+  const denied: string[] = [];
+  const kept: { group: string; because: string[] }[] = [];
+  for (const group of PROFILE_CANDIDATE_GROUPS.filter((g) => table.groups.has(g))) {
+    const because = [...expandGroup(table, group)].filter((n) => used.has(n)).sort();
+    if (because.length === 0) denied.push(group);
+    else kept.push({ group, because });
+  }
+  return { denied, kept, systemCallFilter: denied.map((g) => `~${g}`) };
+}
+
+export interface ProfileOptions {
+  /** Install strace into the machine when it is missing (the user agreed). */
+  installStrace: boolean;
+  onLine?: (line: string) => void;
+}
+
+export async function profileSyscalls(host: Host, machine: string, command: string[], options: ProfileOptions): Promise<SyscallProfile> {
+  const leader = await machineLeader(host, machine);
+  if (leader === undefined) throw new NspawnctlError(`machine ${machine} is not running`, { hint: `Start it first: nspawnctl apply MANIFEST (or machinectl start ${machine})` });
+  const table = await readSyscallTable(host);
+  if (!table) throw new NspawnctlError('systemd-analyze syscall-filter gave no groups; the profile needs them', { hint: 'apt-get install systemd' });
+  const root = `/proc/${leader}/root`;
+  if (!(await host.fs.stat(`${root}/usr/bin/strace`))) {
+    if (!options.installStrace) {
+      throw new NspawnctlError(`strace is not installed in machine ${machine}`, {
+        hint: 'Rerun with --install-strace to install it into the machine (apt-get install strace), or add strace to its packages.',
+      });
+    }
+    await installPackages(host, machine, ['strace'], options.onLine);
+  }
+  // The summary goes to a file in the machine's /run, read back through /proc/PID/root.
+  const inner = `/run/nspawnctl-profile-${process.pid}-${Date.now()}.txt`;
+  const nsUser = await host.fs.readLink(`/proc/${leader}/ns/user`);
+  const ownUser = await host.fs.readLink('/proc/self/ns/user');
+  const enter = ['--target', String(leader), '--mount', '--uts', '--ipc', '--net', '--pid', ...(nsUser !== ownUser ? ['--user'] : [])];
+  try {
+    const r = await host.runner.run('nsenter', [...enter, '--', 'strace', '-f', '-c', '-o', inner, '--', ...command], {
+      allowFailure: true,
+      onLine: options.onLine,
+      dieWithParent: true,
+    });
+    const summary = await host.fs.readText(`${root}${inner}`);
+    if (summary === undefined) {
+      throw new NspawnctlError(`strace wrote no summary (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+    }
+    const syscalls = parseStraceSummary(summary);
+    return { machine, command, exitCode: r.exitCode, syscalls, ...filterFromSyscalls(table, syscalls) };
+  } finally {
+    await host.fs.removeFile(`${root}${inner}`).catch(() => undefined);
+  }
+}
+
+/** The profile as manifest YAML, with the caveats as comments. */
+export function formatProfile(p: SyscallProfile): string {
+  const lines = [
+    `# nspawnctl profile syscalls ${p.machine} -- ${p.command.map((a) => JSON.stringify(a)).join(' ')}`,
+    `# The command made ${p.syscalls.length} distinct system calls${p.exitCode !== 0 ? ` and exited with ${p.exitCode}` : ''}.`,
+    '# WARNING: a profile covers only the code paths that ran. Exercise the service fully',
+    '# (start, reload, every request type, shutdown) before you trust it.',
+    ...p.kept.map((k) => `# kept ${k.group}: used ${k.because.join(' ')}`),
+    '# Paste under machines.NAME (it replaces any systemCallFilter there or in a preset):',
+    'security:',
+    ...(p.systemCallFilter.length
+      ? ['  systemCallFilter:', ...p.systemCallFilter.map((e) => `    - "${e}"`)]
+      : ['  # every candidate group was used: nothing to deny', '  systemCallFilter: []']),
+    `# all calls: ${p.syscalls.join(' ')}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,41 @@
+import { Args, Flags } from '@oclif/core';
+import { createInterface } from 'node:readline/promises';
+import { formatProfile, profileSyscalls } from '../../apply/profile';
+import { BaseCommand, jsonFlag } from '../../command-base';
+import { NspawnctlError } from '../../errors';
+import { MACHINE_NAME } from '../../manifest/schema';
+
+// Profiles the system calls of a command run inside a machine, as a systemCallFilter to paste.
+export default class ProfileSyscalls extends BaseCommand {
+  static override summary = 'Run a command in a machine under strace and print the systemCallFilter it allows.';
+  static override description =
+    'Runs CMD inside the running machine (in its namespaces, as its root, outside its seccomp filter) under strace -f -c, and prints a security.systemCallFilter that denies every group of ' +
+    'a safe candidate set (@aio @clock @cpu-emulation @debug @memlock @module @obsolete @pkey @raw-io @swap) the command never called. A profile covers only the code paths that ran.';
+  static override examples = ['<%= config.bin %> profile syscalls web -- /usr/sbin/nginx -t', '<%= config.bin %> profile syscalls db --install-strace --json -- psql -c "select 1"'];
+  static override strict = false;
+  static override args = { machine: Args.string({ description: 'a running machine', required: true }) };
+  static override flags = {
+    'install-strace': Flags.boolean({ description: 'Install strace into the machine if it is missing (asks on a terminal otherwise).', default: false }),
+    json: jsonFlag,
+  };
+
+  async run(): Promise<void> {
+    const { args, flags, argv } = await this.parse(ProfileSyscalls);
+    if (!MACHINE_NAME.test(args.machine)) throw new NspawnctlError(`"${args.machine}" is not a machine name`, { exitCode: 2 });
+    const command = (argv as string[]).slice(1);
+    if (command.length === 0) throw new NspawnctlError('no command to profile', { exitCode: 2, hint: `nspawnctl profile syscalls ${args.machine} -- CMD [ARGS...]` });
+    const host = this.createHost();
+    let install = flags['install-strace'];
+    if (!install && process.stdin.isTTY && !(await host.fs.stat(`/var/lib/machines/${args.machine}/usr/bin/strace`))) {
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      install = /^y(es)?$/i.test((await rl.question(`strace is not in machine ${args.machine}. Install it there (apt-get install strace)? [y/N] `)).trim());
+      rl.close();
+    }
+    const profile = await profileSyscalls(host, args.machine, command, {
+      installStrace: install,
+      onLine: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
+    });
+    if (flags.json) this.out(JSON.stringify(profile, null, 2));
+    else this.out(formatProfile(profile).trimEnd());
+  }
+}
