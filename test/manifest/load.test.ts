@@ -465,7 +465,7 @@ describe('parseManifest resolves valid manifests', () => {
       authorizedKeys: [],
       environment: { TZ: 'UTC' },
       autostart: true,
-      security: resolveSecurity(undefined, undefined),
+      security: resolveSecurity({ preset: 'strict' }, undefined),
       limits: resolveLimits(undefined, undefined),
     };
     expect(m.machines.web).toEqual({
