@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { NspawnctlError } from '../errors';
-import { Host } from '../host/host';
+import { findProgram, Host } from '../host/host';
 import { Machine } from '../manifest/schema';
 import { Bootstrapper, bootstrapCommand, dropBootstrapAptOptions } from './bootstrap';
 import { removeUnmounting } from './staging';
@@ -117,6 +117,8 @@ export class ImageCache {
     await removeUnmounting(this.host, tmp);
     await this.host.fs.mkdir(tmp, 0o700);
     try {
+      // On btrfs the image is a subvolume, so each machine made from it is a snapshot.
+      if (await useSubvolumes(this.host, tmp)) await this.host.runner.run('btrfs', ['subvolume', 'create', posix.join(tmp, 'rootfs')]);
       const cmd = bootstrapCommand(tool, { ...spec, packages: spec.basePackages }, posix.join(tmp, 'rootfs'));
       await this.host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine, dieWithParent: true });
       await dropBootstrapAptOptions(this.host, posix.join(tmp, 'rootfs'));
@@ -148,10 +150,30 @@ export class ImageCache {
   }
 }
 
-/** Copies a cached rootfs to `target` (reflinks on btrfs and XFS, a plain copy elsewhere). */
-export async function copyImage(host: Host, source: string, target: string): Promise<void> {
+/** The filesystem type of the filesystem holding `path` ("btrfs", "ext2/ext3", "xfs", ...). */
+export async function filesystemType(host: Host, path: string): Promise<string | undefined> {
+  const r = await host.runner.run('stat', ['--file-system', '--format=%T', path], { allowFailure: true });
+  return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+
+/** True when new base images under `dir` should be btrfs subvolumes (so copies can be snapshots). */
+export async function useSubvolumes(host: Host, dir: string): Promise<boolean> {
+  return (await findProgram(host, 'btrfs')) !== undefined && (await filesystemType(host, dir)) === 'btrfs';
+}
+
+/**
+ * Copies a cached rootfs to `target`: a btrfs snapshot when the image is a subvolume on the same
+ * btrfs filesystem (constant time), else cp with reflinks (btrfs, XFS) or a plain copy.
+ */
+export async function copyImage(host: Host, source: string, target: string): Promise<'snapshot' | 'copy'> {
   if (await host.fs.stat(target)) throw new NspawnctlError(`internal: ${target} exists`);
+  if ((await useSubvolumes(host, posix.dirname(target))) && (await filesystemType(host, source)) === 'btrfs') {
+    // Fails (and leaves nothing) when the source is not a subvolume or is on another filesystem.
+    const r = await host.runner.run('btrfs', ['subvolume', 'snapshot', source, target], { allowFailure: true });
+    if (r.exitCode === 0) return 'snapshot';
+  }
   await host.runner.run('cp', ['--archive', '--reflink=auto', '--no-target-directory', source, target], { dieWithParent: true });
+  return 'copy';
 }
 
 /** Removes cache entries older than `maxAgeMs` (all of them with `all`). */

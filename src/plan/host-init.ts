@@ -66,7 +66,7 @@ export function requiredPackages(manifest: Manifest | undefined, observed: Pick<
   const tools = new Set(machines.map((m) => m.bootstrapper));
   if (tools.size === 0 || tools.has('auto') || tools.has('mmdebstrap')) pkgs.add('mmdebstrap');
   if (tools.has('debootstrap')) pkgs.add('debootstrap');
-  if (Object.values(manifest?.networks ?? {}).some((n) => n.nat)) pkgs.add('nftables');
+  if (Object.values(manifest?.networks ?? {}).some((n) => n.nat || n.isolated)) pkgs.add('nftables');
   // Debian 13 ships networkd in its own package; Debian 12 and Ubuntu have it in systemd.
   if (!observed.networkdBinary) pkgs.add('systemd-networkd');
   if (machines.some((m) => m.distribution === 'ubuntu') && !observed.ubuntuKeyring) pkgs.add('ubuntu-keyring');

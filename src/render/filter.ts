@@ -69,7 +69,10 @@ export function renderFilter(network: Network, machines: Machine[], manifestFile
     header,
     `table bridge ${FILTER_TABLE} {`,
     `\tchain ${chain} {`,
-    '\t\ttype filter hook forward priority 0; policy accept;',
+    // "filter" is -200 in the bridge family: before br_netfilter (-1), which takes IP packets
+    // away to the IP hooks and, back on the bridge, skips every priority-0 chain registered
+    // before the netns's first bridge existed (the case at boot, and for a new netns).
+    '\t\ttype filter hook forward priority filter; policy accept;',
     '\t}',
     '}',
     `flush chain bridge ${FILTER_TABLE} ${chain}`,

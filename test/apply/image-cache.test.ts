@@ -1,7 +1,7 @@
 // The base-image cache: what a key identifies, which entries readImage trusts, how ensure()
 // builds (hidden, then renamed in), reuses, rebuilds and shares one bootstrap, and what
 // pruneImages removes.
-import { imageKey, ImageCache, ImageMeta, pruneImages, readImage } from '../../src/apply/image-cache';
+import { copyImage, imageKey, ImageCache, ImageMeta, pruneImages, readImage } from '../../src/apply/image-cache';
 import { CommandFailedError } from '../../src/errors';
 import { parseManifest } from '../../src/manifest/load';
 import { Machine } from '../../src/manifest/schema';
@@ -418,5 +418,58 @@ describe('pruneImages', () => {
     const host = new FakeHost();
     expect(await pruneImages(host, CACHE_OPTIONS, true, NOW)).toEqual([]);
     expect(host.fs.changes).toEqual([]);
+  });
+});
+
+describe('on btrfs', () => {
+  const STAT = (dir: string) => ['stat', '--file-system', '--format=%T', dir];
+  function btrfsHost(types: Record<string, string>): FakeHost {
+    const host = cacheHost();
+    host.fs.addFile('/usr/bin/btrfs', 'ELF btrfs\n', { mode: 0o755 });
+    for (const [dir, type] of Object.entries(types)) host.runner.on(STAT(dir), { stdout: `${type}\n` });
+    return host;
+  }
+  const argvs = (host: FakeHost) => host.runner.calls.map((c) => [c.file, ...c.args].join(' '));
+
+  test('a new image is a subvolume: created before the bootstrap writes into it', async () => {
+    const host = btrfsHost({ [BUILDING(DB_KEY)]: 'btrfs' });
+    host.runner.on(['btrfs', 'subvolume', 'create', `${BUILDING(DB_KEY)}/rootfs`], () => {
+      host.fs.addDir(`${BUILDING(DB_KEY)}/rootfs`);
+      return {};
+    });
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(argvs(host)).toEqual([STAT(BUILDING(DB_KEY)).join(' '), `btrfs subvolume create ${BUILDING(DB_KEY)}/rootfs`, MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).join(' ')]);
+  });
+
+  test('on ext4 (or without btrfs-progs) the image is a plain directory', async () => {
+    const host = btrfsHost({ [BUILDING(DB_KEY)]: 'ext2/ext3' });
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(argvs(host)).toEqual([STAT(BUILDING(DB_KEY)).join(' '), MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).join(' ')]);
+    const plain = cacheHost();
+    await new ImageCache(plain, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(argvs(plain)).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).join(' ')]);
+  });
+
+  test('a copy of a subvolume image on the same btrfs is a snapshot (no cp)', async () => {
+    const source = `${IMAGES}/${DB_KEY}/rootfs`;
+    const target = '/var/lib/machines/.nspawnctl-db.staging';
+    const host = btrfsHost({ '/var/lib/machines': 'btrfs', [source]: 'btrfs' });
+    host.fs.addDir(source);
+    host.runner.on(['btrfs', 'subvolume', 'snapshot', source, target], () => {
+      host.fs.addDir(target);
+      return {};
+    });
+    expect(await copyImage(host, source, target)).toBe('snapshot');
+    expect(argvs(host)).toEqual([STAT('/var/lib/machines').join(' '), STAT(source).join(' '), `btrfs subvolume snapshot ${source} ${target}`]);
+  });
+
+  test('when the snapshot is refused (not a subvolume, another filesystem) it is copied instead', async () => {
+    const source = `${IMAGES}/${DB_KEY}/rootfs`;
+    const target = '/var/lib/machines/.nspawnctl-db.staging';
+    const host = btrfsHost({ '/var/lib/machines': 'btrfs', [source]: 'btrfs' });
+    host.fs.addDir(source);
+    host.runner.on(['btrfs', 'subvolume', 'snapshot', source, target], { exitCode: 1, stderr: 'ERROR: Not a Btrfs subvolume' });
+    expect(await copyImage(host, source, target)).toBe('copy');
+    expect(argvs(host).slice(-1)).toEqual([`cp --archive --reflink=auto --no-target-directory ${source} ${target}`]);
   });
 });

@@ -62,8 +62,9 @@ export class Sandbox {
 }
 
 /** Why the e2e suite cannot run here, or undefined when it can. */
-export function whyCannotRun(): string | undefined {
+export function whyCannotRun(extraTools: string[] = []): string | undefined {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'not running as root';
+  for (const tool of extraTools) if (!existsSync(tool)) return `${tool} is missing`;
   for (const tool of ['/usr/bin/systemd-nspawn', '/usr/bin/mmdebstrap', '/usr/sbin/apt-cacher-ng', '/usr/bin/nsenter', '/usr/sbin/ip']) {
     if (!existsSync(tool)) return `${tool} is missing (apt-get install systemd-container mmdebstrap apt-cacher-ng iproute2)`;
   }
@@ -72,8 +73,8 @@ export function whyCannotRun(): string | undefined {
 }
 
 /** Registers the suite, or a loud skip when it cannot run here (a failure when it is required). */
-export function e2eSuite(title: string, body: () => void): void {
-  const why = whyCannotRun();
+export function e2eSuite(title: string, body: () => void, extraTools: string[] = []): void {
+  const why = whyCannotRun(extraTools);
   const required = process.env.NSPAWNCTL_E2E === 'required';
   if (why && !required) {
     process.stderr.write(`\n*** nspawnctl e2e "${title}" SKIPPED: ${why}. It runs as root with systemd-container, mmdebstrap and apt-cacher-ng installed (.ci/run does this). ***\n\n`);

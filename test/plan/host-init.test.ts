@@ -26,6 +26,7 @@ machines:
     network: { bridge: br0, address: 10.0.0.2 }
 `;
 const PLAIN = NAT.replace(', nat: true', '');
+const ISOLATED = NAT.replace(', nat: true', ', isolated: true');
 
 const P = {
   netdev: '/etc/systemd/network/50-nspawnctl-br0.netdev',
@@ -86,6 +87,7 @@ describe('requiredPackages', () => {
     ['one auto, one debootstrap: both', 'machines:\n  a: {}\n  b: { bootstrapper: debootstrap }\n', deb12, ['dbus', 'debootstrap', 'mmdebstrap', 'systemd-container']],
     ['nat network: nftables', NAT, deb12, ['dbus', 'mmdebstrap', 'nftables', 'systemd-container']],
     ['network without nat: no nftables', PLAIN, deb12, ['dbus', 'mmdebstrap', 'systemd-container']],
+    ['isolated network: nftables', ISOLATED, deb12, ['dbus', 'mmdebstrap', 'nftables', 'systemd-container']],
     ['Debian 13 (no networkd binary): systemd-networkd', undefined, { networkdBinary: false, ubuntuKeyring: false }, ['dbus', 'mmdebstrap', 'systemd-container', 'systemd-networkd']],
     ['ubuntu machine without the keyring: ubuntu-keyring', 'machines:\n  a: { distribution: ubuntu }\n', deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'ubuntu-keyring']],
     ['ubuntu machine, keyring present: none', 'machines:\n  a: { distribution: ubuntu }\n', { networkdBinary: true, ubuntuKeyring: true }, ['dbus', 'mmdebstrap', 'systemd-container']],

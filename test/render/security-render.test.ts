@@ -234,7 +234,7 @@ describe('the packet filter of an isolated network', () => {
         HEADER('network lan (isolated)'),
         'table bridge nspawnctl {',
         '\tchain isolate-lan {',
-        '\t\ttype filter hook forward priority 0; policy accept;',
+        '\t\ttype filter hook forward priority filter; policy accept;',
         '\t}',
         '}',
         'flush chain bridge nspawnctl isolate-lan',
