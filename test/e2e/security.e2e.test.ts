@@ -217,6 +217,9 @@ e2eSuite('containment, proven from inside running machines', () => {
     expect(inMachine('sb', ['/usr/local/bin/connect', '10.78.0.11', '5432'], false).stdout).toMatch(/^failed/);
     const ping = inHost(['nsenter', '-t', String(leader('sb')), '-n', 'ping', '-c', '1', '-W', '2', '10.78.0.11'], { check: false });
     expect(ping.code).not.toBe(0);
+    // Blocked by nspawnctl's chain, not by accident: its drop rule counted the packets.
+    const chain = inHost(['nft', 'list', 'chain', 'bridge', 'nspawnctl', 'isolate-secnet']).stdout;
+    expect(Number(/counter packets (\d+) bytes \d+ drop/.exec(chain)?.[1] ?? 0)).toBeGreaterThan(0);
     // A flushed ruleset is noticed and loaded again.
     inHost(['nft', 'flush', 'ruleset']);
     const plan = JSON.parse(nspawnctl(['plan', '/root/sec.yaml', '--json']).stdout);
