@@ -54,6 +54,11 @@ export class Sandbox {
     this.exec(['tee', path], { input: content });
   }
 
+  /** Retries ping from the sandbox for a while: networkd inside a machine configures host0 shortly after boot. */
+  pingUntilAnswered(address: string): boolean {
+    return this.exec(['sh', '-c', `for i in $(seq 1 30); do ping -c 1 -W 1 ${address} >/dev/null && exit 0; sleep 1; done; exit 1`], { check: false }).code === 0;
+  }
+
   /** Powers it off and checks that nothing of it is left on this machine. */
   downAndCheckClean(): Result {
     this.run(['down']);
