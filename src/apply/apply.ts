@@ -220,6 +220,8 @@ export async function unloadFilter(host: Host, table: string, chain: string): Pr
   if (r.exitCode === 0 && !r.stdout.includes('"chain":')) {
     await host.runner.run('nft', ['delete', 'table', 'bridge', table], { allowFailure: true });
   }
+  // Its boot unit was removed with the network's other filter files: systemd forgets it now.
+  await host.runner.run('systemctl', ['daemon-reload']);
 }
 
 /** Waits until networkd has created the bridges the machines will join. */
