@@ -128,15 +128,17 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
 /**
  * Runs a command inside a stopped machine's rootfs with systemd-nspawn (not booted, host
  * network so apt can download). `shiftedIds` mirrors the -U of systemd-nspawn@.service once
- * the tree has been shifted into a user namespace range.
+ * the tree has been shifted into a user namespace range; `privateUsers` sets the range and
+ * ownership mode explicitly instead.
  */
 export async function runInRootfs(
   host: Host,
   name: string,
   dir: string,
   command: string[],
-  options: { onLine?: (line: string) => void; shiftedIds: boolean },
+  options: { onLine?: (line: string) => void; shiftedIds: boolean; privateUsers?: { users: string; ownership: 'auto' | 'chown' } },
 ): Promise<void> {
+  const users = options.privateUsers ?? (options.shiftedIds ? { users: 'pick', ownership: 'auto' } : undefined);
   await host.runner.run(
     'systemd-nspawn',
     [
@@ -150,7 +152,7 @@ export async function runInRootfs(
       '--timezone=off',
       `--machine=${name}`,
       `--directory=${dir}`,
-      ...(options.shiftedIds ? ['--private-users=pick', '--private-users-ownership=auto'] : []),
+      ...(users ? [`--private-users=${users.users}`, `--private-users-ownership=${users.ownership}`] : []),
       '--setenv=DEBIAN_FRONTEND=noninteractive',
       '--',
       ...command,
@@ -189,11 +191,7 @@ export async function prepareReadOnly(host: Host, name: string, shift: 'pick' | 
   const rootfs = rootfsPath(name);
   if (shift !== undefined) {
     const users = shift === 0 ? 'identity' : String(shift);
-    await host.runner.run(
-      'systemd-nspawn',
-      ['--quiet', '--register=no', '--settings=no', '--console=pipe', `--machine=${name}`, `--directory=${rootfs}`, `--private-users=${users}`, '--private-users-ownership=chown', '--', '/bin/true'],
-      { onLine, dieWithParent: true },
-    );
+    await runInRootfs(host, name, rootfs, ['/bin/true'], { onLine, shiftedIds: false, privateUsers: { users, ownership: 'chown' } });
   }
   const top = await host.fs.stat(rootfs);
   if (!top) throw new NspawnctlError(`root filesystem ${rootfs} is missing`);
