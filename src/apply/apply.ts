@@ -7,7 +7,7 @@ import { serializeRecord } from '../plan/records';
 import { describeStep, Plan, Step } from '../plan/steps';
 import { createMachine, prepareReadOnly } from './bootstrap';
 import { removeOwnedFile, writeEntry } from './files';
-import { disableMachine, enableMachine, restartMachine, startMachine, stopMachine } from './machinectl';
+import { daemonReload, disableMachine, enableMachine, restartMachine, startMachine, stopMachine } from './machinectl';
 import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
 import { removeStaging } from './staging';
@@ -197,8 +197,7 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
         if (step.stopFirst) await stopMachine(host, step.machine, { timeoutMs: options.startTimeoutMs });
         return await prepareReadOnly(host, step.machine, step.shift, step.mountPoints, onLine);
       case 'reload-units':
-        await host.runner.run('systemctl', ['daemon-reload']);
-        return;
+        return await daemonReload(host);
       case 'load-filter':
         await host.runner.run('nft', ['-f', step.path]);
         return;
@@ -221,7 +220,7 @@ export async function unloadFilter(host: Host, table: string, chain: string): Pr
     await host.runner.run('nft', ['delete', 'table', 'bridge', table], { allowFailure: true });
   }
   // Its boot unit was removed with the network's other filter files: systemd forgets it now.
-  await host.runner.run('systemctl', ['daemon-reload']);
+  await daemonReload(host);
 }
 
 /** Waits until networkd has created the bridges the machines will join. */

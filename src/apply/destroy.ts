@@ -5,7 +5,7 @@ import { appArmorDropInPath, autostartLinkPath, isWithin, limitsDropInPath, mach
 import { MACHINE_NAME } from '../manifest/schema';
 import { isSystemdBooted, readMachineRecord } from '../plan/observe';
 import { removeOwnedFile } from './files';
-import { disableMachine, machineState, stopMachine } from './machinectl';
+import { daemonReload, disableMachine, machineState, stopMachine } from './machinectl';
 import { mountsUnder, removeStaging } from './staging';
 
 export interface DestroyOptions {
@@ -66,7 +66,7 @@ export async function destroyMachine(host: Host, name: string, options: DestroyO
     if (await removeOwnedFile(host, path)) removed.push(path);
   }
   // The unit's drop-ins (limits, AppArmor) are gone: systemd must forget them too.
-  if (booted && removed.some((p) => isWithin(p, unitDropInDir(name)))) await host.runner.run('systemctl', ['daemon-reload']);
+  if (booted && removed.some((p) => isWithin(p, unitDropInDir(name)))) await daemonReload(host);
   if (await host.fs.stat(rootfs)) {
     await assertNothingMounted(host, rootfs);
     say(`removing ${rootfs}`);

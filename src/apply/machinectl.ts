@@ -23,6 +23,21 @@ export async function machineLeader(host: Host, name: string): Promise<number | 
   return r.exitCode === 0 && pid > 0 ? pid : undefined;
 }
 
+/**
+ * nsenter arguments that enter a running machine's mount, UTS, IPC and PID namespaces (and its
+ * network namespace with `network`), plus its user namespace when it has its own.
+ */
+export async function enterMachineArgs(host: Host, leader: number, options: { network: boolean }): Promise<string[]> {
+  const nsUser = await host.fs.readLink(`/proc/${leader}/ns/user`);
+  const ownUser = await host.fs.readLink('/proc/self/ns/user');
+  return ['--target', String(leader), '--mount', '--uts', '--ipc', ...(options.network ? ['--net'] : []), '--pid', ...(nsUser !== ownUser ? ['--user'] : [])];
+}
+
+/** Makes systemd re-read unit files and drop-ins (cgroup limits apply to running units). */
+export async function daemonReload(host: Host): Promise<void> {
+  await host.runner.run('systemctl', ['daemon-reload']);
+}
+
 export async function startMachine(host: Host, name: string, wait: WaitOptions): Promise<void> {
   await host.runner.run('machinectl', ['start', name]);
   await waitForRunning(host, name, wait);

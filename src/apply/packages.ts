@@ -2,7 +2,7 @@
 import { Host } from '../host/host';
 import { rootfsPath } from '../host/paths';
 import { APT_INSTALL, runInRootfs, withPolicyRcD } from './bootstrap';
-import { machineLeader } from './machinectl';
+import { enterMachineArgs, machineLeader } from './machinectl';
 
 
 /**
@@ -13,9 +13,7 @@ import { machineLeader } from './machinectl';
 export async function installPackages(host: Host, name: string, packages: string[], onLine?: (line: string) => void): Promise<void> {
   const leader = await machineLeader(host, name);
   if (leader !== undefined) {
-    const nsUser = await host.fs.readLink(`/proc/${leader}/ns/user`);
-    const ownUser = await host.fs.readLink('/proc/self/ns/user');
-    const enter = ['--target', String(leader), '--mount', '--uts', '--ipc', '--pid', ...(nsUser !== ownUser ? ['--user'] : [])];
+    const enter = await enterMachineArgs(host, leader, { network: false });
     const env = ['env', 'DEBIAN_FRONTEND=noninteractive', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
     await host.runner.run('nsenter', [...enter, '--', ...env, 'apt-get', 'update'], { onLine, dieWithParent: true });
     await host.runner.run('nsenter', [...enter, '--', ...env, ...APT_INSTALL, ...packages], { onLine, dieWithParent: true });

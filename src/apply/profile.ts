@@ -5,7 +5,7 @@ import { NspawnctlError } from '../errors';
 import { Host } from '../host/host';
 import { expandGroup, readSyscallTable, SyscallTable } from '../host/syscalls';
 import { STRICT_DENIED_GROUPS } from '../manifest/security';
-import { machineLeader } from './machinectl';
+import { enterMachineArgs, machineLeader } from './machinectl';
 import { installPackages } from './packages';
 
 /**
@@ -72,9 +72,7 @@ export async function profileSyscalls(host: Host, machine: string, command: stri
   }
   // The summary goes to a file in the machine's /run, read back through /proc/PID/root.
   const inner = `/run/nspawnctl-profile-${process.pid}-${Date.now()}.txt`;
-  const nsUser = await host.fs.readLink(`/proc/${leader}/ns/user`);
-  const ownUser = await host.fs.readLink('/proc/self/ns/user');
-  const enter = ['--target', String(leader), '--mount', '--uts', '--ipc', '--net', '--pid', ...(nsUser !== ownUser ? ['--user'] : [])];
+  const enter = await enterMachineArgs(host, leader, { network: true });
   try {
     const r = await host.runner.run('nsenter', [...enter, '--', 'strace', '-f', '-c', '-o', inner, '--', ...command], {
       allowFailure: true,
