@@ -53,6 +53,8 @@ export function filterFromSyscalls(table: SyscallTable, syscalls: string[]): Pic
 export interface ProfileOptions {
   /** Install strace into the machine when it is missing (the user agreed). */
   installStrace: boolean;
+  /** Asked when strace is missing and installStrace is false (a terminal's yes/no). */
+  confirmInstall?: () => Promise<boolean>;
   onLine?: (line: string) => void;
 }
 
@@ -63,7 +65,7 @@ export async function profileSyscalls(host: Host, machine: string, command: stri
   if (!table) throw new NspawnctlError('systemd-analyze syscall-filter gave no groups; the profile needs them', { hint: 'apt-get install systemd' });
   const root = `/proc/${leader}/root`;
   if (!(await host.fs.stat(`${root}/usr/bin/strace`))) {
-    if (!options.installStrace) {
+    if (!options.installStrace && !(await options.confirmInstall?.())) {
       throw new NspawnctlError(`strace is not installed in machine ${machine}`, {
         hint: 'Rerun with --install-strace to install it into the machine (apt-get install strace), or add strace to its packages.',
       });

@@ -25,14 +25,15 @@ export default class ProfileSyscalls extends BaseCommand {
     const command = (argv as string[]).slice(1);
     if (command.length === 0) throw new NspawnctlError('no command to profile', { exitCode: 2, hint: `nspawnctl profile syscalls ${args.machine} -- CMD [ARGS...]` });
     const host = this.createHost();
-    let install = flags['install-strace'];
-    if (!install && process.stdin.isTTY && !(await host.fs.stat(`/var/lib/machines/${args.machine}/usr/bin/strace`))) {
+    const confirmInstall = async () => {
       const rl = createInterface({ input: process.stdin, output: process.stderr });
-      install = /^y(es)?$/i.test((await rl.question(`strace is not in machine ${args.machine}. Install it there (apt-get install strace)? [y/N] `)).trim());
+      const answer = await rl.question(`strace is not in machine ${args.machine}. Install it there (apt-get install strace)? [y/N] `);
       rl.close();
-    }
+      return /^y(es)?$/i.test(answer.trim());
+    };
     const profile = await profileSyscalls(host, args.machine, command, {
-      installStrace: install,
+      installStrace: flags['install-strace'],
+      confirmInstall: process.stdin.isTTY ? confirmInstall : undefined,
       onLine: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
     });
     if (flags.json) this.out(JSON.stringify(profile, null, 2));
