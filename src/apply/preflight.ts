@@ -1,6 +1,7 @@
 // Checks, before anything changes, that this host can carry out a plan.
 import { PreflightError } from '../errors';
 import { findProgram, Host } from '../host/host';
+import { appArmorDropInPath } from '../host/paths';
 import { isSystemdBooted } from '../plan/observe';
 import { Plan } from '../plan/steps';
 import { chooseBootstrapper } from './bootstrap';
@@ -31,7 +32,7 @@ export async function findMissing(host: Host, plan: Plan): Promise<Missing[]> {
   if (plan.steps.some((s) => s.kind === 'load-filter' || s.kind === 'unload-filter') && !(await findProgram(host, 'nft'))) {
     missing.push({ what: 'nft is not installed (isolated networks are filtered with nftables)', fix: 'apt-get install nftables, or run: nspawnctl host init MANIFEST' });
   }
-  const profiles = plan.steps.flatMap((s) => (s.kind === 'write-file' && s.entry.hostPath.endsWith('/50-nspawnctl-apparmor.conf') && s.owner.type === 'machine' ? [s.owner.name] : []));
+  const profiles = plan.steps.flatMap((s) => (s.kind === 'write-file' && s.owner.type === 'machine' && s.entry.hostPath === appArmorDropInPath(s.owner.name) ? [s.owner.name] : []));
   if (profiles.length > 0 && (await host.fs.readText('/sys/module/apparmor/parameters/enabled'))?.trim() !== 'Y') {
     missing.push({
       what: `AppArmor is not enabled on this host, so apparmorProfile cannot be applied (machines: ${profiles.join(', ')})`,

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { findProgram, Host } from '../host/host';
 import { Machine } from '../manifest/schema';
-import { FILTER_DIR, FILTER_TABLE, filterChain } from '../render/filter';
+import { FILTER_DIR, FILTER_TABLE, filterChain, parseFilterTag } from '../render/filter';
 import {
   autostartLinkPath,
   inRootfs,
@@ -182,8 +182,8 @@ export async function readLiveFilters(host: Host): Promise<Record<string, string
   try {
     const items = (JSON.parse(r.stdout) as { nftables?: { rule?: { chain?: string; comment?: string } }[] }).nftables ?? [];
     for (const item of items) {
-      const m = /^nspawnctl (\S+) ([0-9a-f]{16})$/.exec(item.rule?.comment ?? '');
-      if (m && item.rule?.chain === filterChain(m[1])) live[m[1]] = m[2];
+      const tag = parseFilterTag(item.rule?.comment ?? '');
+      if (tag && item.rule?.chain === filterChain(tag.bridge)) live[tag.bridge] = tag.digest;
     }
   } catch {
     return {};

@@ -1,6 +1,6 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { isWithin, machineRecordPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, isWithin, machineRecordPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
 import { HostState, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
@@ -227,7 +227,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       if (isWithin(path, unitDropInDir(name))) {
         needsReload = true;
         // Limits go back live on reload; an AppArmor profile only changes with a new process.
-        if (path.endsWith('-apparmor.conf')) needsRestart = true;
+        if (path === appArmorDropInPath(name)) needsRestart = true;
       } else if (path.endsWith('.nspawn') || (isWithin(path, m.rootfs) && path.includes('/etc/systemd/'))) {
         // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
         needsRestart = true;

@@ -25,9 +25,16 @@ export function filterTag(bridge: string, digest: string): string {
   return `nspawnctl ${bridge} ${digest}`;
 }
 
+/** The bridge and digest a tag names (the inverse of filterTag), or undefined for any other text. */
+export function parseFilterTag(tag: string): { bridge: string; digest: string } | undefined {
+  const m = /^nspawnctl (\S+) ([0-9a-f]{16})$/.exec(tag);
+  return m ? { bridge: m[1], digest: m[2] } : undefined;
+}
+
 /** Reads the digest back out of a rendered filter file. */
 export function filterDigestOf(content: string): string | undefined {
-  return /comment "nspawnctl [^ ]+ ([0-9a-f]{16})"/.exec(content)?.[1];
+  const comment = /comment "([^"]*)"/.exec(content)?.[1];
+  return comment === undefined ? undefined : parseFilterTag(comment)?.digest;
 }
 
 const port = (machine: string) => `"vb-${machine}"`;
