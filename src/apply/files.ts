@@ -4,6 +4,7 @@ import { Host } from '../host/host';
 import { isWithin, machineDirOf, OWNED_ROOTS } from '../host/paths';
 import { NspawnctlError } from '../errors';
 import { DesiredEntry } from '../render/desired';
+import { FILTER_DIR } from '../render/filter';
 
 /**
  * Writes one entry at `hostPath`. Inside a rootfs the owner is the rootfs' top directory owner:
@@ -33,4 +34,4 @@ export async function removeOwnedFile(host: Host, path: string): Promise<boolean
   return removed;
 }
 
-const EMPTIED_DIRS = [/^\/etc\/systemd\/system\/systemd-nspawn@[a-z0-9-]+\.service\.d$/, /^\/etc\/nspawnctl\/filter$/];
+const EMPTIED_DIRS = [/^\/etc\/systemd\/system\/systemd-nspawn@[a-z0-9-]+\.service\.d$/, new RegExp(`^${FILTER_DIR}$`)];

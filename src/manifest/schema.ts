@@ -1,7 +1,7 @@
 // The one zod schema for machines.yaml, plus the resolved types the rest of nspawnctl uses.
 import { z } from 'zod';
 import { firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet, subnetsOverlap } from './ipv4';
-import { Limits, limitsSchema, resolveLimits, resolveSecurity, Security, securitySchema, SYSCALL_ENTRY } from './security';
+import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
 
 /** System call groups and names the host's systemd accepts; without it only the syntax is checked. */
 export interface KnownSyscalls {
@@ -35,8 +35,6 @@ export const DISTRIBUTION_DEFAULTS = {
 export const MACHINE_NAME = /^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$/;
 export const BRIDGE_NAME = /^[a-z][a-z0-9_-]{0,14}$/;
 const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
-// Paths may hold only characters that need no quoting in systemd files or in YAML.
-const SAFE_PATH = /^\/[A-Za-z0-9._@+/-]*$/;
 const HOSTNAME = /^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
 /** Messages of checks on mapping keys (names), so the loader points at the key, not its value. */
@@ -50,7 +48,7 @@ const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'ex
 
 const absolutePath = z
   .string()
-  .regex(SAFE_PATH, { message: 'expected an absolute path of letters, digits and . _ @ + - /' })
+  .regex(SAFE_PATH, { message: SAFE_PATH_MESSAGE })
   .refine((p) => !p.split('/').includes('..') && !p.split('/').includes('.'), { message: 'path must not contain "." or ".." segments' })
   // One spelling per path: "//etc/x" or "/etc/x/" would dodge the reserved and duplicate checks.
   .refine((p) => p !== '/' && !p.includes('//') && !p.endsWith('/'), { message: 'path must name a file or directory below /, without "//" or a trailing "/"' })

@@ -21,11 +21,15 @@ const capability = z.string().superRefine((s, ctx) => {
   ctx.addIssue({ code: z.ZodIssueCode.custom, message: `unknown capability ${JSON.stringify(s)}${hint}` });
 });
 
+// Paths may hold only characters that need no quoting in systemd files or in YAML (every path
+// of the manifest: schema.ts uses these too).
+export const SAFE_PATH = /^\/[A-Za-z0-9._@+/-]*$/;
+export const SAFE_PATH_MESSAGE = 'expected an absolute path of letters, digits and . _ @ + - /';
+
 // Paths in security lists: absolute, no quoting needed, one spelling.
-const SAFE_PATH = /^\/[A-Za-z0-9._@+/-]*$/;
 export const securityPath = z
   .string()
-  .regex(SAFE_PATH, { message: 'expected an absolute path of letters, digits and . _ @ + - /' })
+  .regex(SAFE_PATH, { message: SAFE_PATH_MESSAGE })
   .refine((p) => p !== '/' && !p.includes('//') && !p.endsWith('/') && !p.split('/').some((s) => s === '.' || s === '..'), {
     message: 'path must name something below /, without "//", "." or ".." segments or a trailing "/"',
   });
