@@ -96,6 +96,20 @@ export class PreflightError extends NspawnctlError {
   }
 }
 
+// A path inside a machine's root filesystem that nspawnctl will not use: a symlink or a
+// non-directory where it needs a directory, a special file where it needs a regular one, or a
+// file too large to be one of its own. Following it could reach the host.
+export class UnsafePathError extends NspawnctlError {
+  readonly path: string;
+
+  constructor(path: string, what: string) {
+    super(`${path} ${what}: nspawnctl will not follow or use it`, {
+      hint: 'Something inside the machine replaced it. Inspect it from inside the machine, remove or fix it there, and apply again.',
+    });
+    this.path = path;
+  }
+}
+
 // Something exists that nspawnctl did not create, and it refuses to touch it.
 export class OwnershipError extends NspawnctlError {
   constructor(message: string, hint?: string) {
@@ -103,10 +117,22 @@ export class OwnershipError extends NspawnctlError {
   }
 }
 
-/** The last `n` non-empty lines of a text. */
+/** The last `n` non-empty lines of a text, with control characters made visible. */
 export function tailLines(text: string, n: number): string {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
-  return lines.slice(-n).join('\n');
+  return escapeControl(lines.slice(-n).join('\n'));
+}
+
+/**
+ * Output that a machine produced (apt lines, its journal, stderr) shown safely: every control
+ * character except newline and tab is written as an escape (\x1b, \u009b), so nothing a machine
+ * prints can move the cursor, rewrite lines or change the terminal.
+ */
+export function escapeControl(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x80 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
 
 function indent(text: string): string {

@@ -1,5 +1,5 @@
 // The error texts users see: located manifest problems, failed commands, preflight lists.
-import { CommandFailedError, ExitCode, formatArgv, formatProblem, InterruptedError, ManifestError, OwnershipError, PreflightError } from '../src/errors';
+import { CommandFailedError, escapeControl, ExitCode, formatArgv, formatProblem, InterruptedError, ManifestError, OwnershipError, PreflightError, tailLines, UnsafePathError } from '../src/errors';
 
 test('exit codes', () => {
   expect(ExitCode).toEqual({ failure: 1, invalidManifest: 2, preflight: 3, conflict: 4, busy: 5, interrupted: 130 });
@@ -41,4 +41,39 @@ test('a preflight error lists every missing thing and every fix', () => {
   ]);
   expect(err.message).toBe('this host is not ready:\n  - a is missing\n  - b is missing');
   expect(err.hint).toBe('install a\ninstall b');
+});
+
+describe('output from inside a machine reaches the terminal only with its control characters escaped', () => {
+  test('escapeControl: ESC, the C1 CSI, DEL, carriage return, NUL and BEL become visible escapes; newline, tab and text stay', () => {
+    expect(escapeControl('\x1b[2J\x1b]0;pwned\x07')).toBe('\\x1b[2J\\x1b]0;pwned\\x07');
+    expect(escapeControl('a\u009b31mb')).toBe('a\\u009b31mb');
+    expect(escapeControl('x\x7fy\u0085z')).toBe('x\\x7fy\\u0085z');
+    expect(escapeControl('50%\rDone\r\n')).toBe('50%\\x0dDone\\x0d\n');
+    expect(escapeControl('\0\x08')).toBe('\\x00\\x08');
+    expect(escapeControl('line 1\n\tindented, ümlaut, €, 日本\n')).toBe('line 1\n\tindented, ümlaut, €, 日本\n');
+    // Every C0 and C1 control but \n and \t, and DEL: 65 - 2 + 1.
+    const all = Array.from({ length: 0xa0 }, (_, i) => String.fromCharCode(i)).join('');
+    const kept = escapeControl(all).replace(/\\x[0-9a-f]{2}|\\u00[89][0-9a-f]/g, '');
+    expect(kept).toBe(`\t\n${Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i)).join('')}`);
+  });
+
+  test('tailLines escapes what it keeps', () => {
+    expect(tailLines('one\n\x1b[31mtwo\n\nthree\x9b\n', 2)).toBe('\\x1b[31mtwo\nthree\\u009b');
+  });
+
+  test('a failed command\'s stderr tail is escaped in the message and in stderrTail', () => {
+    const err = new CommandFailedError(['apt-get', 'install', 'x'], 100, 'E: broken\n\x1b[2J\x1b[H\rfake prompt$ \n');
+    expect(err.message).toBe('command apt-get install x exited with code 100:\n    E: broken\n    \\x1b[2J\\x1b[H\\x0dfake prompt$ ');
+    expect(err.stderrTail).toBe('E: broken\n\\x1b[2J\\x1b[H\\x0dfake prompt$ ');
+  });
+});
+
+test('UnsafePathError names the path, why, and that nspawnctl never follows it; the hint says where to fix it', () => {
+  const err = new UnsafePathError('/var/lib/machines/web/etc/systemd', 'is a symlink');
+  expect([err.message, err.path, err.exitCode, err.hint]).toEqual([
+    "/var/lib/machines/web/etc/systemd is a symlink: nspawnctl will not follow or use it",
+    '/var/lib/machines/web/etc/systemd',
+    1,
+    'Something inside the machine replaced it. Inspect it from inside the machine, remove or fix it there, and apply again.',
+  ]);
 });

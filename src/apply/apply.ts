@@ -1,12 +1,14 @@
 // Runs a plan's steps in order through the Host, showing progress with listr2.
 import type { ListrTask } from 'listr2';
 import { ExitCode, InterruptedError, NspawnctlError } from '../errors';
-import { Host } from '../host/host';
+import { Host, withRootfs } from '../host/host';
 import { bridgeNetworkPath, machineDirOf } from '../host/paths';
-import { serializeRecord } from '../plan/records';
-import { describeStep, Plan, Step } from '../plan/steps';
+import { Machine } from '../manifest/schema';
+import { RECORD_MODE, serializeRecord } from '../plan/records';
+import { Conflict, describeStep, Plan, Step } from '../plan/steps';
 import { createMachine, prepareReadOnly } from './bootstrap';
-import { removeOwnedFile, writeEntry } from './files';
+import { removeOwnedFile, writeHostEntry, writeRootfsEntry } from './files';
+import { Readiness } from './in-machine';
 import { daemonReload, disableMachine, enableMachine, restartMachine, startMachine, stopMachine } from './machinectl';
 import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
@@ -21,12 +23,15 @@ export interface ApplyOptions {
   jobs: number;
   /** The base-image cache; undefined bootstraps every new machine directly. */
   cache?: CacheOptions;
+  /** The manifest's machines, by name (what installs and read-only preparation need of them). */
+  machines?: Record<string, Machine>;
 }
 
 /** What runStep needs besides the step. */
 export interface StepOptions {
   startTimeoutMs: number;
   cache?: { images: ImageCache; architecture: () => Promise<string> };
+  machines?: Record<string, Machine>;
 }
 
 /** The group of host-wide steps (bridges, networkd); ":" keeps it apart from machine names. */
@@ -73,7 +78,7 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
     else groups.push({ name, steps: [step] });
   }
   const result: ApplyResult = { done: [], failures: [], skipped: [] };
-  const stepOptions: StepOptions = { startTimeoutMs: options.startTimeoutMs, cache: options.cache ? imageCacheFor(host, options.cache) : undefined };
+  const stepOptions: StepOptions = { startTimeoutMs: options.startTimeoutMs, cache: options.cache ? imageCacheFor(host, options.cache) : undefined, machines: options.machines ?? {} };
   // registerSignalListeners off: listr2 would exit(127) on SIGINT before nspawnctl cleans up.
   const listrOptions = { exitOnError: true, registerSignalListeners: false, renderer: options.renderer, rendererOptions: { collapseErrors: false, showErrorMessage: false, collapseSubtasks: false } };
 
@@ -132,8 +137,8 @@ function imageCacheFor(host: Host, cache: CacheOptions): StepOptions['cache'] {
   };
 }
 
-/** The error apply ends with when some groups failed: one line per failure. */
-export function summarizeFailures(result: ApplyResult): NspawnctlError {
+/** The error apply ends with when some groups failed or were left alone for a conflict: one line each. */
+export function summarizeFailures(result: ApplyResult, conflicts: Conflict[] = []): NspawnctlError {
   const interrupted = result.failures.some((f) => f.error instanceof InterruptedError);
   const lines = result.failures.map((f) => {
     const who = groupLabel(f.group);
@@ -141,10 +146,12 @@ export function summarizeFailures(result: ApplyResult): NspawnctlError {
     const message = prefix && f.error.message.startsWith(prefix) ? f.error.message.slice(prefix.length) : f.error.message;
     return `${who}: ${message}`;
   });
+  for (const c of conflicts) lines.push(`${c.owner.type} ${c.owner.name}: left alone, conflict: ${c.message}`);
   if (result.skipped.length > 0) lines.push(`not attempted: ${result.skipped.map(groupLabel).join(', ')}`);
   // Machines whose every planned step was done (host-wide steps are not listed).
   const ok = [...new Set(result.done.map(stepGroup))].filter((g) => g !== HOST_GROUP && !result.failures.some((f) => f.group === g));
-  return new NspawnctlError(`apply ${interrupted ? 'was interrupted' : 'failed'}${ok.length ? ` (applied: ${ok.join(', ')})` : ''}:\n${lines.map((l) => `  - ${l}`).join('\n')}`, {
+  const verb = interrupted ? 'was interrupted' : result.failures.length > 0 ? 'failed' : 'left machines with conflicts alone';
+  return new NspawnctlError(`apply ${verb}${ok.length ? ` (applied: ${ok.join(', ')})` : ''}:\n${lines.map((l) => `  - ${l}`).join('\n')}`, {
     exitCode: interrupted ? ExitCode.interrupted : ExitCode.failure,
     hint: 'Fix the cause and run apply again: it continues from where this run stopped.',
     cause: result.failures[0]?.error,
@@ -153,23 +160,30 @@ export function summarizeFailures(result: ApplyResult): NspawnctlError {
 
 /** Carries out one step; every effect goes through `host`. */
 export async function runStep(host: Host, step: Step, options: StepOptions, onLine: (line: string) => void): Promise<void> {
-  const wait = { timeoutMs: options.startTimeoutMs };
+  const spec = (name: string): Machine => {
+    const m = options.machines?.[name];
+    if (!m) throw new NspawnctlError(`internal: machine ${name} is not in the manifest being applied`);
+    return m;
+  };
+  const wait = (name: string) => ({ timeoutMs: options.startTimeoutMs, network: options.machines?.[name]?.network !== undefined });
   try {
     switch (step.kind) {
       case 'create-machine':
         return await createMachine(host, { spec: step.spec, entries: step.entries, record: step.record, onLine, cache: options.cache });
-      case 'write-file':
-        await writeEntry(host, step.entry, step.entry.hostPath, step.entry.inRootfs ? rootfsOf(step.entry.hostPath) : undefined);
+      case 'write-file': {
+        const entry = step.entry;
+        if (entry.inRootfs) await withRootfs(host, rootfsOf(entry.hostPath), (rootfs) => writeRootfsEntry(rootfs, entry));
+        else await writeHostEntry(host, entry);
         return;
+      }
       case 'remove-file':
         await removeOwnedFile(host, step.path);
         return;
       case 'write-record':
-        await host.fs.writeFile(step.path, serializeRecord(step.record), { mode: 0o644 });
+        await host.fs.writeFile(step.path, serializeRecord(step.record), { mode: RECORD_MODE, dirMode: 0o700 });
         return;
       case 'install-packages':
-        if (step.stopFirst) await stopMachine(host, step.machine, { timeoutMs: options.startTimeoutMs });
-        return await installPackages(host, step.machine, step.packages, onLine);
+        return await installPackages(host, spec(step.machine), step.packages, { timeoutMs: options.startTimeoutMs, onLine });
       case 'remove-staging':
         await removeStaging(host, step.path);
         return;
@@ -190,12 +204,12 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
       case 'disable-machine':
         return await disableMachine(host, step.machine);
       case 'start-machine':
-        return await startMachine(host, step.machine, wait);
+        return reportReadiness(step.machine, await startMachine(host, step.machine, wait(step.machine)), onLine);
       case 'restart-machine':
-        return await restartMachine(host, step.machine, wait);
+        return reportReadiness(step.machine, await restartMachine(host, step.machine, wait(step.machine)), onLine);
       case 'prepare-read-only':
         if (step.stopFirst) await stopMachine(host, step.machine, { timeoutMs: options.startTimeoutMs });
-        return await prepareReadOnly(host, step.machine, step.shift, step.mountPoints, onLine);
+        return await prepareReadOnly(host, spec(step.machine), step.shift, step.mountPoints, options.startTimeoutMs, onLine);
       case 'reload-units':
         return await daemonReload(host);
       case 'load-filter':
@@ -210,6 +224,11 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
     }
     throw err;
   }
+}
+
+/** A degraded machine runs, but says which of its units failed. */
+function reportReadiness(name: string, readiness: Readiness, onLine: (line: string) => void): void {
+  if (readiness.state === 'degraded') onLine(`machine ${name} is running but degraded; failed units: ${readiness.failedUnits.join(', ') || '(none listed)'}`);
 }
 
 /** Deletes one chain of nspawnctl's table, and the table once no chain is left. */

@@ -1,15 +1,16 @@
 // Creates a machine's root filesystem: bootstrap into a hidden staging directory, write the
 // generated files, run provision commands, and only then rename it into place.
-import { posix } from 'node:path';
 import { NspawnctlError } from '../errors';
-import { findProgram, Host } from '../host/host';
-import { inRootfs, machineRecordPath, MACHINES_DIR, rootfsPath, stagingPath } from '../host/paths';
+import { findProgram, Host, withRootfs } from '../host/host';
+import { machineRecordPath, MACHINES_DIR, rootfsPath, stagingPath } from '../host/paths';
+import { RootfsHandle } from '../host/rootfs-handle';
 import { fillTemplate } from '../host/templates';
 import { Machine } from '../manifest/schema';
-import { MachineRecord, serializeRecord } from '../plan/records';
+import { MachineRecord, RECORD_MODE, serializeRecord } from '../plan/records';
 import { DesiredEntry } from '../render/desired';
-import { writeEntry } from './files';
+import { writeRootfsEntry } from './files';
 import { copyImage, ImageCache } from './image-cache';
+import { shiftOwnership } from './maintenance';
 import { removeStaging } from './staging';
 
 export type Bootstrapper = 'mmdebstrap' | 'debootstrap';
@@ -80,36 +81,43 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
       const base = await input.cache.images.ensure(spec, tool, await input.cache.architecture(), input.onLine);
       input.onLine?.(`copying base image into ${staging}`);
       await copyImage(host, base, staging);
-      // Every copy needs its own identity: an empty machine-id is filled in at first boot.
-      await host.fs.writeFile(posix.join(staging, 'etc/machine-id'), '', { mode: 0o444, confineTo: staging });
     } else {
       const cmd = bootstrapCommand(tool, spec, staging);
       input.onLine?.(`${tool} ${spec.suite} (${spec.packages.length} packages)`);
       await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine: input.onLine, dieWithParent: true });
-      await dropBootstrapAptOptions(host, staging);
     }
-    const writeEntries = async () => {
-      for (const entry of input.entries) await writeEntry(host, entry, posix.join(staging, entry.path), staging);
-    };
-    await writeEntries();
-    if (input.cache && extras.length > 0) {
-      input.onLine?.(`installing on top of the base image: ${extras.join(' ')}`);
-      await withPolicyRcD(host, staging, async () => {
-        await runInRootfs(host, spec.name, staging, ['apt-get', 'update'], { onLine: input.onLine, shiftedIds: false });
-        await runInRootfs(host, spec.name, staging, [...APT_INSTALL, ...extras], { onLine: input.onLine, shiftedIds: false });
-        await runInRootfs(host, spec.name, staging, ['apt-get', 'clean'], { onLine: input.onLine, shiftedIds: false });
-      });
-    }
-    if (spec.provision.length > 0) {
-      await withPolicyRcD(host, staging, async () => {
-        for (const command of spec.provision) {
-          input.onLine?.(`provision: ${command.join(' ')}`);
-          await runInRootfs(host, spec.name, staging, command, { onLine: input.onLine, shiftedIds: false });
-        }
-      });
-      // Provision commands may have rewritten generated files; the manifest wins.
+    // The staging tree never booted, so it is trusted; it is still written only through its
+    // handle, like every root filesystem.
+    await withRootfs(host, staging, async (tree) => {
+      if (input.cache) {
+        // Every copy needs its own identity: an empty machine-id is filled in at first boot.
+        await tree.writeFile('/etc/machine-id', '', { mode: 0o444 });
+      } else {
+        await dropAptOptionsOfBootstrap(tree);
+      }
+      const writeEntries = async () => {
+        for (const entry of input.entries) await writeRootfsEntry(tree, entry);
+      };
       await writeEntries();
-    }
+      if (input.cache && extras.length > 0) {
+        input.onLine?.(`installing on top of the base image: ${extras.join(' ')}`);
+        await withPolicyRcD(tree, async () => {
+          await runInRootfs(host, spec.name, staging, ['apt-get', 'update'], { onLine: input.onLine });
+          await runInRootfs(host, spec.name, staging, [...APT_INSTALL, ...extras], { onLine: input.onLine });
+          await runInRootfs(host, spec.name, staging, ['apt-get', 'clean'], { onLine: input.onLine });
+        });
+      }
+      if (spec.provision.length > 0) {
+        await withPolicyRcD(tree, async () => {
+          for (const command of spec.provision) {
+            input.onLine?.(`provision: ${command.join(' ')}`);
+            await runInRootfs(host, spec.name, staging, command, { onLine: input.onLine });
+          }
+        });
+        // Provision commands may have rewritten generated files; the manifest wins.
+        await writeEntries();
+      }
+    });
     if (await host.fs.stat(rootfs)) {
       // The record says the machine is ours but its rootfs reappeared half-way; never merge.
       throw new NspawnctlError(`${rootfs} appeared while machine ${spec.name} was being created`);
@@ -117,7 +125,7 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
     // The record goes first: killed between the two, the next plan sees a recorded machine
     // whose rootfs is missing and creates it again, instead of an unowned rootfs.
     const record: MachineRecord = { ...input.record, bootstrap: { ...input.record.bootstrap, bootstrapper: tool } };
-    await host.fs.writeFile(machineRecordPath(spec.name), serializeRecord(record), { mode: 0o644, dirMode: 0o755 });
+    await host.fs.writeFile(machineRecordPath(spec.name), serializeRecord(record), { mode: RECORD_MODE, dirMode: 0o700 });
     await host.fs.rename(staging, rootfs);
   } catch (err) {
     await removeStaging(host, staging).catch(() => undefined);
@@ -126,19 +134,12 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
 }
 
 /**
- * Runs a command inside a stopped machine's rootfs with systemd-nspawn (not booted, host
- * network so apt can download). `shiftedIds` mirrors the -U of systemd-nspawn@.service once
- * the tree has been shifted into a user namespace range; `privateUsers` sets the range and
- * ownership mode explicitly instead.
+ * Runs a command in a root filesystem that has never booted (a staging directory: trusted, as
+ * it holds only what the bootstrapper and the manifest put there), with systemd-nspawn, not
+ * booted, on the host's network so apt can download. Never used on a machine that has run:
+ * those go through maintenance.ts or in-machine.ts.
  */
-export async function runInRootfs(
-  host: Host,
-  name: string,
-  dir: string,
-  command: string[],
-  options: { onLine?: (line: string) => void; shiftedIds: boolean; privateUsers?: { users: string; ownership: 'auto' | 'chown' } },
-): Promise<void> {
-  const users = options.privateUsers ?? (options.shiftedIds ? { users: 'pick', ownership: 'auto' } : undefined);
+export async function runInRootfs(host: Host, name: string, dir: string, command: string[], options: { onLine?: (line: string) => void }): Promise<void> {
   await host.runner.run(
     'systemd-nspawn',
     [
@@ -152,7 +153,6 @@ export async function runInRootfs(
       '--timezone=off',
       `--machine=${name}`,
       `--directory=${dir}`,
-      ...(users ? [`--private-users=${users.users}`, `--private-users-ownership=${users.ownership}`] : []),
       '--setenv=DEBIAN_FRONTEND=noninteractive',
       '--',
       ...command,
@@ -166,39 +166,38 @@ export async function runInRootfs(
  * the manifest's (aptProxy renders its own file), so the bootstrap's are removed.
  */
 export async function dropBootstrapAptOptions(host: Host, rootfs: string): Promise<void> {
-  await host.fs.removeFile(posix.join(rootfs, 'etc/apt/apt.conf.d/99mmdebstrap'), { confineTo: rootfs });
+  await withRootfs(host, rootfs, dropAptOptionsOfBootstrap);
+}
+
+async function dropAptOptionsOfBootstrap(tree: RootfsHandle): Promise<void> {
+  await tree.removeFile('/etc/apt/apt.conf.d/99mmdebstrap');
 }
 
 /** Keeps services from starting while packages are installed into a rootfs that is not booted. */
-export async function withPolicyRcD<T>(host: Host, rootfs: string, fn: () => Promise<T>): Promise<T> {
-  const path = posix.join(rootfs, 'usr/sbin/policy-rc.d');
-  if (await host.fs.stat(path)) return fn();
-  const info = await host.fs.stat(rootfs);
-  await host.fs.writeFile(path, fillTemplate('policy-rc.d', {}), { mode: 0o755, uid: info?.uid, gid: info?.gid, confineTo: rootfs });
+export async function withPolicyRcD<T>(tree: RootfsHandle, fn: () => Promise<T>): Promise<T> {
+  const path = '/usr/sbin/policy-rc.d';
+  if (await tree.stat(path)) return fn();
+  const top = await tree.top();
+  await tree.writeFile(path, fillTemplate('policy-rc.d', {}), { mode: 0o755, uid: top.uid, gid: top.gid });
   try {
     return await fn();
   } finally {
-    await host.fs.removeFile(path, { confineTo: rootfs });
+    await tree.removeFile(path);
   }
 }
 
 /**
- * Readies a rootfs for ReadOnly=yes: nspawn shifts file ownership into the machine's UID range
- * once (a short run that only does that), and every mount point is created, owned like the
- * rootfs' top directory (bind mounts of single files are not supported on a read-only root).
+ * Readies a rootfs for ReadOnly=yes: its files are shifted into the machine's UID range once
+ * (shiftOwnership), and every mount point is created, owned like the rootfs' top directory
+ * (bind mounts of single files are not supported on a read-only root).
  */
-export async function prepareReadOnly(host: Host, name: string, shift: 'pick' | number | undefined, mountPoints: string[], onLine?: (line: string) => void): Promise<void> {
-  const rootfs = rootfsPath(name);
-  if (shift !== undefined) {
-    const users = shift === 0 ? 'identity' : String(shift);
-    await runInRootfs(host, name, rootfs, ['/bin/true'], { onLine, shiftedIds: false, privateUsers: { users, ownership: 'chown' } });
-  }
-  const top = await host.fs.stat(rootfs);
-  if (!top) throw new NspawnctlError(`root filesystem ${rootfs} is missing`);
-  const owner = { uid: top.uid, gid: top.gid, confineTo: rootfs };
-  for (const p of mountPoints) {
-    const target = inRootfs(rootfs, p);
-    if (await host.fs.stat(target)) continue;
-    await host.fs.mkdir(target, 0o755, owner);
-  }
+export async function prepareReadOnly(host: Host, machine: Machine, shift: 'pick' | number | undefined, mountPoints: string[], timeoutMs: number, onLine?: (line: string) => void): Promise<void> {
+  if (shift !== undefined) await shiftOwnership(host, machine, shift, timeoutMs, onLine);
+  await withRootfs(host, rootfsPath(machine.name), async (tree) => {
+    const top = await tree.top();
+    for (const p of mountPoints) {
+      if (await tree.stat(p)) continue;
+      await tree.mkdir(p, { mode: 0o755, uid: top.uid, gid: top.gid });
+    }
+  });
 }

@@ -1,11 +1,14 @@
 // Starting, stopping and enabling machines through machinectl and systemctl.
 import { NspawnctlError, tailLines } from '../errors';
 import { Host } from '../host/host';
+import { Readiness, waitUntilReady } from './in-machine';
 
 export interface WaitOptions {
   timeoutMs: number;
   intervalMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /** After it registers, also wait until networkd inside configured host0. */
+  network?: boolean;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -23,31 +26,29 @@ export async function machineLeader(host: Host, name: string): Promise<number | 
   return r.exitCode === 0 && pid > 0 ? pid : undefined;
 }
 
-/**
- * nsenter arguments that enter a running machine's mount, UTS, IPC and PID namespaces (and its
- * network namespace with `network`), plus its user namespace when it has its own.
- */
-export async function enterMachineArgs(host: Host, leader: number, options: { network: boolean }): Promise<string[]> {
-  const nsUser = await host.fs.readLink(`/proc/${leader}/ns/user`);
-  const ownUser = await host.fs.readLink('/proc/self/ns/user');
-  return ['--target', String(leader), '--mount', '--uts', '--ipc', ...(options.network ? ['--net'] : []), '--pid', ...(nsUser !== ownUser ? ['--user'] : [])];
-}
-
 /** Makes systemd re-read unit files and drop-ins (cgroup limits apply to running units). */
 export async function daemonReload(host: Host): Promise<void> {
   await host.runner.run('systemctl', ['daemon-reload']);
 }
 
-export async function startMachine(host: Host, name: string, wait: WaitOptions): Promise<void> {
+/**
+ * Starts a machine and returns once it is usable: registered, its systemd done starting up,
+ * and (with a network) host0 configured. What apply's return promises rests on this.
+ */
+export async function startMachine(host: Host, name: string, wait: WaitOptions): Promise<Readiness> {
+  const deadline = Date.now() + wait.timeoutMs;
   await host.runner.run('machinectl', ['start', name]);
   await waitForRunning(host, name, wait);
+  return waitUntilReady(host, name, { deadline, network: wait.network ?? false, sleep: wait.sleep });
 }
 
 // systemctl restart stops and starts the unit synchronously, and the new systemd-nspawn reads
 // the changed .nspawn file; machinectl reboot would keep the old process's settings.
-export async function restartMachine(host: Host, name: string, wait: WaitOptions): Promise<void> {
+export async function restartMachine(host: Host, name: string, wait: WaitOptions): Promise<Readiness> {
+  const deadline = Date.now() + wait.timeoutMs;
   await host.runner.run('systemctl', ['restart', `systemd-nspawn@${name}.service`]);
   await waitForRunning(host, name, wait);
+  return waitUntilReady(host, name, { deadline, network: wait.network ?? false, sleep: wait.sleep });
 }
 
 export async function enableMachine(host: Host, name: string): Promise<void> {
@@ -79,20 +80,22 @@ export async function stopMachine(host: Host, name: string, wait: WaitOptions): 
   if ((await machineState(host, name)) === undefined) return 'not-running';
   const sleep = wait.sleep ?? defaultSleep;
   await host.runner.run('machinectl', ['poweroff', name], { allowFailure: true });
-  if (await waitUntilGone(host, name, wait.timeoutMs, wait.intervalMs ?? 500, sleep)) return 'stopped';
+  const unit = `systemd-nspawn@${name}.service`;
+  if (await waitUntilGone(host, name, unit, wait.timeoutMs, wait.intervalMs ?? 500, sleep)) return 'stopped';
   await host.runner.run('machinectl', ['terminate', name], { allowFailure: true });
-  if (await waitUntilGone(host, name, 15000, wait.intervalMs ?? 500, sleep)) return 'terminated';
+  if (await waitUntilGone(host, name, unit, 15000, wait.intervalMs ?? 500, sleep)) return 'terminated';
   throw new NspawnctlError(`machine ${name} is still registered after poweroff and terminate`, {
     hint: `Check it with: machinectl status ${name}`,
   });
 }
 
-async function waitUntilGone(host: Host, name: string, timeoutMs: number, intervalMs: number, sleep: (ms: number) => Promise<void>): Promise<boolean> {
+/** Waits until machined no longer knows the machine and its unit is no longer active. */
+export async function waitUntilGone(host: Host, name: string, unitName: string, timeoutMs: number, intervalMs = 500, sleep = defaultSleep): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if ((await machineState(host, name)) === undefined) {
       // The unit may still be deactivating after machined dropped the machine.
-      const unit = await host.runner.run('systemctl', ['is-active', `systemd-nspawn@${name}.service`], { allowFailure: true });
+      const unit = await host.runner.run('systemctl', ['is-active', unitName], { allowFailure: true });
       if (!['active', 'deactivating', 'activating'].includes(unit.stdout.trim())) return true;
     }
     if (Date.now() >= deadline) return false;

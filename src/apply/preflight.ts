@@ -26,9 +26,6 @@ export async function findMissing(host: Host, plan: Plan): Promise<Missing[]> {
   if (needsNetwork && !(await findProgram(host, 'networkctl'))) {
     missing.push({ what: 'networkctl (systemd-networkd) is not installed', fix: 'apt-get install systemd (Debian 12) or systemd-networkd (Debian 13)' });
   }
-  if (plan.steps.some((s) => s.kind === 'install-packages') && !(await findProgram(host, 'nsenter'))) {
-    missing.push({ what: 'nsenter is not installed', fix: 'apt-get install util-linux' });
-  }
   if (plan.steps.some((s) => s.kind === 'load-filter' || s.kind === 'unload-filter') && !(await findProgram(host, 'nft'))) {
     missing.push({ what: 'nft is not installed (isolated networks are filtered with nftables)', fix: 'apt-get install nftables, or run: nspawnctl host init MANIFEST' });
   }

@@ -1,12 +1,13 @@
 // The syscall profiler: runs a command inside a running machine under strace -f -c and turns
 // what it called into a systemCallFilter: every candidate group the command never touched is
 // denied. It only sees the code paths that ran.
-import { NspawnctlError } from '../errors';
+import { NspawnctlError, tailLines } from '../errors';
 import { Host } from '../host/host';
 import { expandGroup, readSyscallTable, SyscallTable } from '../host/syscalls';
 import { STRICT_DENIED_GROUPS } from '../manifest/security';
-import { enterMachineArgs, machineLeader } from './machinectl';
-import { installPackages } from './packages';
+import { runInMachine } from './in-machine';
+import { machineState } from './machinectl';
+import { aptInstallInMachine } from './packages';
 
 /**
  * Groups a profile may deny: none of them is needed by systemd to boot a machine or by a
@@ -58,37 +59,38 @@ export interface ProfileOptions {
   onLine?: (line: string) => void;
 }
 
+/**
+ * Runs the command under strace inside the running machine, as a service of its own systemd:
+ * with the machine's privileges and under its seccomp filter (strace still sees a call the
+ * filter refuses, as an attempt). The summary is written to a file in the machine's /run and
+ * read back by `cat` run inside the machine too; the host never opens a path of the machine.
+ */
 export async function profileSyscalls(host: Host, machine: string, command: string[], options: ProfileOptions): Promise<SyscallProfile> {
-  const leader = await machineLeader(host, machine);
-  if (leader === undefined) throw new NspawnctlError(`machine ${machine} is not running`, { hint: `Start it first: nspawnctl apply MANIFEST (or machinectl start ${machine})` });
+  if ((await machineState(host, machine)) !== 'running') {
+    throw new NspawnctlError(`machine ${machine} is not running`, { hint: `Start it first: nspawnctl apply MANIFEST (or machinectl start ${machine})` });
+  }
   const table = await readSyscallTable(host);
   if (!table) throw new NspawnctlError('systemd-analyze syscall-filter gave no groups; the profile needs them', { hint: 'apt-get install systemd' });
-  const root = `/proc/${leader}/root`;
-  if (!(await host.fs.stat(`${root}/usr/bin/strace`))) {
+  const hasStrace = (await runInMachine(host, machine, ['test', '-x', '/usr/bin/strace'], { allowFailure: true })).exitCode === 0;
+  if (!hasStrace) {
     if (!options.installStrace && !(await options.confirmInstall?.())) {
       throw new NspawnctlError(`strace is not installed in machine ${machine}`, {
         hint: 'Rerun with --install-strace to install it into the machine (apt-get install strace), or add strace to its packages.',
       });
     }
-    await installPackages(host, machine, ['strace'], options.onLine);
+    await aptInstallInMachine(host, machine, ['strace'], options.onLine);
   }
-  // The summary goes to a file in the machine's /run, read back through /proc/PID/root.
   const inner = `/run/nspawnctl-profile-${process.pid}-${Date.now()}.txt`;
-  const enter = await enterMachineArgs(host, leader, { network: true });
   try {
-    const r = await host.runner.run('nsenter', [...enter, '--', 'strace', '-f', '-c', '-o', inner, '--', ...command], {
-      allowFailure: true,
-      onLine: options.onLine,
-      dieWithParent: true,
-    });
-    const summary = await host.fs.readText(`${root}${inner}`);
-    if (summary === undefined) {
-      throw new NspawnctlError(`strace wrote no summary (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+    const r = await runInMachine(host, machine, ['strace', '-f', '-c', '-o', inner, '--', ...command], { allowFailure: true, onLine: options.onLine, dieWithParent: true });
+    const read = await runInMachine(host, machine, ['cat', '--', inner], { allowFailure: true });
+    if (read.exitCode !== 0) {
+      throw new NspawnctlError(`strace wrote no summary (exit ${r.exitCode}): ${tailLines(r.stderr || r.stdout, 3).split('\n').join(' | ')}`);
     }
-    const syscalls = parseStraceSummary(summary);
+    const syscalls = parseStraceSummary(read.stdout);
     return { machine, command, exitCode: r.exitCode, syscalls, ...filterFromSyscalls(table, syscalls) };
   } finally {
-    await host.fs.removeFile(`${root}${inner}`).catch(() => undefined);
+    await runInMachine(host, machine, ['rm', '-f', '--', inner], { allowFailure: true });
   }
 }
 

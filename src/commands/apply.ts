@@ -5,7 +5,7 @@ import { assertReady } from '../apply/preflight';
 import { BaseCommand, jsonFlag, waitFlag } from '../command-base';
 import { OwnershipError } from '../errors';
 import { loadManifestFile, planManifest } from '../pipeline';
-import { formatPlanText, planToJson, stepToJson } from '../plan/format';
+import { formatPlanText, hostConflicts, planToJson, stepToJson } from '../plan/format';
 
 // Converges the host to the manifest: the plan, carried out step by step.
 export default class Apply extends BaseCommand {
@@ -35,7 +35,8 @@ export default class Apply extends BaseCommand {
     }
     await this.withLock(host, `apply ${args.file}`, flags.wait, async () => {
       const { plan } = await planManifest(host, manifest, this.cwd());
-      if (plan.steps.length === 0 || plan.conflicts.length > 0) {
+      // A network's conflict stops everything; a machine's conflict stops only that machine.
+      if (plan.steps.length === 0 || hostConflicts(plan).length > 0) {
         if (flags.json) this.outJson({ ...planToJson(plan), applied: [] });
         else process.stderr.write(formatPlanText(plan));
         if (plan.conflicts.length > 0) throw new OwnershipError(`${plan.conflicts.length} conflict(s); nothing was changed`, 'Resolve them (see above), or destroy the machine with --force if it is really yours.');
@@ -48,6 +49,7 @@ export default class Apply extends BaseCommand {
         startTimeoutMs: flags['start-timeout'] * 1000,
         jobs: flags.jobs,
         cache: flags.cache ? { dir: flags['cache-dir'], maxAgeMs: flags['cache-max-age'] * 86_400_000 } : undefined,
+        machines: manifest.machines,
       });
       if (flags.json) {
         const failures = result.failures.map((f) => ({ group: f.group, step: stepToJson(f.step), message: f.error.message }));
@@ -55,7 +57,7 @@ export default class Apply extends BaseCommand {
       } else {
         this.out(`Applied ${result.done.length} of ${plan.steps.length} step(s).`);
       }
-      if (result.failures.length > 0) throw summarizeFailures(result);
+      if (result.failures.length > 0 || plan.conflicts.length > 0) throw summarizeFailures(result, plan.conflicts);
     });
   }
 }

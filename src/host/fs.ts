@@ -1,10 +1,14 @@
 // A filesystem rooted at a prefix: host-absolute paths are joined onto `root`, every write is
-// atomic (temporary sibling, then rename) and skipped when the content is already equal.
+// atomic (temporary sibling, then rename) and skipped when the content is already equal. Paths
+// inside a machine's root filesystem are refused here: they are reached only through a
+// RootfsHandle (src/host/rootfs-handle.ts), which never follows a symlink.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { posix } from 'node:path';
-import { NspawnctlError } from '../errors';
-import { isWithin } from './paths';
+import { CommandFailedError, NspawnctlError } from '../errors';
+import { insideMachinePath } from './paths';
+import { openRootfsHandle, RootfsHandle } from './rootfs-handle';
 
 export interface FileInfo {
   type: 'file' | 'dir' | 'symlink' | 'other';
@@ -19,8 +23,6 @@ export interface WriteOptions {
   mode: number;
   uid?: number;
   gid?: number;
-  /** Refuse the write if the parent directory resolves (through symlinks) outside this dir. */
-  confineTo?: string;
   /** Mode for directories created on the way. */
   dirMode?: number;
 }
@@ -37,22 +39,37 @@ export interface HostFs {
   /** Creates or retargets a symlink atomically; returns true when something changed. */
   writeSymlink(path: string, target: string, options: Omit<WriteOptions, 'mode'>): Promise<boolean>;
   /** Removes a file or symlink (never following it); returns false if it was not there. */
-  removeFile(path: string, options?: { confineTo?: string }): Promise<boolean>;
-  /** Removes a directory tree without following symlinks. */
+  removeFile(path: string): Promise<boolean>;
+  /** Removes a directory tree without following symlinks or crossing into other filesystems. */
   removeTree(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   /** Creates a file only if nothing exists at `path`; returns false if something does. */
   createExclusive(path: string, content: string, mode: number): Promise<boolean>;
-  /** mkdir -p; with `confineTo`, refuses when the path resolves outside that directory. */
-  mkdir(path: string, mode: number, options?: { uid?: number; gid?: number; confineTo?: string }): Promise<void>;
+  /** mkdir -p. */
+  mkdir(path: string, mode: number, options?: { uid?: number; gid?: number }): Promise<void>;
+  /** Opens a machine's root filesystem (or any tree nspawnctl must not follow symlinks in). */
+  openRootfs(dir: string): Promise<RootfsHandle>;
+}
+
+/** Refuses a host path that lies inside a machine's root filesystem (see RootfsHandle). */
+export function assertHostPath(path: string): void {
+  if (insideMachinePath(path)) {
+    throw new NspawnctlError(`internal: ${path} is inside a machine's root filesystem; it is reached only through its RootfsHandle`);
+  }
 }
 
 /** The real filesystem under `root` ("/" on a host, a scratch directory for render). */
 export function createNodeFs(root: string): HostFs {
-  const real = (p: string) => posix.join(root, p);
+  // Never with a trailing slash: "DIR/" makes lstat() and open(O_NOFOLLOW) follow DIR itself
+  // when it is a symlink, which a filesystem rooted at DIR (render --out) must see as one.
+  const real = (p: string) => {
+    const joined = posix.join(root, p);
+    return joined.length > 1 ? joined.replace(/\/+$/, '') : joined;
+  };
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
   async function stat(path: string): Promise<FileInfo | undefined> {
+    assertHostPath(path);
     try {
       const s = await fsp.lstat(real(path));
       const type = s.isFile() ? 'file' : s.isDirectory() ? 'dir' : s.isSymbolicLink() ? 'symlink' : 'other';
@@ -84,17 +101,6 @@ export function createNodeFs(root: string): HostFs {
     if (isRoot && uid !== undefined) await fsp.lchown(real(dir), uid, gid ?? uid);
   }
 
-  async function checkConfined(path: string, confineTo: string | undefined): Promise<void> {
-    if (!confineTo) return;
-    const base = await fsp.realpath(real(confineTo));
-    const parent = await fsp.realpath(real(posix.dirname(path)));
-    if (!isWithin(parent, base)) {
-      throw new NspawnctlError(`refusing to write ${path}: its directory resolves to ${parent}, outside ${confineTo}`, {
-        hint: 'A symlink inside the machine points out of its root filesystem; remove it or fix the path.',
-      });
-    }
-  }
-
   function tempSibling(path: string): string {
     return posix.join(posix.dirname(path), `.${posix.basename(path)}.nspawnctl-${randomBytes(4).toString('hex')}`);
   }
@@ -102,6 +108,7 @@ export function createNodeFs(root: string): HostFs {
   return {
     root,
     async readText(path) {
+      assertHostPath(path);
       try {
         return await fsp.readFile(real(path), 'utf8');
       } catch (err) {
@@ -111,6 +118,7 @@ export function createNodeFs(root: string): HostFs {
     },
     stat,
     async readLink(path) {
+      assertHostPath(path);
       try {
         return await fsp.readlink(real(path));
       } catch (err) {
@@ -119,6 +127,7 @@ export function createNodeFs(root: string): HostFs {
       }
     },
     async listDir(path) {
+      assertHostPath(path);
       try {
         return (await fsp.readdir(real(path))).sort();
       } catch (err) {
@@ -136,7 +145,6 @@ export function createNodeFs(root: string): HostFs {
         throw new NspawnctlError(`refusing to replace ${path}: it is a ${info.type === 'dir' ? 'directory' : 'special file'}`);
       }
       await mkdirp(posix.dirname(path), options.dirMode ?? 0o755, options.uid, options.gid);
-      await checkConfined(path, options.confineTo);
       const tmp = tempSibling(path);
       try {
         const handle = await fsp.open(real(tmp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, options.mode);
@@ -162,7 +170,6 @@ export function createNodeFs(root: string): HostFs {
         throw new NspawnctlError(`refusing to replace ${path}: it is a directory or special file`);
       }
       await mkdirp(posix.dirname(path), options.dirMode ?? 0o755, options.uid, options.gid);
-      await checkConfined(path, options.confineTo);
       const tmp = tempSibling(path);
       await fsp.symlink(target, real(tmp));
       try {
@@ -174,29 +181,40 @@ export function createNodeFs(root: string): HostFs {
       }
       return true;
     },
-    async removeFile(path, options = {}) {
+    async removeFile(path) {
       const info = await stat(path);
       if (!info) return false;
-      await checkConfined(path, options.confineTo);
       if (info.type === 'dir') throw new NspawnctlError(`refusing to remove ${path}: it is a directory`);
       await fsp.unlink(real(path));
       return true;
     },
     async removeTree(path) {
       if (posix.normalize(path) === '/' || path === '') throw new NspawnctlError('refusing to remove /');
-      await fsp.rm(real(path), { recursive: true, force: true });
+      assertHostPath(path);
+      // GNU rm walks the tree relative to open directories without following symlinks, copes
+      // with any depth, and --one-file-system keeps it out of other filesystems mounted below.
+      const argv = ['rm', '--recursive', '--force', '--one-file-system', '--', real(path)];
+      await new Promise<void>((resolve, reject) => {
+        execFile('/bin/rm', argv.slice(1), { maxBuffer: 4 * 1024 * 1024 }, (err, _stdout, stderr) => {
+          if (err) reject(new CommandFailedError(argv, typeof err.code === 'number' ? err.code : undefined, String(stderr), err));
+          else resolve();
+        });
+      });
     },
     async rename(from, to) {
+      assertHostPath(from);
+      assertHostPath(to);
       await fsp.rename(real(from), real(to));
     },
     async mkdir(path, mode, options = {}) {
-      if (options.confineTo) {
-        await mkdirp(posix.dirname(path), mode, options.uid, options.gid);
-        await checkConfined(path, options.confineTo);
-      }
       await mkdirp(path, mode, options.uid, options.gid);
     },
+    async openRootfs(dir) {
+      assertHostPath(dir);
+      return openRootfsHandle(real(dir));
+    },
     async createExclusive(path, content, mode) {
+      assertHostPath(path);
       await mkdirp(posix.dirname(path), 0o755);
       // Written whole to a temporary file, then hard-linked into place: link() fails if the
       // path exists, and a reader never sees the file half-written.

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ManifestError, NspawnctlError } from '../errors';
 import { createNodeFs, HostFs } from './fs';
+import { RootfsHandle } from './rootfs-handle';
 import { createExecaRunner, PROGRAM_DIRS, Runner } from './runner';
 
 export interface Host {
@@ -73,4 +74,15 @@ export async function findProgram(host: Host, name: string): Promise<string | un
     if (info && (info.type === 'file' || info.type === 'symlink')) return `${dir}/${name}`;
   }
   return undefined;
+}
+
+/** Runs `fn` with a handle on the root filesystem at `dir` (a machine's, or a staging directory). */
+export async function withRootfs<T>(host: Host, dir: string, fn: (rootfs: RootfsHandle) => Promise<T>): Promise<T> {
+  if ((await host.fs.stat(dir))?.type !== 'dir') throw new NspawnctlError(`root filesystem ${dir} is missing`);
+  const rootfs = await host.fs.openRootfs(dir);
+  try {
+    return await fn(rootfs);
+  } finally {
+    await rootfs.close();
+  }
 }

@@ -60,6 +60,23 @@ export function machineDirOf(path: string): string | undefined {
   return /^\/var\/lib\/machines\/[^/]+/.exec(path)?.[0];
 }
 
+/**
+ * True for a path strictly inside a machine's root filesystem or staging directory
+ * (/var/lib/machines/NAME/...), or inside a process's root (/proc/PID/root/...): places a
+ * machine's root can change, reached only through a RootfsHandle.
+ */
+export function insideMachinePath(path: string): boolean {
+  const p = posix.normalize(`/${path}`);
+  return /^\/var\/lib\/machines\/[^/]+\/./.test(p) || /^\/proc\/[^/]+\/root\/./.test(p);
+}
+
+/** The machine directory a host path inside a machine lies in, and the path inside it. */
+export function splitMachinePath(hostPath: string): { dir: string; path: string } | undefined {
+  const dir = machineDirOf(hostPath);
+  if (!dir || dir === hostPath) return undefined;
+  return { dir, path: hostPath.slice(dir.length) };
+}
+
 /** True when `path` is `dir` itself or below it. */
 export function isWithin(path: string, dir: string): boolean {
   const p = posix.normalize(path);

@@ -1,6 +1,6 @@
 // Runs external programs with argument arrays only (never a shell), through execa.
 import { accessSync, constants } from 'node:fs';
-import { CommandFailedError, InterruptedError } from '../errors';
+import { CommandFailedError, escapeControl, InterruptedError } from '../errors';
 
 /** Directories searched for programs; fixed, so PATH tricks cannot change what runs as root. */
 export const PROGRAM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
@@ -27,7 +27,7 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Return a non-zero exit instead of throwing. */
   allowFailure?: boolean;
-  /** Called with each line of output while the program runs (progress display). */
+  /** Called with each line of output while the program runs (progress display), control characters escaped. */
   onLine?: (line: string) => void;
   /**
    * Long-running programs (bootstrappers, apt) get SIGTERM when nspawnctl dies, even by SIGKILL
@@ -45,6 +45,18 @@ export interface RunResult {
 // The seam every external command goes through; tests use a recording fake.
 export interface Runner {
   run(file: string, args: string[], options?: RunOptions): Promise<RunResult>;
+}
+
+/**
+ * The lines of a program's output as progress shows them: split at \n, \r\n and a lone \r
+ * (progress meters), blank ones dropped, control characters escaped, because output may come
+ * from inside a machine and nothing in it may reach a terminal raw.
+ */
+export function outputLines(text: string): string[] {
+  return text
+    .split(/\r\n|\n|\r/)
+    .filter((line) => line.trim() !== '')
+    .map(escapeControl);
 }
 
 /** The real runner. execa is ESM-only and loaded on first use, which keeps startup fast. */
@@ -83,7 +95,7 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
       if (options.onLine) {
         const onLine = options.onLine;
         const forward = (chunk: Buffer | string) => {
-          for (const line of chunk.toString().split('\n')) if (line.trim() !== '') onLine(line);
+          for (const line of outputLines(chunk.toString())) onLine(line);
         };
         child.stdout?.on('data', forward);
         child.stderr?.on('data', forward);

@@ -15,16 +15,34 @@ export function formatPlanText(plan: Plan): string {
   for (const name of plan.unmanaged) {
     out.push(`note: machine ${name} is managed by nspawnctl but not in ${file}; it is left alone (nspawnctl destroy ${name} removes it)`);
   }
+  const blocking = hostConflicts(plan);
   if (plan.conflicts.length > 0) {
-    out.push('', `${plan.conflicts.length} conflict(s); apply will not change anything until they are resolved:`);
+    const machines = [...new Set(plan.conflicts.map((c) => c.owner.name))].join(', ');
+    out.push(
+      '',
+      blocking.length > 0
+        ? `${plan.conflicts.length} conflict(s); apply will not change anything until they are resolved:`
+        : `${plan.conflicts.length} conflict(s); apply leaves ${machines} alone${plan.steps.length > 0 ? ' and applies the rest' : ''}:`,
+    );
     for (const c of plan.conflicts) out.push(`  ! ${c.owner.type} ${c.owner.name}: ${c.message}`);
-  } else if (plan.steps.length === 0) {
+  }
+  if (blocking.length > 0) {
+    // nothing more to show: no step runs
+  } else if (plan.steps.length === 0 && plan.conflicts.length === 0) {
     out.push('', `No changes: the host matches ${file}.`);
-  } else {
+  } else if (plan.steps.length > 0) {
     out.push('', `${plan.steps.length} step(s):`);
     plan.steps.forEach((s, i) => out.push(`  ${i + 1}. ${describeStep(s)}  (${s.reason})`));
   }
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * Conflicts that stop a whole apply: those of networks (bridges and networkd are shared by every
+ * machine). A machine's conflict stops only that machine.
+ */
+export function hostConflicts(plan: Plan): Plan['conflicts'] {
+  return plan.conflicts.filter((c) => c.owner.type === 'network');
 }
 
 /** A step as JSON: file contents are left out, paths and reasons kept. */

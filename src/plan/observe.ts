@@ -1,16 +1,18 @@
 // Reads what exists on the host into a plain HostState value, for the pure planner.
 import { z } from 'zod';
-import { findProgram, Host } from '../host/host';
+import { NspawnctlError, UnsafePathError } from '../errors';
+import { findProgram, Host, withRootfs } from '../host/host';
+import { RootfsHandle } from '../host/rootfs-handle';
 import { Machine } from '../manifest/schema';
 import { FILTER_DIR, FILTER_TABLE, filterChain, parseFilterTag } from '../render/filter';
 import {
   autostartLinkPath,
-  inRootfs,
   MACHINE_RECORDS_DIR,
   MACHINES_DIR,
   machineRecordPath,
   networkRecordPath,
   rootfsPath,
+  splitMachinePath,
   stagingPath,
 } from '../host/paths';
 import { DesiredState } from '../render/desired';
@@ -19,7 +21,9 @@ import { MachineRecord, machineRecordSchema, NetworkRecord, networkRecordSchema 
 export type ObservedEntry =
   | { type: 'file'; content: string; mode: number }
   | { type: 'symlink'; target: string }
-  | { type: 'dir' | 'other' };
+  | { type: 'dir' | 'other' }
+  /** Inside a machine: a path nspawnctl will not use (a symlink on the way, a file too large). */
+  | { type: 'unsafe'; reason: string };
 
 export interface ObservedMachine {
   rootfsExists: boolean;
@@ -34,6 +38,8 @@ export interface ObservedMachine {
   running: boolean;
   /** For a read-only machine: mount points (bind and tmpfs targets) missing from its rootfs. */
   missingMountPoints?: string[];
+  /** What was wrong inside its rootfs (it is planned as a conflict of this machine alone). */
+  problems?: string[];
 }
 
 export interface ObservedNetwork {
@@ -61,6 +67,11 @@ export interface HostState {
    * undefined when not asked (no isolated network) or when nft could not be asked.
    */
   liveFilters?: Record<string, string>;
+  /**
+   * Network interfaces that exist on the host (`ip link`). Asked only when the manifest has a
+   * network nspawnctl has no record of, whose bridge could take over an interface of that name.
+   */
+  interfaces?: string[];
 }
 
 /** True when systemd is PID 1 (the same test sd_booted() makes). */
@@ -148,16 +159,30 @@ export async function observeHost(host: Host, desired: DesiredState): Promise<Ho
     n.entries.forEach((e) => paths.add(e.hostPath));
     observed.record?.files.forEach((p) => paths.add(p));
   }
+  // Like every other query, only on a systemd host: without networkd no bridge takes anything over.
+  if (systemdBooted && desired.networks.some((n) => !state.networks[n.network.name].record)) state.interfaces = await listInterfaces(host);
   for (const m of desired.machines) {
     const observed = await observeMachine(host, m.machine.name, running.has(m.machine.name));
-    if (m.machine.security.readOnly && observed.rootfsExists) {
-      observed.missingMountPoints = [];
-      for (const p of readOnlyMountPoints(m.machine)) if (!(await host.fs.stat(inRootfs(m.rootfs, p)))) observed.missingMountPoints.push(p);
-    }
     state.machines[m.machine.name] = observed;
     m.hostEntries.forEach((e) => paths.add(e.hostPath));
-    if (observed.rootfsExists) m.rootfsEntries.forEach((e) => paths.add(e.hostPath));
-    observed.record?.files.forEach((p) => paths.add(p));
+    const inside = observed.rootfsExists ? [...m.rootfsEntries.map((e) => e.hostPath), ...(observed.record?.files ?? []).filter((p) => splitMachinePath(p)?.dir === m.rootfs)] : [];
+    for (const p of observed.record?.files ?? []) if (!splitMachinePath(p)) paths.add(p);
+    if (inside.length > 0 || (m.machine.security.readOnly && observed.rootfsExists)) {
+      // One machine's tree is read through its own handle; whatever is wrong in it is this
+      // machine's conflict and never stops the others from being planned.
+      try {
+        await withRootfs(host, m.rootfs, async (tree) => {
+          for (const p of [...new Set(inside)].sort()) {
+            const entry = await readRootfsEntry(tree, splitMachinePath(p)!.path);
+            if (entry) state.files[p] = entry;
+          }
+          if (m.machine.security.readOnly) observed.missingMountPoints = await missingMountPoints(tree, m.machine, observed);
+        });
+      } catch (err) {
+        if (!(err instanceof NspawnctlError)) throw err;
+        observed.problems = [...(observed.problems ?? []), err.message];
+      }
+    }
   }
   for (const p of [...paths].sort()) {
     const entry = await readEntry(host, p);
@@ -166,6 +191,42 @@ export async function observeHost(host: Host, desired: DesiredState): Promise<Ho
   const filtered = desired.networks.some((n) => n.network.isolated) || [...paths].some((p) => p.startsWith(`${FILTER_DIR}/`));
   if (systemdBooted && filtered) state.liveFilters = await readLiveFilters(host);
   return state;
+}
+
+/** What is at a path inside a machine, never following anything; `unsafe` for what nspawnctl will not use. */
+export async function readRootfsEntry(tree: RootfsHandle, path: string): Promise<ObservedEntry | undefined> {
+  try {
+    const e = await tree.inspect(path);
+    if (e?.type === 'file') return { type: 'file', content: e.content, mode: e.mode };
+    return e;
+  } catch (err) {
+    if (err instanceof UnsafePathError) return { type: 'unsafe', reason: err.message };
+    throw err;
+  }
+}
+
+async function missingMountPoints(tree: RootfsHandle, machine: Machine, observed: ObservedMachine): Promise<string[]> {
+  const missing: string[] = [];
+  for (const p of readOnlyMountPoints(machine)) {
+    try {
+      if (!(await tree.stat(p))) missing.push(p);
+    } catch (err) {
+      if (!(err instanceof UnsafePathError)) throw err;
+      observed.problems = [...(observed.problems ?? []), err.message];
+    }
+  }
+  return missing;
+}
+
+/** Names of the host's network interfaces, from one `ip` call. */
+export async function listInterfaces(host: Host): Promise<string[]> {
+  const r = await host.runner.run('ip', ['-json', 'link', 'show'], { allowFailure: true });
+  if (r.exitCode !== 0) return [];
+  try {
+    return (JSON.parse(r.stdout) as { ifname?: string }[]).map((l) => l.ifname).filter((n): n is string => typeof n === 'string');
+  } catch {
+    return [];
+  }
 }
 
 /** Paths nspawn mounts over inside a machine; on a read-only root they must already exist. */

@@ -1,6 +1,6 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { appArmorDropInPath, isWithin, machineRecordPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
 import { HostState, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
@@ -73,6 +73,13 @@ function planNetwork(n: DesiredNetwork, state: HostState, options: PlanOptions) 
   if (observed.recordError) {
     conflicts.push({ owner, path: networkRecordPath(n.network.name), message: observed.recordError });
   }
+  if (!observed.record && state.interfaces?.includes(n.network.name)) {
+    conflicts.push({
+      owner,
+      path: netdevPath(n.network.name),
+      message: `a network interface named ${n.network.name} already exists on this host and nspawnctl did not create it; a bridge of that name would take it over (give the network another name)`,
+    });
+  }
   const changes: string[] = [];
   for (const entry of n.entries) {
     const current = state.files[entry.hostPath];
@@ -83,7 +90,7 @@ function planNetwork(n: DesiredNetwork, state: HostState, options: PlanOptions) 
       continue;
     }
     if (diff === 'blocked') {
-      conflicts.push({ owner, path: entry.hostPath, message: `${entry.hostPath} is a directory or special file` });
+      conflicts.push({ owner, path: entry.hostPath, message: blockedMessage(entry.hostPath, current) });
       continue;
     }
     steps.push({ kind: 'write-file', owner, entry, change: diff, reason: diff === 'create' ? 'missing' : 'content differs from the manifest' });
@@ -148,6 +155,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   const files = allEntries.map((e) => e.hostPath).sort();
 
   if (o.recordError) conflicts.push({ owner, path: machineRecordPath(name), message: o.recordError });
+  for (const problem of o.problems ?? []) conflicts.push({ owner, path: m.rootfs, message: problem });
   if (!o.record && o.rootfsExists) {
     conflicts.push({ owner, path: m.rootfs, message: `${m.rootfs} exists and was not created by nspawnctl` });
   }
@@ -205,7 +213,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     const diff = compareEntry(e, state.files[e.hostPath]);
     if (diff === 'same') continue;
     if (diff === 'blocked') {
-      conflicts.push({ owner, path: e.hostPath, message: `${e.hostPath} is a directory or special file; nspawnctl will not replace it` });
+      conflicts.push({ owner, path: e.hostPath, message: blockedMessage(e.hostPath, state.files[e.hostPath]) });
       continue;
     }
     steps.push({
@@ -221,7 +229,10 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   }
   const wanted = new Set(files);
   for (const path of record.files) {
-    if (!wanted.has(path) && state.files[path]) {
+    const current = state.files[path];
+    if (!wanted.has(path) && current?.type === 'unsafe') {
+      conflicts.push({ owner, path, message: current.reason });
+    } else if (!wanted.has(path) && current) {
       steps.push({ kind: 'remove-file', owner, path, reason: 'no longer in the manifest' });
       changes.push(`remove ${path}`);
       if (isWithin(path, unitDropInDir(name))) {
@@ -300,8 +311,19 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     changes.push('restart');
     action = 'restart';
   }
-  if (conflicts.length > 0) action = 'conflict';
+  if (conflicts.length > 0) {
+    // Nothing is done to a machine with a conflict; the other machines are planned as usual.
+    // One symlink on the way to several files is one conflict.
+    const unique = conflicts.filter((c, i) => conflicts.findIndex((d) => d.message === c.message) === i);
+    return { steps: [], conflicts: unique, notices, summary: { owner, action: 'conflict', changes: unique.map((c) => c.message) } as Summary };
+  }
   return { steps, conflicts, notices, summary: { owner, action, changes } as Summary };
+}
+
+/** Why nspawnctl will not replace what is at `path`. */
+function blockedMessage(path: string, current: ObservedEntry | undefined): string {
+  if (current?.type === 'unsafe') return current.reason;
+  return `${path} is a ${current?.type === 'dir' ? 'directory' : 'special file'}; nspawnctl will not replace it`;
 }
 
 /**
@@ -337,7 +359,7 @@ function summarize(step: Step): string {
 /** How a desired entry relates to what is on disk. */
 export function compareEntry(entry: DesiredEntry, current: ObservedEntry | undefined): 'same' | 'create' | 'update' | 'blocked' {
   if (!current) return 'create';
-  if (current.type === 'dir' || current.type === 'other') return 'blocked';
+  if (current.type === 'dir' || current.type === 'other' || current.type === 'unsafe') return 'blocked';
   if (entry.kind === 'symlink') return current.type === 'symlink' && current.target === entry.target ? 'same' : 'update';
   return current.type === 'file' && current.content === entry.content && current.mode === entry.mode ? 'same' : 'update';
 }

@@ -32,6 +32,9 @@ export const networkRecordSchema = z.object({
 });
 export type NetworkRecord = z.infer<typeof networkRecordSchema>;
 
+/** Records are root's alone: they name every file of a machine, and nothing in them is for others. */
+export const RECORD_MODE = 0o600;
+
 /** Records are compared as text, so their key order and formatting are fixed here. */
 export function serializeRecord(record: MachineRecord | NetworkRecord): string {
   return `${JSON.stringify(record, null, 2)}\n`;

@@ -65,7 +65,7 @@ export function describeStep(step: Step): string {
     case 'remove-file':
       return `remove ${step.path}`;
     case 'install-packages':
-      return `install into ${step.machine}: ${step.packages.join(' ')}${step.stopFirst ? ' (stopped first: its root is read-only or volatile while it runs)' : ''}`;
+      return `install into ${step.machine}: ${step.packages.join(' ')}${step.stopFirst ? ' (stopped and booted once with a writable root: it is read-only or volatile while it runs)' : ''}`;
     case 'write-record':
       return `record ${step.owner.type} ${step.owner.name} as managed by nspawnctl`;
     case 'remove-staging':

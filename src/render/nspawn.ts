@@ -1,11 +1,14 @@
-// Renders /etc/systemd/nspawn/NAME.nspawn: how systemd-nspawn@NAME.service runs the machine.
+// Renders /etc/systemd/nspawn/NAME.nspawn: how systemd-nspawn@NAME.service runs the machine. The
+// same settings also become systemd-nspawn command-line options, for the few runs nspawnctl
+// makes itself with the machine's own containment (a maintenance boot, a one-off ownership shift).
 import { Machine } from '../manifest/schema';
 import { shiftsUids } from '../manifest/security';
-import { renderHeader, renderUnit } from './common';
+import { renderHeader, renderUnit, UnitSections } from './common';
 
-export function renderNspawnFile(machine: Machine, manifestFile: string): string {
+/** The settings of a machine's .nspawn file, section by section, in the file's order. */
+export function nspawnSettings(machine: Machine): UnitSections {
   const s = machine.security;
-  const network = machine.network
+  const network: [string, string | string[] | undefined][] = machine.network
     ? [
         ['Bridge', machine.network.bridge],
         ['Port', machine.ports.map((p) => `${p.protocol}:${p.host}:${p.container}`)],
@@ -21,7 +24,7 @@ export function renderNspawnFile(machine: Machine, manifestFile: string): string
   const binds = (readOnly: boolean) => machine.bind.filter((b) => b.readOnly === readOnly).map((b) => `${b.source}:${b.target}${bindOptions}`);
   const allowed = s.systemCallFilter.filter((e) => !e.startsWith('~'));
   const denied = s.systemCallFilter.filter((e) => e.startsWith('~')).map((e) => e.slice(1));
-  return renderUnit(renderHeader(manifestFile, `machine ${machine.name}`), [
+  return [
     [
       'Exec',
       [
@@ -52,6 +55,68 @@ export function renderNspawnFile(machine: Machine, manifestFile: string): string
         ['Inaccessible', s.inaccessible],
       ],
     ],
-    ['Network', network as [string, string | string[]][]],
-  ]);
+    ['Network', network],
+  ];
+}
+
+export function renderNspawnFile(machine: Machine, manifestFile: string): string {
+  return renderUnit(renderHeader(manifestFile, `machine ${machine.name}`), nspawnSettings(machine));
+}
+
+/**
+ * The systemd-nspawn option for each .nspawn key (systemd.nspawn(5) names both). Boot is left to
+ * the caller. Lists in Capability= are space-separated, on the command line comma-separated.
+ */
+const OPTION_OF: Record<string, (value: string) => string[]> = {
+  Boot: () => [],
+  Hostname: (v) => [`--hostname=${v}`],
+  ResolvConf: (v) => [`--resolv-conf=${v}`],
+  PrivateUsers: (v) => [`--private-users=${v}`],
+  NoNewPrivileges: (v) => [`--no-new-privileges=${v}`],
+  Capability: (v) => [`--capability=${v.split(' ').join(',')}`],
+  DropCapability: (v) => [`--drop-capability=${v.split(' ').join(',')}`],
+  SystemCallFilter: (v) => [`--system-call-filter=${v}`],
+  PrivateUsersOwnership: (v) => [`--private-users-ownership=${v}`],
+  ReadOnly: (v) => (v === 'yes' ? ['--read-only'] : []),
+  Volatile: (v) => [`--volatile=${v}`],
+  Bind: (v) => [`--bind=${v}`],
+  BindReadOnly: (v) => [`--bind-ro=${v}`],
+  TemporaryFileSystem: (v) => [`--tmpfs=${v}`],
+  Inaccessible: (v) => [`--inaccessible=${v}`],
+  Bridge: (v) => [`--network-bridge=${v}`],
+  Port: (v) => [`--port=${v}`],
+  Private: (v) => (v === 'yes' ? ['--private-network'] : []),
+  VirtualEthernet: () => [],
+};
+
+export interface NspawnArgsOptions {
+  /** Keys of the .nspawn file to leave out (their settings do not apply to this run). */
+  omit?: string[];
+  /** Keys whose value replaces the machine's. */
+  override?: Record<string, string>;
+}
+
+/**
+ * The machine's .nspawn settings as systemd-nspawn options, for a run with `--settings=no`:
+ * the same user namespace, capabilities, seccomp filter, mounts and network as the machine.
+ */
+export function nspawnArgs(machine: Machine, options: NspawnArgsOptions = {}): string[] {
+  const args: string[] = [];
+  const omit = new Set(options.omit ?? []);
+  const seen = new Set<string>();
+  for (const [, entries] of nspawnSettings(machine)) {
+    for (const [key, value] of entries) {
+      seen.add(key);
+      if (omit.has(key)) continue;
+      const toOption = OPTION_OF[key];
+      if (!toOption) throw new Error(`internal: no systemd-nspawn option for ${key}=`);
+      const chosen = options.override?.[key] ?? value;
+      if (chosen === undefined) continue;
+      for (const v of Array.isArray(chosen) ? chosen : [chosen]) args.push(...toOption(v));
+    }
+  }
+  for (const [key, value] of Object.entries(options.override ?? {})) {
+    if (!seen.has(key) && !omit.has(key)) args.push(...OPTION_OF[key](value));
+  }
+  return args;
 }

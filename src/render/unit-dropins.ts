@@ -3,18 +3,22 @@
 import { Machine } from '../manifest/schema';
 import { renderHeader, renderUnit } from './common';
 
-/** [Service] lines for the cgroup side of a machine, or undefined when it sets none. */
-export function renderLimitsDropIn(machine: Machine, manifestFile: string): string | undefined {
+/** The unit properties of a machine's cgroup side (limits and device access), in file order. */
+export function limitProperties(machine: Machine): [string, string | string[] | undefined][] {
   const l = machine.limits;
-  const devices = machine.security.devices.map((d) => `${d.path} ${d.access}`);
-  const entries: [string, string | string[] | undefined][] = [
+  return [
     ['MemoryMax', l.memoryMax],
     ['MemorySwapMax', l.memorySwapMax],
     ['CPUQuota', l.cpuQuota],
     ['TasksMax', l.tasksMax === undefined ? undefined : String(l.tasksMax)],
     ['IOWeight', l.ioWeight === undefined ? undefined : String(l.ioWeight)],
-    ['DeviceAllow', devices],
+    ['DeviceAllow', machine.security.devices.map((d) => `${d.path} ${d.access}`)],
   ];
+}
+
+/** [Service] lines for the cgroup side of a machine, or undefined when it sets none. */
+export function renderLimitsDropIn(machine: Machine, manifestFile: string): string | undefined {
+  const entries = limitProperties(machine);
   if (entries.every(([, v]) => v === undefined || (Array.isArray(v) && v.length === 0))) return undefined;
   return renderUnit(renderHeader(manifestFile, `limits of machine ${machine.name}`), [['Service', entries]]);
 }

@@ -12,7 +12,7 @@ import { FakeHost } from '../helpers/fake-host';
 import { ARCH, CACHE_OPTIONS, CP, dpkgStatus, IMAGES, simulateImageTools } from '../helpers/image-cache';
 import { changesBesidesLock } from '../helpers/lock';
 import { runCommand, TEST_CWD } from '../helpers/run-command';
-import { simulateSystemd } from '../helpers/simulated-systemd';
+import { readyCalls, simulateSystemd } from '../helpers/simulated-systemd';
 
 const applyWith = (host: Host) =>
   class extends Apply {
@@ -72,10 +72,12 @@ const FROM_CACHE = (n: string, extras: string[]) => [
   NSPAWN(n, ...APT_INSTALL, ...extras),
   NSPAWN(n, 'apt-get', 'clean'),
 ];
+/** Enabled, started, and waited for: registered as running, then its systemd done starting up (no network here). */
 const START = (n: string) => [
   ['machinectl', 'enable', n],
   ['machinectl', 'start', n],
   ['machinectl', 'show', n, '--property=State', '--value'],
+  ...readyCalls(n),
 ];
 const HINT = 'hint: Fix the cause and run apply again: it continues from where this run stopped.\n';
 const report = (stderr: string) => stderr.slice(stderr.indexOf('nspawnctl: '));
@@ -141,8 +143,8 @@ describe('nspawnctl apply with the base-image cache', () => {
 
     // The machines are copies of the base (its dpkg database), renamed into place; nothing is left behind.
     for (const n of ['db', 'web']) {
-      expect(await host.fs.readText(`/var/lib/machines/${n}/var/lib/dpkg/status`)).toBe(dpkgStatus(BASE));
-      expect(await host.fs.readText(`/var/lib/machines/${n}/etc/hostname`)).toBe(`${n}\n`);
+      expect(host.fs.textAt(`/var/lib/machines/${n}/var/lib/dpkg/status`)).toBe(dpkgStatus(BASE));
+      expect(host.fs.textAt(`/var/lib/machines/${n}/etc/hostname`)).toBe(`${n}\n`);
       expect(host.fs.nodes.get(`/var/lib/nspawnctl/machines/${n}.json`)?.type).toBe('file');
       // Each copy gets its own identity at first boot: an empty machine-id, read-only.
       expect(host.fs.nodes.get(`/var/lib/machines/${n}/etc/machine-id`)).toEqual({ type: 'file', content: '', mode: 0o444, uid: 0, gid: 0 });
@@ -181,7 +183,7 @@ describe('nspawnctl apply with the base-image cache', () => {
     ]);
     expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap')).toEqual([MMDEBSTRAP_CACHE]);
     expect(inRootfs.slice(nspawnBefore).map((x) => x.policyRcD)).toEqual([true, true, true, true]);
-    expect(await host.fs.readText('/var/lib/machines/app/var/lib/dpkg/status')).toBe(dpkgStatus(BASE));
+    expect(host.fs.textAt('/var/lib/machines/app/var/lib/dpkg/status')).toBe(dpkgStatus(BASE));
     host.assertNoUnmatchedCalls();
   });
 
@@ -197,6 +199,7 @@ describe('nspawnctl apply with the base-image cache', () => {
       CP(`${IMAGES}/${key}/rootfs`, STAGING('solo')),
       ['machinectl', 'start', 'solo'],
       ['machinectl', 'show', 'solo', '--property=State', '--value'],
+      ...readyCalls('solo'),
     ]);
   });
 

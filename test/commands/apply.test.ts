@@ -7,17 +7,17 @@ import Apply from '../../src/commands/apply';
 import { Host } from '../../src/host/host';
 import { LOCK_PATH } from '../../src/host/lock';
 import { observeHost } from '../../src/plan/observe';
-import { convergedState, convergeFakeHost, desiredFrom, makeBootedHost } from '../helpers/converged';
+import { answerObserveQueries, convergedState, convergeFakeHost, desiredFrom, LIST_INTERFACES, LIST_MACHINES, makeBootedHost, NETWORKD_ACTIVE } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
 import { changesBesidesLock, seedLockHolder } from '../helpers/lock';
 import { REPO_ROOT, runCommand, TEST_CWD } from '../helpers/run-command';
-import { simulateSystemd } from '../helpers/simulated-systemd';
+import { inMachineArgv, readyCalls, simulateSystemd } from '../helpers/simulated-systemd';
 
 const EXAMPLE = readFileSync(join(REPO_ROOT, 'machines.example.yaml'), 'utf8');
-const OBSERVE_CALLS = [
-  ['machinectl', 'list', '--no-legend', '--no-pager', '--full'],
-  ['systemctl', 'is-active', 'systemd-networkd.service'],
-];
+/** What observe asks on a host where the example's network is recorded. */
+const OBSERVE_CALLS = [LIST_MACHINES, NETWORKD_ACTIVE];
+/** On a fresh host the network is new: observe also asks for the host's interfaces (a bridge must not take one over). */
+const FRESH_OBSERVE_CALLS = [...OBSERVE_CALLS, LIST_INTERFACES];
 
 const applyWith = (host: Host) =>
   class extends Apply {
@@ -30,14 +30,10 @@ const applyWith = (host: Host) =>
     }
   };
 
-/** A host with nothing of nspawnctl's; booted ones answer the two queries observe makes. */
-function freshHost(options: { uid?: number; booted?: boolean } = {}): FakeHost {
-  const host = new FakeHost({ uid: options.uid ?? 0, inputs: { 'machines.yaml': EXAMPLE } });
-  if (options.booted !== false) {
-    makeBootedHost(host);
-    host.runner.on(OBSERVE_CALLS[0], { stdout: '' });
-    host.runner.on(OBSERVE_CALLS[1], { stdout: 'active\n' });
-  }
+/** A host with nothing of nspawnctl's; booted ones answer the queries observe makes. */
+function freshHost(options: { uid?: number; booted?: boolean; manifest?: string } = {}): FakeHost {
+  const host = new FakeHost({ uid: options.uid ?? 0, inputs: { 'machines.yaml': options.manifest ?? EXAMPLE } });
+  if (options.booted !== false) answerObserveQueries(makeBootedHost(host));
   return host;
 }
 
@@ -91,6 +87,37 @@ machines:
     autostart: true
 `;
 
+/**
+ * The example's network and web applied (web runs), db not yet: the manifest's db is new. A
+ * systemd simulation answers the queries and creates and starts db.
+ */
+function hostWithWebOnly(manifest = EXAMPLE): FakeHost {
+  const { desired } = desiredFrom(EXAMPLE);
+  const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } }));
+  convergeFakeHost(host, { ...desired, machines: desired.machines.filter((m) => m.machine.name === 'web') }, { queries: false });
+  simulateSystemd(host, { running: ['web'], bridges: ['examplevlan'] });
+  return host;
+}
+
+/** Every node below `dir`, copied: for "the host's files are untouched" comparisons. */
+function nodesUnder(host: FakeHost, dir: string): Map<string, unknown> {
+  return new Map([...host.fs.nodes].filter(([k]) => k === dir || k.startsWith(`${dir}/`)).map(([k, v]) => [k, { ...v }]));
+}
+
+/** What web's root did: its etc/systemd is now a symlink to the host's /etc. */
+const SYMLINKED = "/var/lib/machines/web/etc/systemd is a symlink: nspawnctl will not follow or use it";
+const FIFO = '/var/lib/machines/web/etc/hostname is a special file; nspawnctl will not replace it';
+/** The manifest with a change for web only (its motd). */
+const EXAMPLE_NEW_MOTD = EXAMPLE.replace('content: "web: managed by nspawnctl\\n"', 'content: "web: hello\\n"');
+/** A network named like an interface the host already has (eth0). */
+const ETH0 = `networks:
+  eth0: { subnet: 10.9.0.0/24 }
+machines:
+  web:
+    network: { bridge: eth0, address: 10.9.0.2 }
+`;
+const ETH0_TAKEN = 'a network interface named eth0 already exists on this host and nspawnctl did not create it; a bridge of that name would take it over (give the network another name)';
+
 describe('nspawnctl apply', () => {
   test('on a converged host: prints no-change on stderr, runs nothing, changes only the lock', async () => {
     const host = convergedHost();
@@ -118,7 +145,7 @@ describe('nspawnctl apply', () => {
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toBe('nspawnctl: this host is not ready:\n  - nspawnctl apply must run as root\nhint: Run it with sudo, or as root.\n');
     expect(r.stdout).toBe('');
-    expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
     // Non-root takes no lock (it could not create it in /run anyway).
     expect(host.fs.changes).toEqual([]);
   });
@@ -169,21 +196,29 @@ describe('nspawnctl apply', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
-  test('with conflicts: exit 4, the plan shows them, nothing changes but the lock', async () => {
-    const host = freshHost();
-    host.fs.addDir('/var/lib/machines/web');
+  // A machine's conflict stops only that machine; with nothing else to do, nothing is changed.
+  test('a machine conflict and nothing else to do: exit 4, the plan shows it, nothing changes but the lock', async () => {
+    const host = convergedHost();
+    host.fs.nodes.delete('/var/lib/nspawnctl/machines/web.json');
     const r = await runCommand(applyWith(host), ['machines.yaml']);
     expect(r.exitCode).toBe(4);
-    expect(r.stderr).toContain('! machine web: conflict\n    /var/lib/machines/web exists and was not created by nspawnctl\n');
-    expect(r.stderr.endsWith(
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
       [
-        '1 conflict(s); apply will not change anything until they are resolved:',
+        '= network examplevlan: unchanged',
+        '= machine db: unchanged',
+        '! machine web: conflict',
+        '    /var/lib/machines/web exists and was not created by nspawnctl',
+        '    /etc/systemd/nspawn/web.nspawn exists and was not created by nspawnctl',
+        '',
+        '2 conflict(s); apply leaves web alone:',
         '  ! machine web: /var/lib/machines/web exists and was not created by nspawnctl',
-        'nspawnctl: 1 conflict(s); nothing was changed',
+        '  ! machine web: /etc/systemd/nspawn/web.nspawn exists and was not created by nspawnctl',
+        'nspawnctl: 2 conflict(s); nothing was changed',
         'hint: Resolve them (see above), or destroy the machine with --force if it is really yours.',
         '',
       ].join('\n'),
-    )).toBe(true);
+    );
     expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
     expect(changesBesidesLock(host)).toEqual([]);
   });
@@ -227,7 +262,7 @@ describe('nspawnctl apply', () => {
         '',
       ].join('\n'),
     );
-    expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
     expect(host.fs.changes).toEqual([]);
   });
 
@@ -238,7 +273,7 @@ describe('nspawnctl apply', () => {
     expect(r.stderr).toBe('');
     const json = JSON.parse(r.stdout);
     expect([json.changes, json.steps.length, json.applied, json.failures]).toEqual([true, 13, [], undefined]);
-    expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
     expect(host.fs.changes).toEqual([]);
   });
 
@@ -334,7 +369,7 @@ describe('nspawnctl apply', () => {
     expect(r.stderr.endsWith(`):\n  - ${bootstrapFailure('db')}\n${HINT}`)).toBe(true);
     expect(r.stdout.endsWith('Applied 9 of 13 step(s).\n')).toBe(true);
     expect(host.runner.argvs()).toEqual([
-      ...OBSERVE_CALLS,
+      ...FRESH_OBSERVE_CALLS,
       ['networkctl', 'reload'],
       ['ip', 'link', 'show', 'dev', 'examplevlan'],
       MMDEBSTRAP('db'),
@@ -358,6 +393,8 @@ describe('nspawnctl apply', () => {
       ['machinectl', 'enable', 'web'],
       ['machinectl', 'start', 'web'],
       SHOW('web'),
+      // Started means usable: its systemd is up and networkd inside configured host0 (within the default 90 s).
+      ...readyCalls('web', 90),
     ]);
     host.assertNoUnmatchedCalls();
     // db: staging removed, no rootfs, no record, no .nspawn; web: complete.
@@ -376,11 +413,13 @@ describe('nspawnctl apply', () => {
     expect(report(r.stderr)).toBe(`nspawnctl: apply failed (applied: db):\n  - ${bootstrapFailure('web')}\n${HINT}`);
     expect(r.stdout.endsWith('Applied 4 of 8 step(s).\n')).toBe(true);
     expect(host.runner.argvs()).toEqual([
-      OBSERVE_CALLS[0],
+      LIST_MACHINES,
       MMDEBSTRAP('db'),
       ['machinectl', 'enable', 'db'],
       ['machinectl', 'start', 'db'],
       SHOW('db'),
+      // db has no network: only its systemd's startup is waited for.
+      ...readyCalls('db'),
       MMDEBSTRAP('web'),
     ]);
     host.assertNoUnmatchedCalls();
@@ -410,6 +449,7 @@ describe('nspawnctl apply', () => {
       'machinectl enable',
       'machinectl start',
       'machinectl show',
+      'systemctl --machine=db',
       'mmdebstrap --variant=minbase',
     ]);
   });
@@ -455,7 +495,7 @@ describe('nspawnctl apply', () => {
     expect(result.failures).toEqual([{ group: ':host', step: result.steps[3], message: message.split('\n').slice(1, 3).join('\n').slice('  - host (bridges, networkd): '.length) }]);
     expect(result.steps[3].kind).toBe('reload-networkd');
     expect(result.skipped).toEqual(['db', 'web']);
-    expect(host.runner.argvs()).toEqual([...OBSERVE_CALLS, ['networkctl', 'reload']]);
+    expect(host.runner.argvs()).toEqual([...FRESH_OBSERVE_CALLS, ['networkctl', 'reload']]);
     expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines') || p.startsWith('/etc/systemd/nspawn'))).toEqual([]);
     expect(host.fs.nodes.has(LOCK_PATH)).toBe(false);
   });
@@ -484,7 +524,7 @@ describe('nspawnctl apply', () => {
     const changes = changesBesidesLock(host).filter((c) => c.includes('/etc/apt/'));
     expect(changes).toEqual([`remove ${staging}/etc/apt/apt.conf.d/99mmdebstrap`, `write ${staging}/etc/apt/apt.conf.d/01nspawnctl-proxy`]);
     expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines/web/etc/apt/apt.conf.d/'))).toEqual(['/var/lib/machines/web/etc/apt/apt.conf.d/01nspawnctl-proxy']);
-    expect(await host.fs.readText('/var/lib/machines/web/etc/apt/apt.conf.d/01nspawnctl-proxy')).toBe(
+    expect(host.fs.textAt('/var/lib/machines/web/etc/apt/apt.conf.d/01nspawnctl-proxy')).toBe(
       '// Generated by nspawnctl from machines.yaml for machine web.\n// Do not edit: nspawnctl apply rewrites this file; change the manifest instead.\n\nAcquire::http::Proxy "http://proxy.example:3142";\n',
     );
   });
@@ -513,18 +553,20 @@ describe('nspawnctl apply', () => {
       '/var/www',
     ];
     expect(host.runner.argvs()).toEqual([
-      ...OBSERVE_CALLS,
+      ...FRESH_OBSERVE_CALLS,
       ['networkctl', 'reload'],
       ['ip', 'link', 'show', 'dev', 'examplevlan'],
       MMDEBSTRAP('db'),
       ['machinectl', 'enable', 'db'],
       ['machinectl', 'start', 'db'],
       SHOW('db'),
+      ...readyCalls('db', 5),
       MMDEBSTRAP('web'),
       nspawnMkdir,
       ['machinectl', 'enable', 'web'],
       ['machinectl', 'start', 'web'],
       SHOW('web'),
+      ...readyCalls('web', 5),
     ]);
     host.assertNoUnmatchedCalls();
     // The long-running commands ask the real runner to die with nspawnctl (setpriv --pdeathsig);
@@ -545,6 +587,17 @@ describe('nspawnctl apply', () => {
     expect(host.fs.paths().filter((p) => p.includes('.staging') || p.endsWith('policy-rc.d'))).toEqual([]);
     expect(host.fs.nodes.get('/srv/www')?.type).toBe('dir');
     expect(changesBesidesLock(host)).toContain(`rename ${STAGING('web')} -> /var/lib/machines/web`);
+    // The records name every file of a machine: root's alone, in directories only root can list.
+    const modeOf = (p: string) => {
+      const node = host.fs.nodes.get(p);
+      return node && node.type !== 'symlink' ? `${node.type} 0${node.mode.toString(8)}` : node?.type;
+    };
+    expect(['/var/lib/nspawnctl', '/var/lib/nspawnctl/networks', '/var/lib/nspawnctl/machines'].map(modeOf)).toEqual(['dir 0700', 'dir 0700', 'dir 0700']);
+    expect(['/var/lib/nspawnctl/networks/examplevlan.json', '/var/lib/nspawnctl/machines/db.json', '/var/lib/nspawnctl/machines/web.json'].map(modeOf)).toEqual([
+      'file 0600',
+      'file 0600',
+      'file 0600',
+    ]);
 
     // The host now observes exactly as converged (records say mmdebstrap), and apply is a no-op.
     const state = await observeHost(host, desired);
@@ -563,5 +616,158 @@ describe('nspawnctl apply', () => {
     expect(again.stderr).toBe(CONVERGED_TEXT);
     expect(changesBesidesLock(host, changesBefore)).toEqual([]);
     expect(host.runner.argvs().slice(callsBefore)).toEqual(OBSERVE_CALLS);
+  });
+
+  test('a package added to a running machine is installed by the machine itself (systemd-run; nsenter is not even installed here)', async () => {
+    const manifest = EXAMPLE.replace('    hostname: web\n', '    hostname: web\n    packages: [iproute2, iputils-ping, curl]\n');
+    expect(manifest).not.toBe(EXAMPLE);
+    const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } }));
+    convergeFakeHost(host, desiredFrom(EXAMPLE).desired, { queries: false });
+    simulateSystemd(host, { running: ['db', 'web'], bridges: ['examplevlan'] });
+    expect(host.fs.nodes.has('/usr/bin/nsenter')).toBe(false);
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.error).toBeUndefined();
+    expect(r.exitCode).toBe(0);
+    const apt = { DEBIAN_FRONTEND: 'noninteractive' };
+    expect(host.runner.argvs().filter((a) => !OBSERVE_CALLS.some((o) => o.join(' ') === a.join(' ')))).toEqual([
+      SHOW('web'),
+      inMachineArgv('web', ['apt-get', 'update'], apt),
+      inMachineArgv('web', ['apt-get', 'install', '-y', '--no-install-recommends', '-o', 'Dpkg::Options::=--force-confold', 'curl'], apt),
+    ]);
+    host.assertNoUnmatchedCalls();
+    expect(host.runner.argvs().some((a) => a[0] === 'nsenter' || a[0] === 'chroot')).toBe(false);
+  });
+
+  describe('a machine whose root filesystem turned hostile', () => {
+    test.each([
+      ['a symlink where generated files go (etc/systemd -> /etc)', (host: FakeHost) => host.fs.swapForSymlink('/var/lib/machines/web/etc/systemd', '/etc'), SYMLINKED],
+      ['a FIFO where its hostname file is', (host: FakeHost) => host.fs.addFifo('/var/lib/machines/web/etc/hostname'), FIFO],
+    ])('%s: web gets no step, the new db is created and started, exit 1 naming web and why', async (_name, plant, reason) => {
+      expect(EXAMPLE_NEW_MOTD).not.toBe(EXAMPLE);
+      const host = hostWithWebOnly(EXAMPLE_NEW_MOTD);
+      plant(host);
+      const etc = nodesUnder(host, '/etc');
+      const web = nodesUnder(host, '/var/lib/machines/web');
+      const r = await runCommand(applyWith(host), ['machines.yaml', '--start-timeout', '5', ...SEQUENTIAL]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain(`! machine web: conflict\n    ${reason}\n`);
+      expect(r.stderr).toContain(
+        [
+          `1 conflict(s); apply leaves web alone and applies the rest:`,
+          `  ! machine web: ${reason}`,
+          '',
+          '4 step(s):',
+          '  1. create machine db: bootstrap debian bookworm (5 packages), write 9 files inside  (not on this host yet)',
+          '  2. create /etc/systemd/nspawn/db.nspawn  (new machine)',
+          '  3. enable db (start at boot)  (autostart: true)',
+          '  4. start db  (new machine)',
+          '',
+        ].join('\n'),
+      );
+      expect(report(r.stderr)).toBe(`nspawnctl: apply left machines with conflicts alone (applied: db):\n  - machine web: left alone, conflict: ${reason}\n${HINT}`);
+      expect(r.stdout.endsWith('Applied 4 of 4 step(s).\n')).toBe(true);
+      expect(host.runner.argvs()).toEqual([
+        ...OBSERVE_CALLS,
+        MMDEBSTRAP('db'),
+        ['machinectl', 'enable', 'db'],
+        ['machinectl', 'start', 'db'],
+        SHOW('db'),
+        ...readyCalls('db', 5),
+      ]);
+      host.assertNoUnmatchedCalls();
+      // web was looked at through its handle only, and nothing of it changed; nor did anything on
+      // the host that the symlink points to. The changes are db's alone.
+      expect(host.fs.opened).toContain('/var/lib/machines/web');
+      expect(nodesUnder(host, '/var/lib/machines/web')).toEqual(web);
+      const changes = changesBesidesLock(host);
+      // Inside db's staging tree: its directories, the generated files and symlinks, nothing else.
+      const inStaging = changes.filter((c) => /^(mkdir|write|symlink|remove) /.test(c) && c.split(' ')[1].startsWith(`${STAGING('db')}/`));
+      const dbEntries = desiredFrom(EXAMPLE_NEW_MOTD).desired.machines.find((m) => m.machine.name === 'db')!.rootfsEntries;
+      expect(inStaging.filter((c) => !c.startsWith('mkdir '))).toEqual(
+        dbEntries.map((e) => (e.kind === 'symlink' ? `symlink ${STAGING('db')}${e.path} -> ${e.target}` : `write ${STAGING('db')}${e.path}`)),
+      );
+      expect(changes.filter((c) => !inStaging.includes(c))).toEqual([
+        'write /var/lib/nspawnctl/machines/db.json',
+        `rename ${STAGING('db')} -> /var/lib/machines/db`,
+        'write /etc/systemd/nspawn/db.nspawn',
+      ]);
+      const etcNow = nodesUnder(host, '/etc');
+      etcNow.delete('/etc/systemd/nspawn/db.nspawn');
+      etcNow.delete('/etc/systemd/system/machines.target.wants/systemd-nspawn@db.service');
+      expect(etcNow).toEqual(etc);
+    });
+
+    test('--json: one document with the conflict, the steps applied and no failure; the summary on stderr; exit 1', async () => {
+      const host = hostWithWebOnly();
+      host.fs.swapForSymlink('/var/lib/machines/web/etc/systemd', '/etc');
+      const r = await runCommand(applyWith(host), ['machines.yaml', '--json', '--start-timeout', '5', ...SEQUENTIAL]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toBe(`nspawnctl: apply left machines with conflicts alone (applied: db):\n  - machine web: left alone, conflict: ${SYMLINKED}\n${HINT}`);
+      const json = JSON.parse(r.stdout);
+      expect(json.conflicts).toEqual([{ owner: { type: 'machine', name: 'web' }, path: '/var/lib/machines/web/etc/systemd/network/10-nspawnctl-host0.network', message: SYMLINKED }]);
+      expect(json.applied.map((s: { kind: string; machine?: string }) => `${s.kind} ${s.machine ?? ''}`.trim())).toEqual(['create-machine db', 'write-file', 'enable-machine db', 'start-machine db']);
+      expect([json.failures, json.skipped]).toEqual([[], []]);
+    });
+
+    test('when web is the only machine with work: exit 4 and nothing changes but the lock', async () => {
+      const host = convergedHost();
+      host.inputs.set('machines.yaml', EXAMPLE_NEW_MOTD);
+      host.fs.swapForSymlink('/var/lib/machines/web/etc/systemd', '/etc');
+      const r = await runCommand(applyWith(host), ['machines.yaml']);
+      expect(r.exitCode).toBe(4);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(
+        [
+          '= network examplevlan: unchanged',
+          '= machine db: unchanged',
+          '! machine web: conflict',
+          `    ${SYMLINKED}`,
+          '',
+          '1 conflict(s); apply leaves web alone:',
+          `  ! machine web: ${SYMLINKED}`,
+          'nspawnctl: 1 conflict(s); nothing was changed',
+          'hint: Resolve them (see above), or destroy the machine with --force if it is really yours.',
+          '',
+        ].join('\n'),
+      );
+      expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+      expect(changesBesidesLock(host)).toEqual([]);
+    });
+  });
+
+  describe('a network named like an interface the host already has', () => {
+    test('no record of it: a network conflict, exit 4, nothing changes but the lock', async () => {
+      const host = freshHost({ manifest: ETH0 });
+      const r = await runCommand(applyWith(host), ['machines.yaml']);
+      expect(r.exitCode).toBe(4);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(
+        [
+          '! network eth0: conflict',
+          `    ${ETH0_TAKEN}`,
+          '+ machine web: create',
+          '    bootstrap debian bookworm with mmdebstrap or debootstrap',
+          '    create /etc/systemd/nspawn/web.nspawn',
+          '    start',
+          '',
+          '1 conflict(s); apply will not change anything until they are resolved:',
+          `  ! network eth0: ${ETH0_TAKEN}`,
+          'nspawnctl: 1 conflict(s); nothing was changed',
+          'hint: Resolve them (see above), or destroy the machine with --force if it is really yours.',
+          '',
+        ].join('\n'),
+      );
+      expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
+      expect(changesBesidesLock(host)).toEqual([]);
+    });
+
+    test('recorded (nspawnctl made that bridge): no conflict, and the interfaces are not even asked', async () => {
+      const host = convergeFakeHost(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': ETH0 } })), desiredFrom(ETH0).desired);
+      const r = await runCommand(applyWith(host), ['machines.yaml']);
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toBe('= network eth0: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n');
+      expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+      expect(changesBesidesLock(host)).toEqual([]);
+    });
   });
 });

@@ -6,6 +6,7 @@ import { Host } from '../../src/host/host';
 import { parseManifest } from '../../src/manifest/load';
 import { NETWORKD_CONF_PATH, SYSCTL_PATH } from '../../src/plan/host-init';
 import { renderDesiredState } from '../../src/render/desired';
+import { LIST_INTERFACES } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
 import { HOST_RECORD, makeDebianHost, makeReadyDebianHost, NETWORKD_CONF, SYSCTL_CONF } from '../helpers/host-init-state';
 import { runCommand, TEST_CWD } from '../helpers/run-command';
@@ -24,7 +25,7 @@ const P = {
   netRecord: '/var/lib/nspawnctl/networks/br0.json',
 };
 
-/** The read-only queries host init makes for MANIFEST (iptables and nft are not installed). */
+/** The read-only queries host init makes for MANIFEST once br0 is recorded (iptables and nft are not installed). */
 const OBSERVE_CALLS = [
   ['dpkg-query', '-W', '-f=${Package} ${Status}\\n', ...PACKAGES],
   ['systemctl', 'is-enabled', 'systemd-networkd.service'],
@@ -34,6 +35,8 @@ const OBSERVE_CALLS = [
   ['machinectl', 'list', '--no-legend', '--no-pager', '--full'],
   ['systemctl', 'is-active', 'systemd-networkd.service'],
 ];
+/** Before br0 is recorded, observe also lists the host's interfaces (a bridge must not take one over). */
+const FRESH_OBSERVE_CALLS = [...OBSERVE_CALLS, LIST_INTERFACES];
 
 const initWith = (host: Host) =>
   class extends HostInit {
@@ -59,7 +62,10 @@ const changes = (host: FakeHost) => host.fs.changes.filter((c) => c.split(' ')[1
 
 /** Read-only queries (observation may run more than once, e.g. again under the lock). */
 const isQuery = (a: string[]) =>
-  a[0] === 'dpkg-query' || (a[0] === 'systemctl' && ['is-enabled', 'is-active'].includes(a[1])) || (a[0] === 'machinectl' && a[1] === 'list');
+  a[0] === 'dpkg-query' ||
+  (a[0] === 'systemctl' && ['is-enabled', 'is-active'].includes(a[1])) ||
+  (a[0] === 'machinectl' && a[1] === 'list') ||
+  (a[0] === 'ip' && a[1] === '-json');
 /** The commands that are not queries, in order. */
 const effects = (host: FakeHost) => host.runner.argvs().filter((a) => !isQuery(a));
 
@@ -88,7 +94,7 @@ describe('nspawnctl host init --check', () => {
     const r = await runCommand(initWith(host), ['machines.yaml', '--check']);
     expect(r.exitCode).toBe(1);
     expect(r.stdout).toBe(`Missing:\n${FRESH_REPORT.join('\n')}\n`);
-    expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
     expect(host.runner.argvs().filter(CHANGING)).toEqual([]);
     expect(changes(host)).toEqual([]);
     expect(snapshot(host)).toEqual(before);
@@ -163,7 +169,7 @@ describe('nspawnctl host init --dry-run', () => {
       'write-host-record',
     ]);
     expect(json.steps.map((s: { description: string; reason: string }) => `  - ${s.description}  (${s.reason})`)).toEqual(FRESH_REPORT);
-    expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
     expect(changes(host)).toEqual([]);
     expect(snapshot(host)).toEqual(before);
   });
@@ -192,7 +198,7 @@ describe('nspawnctl host init', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout.endsWith('Host init done: 11 step(s).\n')).toBe(true);
     expect(r.stderr).toBe(`host init:\n${FRESH_REPORT.join('\n')}\n`);
-    expect(host.runner.argvs().slice(0, OBSERVE_CALLS.length)).toEqual(OBSERVE_CALLS);
+    expect(host.runner.argvs().slice(0, FRESH_OBSERVE_CALLS.length)).toEqual(FRESH_OBSERVE_CALLS);
     expect(effects(host)).toEqual([
       ['apt-get', 'update'],
       ['apt-get', 'install', '-y', ...PACKAGES],
@@ -280,7 +286,7 @@ describe('nspawnctl host init', () => {
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toBe('nspawnctl: this host is not ready:\n  - nspawnctl host init must run as root\nhint: Run it with sudo, or as root.\n');
     expect(r.stdout).toBe('');
-    expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
+    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
     expect(changes(host)).toEqual([]);
     expect(snapshot(host)).toEqual(before);
   });

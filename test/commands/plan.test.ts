@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Plan from '../../src/commands/plan';
 import { Host } from '../../src/host/host';
-import { convergeFakeHost, desiredFrom, makeBootedHost } from '../helpers/converged';
+import { answerObserveQueries, convergeFakeHost, desiredFrom, LIST_INTERFACES, LIST_MACHINES, makeBootedHost, NETWORKD_ACTIVE } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
 import { REPO_ROOT, runCommand, TEST_CWD } from '../helpers/run-command';
 
@@ -22,10 +22,7 @@ const planWith = (host: Host) =>
 
 /** A booted host where systemd-networkd runs and no machine is registered yet. */
 function freshBootedHost(manifest: string): FakeHost {
-  const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } }));
-  host.runner.on(['machinectl', 'list', '--no-legend', '--no-pager', '--full'], { stdout: '' });
-  host.runner.on(['systemctl', 'is-active', 'systemd-networkd.service'], { stdout: 'active\n' });
-  return host;
+  return answerObserveQueries(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } })));
 }
 
 const BAD = 'networks:\n  br0: { subnet: 10.0.0.0/24 }\nmachines:\n  web:\n    network: { bridge: br0, address: 10.0.1.5 }\n    autostrat: true\n';
@@ -98,11 +95,8 @@ describe('nspawnctl plan', () => {
     ]);
     expect(json.conflicts).toEqual([]);
     expect(json.unmanaged).toEqual([]);
-    // plan only looks: the two read-only queries, and no write.
-    expect(host.runner.argvs()).toEqual([
-      ['machinectl', 'list', '--no-legend', '--no-pager', '--full'],
-      ['systemctl', 'is-active', 'systemd-networkd.service'],
-    ]);
+    // plan only looks: the read-only queries (the interfaces, as the network is new), and no write.
+    expect(host.runner.argvs()).toEqual([LIST_MACHINES, NETWORKD_ACTIVE, LIST_INTERFACES]);
     expect(host.fs.changes).toEqual([]);
     host.assertNoUnmatchedCalls();
   });

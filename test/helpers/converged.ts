@@ -7,6 +7,7 @@ import { HostState, ObservedEntry } from '../../src/plan/observe';
 import { MachineRecord, NetworkRecord, serializeRecord } from '../../src/plan/records';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState, renderDesiredState } from '../../src/render/desired';
 import { FakeHost } from './fake-host';
+import { ipLinkJson } from './simulated-systemd';
 
 /** Where the manifest lives in these tests (the command tests use cwd /srv/conf). */
 export const MANIFEST_PATH = '/srv/conf/machines.yaml';
@@ -85,8 +86,8 @@ export function freshState(overrides: Partial<HostState> = {}): HostState {
   return { systemdBooted: true, networkdActive: true, machines: {}, networks: {}, files: {}, existingBindSources: [], managedMachines: [], ...overrides };
 }
 
-/** Marks the fake host as booted with systemd and the tools apply needs installed. */
-export function makeBootedHost(host: FakeHost, programs = ['machinectl', 'systemd-nspawn', 'networkctl', 'nsenter', 'mmdebstrap']): FakeHost {
+/** Marks the fake host as booted with systemd and the tools apply needs installed (nsenter is not one of them). */
+export function makeBootedHost(host: FakeHost, programs = ['machinectl', 'systemd-nspawn', 'networkctl', 'mmdebstrap']): FakeHost {
   host.fs.addDir('/run/systemd/system');
   for (const p of programs) host.fs.addFile(`/usr/bin/${p}`, '', { mode: 0o755 });
   return host;
@@ -113,9 +114,22 @@ export function convergeFakeHost(host: FakeHost, desired: DesiredState, options:
     for (const b of m.machine.bind) host.fs.addDir(b.source);
   }
   if (options.queries === false) return host;
-  host.runner.on(['machinectl', 'list', '--no-legend', '--no-pager', '--full'], {
-    stdout: running.map((n) => `${n} container systemd-nspawn debian 12 -\n`).join(''),
-  });
-  host.runner.on(['systemctl', 'is-active', 'systemd-networkd.service'], { stdout: 'active\n' });
+  return answerObserveQueries(host, { running });
+}
+
+/** The read-only queries observe makes on a booted host, in the order it makes them. */
+export const LIST_MACHINES = ['machinectl', 'list', '--no-legend', '--no-pager', '--full'];
+export const NETWORKD_ACTIVE = ['systemctl', 'is-active', 'systemd-networkd.service'];
+/** Asked only when the manifest has a network nspawnctl has no record of. */
+export const LIST_INTERFACES = ['ip', '-json', 'link', 'show'];
+
+/**
+ * Scripts the answers to observe's queries: `running` machines are registered, networkd is
+ * active, and the host has the network interfaces `interfaces` (lo and eth0 by default).
+ */
+export function answerObserveQueries(host: FakeHost, options: { running?: string[]; interfaces?: string[] } = {}): FakeHost {
+  host.runner.on(LIST_MACHINES, { stdout: (options.running ?? []).map((n) => `${n} container systemd-nspawn debian 12 -\n`).join('') });
+  host.runner.on(NETWORKD_ACTIVE, { stdout: 'active\n' });
+  host.runner.on(LIST_INTERFACES, { stdout: ipLinkJson(options.interfaces ?? ['lo', 'eth0']) });
   return host;
 }

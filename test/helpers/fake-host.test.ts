@@ -1,10 +1,13 @@
 // The fake is only useful if it behaves like the real thing: the same operations run against
-// createNodeFs (in a temporary directory) and FakeFs must give the same results and trees.
-import { mkdtempSync, rmSync } from 'node:fs';
+// createNodeFs (in a temporary directory) and FakeFs must give the same results and trees; and
+// the same for a RootfsHandle of each on a tree a machine's root has made hostile.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandFailedError } from '../../src/errors';
 import { createNodeFs, HostFs } from '../../src/host/fs';
+import { RootfsHandle } from '../../src/host/rootfs-handle';
 import { FakeFs, FakeHost } from './fake-host';
 
 // Symlink targets are relative here: createNodeFs is rooted at a temporary directory, where an
@@ -34,8 +37,9 @@ const ops: Op[] = [
   ['stat of a symlink is the link', async (fs) => (await fs.stat('/a/link'))?.type],
   ['read through a symlink', (fs) => fs.readText('/a/link')],
   ['symlink to a dir is a parent dir for writes', async (fs) => [await fs.writeSymlink('/d', 'a/b', {}), await fs.writeFile('/d/e.txt', 'e', { mode: 0o644 }), await fs.readText('/a/b/e.txt')]],
-  ['confineTo refuses a write escaping through a symlink', async (fs) => [await fs.mkdir('/root1/etc', 0o755), await fs.writeSymlink('/root1/etc/esc', '../../a', {}), await fs.writeFile('/root1/etc/esc/x', 'x', { mode: 0o644, confineTo: '/root1' })]],
-  ['confineTo allows a write inside', (fs) => fs.writeFile('/root1/etc/ok', 'x', { mode: 0o644, confineTo: '/root1' })],
+  ['a path inside a machine is refused (it takes a RootfsHandle)', (fs) => fs.writeFile('/var/lib/machines/web/etc/x', 'x', { mode: 0o644 })],
+  ['reading inside a machine is refused too', (fs) => fs.readText('/var/lib/machines/web/etc/hostname')],
+  ['so is a path through a process root', (fs) => fs.stat('/proc/1/root/etc')],
   ['listDir is sorted', async (fs) => [await fs.writeFile('/a/b/B', '', { mode: 0o644 }), await fs.writeFile('/a/b/a', '', { mode: 0o644 }), await fs.listDir('/a/b')]],
   ['removeFile refuses a directory', (fs) => fs.removeFile('/a/b')],
   ['removeFile of a symlink removes only the link', async (fs) => [await fs.removeFile('/a/link'), await fs.readText('/a/b/c.txt')]],
@@ -62,7 +66,7 @@ async function outcome(fn: () => Promise<unknown>, root = ''): Promise<unknown> 
   try {
     return { ok: await fn() };
   } catch (err) {
-    if ((err as Error).constructor.name === 'NspawnctlError') return { error: root ? (err as Error).message.split(root).join('') : (err as Error).message };
+    if (['NspawnctlError', 'UnsafePathError'].includes((err as Error).constructor.name)) return { error: root ? (err as Error).message.split(root).join('') : (err as Error).message };
     return { error: (err as NodeJS.ErrnoException).code ?? 'error' };
   }
 }
@@ -83,6 +87,77 @@ describe('FakeFs behaves like createNodeFs', () => {
     const expected = await outcome(() => op(real), dir);
     const actual = await outcome(() => op(fake));
     expect(actual).toEqual(expected);
+  });
+});
+
+// Inside /m: etc/hostname, etc/link -> /etc, a FIFO etc/fifo, and etc/systemd -> ../../outside.
+type HandleOp = [string, (h: RootfsHandle) => Promise<unknown>];
+const entryOf = (e: Awaited<ReturnType<RootfsHandle['inspect']>>) => (e?.type === 'file' ? { type: e.type, content: e.content, mode: e.mode } : e);
+const handleOps: HandleOp[] = [
+  ['inspect a file', async (h) => entryOf(await h.inspect('/etc/hostname'))],
+  ['inspect a symlink: its target, not followed', (h) => h.inspect('/etc/link')],
+  ['inspect a FIFO: "other", never opened for reading', (h) => h.inspect('/etc/fifo')],
+  ['inspect below a symlinked directory: refused', (h) => h.inspect('/etc/systemd/network/x')],
+  ['inspect below a missing directory', (h) => h.inspect('/nope/x')],
+  ['inspect below a file: refused', (h) => h.inspect('/etc/hostname/x')],
+  ['stat of the symlinked directory is the link', async (h) => pickStat(await h.stat('/etc/systemd'))?.type],
+  ['stat below it: refused', (h) => h.stat('/etc/systemd/x')],
+  ['write below the symlinked directory: refused', (h) => h.writeFile('/etc/systemd/network/x', 'x', { mode: 0o644 })],
+  ['symlink below it: refused', (h) => h.writeSymlink('/etc/systemd/x', '/y', {})],
+  ['mkdir through it: refused', (h) => h.mkdir('/etc/systemd/a/b', { mode: 0o755 })],
+  ['remove below it: refused', (h) => h.removeFile('/etc/systemd/x')],
+  ['write over the FIFO: refused', (h) => h.writeFile('/etc/fifo', 'x', { mode: 0o644 })],
+  ['write over a symlink replaces the link', async (h) => [await h.writeFile('/etc/link', 'mine\n', { mode: 0o640 }), entryOf(await h.inspect('/etc/link'))]],
+  ['write a new file, directories made with dirMode', async (h) => [await h.writeFile('/a/b/c', 'c\n', { mode: 0o600, dirMode: 0o700 }), pickStat(await h.stat('/a')), pickStat(await h.stat('/a/b/c'))]],
+  ['the same again: no write', (h) => h.writeFile('/a/b/c', 'c\n', { mode: 0o600 })],
+  ['another mode: a write', (h) => h.writeFile('/a/b/c', 'c\n', { mode: 0o644 })],
+  ['a symlink over a file', async (h) => [await h.writeSymlink('/etc/hostname', '/proc/self/root', {}), await h.inspect('/etc/hostname')]],
+  ['the same symlink: no write', (h) => h.writeSymlink('/etc/hostname', '/proc/self/root', {})],
+  ['write over a directory: refused', (h) => h.writeFile('/a/b', 'x', { mode: 0o644 })],
+  ['remove a directory: refused', (h) => h.removeFile('/a')],
+  ['remove the symlinked directory removes only the link', async (h) => [await h.removeFile('/etc/systemd'), await h.inspect('/etc/systemd')]],
+  ['remove a missing file', (h) => h.removeFile('/etc/none')],
+  ['listDir is sorted; a missing one is empty', async (h) => [await h.listDir('/etc'), await h.listDir('/none')]],
+  ['removeEmptyDir of a non-empty one: false', (h) => h.removeEmptyDir('/a/b')],
+  ['removeEmptyDir once empty: true', async (h) => [await h.removeFile('/a/b/c'), await h.removeEmptyDir('/a/b'), await h.listDir('/a')]],
+  ['mkdir -p with a mode', async (h) => [await h.mkdir('/x/y', { mode: 0o750 }), pickStat(await h.stat('/x')), pickStat(await h.stat('/x/y'))]],
+  ['".." is refused', (h) => h.inspect('/etc/../../outside')],
+  ['the top', async (h) => pickStat(await h.top())],
+];
+
+describe('FakeRootfsHandle behaves like the real RootfsHandle', () => {
+  let dir: string;
+  let real: RootfsHandle;
+  let fake: RootfsHandle;
+  let fakeFs: FakeFs;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nspawnctl-rootfs-'));
+    mkdirSync(join(dir, 'm/etc'), { recursive: true });
+    chmodSync(join(dir, 'm'), 0o755);
+    writeFileSync(join(dir, 'm/etc/hostname'), 'web\n');
+    chmodSync(join(dir, 'm/etc/hostname'), 0o644);
+    symlinkSync('/etc', join(dir, 'm/etc/link'));
+    execFileSync('mkfifo', [join(dir, 'm/etc/fifo')]);
+    symlinkSync('../../outside', join(dir, 'm/etc/systemd'));
+    mkdirSync(join(dir, 'outside'));
+    real = await createNodeFs(dir).openRootfs('/m');
+    fakeFs = new FakeFs().addFile('/m/etc/hostname', 'web\n').addSymlink('/m/etc/link', '/etc').addFifo('/m/etc/fifo').addSymlink('/m/etc/systemd', '../../outside').addDir('/outside');
+    fake = await fakeFs.openRootfs('/m');
+  });
+  afterAll(async () => {
+    await real.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test.each(handleOps)('%s', async (_name, op) => {
+    const expected = await outcome(() => op(real), dir);
+    const actual = await outcome(() => op(fake));
+    expect(actual).toEqual(expected);
+  });
+
+  test('nothing reached the directory outside', () => {
+    expect(readdirSync(join(dir, 'outside'))).toEqual([]);
+    expect(fakeFs.paths().filter((p) => p.startsWith('/outside/'))).toEqual([]);
   });
 });
 

@@ -1,16 +1,19 @@
 // An in-memory Host for unit tests: a filesystem with the semantics of createNodeFs, and a
 // runner that records every call and answers only from scripted responses.
 import { posix } from 'node:path';
-import { CommandFailedError, NspawnctlError } from '../../src/errors';
-import { FileInfo, HostFs, WriteOptions } from '../../src/host/fs';
+import { CommandFailedError, NspawnctlError, UnsafePathError } from '../../src/errors';
+import { assertHostPath, FileInfo, HostFs, WriteOptions } from '../../src/host/fs';
 import { Host } from '../../src/host/host';
 import { isWithin } from '../../src/host/paths';
+import { MAX_ROOTFS_READ, RootfsEntryState, RootfsHandle, rootfsPathParts, RootfsWriteOptions } from '../../src/host/rootfs-handle';
 import { RunOptions, RunResult, Runner } from '../../src/host/runner';
 
 export type FakeNode =
   | { type: 'file'; content: string; mode: number; uid: number; gid: number }
   | { type: 'symlink'; target: string; uid: number; gid: number }
-  | { type: 'dir'; mode: number; uid: number; gid: number };
+  | { type: 'dir'; mode: number; uid: number; gid: number }
+  /** A FIFO, socket or device: never read. */
+  | { type: 'other'; mode: number; uid: number; gid: number };
 
 /** In-memory filesystem; `changes` logs every mutation ("write /etc/x", "remove /y", ...). */
 export class FakeFs implements HostFs {
@@ -19,6 +22,7 @@ export class FakeFs implements HostFs {
   readonly changes: string[] = [];
 
   async createExclusive(path: string, content: string, mode: number): Promise<boolean> {
+    assertHostPath(path);
     const p = this.resolveParents(path);
     if (this.nodes.has(p)) return false;
     // createNodeFs makes the parent with mkdir -p, which fails on a file in the way.
@@ -50,6 +54,32 @@ export class FakeFs implements HostFs {
     return this;
   }
 
+  /**
+   * What a machine's root can do to its own tree at any moment: the directory (or file) at `path`
+   * and everything below it replaced by a symlink to `target`.
+   */
+  swapForSymlink(path: string, target: string): this {
+    const p = norm(path);
+    for (const key of [...this.nodes.keys()]) if (isWithin(key, p)) this.nodes.delete(key);
+    return this.addSymlink(p, target);
+  }
+
+  /** A FIFO (or any special file) at `path`. */
+  addFifo(path: string): this {
+    this.ensureParents(path);
+    this.nodes.set(norm(path), { type: 'other', mode: 0o644, uid: 0, gid: 0 });
+    return this;
+  }
+
+  /**
+   * The content of the regular file at exactly `path` (no symlink followed), or undefined: for
+   * looking at files inside a machine, which the HostFs methods refuse to read.
+   */
+  textAt(path: string): string | undefined {
+    const node = this.nodes.get(norm(path));
+    return node?.type === 'file' ? node.content : undefined;
+  }
+
   /** Every path below `/`, sorted: for comparing whole trees. */
   paths(): string[] {
     return [...this.nodes.keys()].filter((p) => p !== '/').sort();
@@ -57,30 +87,32 @@ export class FakeFs implements HostFs {
 
   // --- HostFs ---
   async readText(path: string): Promise<string | undefined> {
+    assertHostPath(path);
     const node = this.nodes.get(this.realpath(path));
     return node?.type === 'file' ? node.content : undefined;
   }
 
   async stat(path: string): Promise<FileInfo | undefined> {
+    assertHostPath(path);
     const node = this.nodes.get(this.resolveParents(path));
-    if (!node) return undefined;
-    const mode = node.type === 'symlink' ? 0o777 : node.mode;
-    const size = node.type === 'file' ? Buffer.byteLength(node.content) : node.type === 'symlink' ? node.target.length : 4096;
-    return { type: node.type, mode, uid: node.uid, gid: node.gid, mtimeMs: 0, size };
+    return node ? infoOf(node) : undefined;
   }
 
   async readLink(path: string): Promise<string | undefined> {
+    assertHostPath(path);
     const node = this.nodes.get(this.resolveParents(path));
     return node?.type === 'symlink' ? node.target : undefined;
   }
 
   async listDir(path: string): Promise<string[]> {
+    assertHostPath(path);
     const dir = this.realpath(path);
     if (this.nodes.get(dir)?.type !== 'dir') return [];
     return this.children(dir).map((p) => posix.basename(p)).sort();
   }
 
   async writeFile(path: string, content: string, options: WriteOptions): Promise<boolean> {
+    assertHostPath(path);
     const p = this.resolveParents(path);
     const node = this.nodes.get(p);
     if (node?.type === 'file') {
@@ -90,7 +122,6 @@ export class FakeFs implements HostFs {
       throw new NspawnctlError(`refusing to replace ${path}: it is a directory`);
     }
     this.mkdirp(posix.dirname(p), options.dirMode ?? 0o755, options.uid, options.gid);
-    this.checkConfined(path, options.confineTo);
     const uid = options.uid ?? 0;
     this.nodes.set(p, { type: 'file', content, mode: options.mode, uid, gid: options.gid ?? uid });
     this.changes.push(`write ${norm(path)}`);
@@ -98,23 +129,23 @@ export class FakeFs implements HostFs {
   }
 
   async writeSymlink(path: string, target: string, options: Omit<WriteOptions, 'mode'>): Promise<boolean> {
+    assertHostPath(path);
     const p = this.resolveParents(path);
     const node = this.nodes.get(p);
     if (node?.type === 'symlink' && node.target === target) return false;
     if (node?.type === 'dir') throw new NspawnctlError(`refusing to replace ${path}: it is a directory or special file`);
     this.mkdirp(posix.dirname(p), options.dirMode ?? 0o755, options.uid, options.gid);
-    this.checkConfined(path, options.confineTo);
     const uid = options.uid ?? 0;
     this.nodes.set(p, { type: 'symlink', target, uid, gid: options.gid ?? uid });
     this.changes.push(`symlink ${norm(path)} -> ${target}`);
     return true;
   }
 
-  async removeFile(path: string, options: { confineTo?: string } = {}): Promise<boolean> {
+  async removeFile(path: string): Promise<boolean> {
+    assertHostPath(path);
     const p = this.resolveParents(path);
     const node = this.nodes.get(p);
     if (!node) return false;
-    this.checkConfined(path, options.confineTo);
     if (node.type === 'dir') throw new NspawnctlError(`refusing to remove ${path}: it is a directory`);
     this.nodes.delete(p);
     this.changes.push(`remove ${norm(path)}`);
@@ -123,12 +154,15 @@ export class FakeFs implements HostFs {
 
   async removeTree(path: string): Promise<void> {
     if (posix.normalize(path) === '/' || path === '') throw new NspawnctlError('refusing to remove /');
+    assertHostPath(path);
     const p = this.resolveParents(path);
     for (const key of [...this.nodes.keys()]) if (isWithin(key, p)) this.nodes.delete(key);
     this.changes.push(`remove-tree ${norm(path)}`);
   }
 
   async rename(from: string, to: string): Promise<void> {
+    assertHostPath(from);
+    assertHostPath(to);
     const src = this.resolveParents(from);
     const dst = this.resolveParents(to);
     if (!this.nodes.has(src)) throw enoent('rename', from);
@@ -140,9 +174,25 @@ export class FakeFs implements HostFs {
     this.changes.push(`rename ${norm(from)} -> ${norm(to)}`);
   }
 
-  async mkdir(path: string, mode: number, options: { uid?: number; gid?: number; confineTo?: string } = {}): Promise<void> {
-    if (options.confineTo) this.checkConfined(path, options.confineTo);
+  async mkdir(path: string, mode: number, options: { uid?: number; gid?: number } = {}): Promise<void> {
+    assertHostPath(path);
     this.mkdirp(this.resolveParents(path), mode, options.uid, options.gid);
+  }
+
+  async openRootfs(dir: string): Promise<RootfsHandle> {
+    assertHostPath(dir);
+    const top = this.nodes.get(norm(dir));
+    if (top?.type !== 'dir') throw new UnsafePathError(dir, 'is not a directory (or is a symlink)');
+    this.opened.push(norm(dir));
+    return new FakeRootfsHandle(this, norm(dir));
+  }
+
+  /** Every directory a RootfsHandle was opened on, in order. */
+  readonly opened: string[] = [];
+
+  /** For FakeRootfsHandle: logs a change the way the HostFs methods do. */
+  logChange(change: string): void {
+    this.changes.push(change);
   }
 
   // --- internals ---
@@ -173,15 +223,6 @@ export class FakeFs implements HostFs {
     this.changes.push(`mkdir ${dir}`);
   }
 
-  private checkConfined(path: string, confineTo: string | undefined): void {
-    if (!confineTo) return;
-    const base = this.realpath(confineTo);
-    const parent = this.realpath(posix.dirname(path));
-    if (!isWithin(parent, base)) {
-      throw new NspawnctlError(`refusing to write ${path}: its directory resolves to ${parent}, outside ${confineTo}`);
-    }
-  }
-
   /** The path with every symlink resolved except the last component (what lstat sees). */
   private resolveParents(path: string): string {
     const p = norm(path);
@@ -204,6 +245,142 @@ export class FakeFs implements HostFs {
       current = next;
     }
     return current;
+  }
+}
+
+function infoOf(node: FakeNode): FileInfo {
+  const mode = node.type === 'symlink' ? 0o777 : node.mode;
+  const size = node.type === 'file' ? Buffer.byteLength(node.content) : node.type === 'symlink' ? node.target.length : 4096;
+  return { type: node.type, mode, uid: node.uid, gid: node.gid, mtimeMs: 0, size };
+}
+
+/**
+ * RootfsHandle over a FakeFs: the same rules as the real one. Every directory on the way must be
+ * a real directory (a symlink or file there is an UnsafePathError), nothing is followed, special
+ * files are reported as "other" and never read, writes replace a symlink instead of writing
+ * through it. Changes are logged in the FakeFs's `changes` like its own methods do.
+ */
+export class FakeRootfsHandle implements RootfsHandle {
+  private closed = false;
+
+  constructor(
+    private readonly fs: FakeFs,
+    readonly path: string,
+  ) {}
+
+  private full(parts: string[]): string {
+    return posix.join(this.path, ...parts);
+  }
+
+  /** The directory at `parts` (created with `create`), or undefined when missing. */
+  private dir(parts: string[], create?: { mode: number; uid?: number; gid?: number }): string | undefined {
+    if (this.closed) throw new NspawnctlError(`internal: the handle of ${this.path} is closed`);
+    for (let i = 0; i <= parts.length; i++) {
+      const p = this.full(parts.slice(0, i));
+      const node = this.fs.nodes.get(p);
+      if (!node) {
+        if (!create) return undefined;
+        const uid = create.uid ?? 0;
+        this.fs.nodes.set(p, { type: 'dir', mode: create.mode, uid, gid: create.gid ?? uid });
+        this.fs.logChange(`mkdir ${p}`);
+        continue;
+      }
+      if (node.type === 'symlink') throw new UnsafePathError(p, 'is a symlink');
+      if (node.type !== 'dir') throw new UnsafePathError(p, 'is not a directory');
+    }
+    return this.full(parts);
+  }
+
+  async top(): Promise<FileInfo> {
+    return infoOf(this.fs.nodes.get(this.path)!);
+  }
+
+  async stat(path: string): Promise<FileInfo | undefined> {
+    const parts = rootfsPathParts(path);
+    if (this.dir(parts.slice(0, -1)) === undefined) return undefined;
+    const node = this.fs.nodes.get(this.full(parts));
+    return node ? infoOf(node) : undefined;
+  }
+
+  async inspect(path: string, maxBytes = MAX_ROOTFS_READ): Promise<RootfsEntryState | undefined> {
+    const parts = rootfsPathParts(path);
+    if (this.dir(parts.slice(0, -1)) === undefined) return undefined;
+    return this.entry(parts, maxBytes);
+  }
+
+  private entry(parts: string[], maxBytes: number): RootfsEntryState | undefined {
+    const node = this.fs.nodes.get(this.full(parts));
+    if (!node) return undefined;
+    if (node.type === 'symlink') return { type: 'symlink', target: node.target };
+    if (node.type === 'dir' || node.type === 'other') return { type: node.type };
+    if (Buffer.byteLength(node.content) > maxBytes) throw new UnsafePathError(this.full(parts), `is larger than ${maxBytes} bytes`);
+    return { type: 'file', content: node.content, mode: node.mode, uid: node.uid, gid: node.gid };
+  }
+
+  async writeFile(path: string, content: string, options: RootfsWriteOptions): Promise<boolean> {
+    const parts = rootfsPathParts(path);
+    this.dir(parts.slice(0, -1), { mode: options.dirMode ?? 0o755, uid: options.uid, gid: options.gid });
+    const current = this.entry(parts, Math.max(MAX_ROOTFS_READ, Buffer.byteLength(content)));
+    const uid = options.uid ?? 0;
+    const gid = options.gid ?? uid;
+    if (current?.type === 'file') {
+      const ownerOk = options.uid === undefined || (current.uid === uid && current.gid === gid);
+      if (current.content === content && current.mode === options.mode && ownerOk) return false;
+    } else if (current && current.type !== 'symlink') {
+      throw new UnsafePathError(this.full(parts), current.type === 'dir' ? 'is a directory' : 'is a special file (FIFO, socket or device)');
+    }
+    this.fs.nodes.set(this.full(parts), { type: 'file', content, mode: options.mode, uid, gid });
+    this.fs.logChange(`write ${this.full(parts)}`);
+    return true;
+  }
+
+  async writeSymlink(path: string, target: string, options: Omit<RootfsWriteOptions, 'mode'>): Promise<boolean> {
+    const parts = rootfsPathParts(path);
+    this.dir(parts.slice(0, -1), { mode: options.dirMode ?? 0o755, uid: options.uid, gid: options.gid });
+    const current = this.entry(parts, MAX_ROOTFS_READ);
+    if (current?.type === 'symlink' && current.target === target) return false;
+    if (current && current.type !== 'symlink' && current.type !== 'file') {
+      throw new UnsafePathError(this.full(parts), current.type === 'dir' ? 'is a directory' : 'is a special file (FIFO, socket or device)');
+    }
+    const uid = options.uid ?? 0;
+    this.fs.nodes.set(this.full(parts), { type: 'symlink', target, uid, gid: options.gid ?? uid });
+    this.fs.logChange(`symlink ${this.full(parts)} -> ${target}`);
+    return true;
+  }
+
+  async removeFile(path: string): Promise<boolean> {
+    const parts = rootfsPathParts(path);
+    if (this.dir(parts.slice(0, -1)) === undefined) return false;
+    const node = this.fs.nodes.get(this.full(parts));
+    if (!node) return false;
+    if (node.type === 'dir') throw new UnsafePathError(this.full(parts), 'is a directory, not a file nspawnctl wrote');
+    this.fs.nodes.delete(this.full(parts));
+    this.fs.logChange(`remove ${this.full(parts)}`);
+    return true;
+  }
+
+  async mkdir(path: string, options: Omit<RootfsWriteOptions, 'mode'> & { mode: number }): Promise<void> {
+    this.dir(rootfsPathParts(path), { mode: options.mode, uid: options.uid, gid: options.gid });
+  }
+
+  async listDir(path: string): Promise<string[]> {
+    const dir = this.dir(rootfsPathParts(path));
+    if (dir === undefined) return [];
+    return [...this.fs.nodes.keys()].filter((k) => k !== dir && posix.dirname(k) === dir).map((k) => posix.basename(k)).sort();
+  }
+
+  async removeEmptyDir(path: string): Promise<boolean> {
+    const parts = rootfsPathParts(path);
+    if (this.dir(parts.slice(0, -1)) === undefined) return false;
+    const p = this.full(parts);
+    if (this.fs.nodes.get(p)?.type !== 'dir' || (await this.listDir(path)).length > 0) return false;
+    this.fs.nodes.delete(p);
+    this.fs.logChange(`rmdir ${p}`);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
   }
 }
 

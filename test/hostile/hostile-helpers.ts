@@ -5,7 +5,7 @@ import Plan from '../../src/commands/plan';
 import { ExitCode, formatProblem, ManifestError } from '../../src/errors';
 import { Host } from '../../src/host/host';
 import { parseManifest } from '../../src/manifest/load';
-import { makeBootedHost } from '../helpers/converged';
+import { answerObserveQueries, makeBootedHost } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
 import { CommandResult, runCommand, TEST_CWD } from '../helpers/run-command';
 
@@ -55,10 +55,7 @@ export function expectProblems(text: string, expected: string[]): ManifestError 
 
 /** A booted host where networkd runs and no machine exists; the manifest is machines.yaml. */
 export function freshBootedHost(manifest: string): FakeHost {
-  const host = makeBootedHost(new FakeHost({ inputs: { [FILE]: manifest } }));
-  host.runner.on(['machinectl', 'list', '--no-legend', '--no-pager', '--full'], { stdout: '' });
-  host.runner.on(['systemctl', 'is-active', 'systemd-networkd.service'], { stdout: 'active\n' });
-  return host;
+  return answerObserveQueries(makeBootedHost(new FakeHost({ inputs: { [FILE]: manifest } })));
 }
 
 const planWith = (host: Host) =>

@@ -331,6 +331,28 @@ describe('planHostInit on a partly ready host', () => {
     expect(plan.steps.filter((s) => s.kind === 'network').map(stepKey)).toEqual([]);
   });
 
+  test('a network named like an interface the host has (no record): an error finding, nothing planned or recorded for it', () => {
+    const manifest = manifestOf(PLAIN);
+    const plan = planHostInit(manifest, readyObserved(manifest, { networkState: freshState({ interfaces: ['lo', 'eth0', 'br0'] }) }), OPTIONS);
+    expect(plan.findings).toEqual([
+      {
+        severity: 'error',
+        what: 'a network interface named br0 already exists on this host and nspawnctl did not create it; a bridge of that name would take it over (give the network another name)',
+        fix: 'Move the file away or rename the network in the manifest.',
+      },
+    ]);
+    expect(plan.steps.filter((s) => s.kind === 'network').map(stepKey)).toEqual([]);
+    expect(recordOf(plan)?.bridges ?? []).toEqual([]);
+  });
+
+  test('the bridge of a network nspawnctl recorded is no finding, though the interface exists', () => {
+    const manifest = manifestOf(PLAIN);
+    const observed = readyObserved(manifest);
+    const plan = planHostInit(manifest, { ...observed, networkState: { ...observed.networkState, interfaces: ['lo', 'eth0', 'br0'] } }, OPTIONS);
+    expect(plan.findings).toEqual([]);
+    expect(plan.steps).toEqual([]);
+  });
+
   // Regression test for a fixed bug (it was in src/plan/host-init.ts, planHostInit): `bridges` gets a network's name whenever host init
   // creates ANY of its files (here only the .network), not only when it creates the bridge's
   // .netdev. `host init --undo` then runs `networkctl delete br0` on an interface host init never

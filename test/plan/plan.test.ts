@@ -1,11 +1,23 @@
 // The planner as tables: (manifest, observed host) -> steps, conflicts, notices; plus the text and
 // JSON forms of a plan, and observeHost reading a converged fake host back into the same state.
-import { HostState, observeHost } from '../../src/plan/observe';
+import { HostState, listInterfaces, observeHost } from '../../src/plan/observe';
 import { formatPlanText, planToJson } from '../../src/plan/format';
 import { planChanges } from '../../src/plan/plan';
 import { describeStep, Plan, Step } from '../../src/plan/steps';
 import { DesiredState } from '../../src/render/desired';
-import { convergedState, convergeFakeHost, CREATED, desiredFrom, freshState, makeBootedHost, MANIFEST_PATH } from '../helpers/converged';
+import {
+  answerObserveQueries,
+  convergedState,
+  convergeFakeHost,
+  CREATED,
+  desiredFrom,
+  freshState,
+  LIST_INTERFACES,
+  LIST_MACHINES,
+  makeBootedHost,
+  MANIFEST_PATH,
+  NETWORKD_ACTIVE,
+} from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
 
 const NOW = '2025-01-01T00:00:00.000Z';
@@ -85,6 +97,9 @@ interface Row {
 }
 
 const converged = (d: DesiredState) => convergedState(d);
+const UNSAFE_SYSTEMD = "/var/lib/machines/web/etc/systemd is a symlink: nspawnctl will not follow or use it";
+const TOO_LARGE = "/var/lib/machines/web/etc/motd is larger than 1048576 bytes: nspawnctl will not follow or use it";
+const INTERFACE_TAKEN = 'a network interface named br0 already exists on this host and nspawnctl did not create it; a bridge of that name would take it over (give the network another name)';
 const withState = (edit: (s: HostState) => void) => (d: DesiredState) => {
   const s = convergedState(d);
   edit(s);
@@ -220,7 +235,59 @@ const rows: Row[] = [
       s.files[P.webMotd] = { type: 'dir' };
     }),
     steps: [],
-    conflicts: [{ owner: { type: 'machine', name: 'web' }, path: P.webMotd, message: '/var/lib/machines/web/etc/motd is a directory or special file; nspawnctl will not replace it' }],
+    conflicts: [{ owner: { type: 'machine', name: 'web' }, path: P.webMotd, message: '/var/lib/machines/web/etc/motd is a directory; nspawnctl will not replace it' }],
+  },
+  {
+    name: 'a FIFO where a generated file goes: conflict (observe never read it)',
+    state: withState((s) => {
+      s.files[P.webMotd] = { type: 'other' };
+    }),
+    steps: [],
+    conflicts: [{ owner: { type: 'machine', name: 'web' }, path: P.webMotd, message: '/var/lib/machines/web/etc/motd is a special file; nspawnctl will not replace it' }],
+  },
+  {
+    // The machine's root replaced etc/systemd with a symlink: every generated file below it is
+    // unsafe for the same reason, which is one conflict. web gets no step at all (not even its
+    // changed motd); db is new and planned as usual.
+    name: 'a symlink on the way to generated files: one conflict, no step for that machine, the new machine is planned',
+    manifest: variant('content: "hi\\n"', 'content: "bye\\n"'),
+    state: withState((s) => {
+      delete s.machines.db;
+      for (const p of Object.keys(s.files)) {
+        if (p.startsWith('/var/lib/machines/db')) delete s.files[p];
+        if (p.startsWith('/var/lib/machines/web/etc/systemd/')) s.files[p] = { type: 'unsafe', reason: UNSAFE_SYSTEMD };
+      }
+      delete s.files[P.dbNspawn];
+    }),
+    steps: ['create-machine db', `write-file create ${P.dbNspawn}`, 'start-machine db'],
+    conflicts: [{ owner: { type: 'machine', name: 'web' }, path: '/var/lib/machines/web/etc/systemd/network/10-nspawnctl-host0.network', message: UNSAFE_SYSTEMD }],
+    actions: ['network br0: unchanged', 'machine db: create', 'machine web: conflict'],
+  },
+  {
+    name: 'a problem observe found inside a rootfs: a conflict of that machine only',
+    manifest: variant('content: "hi\\n"', 'content: "bye\\n"'),
+    state: withState((s) => {
+      s.machines.web.problems = [TOO_LARGE];
+      s.machines.db.running = false;
+    }),
+    steps: ['start-machine db'],
+    conflicts: [{ owner: { type: 'machine', name: 'web' }, path: P.webRootfs, message: TOO_LARGE }],
+    actions: ['network br0: unchanged', 'machine db: start', 'machine web: conflict'],
+  },
+  {
+    // networkd would make an existing interface of that name the bridge (enslaving or readdressing it).
+    name: 'a new network named like an interface the host has: network conflict, nothing for the network',
+    state: () => freshState({ interfaces: ['lo', 'br0'] }),
+    steps: ['create-machine db', `write-file create ${P.dbNspawn}`, 'start-machine db', 'create-bind-source /srv/www', 'create-machine web', `write-file create ${P.webNspawn}`, 'enable-machine web', 'start-machine web'],
+    conflicts: [{ owner: { type: 'network', name: 'br0' }, path: P.netdev, message: INTERFACE_TAKEN }],
+    actions: ['network br0: conflict', 'machine db: create', 'machine web: create'],
+  },
+  {
+    name: 'the bridge of a network nspawnctl made (it has a record) is no conflict',
+    state: withState((s) => {
+      s.interfaces = ['lo', 'br0'];
+    }),
+    steps: [],
   },
   {
     name: 'networkd inactive: enable it',
@@ -548,8 +615,59 @@ describe('plan output', () => {
         'note: machine web: suite is trixie in the manifest but the machine was built with bookworm; nspawnctl never rebuilds a machine in place: destroy it and apply again to rebuild',
         'note: machine old is managed by nspawnctl but not in machines.yaml; it is left alone (nspawnctl destroy old removes it)',
         '',
-        "1 conflict(s); apply will not change anything until they are resolved:",
+        // A machine's conflict leaves only that machine alone.
+        '1 conflict(s); apply leaves db alone and applies the rest:',
         '  ! machine db: /var/lib/machines/db exists and was not created by nspawnctl',
+        '',
+        '4 step(s):',
+        '  1. record network br0 as managed by nspawnctl  (new network)',
+        `  2. create ${P.netdev}  (missing)`,
+        `  3. create ${P.network}  (missing)`,
+        '  4. reload systemd-networkd  (bridge configuration changed)',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('a machine conflict with nothing else to do: the conflict, and no step list', () => {
+    const { desired } = desiredFrom(BASE);
+    const state = convergedState(desired);
+    state.machines.web.problems = [TOO_LARGE];
+    expect(formatPlanText(plan(desired, state))).toBe(
+      [
+        '= network br0: unchanged',
+        '= machine db: unchanged',
+        '! machine web: conflict',
+        `    ${TOO_LARGE}`,
+        '',
+        '1 conflict(s); apply leaves web alone:',
+        `  ! machine web: ${TOO_LARGE}`,
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('a network conflict: apply changes nothing, so no step list either', () => {
+    const { desired } = desiredFrom(BASE);
+    const p = plan(desired, freshState({ interfaces: ['lo', 'br0'] }));
+    expect(p.steps.length).toBe(8);
+    expect(formatPlanText(p)).toBe(
+      [
+        '! network br0: conflict',
+        `    ${INTERFACE_TAKEN}`,
+        '+ machine db: create',
+        '    bootstrap debian bookworm with mmdebstrap or debootstrap',
+        `    create ${P.dbNspawn}`,
+        '    start',
+        '+ machine web: create',
+        '    create directory /srv/www',
+        '    bootstrap debian bookworm with mmdebstrap or debootstrap',
+        `    create ${P.webNspawn}`,
+        '    enable at boot',
+        '    start',
+        '',
+        '1 conflict(s); apply will not change anything until they are resolved:',
+        `  ! network br0: ${INTERFACE_TAKEN}`,
         '',
       ].join('\n'),
     );
@@ -625,6 +743,76 @@ describe('observeHost reads a fake host into the same HostState the planner tabl
       stagingDirs: [],
     });
     expect(host.runner.calls).toEqual([]);
+  });
+
+  test('a network without a record: the host\'s interfaces are asked, once; the rest reads as on a fresh host', async () => {
+    const { desired } = desiredFrom(BASE);
+    const host = answerObserveQueries(makeBootedHost(new FakeHost()), { interfaces: ['lo', 'eth0', 'br0'] });
+    const state = await observeHost(host, desired);
+    expect(state.interfaces).toEqual(['lo', 'eth0', 'br0']);
+    expect(host.runner.argvs()).toEqual([LIST_MACHINES, NETWORKD_ACTIVE, LIST_INTERFACES]);
+    expect(plan(desired, state).conflicts.map((c) => `${c.owner.type} ${c.owner.name}: ${c.path}`)).toEqual(['network br0: /etc/systemd/network/50-nspawnctl-br0.netdev']);
+  });
+
+  test.each([
+    ['ip fails', { exitCode: 1, stderr: 'ip: not found\n' }],
+    ['ip prints something else than JSON', { stdout: '1: lo: <LOOPBACK,UP>\n' }],
+  ])('%s: no interface is known (and none is made up)', async (_name, response) => {
+    const host = new FakeHost();
+    host.runner.on(LIST_INTERFACES, response);
+    expect(await listInterfaces(host)).toEqual([]);
+    expect(host.runner.calls.map((c) => c.options)).toEqual([{ allowFailure: true }]);
+  });
+
+  const SYMLINK_REASON = "/var/lib/machines/web/etc/systemd is a symlink: nspawnctl will not follow or use it";
+
+  test('a hostile rootfs is read through its handle: a symlink on the way is "unsafe", a FIFO "other"; the other files and machine as usual', async () => {
+    const { desired } = desiredFrom(BASE);
+    const host = convergeFakeHost(makeBootedHost(new FakeHost()), desired);
+    host.fs.addFile('/etc/systemd/network/10-nspawnctl-host0.network', 'the host\'s own\n');
+    host.fs.swapForSymlink('/var/lib/machines/web/etc/systemd', '/etc/systemd');
+    host.fs.addFifo('/var/lib/machines/db/etc/hostname');
+    const state = await observeHost(host, desired);
+    const expected = convergedState(desired);
+    const web = desired.machines.find((m) => m.machine.name === 'web')!;
+    for (const e of web.rootfsEntries.filter((x) => x.path.startsWith('/etc/systemd/'))) expected.files[e.hostPath] = { type: 'unsafe', reason: SYMLINK_REASON };
+    expected.files['/var/lib/machines/db/etc/hostname'] = { type: 'other' };
+    expect(state).toEqual({ ...expected, stagingDirs: [] });
+    expect(host.fs.opened).toEqual(['/var/lib/machines/db', '/var/lib/machines/web']);
+    expect(host.fs.changes).toEqual([]);
+    // Each machine has its conflicts and nothing else; nothing is planned for either.
+    const p = plan(desired, state);
+    expect(p.steps).toEqual([]);
+    expect(p.conflicts.map((c) => `${c.owner.name}: ${c.message}`)).toEqual([
+      'db: /var/lib/machines/db/etc/hostname is a special file; nspawnctl will not replace it',
+      `web: ${SYMLINK_REASON}`,
+    ]);
+  });
+
+  test('a file too large to be one of nspawnctl\'s is "unsafe", not read', async () => {
+    const { desired } = desiredFrom(BASE);
+    const host = convergeFakeHost(makeBootedHost(new FakeHost()), desired);
+    host.fs.addFile('/var/lib/machines/web/etc/motd', 'x'.repeat(1024 * 1024 + 1));
+    const state = await observeHost(host, desired);
+    expect(state.files['/var/lib/machines/web/etc/motd']).toEqual({
+      type: 'unsafe',
+      reason: "/var/lib/machines/web/etc/motd is larger than 1048576 bytes: nspawnctl will not follow or use it",
+    });
+  });
+
+  test('a read-only machine whose mount point is behind a symlink: a problem of that machine alone', async () => {
+    const manifest = variant('    autostart: true', '    autostart: true\n    security: { readOnly: true }');
+    const { desired } = desiredFrom(manifest);
+    const host = convergeFakeHost(makeBootedHost(new FakeHost()), desired);
+    host.fs.addSymlink('/var/lib/machines/web/var', '/var');
+    const state = await observeHost(host, desired);
+    const reason = "/var/lib/machines/web/var is a symlink: nspawnctl will not follow or use it";
+    expect(state.machines.web.problems).toEqual([reason]);
+    expect(state.machines.web.missingMountPoints).toEqual([]);
+    expect(state.machines.db.problems).toBeUndefined();
+    const p = plan(desired, state);
+    expect(p.conflicts).toEqual([{ owner: { type: 'machine', name: 'web' }, path: P.webRootfs, message: reason }]);
+    expect(p.steps.filter((s) => 'machine' in s && s.machine === 'web')).toEqual([]);
   });
 
   test('staging directories left by interrupted runs: their machine names, nothing else in /var/lib/machines', async () => {

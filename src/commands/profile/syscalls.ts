@@ -9,7 +9,7 @@ import { MACHINE_NAME } from '../../manifest/schema';
 export default class ProfileSyscalls extends BaseCommand {
   static override summary = 'Run a command in a machine under strace and print the systemCallFilter it allows.';
   static override description =
-    'Runs CMD inside the running machine (in its namespaces, as its root, outside its seccomp filter) under strace -f -c, and prints a security.systemCallFilter that denies every group of ' +
+    'Runs CMD inside the running machine under strace -f -c, as a transient service of the machine\'s own systemd (its namespaces, cgroup, user namespace, capabilities and seccomp filter; a call the filter refuses is still seen as an attempt), and prints a security.systemCallFilter that denies every group of ' +
     'a safe candidate set (@aio @clock @cpu-emulation @debug @memlock @module @obsolete @pkey @raw-io @swap) the command never called. A profile covers only the code paths that ran.';
   static override examples = ['<%= config.bin %> profile syscalls web -- /usr/sbin/nginx -t', '<%= config.bin %> profile syscalls db --install-strace --json -- psql -c "select 1"'];
   static override strict = false;

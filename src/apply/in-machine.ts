@@ -1,0 +1,119 @@
+// Running a machine's own programs. Its binaries and its configuration (apt hooks, a planted
+// /bin/true) are its root's to change, so they never run with more than the machine has. In a
+// running machine they run as a transient service of the machine's own systemd (systemd-run
+// --machine): in its namespaces, network included, its cgroup and limits, its user namespace,
+// its seccomp filter and capability bounding set. (A stopped machine: see maintenance.ts. A
+// freshly bootstrapped root filesystem that never booted is trusted: see bootstrap.ts.)
+import { NspawnctlError, tailLines } from '../errors';
+import { Host } from '../host/host';
+import { RunOptions, RunResult } from '../host/runner';
+
+/** systemd expands $VAR and ${VAR} in a transient unit's command line; "$$" is a literal "$". */
+export function escapeForExec(arg: string): string {
+  return arg.replace(/\$/g, '$$$$');
+}
+
+export interface InMachineOptions extends Pick<RunOptions, 'input' | 'onLine' | 'allowFailure' | 'timeoutMs' | 'dieWithParent'> {
+  /** Environment variables for the command (values are passed verbatim). */
+  env?: Record<string, string>;
+}
+
+/** The systemd-run arguments that run `command` inside the running machine `name`, verbatim. */
+export function inMachineArgs(name: string, command: string[], env: Record<string, string> = {}): string[] {
+  return [
+    `--machine=${name}`,
+    // --wait returns the command's exit status; --pipe connects our stdin, stdout and stderr;
+    // --collect lets a failed run vanish instead of leaving the machine "degraded".
+    '--wait',
+    '--pipe',
+    '--quiet',
+    '--collect',
+    ...Object.entries(env).map(([k, v]) => `--setenv=${k}=${v}`),
+    '--',
+    ...command.map(escapeForExec),
+  ];
+}
+
+/** Runs `command` inside the running machine `name` as a transient service of its own systemd. */
+export function runInMachine(host: Host, name: string, command: string[], options: InMachineOptions = {}): Promise<RunResult> {
+  const { env, ...run } = options;
+  return host.runner.run('systemd-run', inMachineArgs(name, command, env), run);
+}
+
+export interface Readiness {
+  /** What the machine's systemd says once its startup finished. */
+  state: 'running' | 'degraded';
+  /** Units that failed, when degraded. */
+  failedUnits: string[];
+}
+
+export interface ReadyOptions {
+  /** Date.now() value by which the machine must be ready. */
+  deadline: number;
+  /** Also wait until networkd configured host0 (the machine has a network). */
+  network: boolean;
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits until a started machine is usable: its systemd finished starting up (running or
+ * degraded: systemctl is-system-running --wait, which blocks inside systemd until then), and,
+ * with a network, its host0 is configured (systemd-networkd-wait-online, run inside it). The
+ * only polling is for the machine's system bus to appear, right after the machine registered.
+ */
+export async function waitUntilReady(host: Host, name: string, options: ReadyOptions): Promise<Readiness> {
+  const now = options.now ?? Date.now;
+  const sleep = options.sleep ?? defaultSleep;
+  const secondsLeft = () => Math.max(1, Math.ceil((options.deadline - now()) / 1000));
+  let last = '';
+  for (;;) {
+    let r: RunResult;
+    try {
+      r = await host.runner.run('systemctl', [`--machine=${name}`, 'is-system-running', '--wait'], { allowFailure: true, timeoutMs: secondsLeft() * 1000 });
+    } catch (err) {
+      throw notReady(name, `its system manager did not finish starting up within the start timeout`, err);
+    }
+    const state = r.stdout.trim();
+    if (state === 'running' || state === 'degraded') {
+      const failedUnits = state === 'degraded' ? await listFailedUnits(host, name) : [];
+      if (options.network) await waitForNetwork(host, name, secondsLeft());
+      return { state, failedUnits };
+    }
+    if (['maintenance', 'stopping', 'offline'].includes(state)) throw notReady(name, `its system manager is in state "${state}"`);
+    last = (r.stderr || r.stdout).trim();
+    if (now() >= options.deadline) throw notReady(name, `its system manager could not be reached${last ? ` (${tailLines(last, 1)})` : ''}`);
+    // Not reachable yet: the machine registered before its systemd opened its bus.
+    await sleep(100);
+  }
+}
+
+function notReady(name: string, why: string, cause?: unknown): NspawnctlError {
+  return new NspawnctlError(`machine ${name} is not ready: ${why}`, {
+    hint: `Look at its boot: journalctl -M ${name} -b (or systemctl status systemd-nspawn@${name}.service)`,
+    cause,
+  });
+}
+
+async function listFailedUnits(host: Host, name: string): Promise<string[]> {
+  const r = await host.runner.run('systemctl', [`--machine=${name}`, 'list-units', '--failed', '--no-legend', '--plain', '--full'], { allowFailure: true });
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter((u) => u !== undefined && u !== '');
+}
+
+async function waitForNetwork(host: Host, name: string, seconds: number): Promise<void> {
+  const r = await runInMachine(host, name, ['/lib/systemd/systemd-networkd-wait-online', '--interface=host0', `--timeout=${seconds}`], {
+    allowFailure: true,
+    timeoutMs: (seconds + 15) * 1000,
+  });
+  if (r.exitCode !== 0) {
+    const detail = tailLines(r.stderr || r.stdout, 3);
+    throw new NspawnctlError(`machine ${name} is not ready: networkd inside it did not configure host0 within ${seconds} s${detail ? `:\n${detail}` : ''}`, {
+      hint: `Look inside: systemd-run --machine=${name} --wait --pipe networkctl status host0`,
+    });
+  }
+}
