@@ -729,6 +729,17 @@ describe('loading is bounded in work (counted, not timed)', () => {
     const growth = expectLinearWork(meter, unknownKeys);
     expect((growth.at4x.error as ManifestError).problems).toEqual(err.problems);
   });
+
+  // A known bug, not fixed here: crossFieldIssues (src/manifest/schema.ts) compares every pair of
+  // networks and keeps one problem per overlapping pair before the first 50 are listed, so time
+  // and memory grow with the square of the number of networks. Measured with plain node: 4,000
+  // networks with one subnet (131 KB) take 14 s and 2.4 GB, 8,000 (262 KB) run out of heap. The
+  // meter counts 95,961 at 100 networks and 1,388,511 at 400 (14.5x). When it is fixed, this
+  // test fails: make it a plain test.
+  test.failing('networks that all overlap: linear work (KNOWN BUG: quadratic)', () => {
+    const overlapping = (n: number) => yaml('networks:', ...Array.from({ length: n }, (_, i) => `  n${i}: { subnet: 10.0.0.0/24 }`), 'machines: {}');
+    expectLinearWork(meter, overlapping, 100);
+  });
 });
 
 describe('where a value is accepted, it arrives verbatim and never in a shell', () => {
