@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# npm run bench: boots a disposable systemd host (test/e2e/sandbox.sh, its own name), runs
-# bench/inside.sh in it, prints the table with the issue's ratios, and takes the host down.
+# npm run bench: first the loader's timings (bench/loader.js, no root needed), then boots a
+# disposable systemd host (test/e2e/sandbox.sh, its own name), runs bench/inside.sh in it, prints
+# the table with the issue's ratios, and takes the host down.
+# npm run bench -- --loader: the loader's timings only, without the host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  '' | --loader) ;;
+  *) echo "usage: npm run bench [-- --loader]" >&2; exit 2 ;;
+esac
+[ -f dist/commands/apply.js ] || npm run build
+node bench/loader.js
+[ "${1:-}" = --loader ] && exit 0
+echo
 export SANDBOX_NAME=nsctl-bench
 RUNS=${RUNS:-3}
 sb() { bash test/e2e/sandbox.sh "$@"; }
 trap 'sb down >/dev/null 2>&1 || true' EXIT
-[ -f dist/commands/apply.js ] || npm run build
 sb down >/dev/null 2>&1 || true
 sb up >&2
 proxy=$(sb ip)

@@ -13,6 +13,7 @@ import { renderDesiredState } from '../../src/render/desired';
 import { freshState, MANIFEST_PATH, makeBootedHost } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
 import { simulateSystemd } from '../helpers/simulated-systemd';
+import { createWorkMeter, expectLinearWork, WorkMeter } from '../helpers/work-meter';
 import {
   BRIDGE_NAME_RULE,
   DOT_SEGMENTS,
@@ -621,60 +622,95 @@ describe('names with control characters are refused at the name and printed JSON
   });
 });
 
-describe('loading is bounded in time', () => {
-  test('billion laughs fails in well under 2 s', () => {
-    const started = Date.now();
-    expect(loadError(billionLaughs()).exitCode).toBe(2);
-    expect(Date.now() - started).toBeLessThan(2000);
+// Bounds on the loader's WORK, counted by test/helpers/work-meter.ts (function entries and loop
+// iterations in src/manifest/, plus every call it makes into yaml), never timed: a clock bound
+// failed on a busy 2-core CI machine. Real timings are in `npm run bench -- --loader`.
+describe('loading is bounded in work (counted, not timed)', () => {
+  let meter: WorkMeter;
+  beforeAll(() => {
+    meter = createWorkMeter();
   });
 
-  test('a 2 MB manifest fails in well under 2 s (the size is checked before parsing)', () => {
-    const started = Date.now();
-    expect(loadError(yaml('machines:', '  web:', `    files: [{ path: /x, content: "${TWO_MB}" }]`)).problems).toHaveLength(1);
-    expect(Date.now() - started).toBeLessThan(2000);
-  });
+  const DEPTH = 1000;
+  const NESTED: [string, string][] = [
+    ['flow sequences', `machines:\n  web:\n    files: ${'['.repeat(DEPTH)}${']'.repeat(DEPTH)}\n`],
+    ['flow mappings', `machines: ${'{a: '.repeat(DEPTH)}1${'}'.repeat(DEPTH)}\n`],
+  ];
+  /**
+   * Billion laughs costs one step per character (the text is searched for a NUL once), about 400
+   * in all; walking the 9^9 strings its aliases expand to would cost far more than this.
+   */
+  const SMALL_WORK = 1000;
 
   // yaml reports the stack overflow as a syntax error; the column is wherever the stack ran out.
-  test.each([
-    ['flow sequences', `machines:\n  web:\n    files: ${'['.repeat(1000)}${']'.repeat(1000)}\n`],
-    ['flow mappings', `machines: ${'{a: '.repeat(1000)}1${'}'.repeat(1000)}\n`],
-  ])('nesting 1000 %s deep is a ManifestError in under 2 s', (_name, text) => {
-    const started = Date.now();
+  // These run first in this block: whether yaml's recursion overflows at 1000 levels depends on
+  // how much stack its frames take, and the metered runs below warm yaml's code up (smaller,
+  // optimized frames). Their work is bounded further down.
+  test.each(NESTED)('nesting 1000 %s deep is a ManifestError', (_name, text) => {
     const err = loadError(text);
-    expect(Date.now() - started).toBeLessThan(2000);
     expect(err.exitCode).toBe(2);
     expect(err.problems.map((p) => [p.line, p.path, p.message])).toEqual([[text.startsWith('machines:\n') ? 3 : 1, '', 'YAML syntax: Maximum call stack size exceeded']]);
   });
 
+  test('billion laughs fails after a constant amount of work (the aliases are never expanded by the loader)', () => {
+    const err = loadError(billionLaughs());
+    expect(err.exitCode).toBe(2);
+    const work = meter.measure(billionLaughs());
+    expect((work.error as ManifestError).problems).toEqual(err.problems);
+    expect(work.total).toBeLessThanOrEqual(SMALL_WORK);
+  });
+
+  test('a 2 MB manifest fails before parsing: yaml is never called', () => {
+    const text = yaml('machines:', '  web:', `    files: [{ path: /x, content: "${TWO_MB}" }]`);
+    expect(loadError(text).problems).toHaveLength(1);
+    const work = meter.measure(text);
+    expect((work.error as ManifestError).problems).toHaveLength(1);
+    expect(work.yamlCalls).toEqual({});
+    expect(work.steps).toBeLessThanOrEqual(10);
+  });
+
+  // Whether or not yaml's stack runs out (above), the loader's work is one step per character
+  // (the search for a NUL) and a few per level: checking keys visits each nested mapping once.
+  // Locating anything by walking from the top once per level would cost about DEPTH^2 / 2 = 500,000.
+  test.each(NESTED)('nesting 1000 %s deep costs at most 10 counted steps per level', (_name, text) => {
+    const work = meter.measure(text);
+    expect(work.error).toBeInstanceOf(ManifestError);
+    expect(work.total).toBeLessThanOrEqual(text.length + 10 * DEPTH);
+  });
+
   // Keys are checked in one pass (yaml's own duplicate check is quadratic), and only the first
-  // MAX_PROBLEMS problems are located and listed, then one line counting the rest.
-  test('4,000 machine names that break the naming rule are reported in under 1 s: the first 50, then a count of the rest', () => {
-    const lines = ['machines:'];
-    for (let i = 0; i < 4000; i++) lines.push(`  M${i}: {}`);
-    const text = yaml(...lines);
+  // MAX_PROBLEMS problems are located and listed, then one line counting the rest. Each case below
+  // asserts the exact output at 4,000, then that 4,000 costs at most 5 times the work of 1,000
+  // (MAX_GROWTH: linear work grows 4x, a quadratic path up to 16x). The metered copy must report
+  // exactly what the real loader reports, so the meter measures the code under test.
+  const badMachineNames = (n: number) => yaml('machines:', ...Array.from({ length: n }, (_, i) => `  M${i}: {}`));
+  const copiesOfOneKey = (n: number) => yaml('machines:', ...Array.from({ length: n }, () => '  web: {}'));
+  const unknownKeys = (n: number) => yaml('machines:', '  web:', ...Array.from({ length: n }, (_, i) => `    k${i}: 1`));
+
+  test('4,000 machine names that break the naming rule: the first 50, then a count of the rest, in linear work', () => {
+    const text = badMachineNames(4000);
     expect(text.length).toBeLessThan(50 * 1024);
-    const started = Date.now();
     const err = loadError(text);
-    const elapsed = Date.now() - started;
     expect(MAX_PROBLEMS).toBe(50);
     expect(err.problems.map(formatProblem)).toEqual([
       ...Array.from({ length: 50 }, (_, i) => `machines.yaml:${i + 2}:3: machines.M${i}: ${MACHINE_NAME_RULE}`),
       'machines.yaml:51:3: ... and 3950 more problem(s) not shown',
     ]);
-    expect(elapsed).toBeLessThan(1000);
+    const growth = expectLinearWork(meter, badMachineNames);
+    expect((growth.at4x.error as ManifestError).problems).toEqual(err.problems);
   });
 
-  test('4,000 copies of one key are reported in under 1 s: the first 50 duplicates, then a count of the rest', () => {
-    const lines = ['machines:'];
-    for (let i = 0; i < 4000; i++) lines.push('  web: {}');
-    const started = Date.now();
-    const err = loadError(yaml(...lines));
-    const elapsed = Date.now() - started;
+  test('4,000 copies of one key: the first 50 duplicates, then a count of the rest, in linear work', () => {
+    const err = loadError(copiesOfOneKey(4000));
     expect(err.problems.map(formatProblem)).toEqual([
       ...Array.from({ length: 50 }, (_, i) => `machines.yaml:${i + 3}:3: duplicate key "web" (map keys must be unique)`),
       'machines.yaml:52:3: ... and 3949 more problem(s) not shown',
     ]);
-    expect(elapsed).toBeLessThan(1000);
+    const growth = expectLinearWork(meter, copiesOfOneKey);
+    expect((growth.at4x.error as ManifestError).problems).toEqual(err.problems);
+    // yaml's own check compares each key with every earlier one, inside yaml where the meter does
+    // not count: it must stay off.
+    expect(growth.at4x.parseOptions).toMatchObject({ uniqueKeys: false });
   });
 
   // Regression test for a fixed bug (it was in hang, wrong count): parseManifest (src/manifest/load.ts) limits the zod *issues* to
@@ -684,17 +720,25 @@ describe('loading is bounded in time', () => {
   // node: 16,000 unknown keys (213 KB) take ~2.8 s, 60,000 (830 KB) ~30 s. `total` counts the
   // one issue, not its keys, so the summary line says "... and -49 more problem(s) not shown".
   // Expected: bounded like the other problems, 50 listed and "... and 3950 more".
-  test('4,000 unknown keys in one machine are reported in under 1 s: the first 50, then a count of the rest', () => {
-    const lines = ['machines:', '  web:'];
-    for (let i = 0; i < 4000; i++) lines.push(`    k${i}: 1`);
-    const started = Date.now();
-    const err = loadError(yaml(...lines));
-    const elapsed = Date.now() - started;
+  test('4,000 unknown keys in one machine: the first 50, then a count of the rest, in linear work', () => {
+    const err = loadError(unknownKeys(4000));
     expect(err.problems.map(formatProblem)).toEqual([
       ...Array.from({ length: 50 }, (_, i) => `machines.yaml:${i + 3}:5: machines.web.k${i}: unknown key; expected one of: ${MACHINE_KEYS}`),
       'machines.yaml:52:5: ... and 3950 more problem(s) not shown',
     ]);
-    expect(elapsed).toBeLessThan(1000);
+    const growth = expectLinearWork(meter, unknownKeys);
+    expect((growth.at4x.error as ManifestError).problems).toEqual(err.problems);
+  });
+
+  // A known bug, not fixed here: crossFieldIssues (src/manifest/schema.ts) compares every pair of
+  // networks and keeps one problem per overlapping pair before the first 50 are listed, so time
+  // and memory grow with the square of the number of networks. Measured with plain node: 4,000
+  // networks with one subnet (131 KB) take 14 s and 2.4 GB, 8,000 (262 KB) run out of heap. The
+  // meter counts 95,961 at 100 networks and 1,388,511 at 400 (14.5x). When it is fixed, this
+  // test fails: make it a plain test.
+  test.failing('networks that all overlap: linear work (KNOWN BUG: quadratic)', () => {
+    const overlapping = (n: number) => yaml('networks:', ...Array.from({ length: n }, (_, i) => `  n${i}: { subnet: 10.0.0.0/24 }`), 'machines: {}');
+    expectLinearWork(meter, overlapping, 100);
   });
 });
 
