@@ -2,7 +2,7 @@
 // with the same base is a copy (reflinked where the filesystem can) instead of a bootstrap.
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { NspawnctlError } from '../errors';
+import { NspawnctlError, OwnershipError } from '../errors';
 import { findProgram, Host } from '../host/host';
 import { Machine } from '../manifest/schema';
 import { Bootstrapper, bootstrapCommand, dropBootstrapAptOptions } from './bootstrap';
@@ -51,29 +51,97 @@ export function imagesDir(options: CacheOptions): string {
   return posix.join(options.dir, 'images');
 }
 
-/** Reads and checks one entry; undefined when it is missing, incomplete or not what its key says. */
-export async function readImage(host: Host, options: CacheOptions, key: string): Promise<ImageMeta | undefined> {
-  const dir = posix.join(imagesDir(options), key);
-  const text = await host.fs.readText(posix.join(dir, 'meta.json'));
-  if (!text) return undefined;
+/**
+ * The file nspawnctl writes into every directory it makes under CACHE/images, before anything
+ * else goes in: what tells its entries (even a build killed half-way) from anything else there.
+ */
+export const IMAGE_MARKER = 'nspawnctl-image.json';
+const MARKER_KIND = 'nspawnctl-base-image';
+
+/** What the marker holds: what the directory is, the cache format it was made with, its key. */
+export interface ImageMarker {
+  kind: typeof MARKER_KIND;
+  format: number;
+  key: string;
+}
+
+/** The three names nspawnctl gives a directory under CACHE/images. */
+export type EntryKind = 'image' | 'building' | 'old';
+
+/** The key and kind of one of nspawnctl's names (KEY, .KEY.building, .KEY.old); undefined for any other name. */
+export function parseEntryName(name: string): { key: string; kind: EntryKind } | undefined {
+  const m = /^(?:([0-9a-f]{16})|\.([0-9a-f]{16})\.(building|old))$/.exec(name);
+  if (!m) return undefined;
+  return m[1] !== undefined ? { key: m[1], kind: 'image' } : { key: m[2], kind: m[3] as EntryKind };
+}
+
+/** The path nspawnctl uses for `key` in the given role. */
+export function entryPath(options: CacheOptions, key: string, kind: EntryKind): string {
+  return posix.join(imagesDir(options), kind === 'image' ? key : `.${key}.${kind}`);
+}
+
+/** Parses a regular file (never through a symlink) as JSON; undefined when it is missing or not JSON. */
+async function readJsonFile(host: Host, path: string): Promise<unknown> {
+  if ((await host.fs.stat(path))?.type !== 'file') return undefined;
+  const text = await host.fs.readText(path);
+  if (text === undefined) return undefined;
   try {
-    const meta = JSON.parse(text) as ImageMeta;
-    if (meta.key !== key || meta.format !== CACHE_FORMAT) return undefined;
-    // A complete bootstrap has an init and a dpkg database.
-    for (const p of ['rootfs/usr/lib/systemd/systemd', 'rootfs/var/lib/dpkg/status']) {
-      if ((await host.fs.stat(posix.join(dir, p)))?.type !== 'file') return undefined;
-    }
-    return meta;
+    return JSON.parse(text) as unknown;
   } catch {
     return undefined;
   }
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * True when `dir` is a directory nspawnctl made for `key`: a real directory (a symlink is never
+ * ours, whatever it points at) holding the marker of this key, or, from before markers existed,
+ * a meta.json of this key and of the current cache format. A marker of any format counts, so an
+ * entry left by an older format can still be pruned.
+ */
+export async function isOwnEntry(host: Host, dir: string, key: string): Promise<boolean> {
+  if ((await host.fs.stat(dir))?.type !== 'dir') return false;
+  const marker = await readJsonFile(host, posix.join(dir, IMAGE_MARKER));
+  if (isObject(marker) && marker.kind === MARKER_KIND && marker.key === key && Number.isInteger(marker.format)) return true;
+  const meta = await readJsonFile(host, posix.join(dir, 'meta.json'));
+  return isObject(meta) && meta.key === key && meta.format === CACHE_FORMAT;
+}
+
+/** Writes the marker into a directory nspawnctl has just made (or owns already, see isOwnEntry). */
+async function writeMarker(host: Host, dir: string, key: string): Promise<void> {
+  const marker: ImageMarker = { kind: MARKER_KIND, format: CACHE_FORMAT, key };
+  await host.fs.writeFile(posix.join(dir, IMAGE_MARKER), `${JSON.stringify(marker, null, 2)}\n`, { mode: 0o644 });
+}
+
+/** The refusal to replace or remove something in the cache that nspawnctl did not make. */
+function foreignEntryError(path: string, images: string): OwnershipError {
+  return new OwnershipError(
+    `${path} is in the way of a base image, and nspawnctl did not make it (it is not a directory with ${IMAGE_MARKER}); refusing to replace it`,
+    `Move it out of ${images}, or use another --cache-dir. If it is a build an older nspawnctl left behind, check that nothing is mounted below it, then remove it.`,
+  );
+}
+
+/** Reads and checks one entry; undefined when it is missing, not a real directory, incomplete or not what its key says. */
+export async function readImage(host: Host, options: CacheOptions, key: string): Promise<ImageMeta | undefined> {
+  const dir = entryPath(options, key, 'image');
+  if ((await host.fs.stat(dir))?.type !== 'dir') return undefined;
+  const meta = (await readJsonFile(host, posix.join(dir, 'meta.json'))) as ImageMeta | undefined;
+  if (!isObject(meta) || meta.key !== key || meta.format !== CACHE_FORMAT) return undefined;
+  // A complete bootstrap has an init and a dpkg database.
+  for (const p of ['rootfs/usr/lib/systemd/systemd', 'rootfs/var/lib/dpkg/status']) {
+    if ((await host.fs.stat(posix.join(dir, p)))?.type !== 'file') return undefined;
+  }
+  return meta;
+}
+
+/** The complete images of this cache (nothing that is not nspawnctl's, no leftovers of builds). */
 export async function listImages(host: Host, options: CacheOptions): Promise<ImageMeta[]> {
   const out: ImageMeta[] = [];
-  for (const key of await host.fs.listDir(imagesDir(options))) {
-    if (key.startsWith('.')) continue;
-    const meta = await readImage(host, options, key);
+  for (const name of await host.fs.listDir(imagesDir(options))) {
+    const entry = parseEntryName(name);
+    if (entry?.kind !== 'image') continue;
+    const meta = await readImage(host, options, entry.key);
     if (meta) out.push(meta);
   }
   return out;
@@ -105,18 +173,25 @@ export class ImageCache {
   }
 
   private async build(key: string, spec: Machine, tool: Bootstrapper, architecture: string, onLine?: (line: string) => void): Promise<string> {
-    const dir = posix.join(imagesDir(this.options), key);
+    const dir = entryPath(this.options, key, 'image');
     const meta = await readImage(this.host, this.options, key);
     if (meta && this.now() - Date.parse(meta.created) <= this.options.maxAgeMs) {
       onLine?.(`base image ${key} from the cache`);
       return posix.join(dir, 'rootfs');
     }
+    // Built beside its final place under a hidden name, renamed in when complete. Each path it
+    // replaces or removes must be ours: checked before anything changes.
+    for (const kind of ['image', 'building', 'old'] as const) {
+      const path = entryPath(this.options, key, kind);
+      if ((await this.host.fs.stat(path)) && !(await isOwnEntry(this.host, path, key))) throw foreignEntryError(path, imagesDir(this.options));
+    }
     onLine?.(meta ? `base image ${key} is older than the maximum age: rebuilding` : `base image ${key}: bootstrapping`);
-    // Built beside its final place under a hidden name, renamed in when complete.
-    const tmp = posix.join(imagesDir(this.options), `.${key}.building`);
+    const tmp = entryPath(this.options, key, 'building');
     await removeUnmounting(this.host, tmp);
     await this.host.fs.mkdir(tmp, 0o700);
     try {
+      // Marked before the bootstrap writes anything, so even a killed build is ours to prune.
+      await writeMarker(this.host, tmp, key);
       // On btrfs the image is a subvolume, so each machine made from it is a snapshot.
       if (await useSubvolumes(this.host, tmp)) await this.host.runner.run('btrfs', ['subvolume', 'create', posix.join(tmp, 'rootfs')]);
       const cmd = bootstrapCommand(tool, { ...spec, packages: spec.basePackages }, posix.join(tmp, 'rootfs'));
@@ -136,8 +211,11 @@ export class ImageCache {
       };
       await this.host.fs.writeFile(posix.join(tmp, 'meta.json'), `${JSON.stringify(fresh, null, 2)}\n`, { mode: 0o644 });
       if (await this.host.fs.stat(dir)) {
-        const old = posix.join(imagesDir(this.options), `.${key}.old`);
+        const old = entryPath(this.options, key, 'old');
         await this.host.fs.removeTree(old);
+        // An image from before markers gets one (a no-op for the others), so that .KEY.old,
+        // if we are stopped before it is removed, is marked like every other leftover.
+        await writeMarker(this.host, dir, key);
         await this.host.fs.rename(dir, old);
         await this.host.fs.removeTree(old);
       }
@@ -176,21 +254,36 @@ export async function copyImage(host: Host, source: string, target: string): Pro
   return 'copy';
 }
 
-/** Removes cache entries older than `maxAgeMs` (all of them with `all`). */
-export async function pruneImages(host: Host, options: CacheOptions, all: boolean, now = Date.now()): Promise<string[]> {
-  const removed: string[] = [];
-  for (const name of await host.fs.listDir(imagesDir(options))) {
-    const dir = posix.join(imagesDir(options), name);
-    const meta = name.startsWith('.') ? undefined : await readImage(host, options, name);
-    // Hidden leftovers of interrupted builds, broken entries, expired entries (an unreadable
-    // date counts as expired, as it does for apply).
-    if (all || !meta || !(now - Date.parse(meta.created) <= options.maxAgeMs)) {
-      // Only a leftover build can hold a killed bootstrapper's processes and mounts.
-      if (name.startsWith('.')) await removeUnmounting(host, dir);
-      else await host.fs.removeTree(dir);
-      removed.push(dir);
-    }
-  }
-  return removed;
+/** What pruneImages removed, and the entries it left alone because nspawnctl did not make them. */
+export interface PruneResult {
+  removed: string[];
+  foreign: string[];
 }
 
+/**
+ * Removes nspawnctl's entries older than `maxAgeMs` (all of them with `all`), broken ones and
+ * leftovers of interrupted builds. Anything else in the images directory is left alone and
+ * returned as `foreign`: the directory may be shared, or be the wrong --cache-dir.
+ */
+export async function pruneImages(host: Host, options: CacheOptions, all: boolean, now = Date.now()): Promise<PruneResult> {
+  const result: PruneResult = { removed: [], foreign: [] };
+  for (const name of await host.fs.listDir(imagesDir(options))) {
+    const dir = posix.join(imagesDir(options), name);
+    const entry = parseEntryName(name);
+    if (!entry || !(await isOwnEntry(host, dir, entry.key))) {
+      result.foreign.push(dir);
+      continue;
+    }
+    // Leftovers of interrupted builds, broken entries, expired entries (an unreadable date
+    // counts as expired, as it does for apply).
+    if (entry.kind === 'image' && !all) {
+      const meta = await readImage(host, options, entry.key);
+      if (meta && now - Date.parse(meta.created) <= options.maxAgeMs) continue;
+    }
+    // Only a leftover build can hold a killed bootstrapper's processes and mounts.
+    if (entry.kind === 'image') await host.fs.removeTree(dir);
+    else await removeUnmounting(host, dir);
+    result.removed.push(dir);
+  }
+  return result;
+}

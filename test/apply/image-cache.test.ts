@@ -1,12 +1,12 @@
 // The base-image cache: what a key identifies, which entries readImage trusts, how ensure()
 // builds (hidden, then renamed in), reuses, rebuilds and shares one bootstrap, and what
 // pruneImages removes.
-import { copyImage, imageKey, ImageCache, ImageMeta, pruneImages, readImage } from '../../src/apply/image-cache';
-import { CommandFailedError } from '../../src/errors';
+import { copyImage, imageKey, ImageCache, ImageMeta, isOwnEntry, listImages, parseEntryName, pruneImages, readImage } from '../../src/apply/image-cache';
+import { CommandFailedError, OwnershipError } from '../../src/errors';
 import { parseManifest } from '../../src/manifest/load';
 import { Machine } from '../../src/manifest/schema';
 import { FakeHost } from '../helpers/fake-host';
-import { ARCH, CACHE_OPTIONS, DAY_MS, dpkgStatus, IMAGES, metaFor, seedImage, simulateImageTools } from '../helpers/image-cache';
+import { ARCH, CACHE_OPTIONS, DAY_MS, dpkgStatus, IMAGES, MARKER, markerText, metaFor, seedForeign, seedImage, seedMarkedDir, simulateImageTools } from '../helpers/image-cache';
 
 /** db and web share a base (same defaults, no network); their own packages and web's proxy differ. */
 const MANIFEST = `defaults:
@@ -108,10 +108,98 @@ describe('readImage', () => {
       seedImage(h, meta, { markers: ['var/lib/dpkg/status'] });
       h.fs.addDir(`${IMAGES}/${DB_KEY}/rootfs/usr/lib/systemd/systemd`);
     }],
+    ['a symlink to a complete entry elsewhere', (h: FakeHost) => void h.fs.addSymlink(`${IMAGES}/${DB_KEY}`, seedImage(h, meta, { dir: '/srv/elsewhere' }))],
+    ['meta.json that is a symlink to a good one', (h: FakeHost) => {
+      seedImage(h, meta);
+      h.fs.addFile('/srv/meta.json', `${JSON.stringify(meta)}\n`);
+      h.fs.addSymlink(`${IMAGES}/${DB_KEY}/meta.json`, '/srv/meta.json');
+    }],
   ])('rejects an entry: %s', async (_what, seed) => {
     const host = new FakeHost();
     seed(host);
     expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toBeUndefined();
+  });
+});
+
+describe('parseEntryName', () => {
+  test.each([
+    [DB_KEY, { key: DB_KEY, kind: 'image' }],
+    [`.${DB_KEY}.building`, { key: DB_KEY, kind: 'building' }],
+    [`.${DB_KEY}.old`, { key: DB_KEY, kind: 'old' }],
+  ])('%s is one of nspawnctl\'s names', (name, expected) => {
+    expect(parseEntryName(name)).toEqual(expected);
+  });
+
+  test.each([
+    ['upper-case hex', DB_KEY.toUpperCase()],
+    ['15 hex digits', DB_KEY.slice(1)],
+    ['17 hex digits', `${DB_KEY}0`],
+    ['not hex', 'ghijklmnopqrstuv'],
+    ['a key with a suffix', `${DB_KEY}.bak`],
+    ['a hidden key without a role', `.${DB_KEY}`],
+    ['another role', `.${DB_KEY}.tmp`],
+    ['a build without the dot', `${DB_KEY}.building`],
+    ['another name', 'my-rootfs'],
+  ])('%s (%s) is not', (_what, name) => {
+    expect(parseEntryName(name)).toBeUndefined();
+  });
+});
+
+describe('isOwnEntry', () => {
+  const meta = metaFor(DB, iso(NOW));
+  const dir = `${IMAGES}/${DB_KEY}`;
+
+  test.each([
+    ['a directory with the marker of its key, nothing else (a build killed at once)', (h: FakeHost) => void seedMarkedDir(h, dir, DB_KEY)],
+    ['a complete entry with marker', (h: FakeHost) => void seedImage(h, meta)],
+    ['an entry of the version before markers: meta.json of its key and format', (h: FakeHost) => void seedImage(h, meta, { marker: false })],
+    ['a marker of another cache format (an entry a later format no longer uses)', (h: FakeHost) => {
+      h.fs.addDir(dir);
+      h.fs.addFile(`${dir}/${MARKER}`, markerText(DB_KEY, 7));
+    }],
+    ['a marker whose meta.json is broken (meta.json is only the fallback)', (h: FakeHost) => void seedImage(h, meta, { metaText: 'garbage' })],
+  ])('ours: %s', async (_what, seed) => {
+    const host = new FakeHost();
+    seed(host);
+    expect(await isOwnEntry(host, dir, DB_KEY)).toBe(true);
+  });
+
+  test.each([
+    ['nothing there', (_h: FakeHost) => undefined],
+    ['a directory without marker or meta.json', (h: FakeHost) => void h.fs.addDir(`${dir}/rootfs`)],
+    ['a file', (h: FakeHost) => void h.fs.addFile(dir, markerText(DB_KEY))],
+    ['a symlink to a directory with the right marker', (h: FakeHost) => void h.fs.addSymlink(dir, seedMarkedDir(h, '/srv/x', DB_KEY))],
+    ['the marker of another key', (h: FakeHost) => void seedMarkedDir(h, dir, '0000000000000000')],
+    ['a marker that is not JSON', (h: FakeHost) => void h.fs.addFile(`${dir}/${MARKER}`, '{"kind": ')],
+    ['a marker of another kind', (h: FakeHost) => void h.fs.addFile(`${dir}/${MARKER}`, JSON.stringify({ kind: 'something-else', format: 1, key: DB_KEY }))],
+    ['a marker without a format', (h: FakeHost) => void h.fs.addFile(`${dir}/${MARKER}`, JSON.stringify({ kind: 'nspawnctl-base-image', key: DB_KEY }))],
+    ['a marker that is a symlink to a right one', (h: FakeHost) => {
+      h.fs.addFile('/srv/marker', markerText(DB_KEY));
+      h.fs.addSymlink(`${dir}/${MARKER}`, '/srv/marker');
+    }],
+    ['a marker that is a directory', (h: FakeHost) => void h.fs.addDir(`${dir}/${MARKER}`)],
+    ['no marker, meta.json of another key', (h: FakeHost) => void seedImage(h, { ...meta, key: '0000000000000000' }, { name: DB_KEY, marker: false })],
+    ['no marker, meta.json of another cache format', (h: FakeHost) => void seedImage(h, { ...meta, format: 0 }, { marker: false })],
+    ['no marker, meta.json that is not JSON', (h: FakeHost) => void seedImage(h, meta, { marker: false, metaText: '{' })],
+  ])('not ours: %s', async (_what, seed) => {
+    const host = new FakeHost();
+    seed(host);
+    expect(await isOwnEntry(host, dir, DB_KEY)).toBe(false);
+  });
+});
+
+describe('listImages', () => {
+  test('lists the complete entries of nspawnctl, of either version, and nothing it did not make', async () => {
+    const host = new FakeHost();
+    const db = metaFor(DB, iso(NOW - DAY_MS));
+    const app = metaFor(machines.app, iso(NOW - 9 * DAY_MS));
+    seedImage(host, db);
+    seedImage(host, app, { marker: false });
+    seedMarkedDir(host, `${IMAGES}/.0123456789abcdef.building`, '0123456789abcdef');
+    // Foreign: among them a symlink named like a key to a complete, marked entry elsewhere.
+    seedForeign(host, metaFor(DB, iso(NOW), 'debootstrap'));
+    expect(await listImages(host, CACHE_OPTIONS)).toEqual([db, app].sort((a, b) => a.key.localeCompare(b.key)));
+    expect(host.fs.changes).toEqual([]);
   });
 });
 
@@ -129,9 +217,12 @@ describe('ImageCache.ensure', () => {
       'mkdir /var/cache/nspawnctl',
       `mkdir ${IMAGES}`,
       `mkdir ${BUILDING(DB_KEY)}`,
+      `write ${BUILDING(DB_KEY)}/${MARKER}`,
       `write ${BUILDING(DB_KEY)}/meta.json`,
       `rename ${BUILDING(DB_KEY)} -> ${IMAGES}/${DB_KEY}`,
     ]);
+    expect(host.fs.nodes.get(`${IMAGES}/${DB_KEY}/${MARKER}`)).toEqual({ type: 'file', content: markerText(DB_KEY), mode: 0o644, uid: 0, gid: 0 });
+    expect(JSON.parse(markerText(DB_KEY))).toEqual({ kind: 'nspawnctl-base-image', format: 1, key: DB_KEY });
     expect(host.fs.nodes.get(`${IMAGES}/${DB_KEY}/meta.json`)).toEqual({ type: 'file', content: `${JSON.stringify(metaFor(DB, iso(NOW)), null, 2)}\n`, mode: 0o644, uid: 0, gid: 0 });
     expect(host.fs.nodes.get(`${IMAGES}/${DB_KEY}`)).toEqual({ type: 'dir', mode: 0o700, uid: 0, gid: 0 });
     expect(host.fs.paths().filter((p) => p.startsWith(`${IMAGES}/.`))).toEqual([]);
@@ -170,8 +261,10 @@ describe('ImageCache.ensure', () => {
     const path = await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH, (l) => lines.push(l));
     expect(path).toBe(`${dir}/rootfs`);
     expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    // The entry has its marker already: nothing is written into it before it is moved aside.
     expect(host.fs.changes).toEqual([
       `mkdir ${BUILDING(DB_KEY)}`,
+      `write ${BUILDING(DB_KEY)}/${MARKER}`,
       `write ${BUILDING(DB_KEY)}/meta.json`,
       `remove-tree ${IMAGES}/.${DB_KEY}.old`,
       `rename ${dir} -> ${IMAGES}/.${DB_KEY}.old`,
@@ -183,6 +276,7 @@ describe('ImageCache.ensure', () => {
       IMAGES,
       dir,
       `${dir}/meta.json`,
+      `${dir}/${MARKER}`,
       `${dir}/rootfs`,
       `${dir}/rootfs/usr`,
       `${dir}/rootfs/usr/lib`,
@@ -215,7 +309,7 @@ describe('ImageCache.ensure', () => {
 
   test('a .KEY.building left by a killed build is unmounted below and removed before the new bootstrap', async () => {
     const host = cacheHost();
-    const leftover = BUILDING(DB_KEY);
+    const leftover = seedMarkedDir(host, BUILDING(DB_KEY), DB_KEY);
     host.fs.addFile(`${leftover}/rootfs/half-written`, 'x');
     host.fs.addDir(`${leftover}/rootfs/proc`);
     host.fs.addFile('/proc/self/mountinfo', `25 1 0:23 / / rw - ext4 /dev/sda1 rw\n98 25 0:46 / ${leftover}/rootfs/proc rw - proc proc rw\n`);
@@ -227,6 +321,84 @@ describe('ImageCache.ensure', () => {
     expect(host.runner.argvs()).toEqual([['umount', '--lazy', `${leftover}/rootfs/proc`], MMDEBSTRAP_INTO(`${leftover}/rootfs`)]);
     expect(host.fs.changes.slice(0, 2)).toEqual([`remove-tree ${leftover}`, `mkdir ${leftover}`]);
     expect(host.fs.nodes.has(`${IMAGES}/${DB_KEY}/rootfs/half-written`)).toBe(false);
+  });
+
+  test('the marker is written first thing into .KEY.building, before the bootstrap runs: a killed build is recognisably ours', async () => {
+    // A bootstrap that dies, after what was on disk when it started is noted.
+    const host = new FakeHost();
+    host.runner.on((argv) => argv[0] === 'mmdebstrap', { exitCode: 137, stderr: 'Killed\n' });
+    let seen: { changes: string[]; ours: boolean } | undefined;
+    const run = host.runner.run.bind(host.runner);
+    host.runner.run = async (file, args, options) => {
+      if (file === 'mmdebstrap') seen = { changes: [...host.fs.changes], ours: await isOwnEntry(host, BUILDING(DB_KEY), DB_KEY) };
+      return run(file, args, options);
+    };
+    await expect(new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH)).rejects.toBeInstanceOf(CommandFailedError);
+    expect(seen).toEqual({ changes: [...['/var', '/var/cache', '/var/cache/nspawnctl', IMAGES, BUILDING(DB_KEY)].map((d) => `mkdir ${d}`), `write ${BUILDING(DB_KEY)}/${MARKER}`], ours: true });
+  });
+
+  test('an image of the version before markers (meta.json only) that is fresh is reused as it is: nothing is written into it', async () => {
+    const host = cacheHost();
+    seedImage(host, metaFor(DB, iso(NOW - DAY_MS)), { marker: false });
+    expect(await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH)).toBe(`${IMAGES}/${DB_KEY}/rootfs`);
+    expect(host.runner.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('an expired image of the version before markers gets its marker before it is moved aside, so .KEY.old is marked too', async () => {
+    const host = cacheHost();
+    const dir = seedImage(host, metaFor(DB, iso(NOW - 8 * DAY_MS)), { marker: false });
+    const old = `${IMAGES}/.${DB_KEY}.old`;
+    let markerOfOld: string | undefined;
+    const rename = host.fs.rename.bind(host.fs);
+    host.fs.rename = async (from, to) => {
+      await rename(from, to);
+      if (to === old) markerOfOld = await host.fs.readText(`${old}/${MARKER}`);
+    };
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(markerOfOld).toBe(markerText(DB_KEY));
+    expect(host.fs.changes).toEqual([
+      `mkdir ${BUILDING(DB_KEY)}`,
+      `write ${BUILDING(DB_KEY)}/${MARKER}`,
+      `write ${BUILDING(DB_KEY)}/meta.json`,
+      `remove-tree ${old}`,
+      `write ${dir}/${MARKER}`,
+      `rename ${dir} -> ${old}`,
+      `remove-tree ${old}`,
+      `rename ${BUILDING(DB_KEY)} -> ${dir}`,
+    ]);
+    expect(await host.fs.readText(`${dir}/${MARKER}`)).toBe(markerText(DB_KEY));
+  });
+
+  describe('refuses, before changing anything, to replace or remove what nspawnctl did not make', () => {
+    const elsewhere = (h: FakeHost) => seedImage(h, metaFor(DB, iso(NOW - 8 * DAY_MS)), { dir: '/srv/elsewhere' });
+    test.each([
+      [`${DB_KEY}`, 'a directory named like the key, without marker or meta.json', (h: FakeHost) => void h.fs.addFile(`${IMAGES}/${DB_KEY}/rootfs/etc/os-release`, 'ID=debian\n')],
+      [`${DB_KEY}`, 'a directory named like the key whose meta.json is of another key', (h: FakeHost) => void seedImage(h, { ...metaFor(DB, iso(NOW)), key: '0000000000000000' }, { name: DB_KEY, marker: false })],
+      [`${DB_KEY}`, 'a file named like the key', (h: FakeHost) => void h.fs.addFile(`${IMAGES}/${DB_KEY}`, 'x\n')],
+      [`${DB_KEY}`, 'a symlink named like the key, to a marked image elsewhere', (h: FakeHost) => void h.fs.addSymlink(`${IMAGES}/${DB_KEY}`, elsewhere(h))],
+      [`.${DB_KEY}.building`, 'a .KEY.building without marker (a build of the version before markers, or not ours)', (h: FakeHost) => void h.fs.addFile(`${BUILDING(DB_KEY)}/rootfs/var/lib/dpkg/status`, 'partial\n')],
+      [`.${DB_KEY}.building`, 'a symlink named .KEY.building, to a marked image elsewhere', (h: FakeHost) => void h.fs.addSymlink(BUILDING(DB_KEY), elsewhere(h))],
+      [`.${DB_KEY}.old`, 'a .KEY.old without marker', (h: FakeHost) => void h.fs.addDir(`${IMAGES}/.${DB_KEY}.old/rootfs`)],
+    ])('%s: %s', async (name, _what, seed) => {
+      const host = cacheHost();
+      seed(host);
+      const before = host.fs.paths();
+      const lines: string[] = [];
+      const err = await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH, (l) => lines.push(l)).catch((e: unknown) => e);
+      expect(lines).toEqual([]);
+      expect(err).toBeInstanceOf(OwnershipError);
+      expect((err as OwnershipError).exitCode).toBe(4);
+      expect((err as OwnershipError).message).toBe(
+        `${IMAGES}/${name} is in the way of a base image, and nspawnctl did not make it (it is not a directory with nspawnctl-image.json); refusing to replace it`,
+      );
+      expect((err as OwnershipError).hint).toBe(
+        `Move it out of ${IMAGES}, or use another --cache-dir. If it is a build an older nspawnctl left behind, check that nothing is mounted below it, then remove it.`,
+      );
+      expect(host.runner.calls).toEqual([]);
+      expect(host.fs.changes).toEqual([]);
+      expect(host.fs.paths()).toEqual(before);
+    });
   });
 
   test('two concurrent requests for the same base (db and web) share ONE bootstrap and get the same path', async () => {
@@ -322,6 +494,7 @@ describe('ImageCache.ensure', () => {
       'mkdir /var/cache/nspawnctl',
       `mkdir ${IMAGES}`,
       `mkdir ${BUILDING(DB_KEY)}`,
+      `write ${BUILDING(DB_KEY)}/${MARKER}`,
       `remove ${aptConf}`,
       `write ${BUILDING(DB_KEY)}/meta.json`,
       `rename ${BUILDING(DB_KEY)} -> ${IMAGES}/${DB_KEY}`,
@@ -340,46 +513,104 @@ describe('pruneImages', () => {
     seedImage(host, fresh);
     seedImage(host, expired);
     seedImage(host, { ...metaFor(DB, iso(NOW), 'debootstrap'), key: 'ffff000000000000' }, { markers: ['var/lib/dpkg/status'] });
+    seedMarkedDir(host, `${IMAGES}/.${DB_KEY}.building`, DB_KEY);
     host.fs.addFile(`${IMAGES}/.${DB_KEY}.building/rootfs/var/lib/dpkg/status`, 'partial\n');
+    seedMarkedDir(host, `${IMAGES}/.${expired.key}.old`, expired.key);
     host.fs.addDir(`${IMAGES}/.${expired.key}.old/rootfs`);
     return { host, fresh, expired };
   }
 
   test('removes expired and broken entries and hidden leftovers; keeps fresh ones', async () => {
     const { host, fresh, expired } = cacheWithEverything();
-    const removed = await pruneImages(host, CACHE_OPTIONS, false, NOW);
+    const { removed, foreign } = await pruneImages(host, CACHE_OPTIONS, false, NOW);
     expect(removed).toEqual([`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/.${expired.key}.old`, `${IMAGES}/${expired.key}`, `${IMAGES}/ffff000000000000`].sort());
+    expect(foreign).toEqual([]);
     expect(await host.fs.listDir(IMAGES)).toEqual([fresh.key]);
     expect(await readImage(host, CACHE_OPTIONS, fresh.key)).toEqual(fresh);
     expect(host.fs.changes).toEqual(removed.map((r) => `remove-tree ${r}`));
     expect(host.runner.calls).toEqual([]);
   });
 
+  /**
+   * Ours: a fresh entry, an expired one of the version before markers (meta.json only), a build
+   * killed before its bootstrap wrote anything (marker only). Not ours: everything seedForeign
+   * makes, whose symlinks point at a complete, marked, expired entry outside the cache.
+   */
+  function cacheWithForeign(): { host: FakeHost; ours: Record<'fresh' | 'oldVersion' | 'interrupted', string>; foreign: string[] } {
+    const host = new FakeHost();
+    const ours = {
+      fresh: seedImage(host, metaFor(DB, iso(NOW - DAY_MS))),
+      oldVersion: seedImage(host, metaFor(machines.app, iso(NOW - 8 * DAY_MS)), { marker: false }),
+      interrupted: seedMarkedDir(host, `${IMAGES}/.${DB_KEY}.building`, DB_KEY),
+    };
+    const foreign = seedForeign(host, metaFor(DB, iso(NOW - 30 * DAY_MS), 'debootstrap'));
+    return { host, ours, foreign };
+  }
+
+  test.each([
+    ['without all: the expired old-version image and the interrupted build', false, ['interrupted', 'oldVersion']],
+    ['with all: every entry of ours', true, ['interrupted', 'fresh', 'oldVersion']],
+  ] as const)('removes only its own entries, %s; leaves everything else alone, and says which', async (_what, all, removedKinds) => {
+    const { host, ours, foreign } = cacheWithForeign();
+    const outside = host.fs.paths().filter((p) => p.startsWith('/srv/'));
+    const foreignTrees = host.fs.paths().filter((p) => foreign.some((f) => p === f || p.startsWith(`${f}/`)));
+    const result = await pruneImages(host, CACHE_OPTIONS, all, NOW);
+    const removed = removedKinds.map((k) => ours[k]).sort();
+    expect(result).toEqual({ removed, foreign });
+    expect(result.foreign).toEqual([
+      `${IMAGES}/.${imageKey(DB, 'debootstrap', ARCH)}.building`,
+      `${IMAGES}/.abcdef0123456789.building`,
+      `${IMAGES}/${imageKey(DB, 'debootstrap', ARCH)}`,
+      `${IMAGES}/README`,
+      `${IMAGES}/abcdef0123456789`,
+      `${IMAGES}/my-rootfs`,
+    ]);
+    expect(host.fs.changes).toEqual(removed.map((r) => `remove-tree ${r}`));
+    // Foreign trees and what the symlinks point at are all still there, byte for byte.
+    expect(host.fs.paths().filter((p) => p.startsWith('/srv/'))).toEqual(outside);
+    expect(host.fs.paths().filter((p) => foreign.some((f) => p === f || p.startsWith(`${f}/`)))).toEqual(foreignTrees);
+    expect(await host.fs.listDir(IMAGES)).toEqual([...foreign.map((f) => f.slice(IMAGES.length + 1)), ...(all ? [] : [DB_KEY])].sort());
+  });
+
+  test('a .KEY.old from the version before markers (meta.json of its key) is a leftover of ours and pruned', async () => {
+    const host = new FakeHost();
+    const old = seedImage(host, metaFor(DB, iso(NOW)), { name: `.${DB_KEY}.old`, marker: false });
+    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual({ removed: [old], foreign: [] });
+  });
+
+  test('a leftover named for one key holding the marker of another is not ours', async () => {
+    const host = new FakeHost();
+    const dir = seedMarkedDir(host, `${IMAGES}/.${DB_KEY}.building`, '0000000000000000');
+    expect(await pruneImages(host, CACHE_OPTIONS, true, NOW)).toEqual({ removed: [], foreign: [dir] });
+    expect(host.fs.changes).toEqual([]);
+  });
+
   test('an entry exactly the maximum age old is kept', async () => {
     const host = new FakeHost();
     const meta = metaFor(DB, iso(NOW - 7 * DAY_MS));
     seedImage(host, meta);
-    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual([]);
+    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual({ removed: [], foreign: [] });
     expect(await host.fs.listDir(IMAGES)).toEqual([meta.key]);
   });
 
   test('all: removes every entry, fresh ones too', async () => {
     const { host, fresh, expired } = cacheWithEverything();
-    const removed = await pruneImages(host, CACHE_OPTIONS, true, NOW);
+    const { removed, foreign } = await pruneImages(host, CACHE_OPTIONS, true, NOW);
     expect(removed).toEqual([`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/.${expired.key}.old`, `${IMAGES}/${fresh.key}`, `${IMAGES}/${expired.key}`, `${IMAGES}/ffff000000000000`].sort());
+    expect(foreign).toEqual([]);
     expect(await host.fs.listDir(IMAGES)).toEqual([]);
   });
 
   test('a leftover with a mount below it is unmounted first', async () => {
     const host = new FakeHost();
-    const leftover = `${IMAGES}/.${DB_KEY}.building`;
+    const leftover = seedMarkedDir(host, `${IMAGES}/.${DB_KEY}.building`, DB_KEY);
     host.fs.addDir(`${leftover}/rootfs/dev`);
     host.fs.addFile('/proc/self/mountinfo', `25 1 0:23 / / rw - ext4 /dev/sda1 rw\n99 25 0:5 / ${leftover}/rootfs/dev rw - devtmpfs udev rw\n`);
     host.runner.on(['umount', '--lazy', `${leftover}/rootfs/dev`], () => {
       host.fs.addFile('/proc/self/mountinfo', '25 1 0:23 / / rw - ext4 /dev/sda1 rw\n');
       return {};
     });
-    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual([leftover]);
+    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual({ removed: [leftover], foreign: [] });
     expect(host.runner.argvs()).toEqual([['umount', '--lazy', `${leftover}/rootfs/dev`]]);
     expect(host.fs.changes).toEqual([`remove-tree ${leftover}`]);
   });
@@ -389,7 +620,7 @@ describe('pruneImages', () => {
   test('an entry whose created date cannot be read is pruned (ensure() would never reuse it)', async () => {
     const host = cacheHost();
     seedImage(host, { ...metaFor(DB, iso(NOW)), created: 'yesterday' });
-    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual([`${IMAGES}/${DB_KEY}`]);
+    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual({ removed: [`${IMAGES}/${DB_KEY}`], foreign: [] });
     expect(host.fs.changes).toEqual([`remove-tree ${IMAGES}/${DB_KEY}`]);
     expect(await host.fs.listDir(IMAGES)).toEqual([]);
   });
@@ -397,7 +628,7 @@ describe('pruneImages', () => {
   test('only a hidden leftover is searched for orphan processes (and they are stopped); an expired entry is just removed', async () => {
     const host = new FakeHost();
     const expired = seedImage(host, metaFor(DB, iso(NOW - 8 * DAY_MS)));
-    const leftover = `${IMAGES}/.${DB_KEY}.building`;
+    const leftover = seedMarkedDir(host, `${IMAGES}/.${DB_KEY}.building`, DB_KEY);
     host.fs.addFile(`${leftover}/rootfs/var/lib/dpkg/status`, 'partial\n');
     // An apt left by a killed build in the leftover, and a shell whose working directory is the expired entry.
     host.fs.addDir('/proc/300');
@@ -409,14 +640,14 @@ describe('pruneImages', () => {
       host.fs.nodes.delete('/proc/300');
       return {};
     });
-    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual([leftover, expired]);
+    expect(await pruneImages(host, CACHE_OPTIONS, false, NOW)).toEqual({ removed: [leftover, expired], foreign: [] });
     expect(host.runner.argvs()).toEqual([['kill', '-KILL', '300']]);
     expect(host.fs.changes).toEqual([`remove-tree ${leftover}`, `remove-tree ${expired}`]);
   });
 
   test('no cache directory: nothing to remove', async () => {
     const host = new FakeHost();
-    expect(await pruneImages(host, CACHE_OPTIONS, true, NOW)).toEqual([]);
+    expect(await pruneImages(host, CACHE_OPTIONS, true, NOW)).toEqual({ removed: [], foreign: [] });
     expect(host.fs.changes).toEqual([]);
   });
 });
@@ -433,11 +664,14 @@ describe('on btrfs', () => {
 
   test('a new image is a subvolume: created before the bootstrap writes into it', async () => {
     const host = btrfsHost({ [BUILDING(DB_KEY)]: 'btrfs' });
+    let marked = false;
     host.runner.on(['btrfs', 'subvolume', 'create', `${BUILDING(DB_KEY)}/rootfs`], () => {
+      marked = host.fs.nodes.get(`${BUILDING(DB_KEY)}/${MARKER}`)?.type === 'file';
       host.fs.addDir(`${BUILDING(DB_KEY)}/rootfs`);
       return {};
     });
     await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(marked).toBe(true);
     expect(argvs(host)).toEqual([STAT(BUILDING(DB_KEY)).join(' '), `btrfs subvolume create ${BUILDING(DB_KEY)}/rootfs`, MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).join(' ')]);
   });
 

@@ -1,13 +1,14 @@
 // `nspawnctl cache list` and `nspawnctl cache prune` through oclif with a fake Host: the table and
-// the JSON, what is listed (complete entries only), what prune removes, and that prune takes the
-// host lock like every other command that changes the host.
+// the JSON, what is listed (complete entries of nspawnctl only), what prune removes and what it
+// leaves alone because nspawnctl did not make it, and that prune takes the host lock like every
+// other command that changes the host.
 import CacheList from '../../src/commands/cache/list';
 import CachePrune from '../../src/commands/cache/prune';
 import { Host } from '../../src/host/host';
 import { LOCK_PATH } from '../../src/host/lock';
 import { parseManifest } from '../../src/manifest/load';
 import { FakeHost } from '../helpers/fake-host';
-import { DAY_MS, IMAGES, metaFor, seedImage } from '../helpers/image-cache';
+import { DAY_MS, IMAGES, metaFor, seedForeign, seedImage, seedMarkedDir } from '../helpers/image-cache';
 import { changesBesidesLock, seedLockHolder } from '../helpers/lock';
 import { runCommand, TEST_CWD } from '../helpers/run-command';
 
@@ -30,13 +31,20 @@ const DB_KEY = '12c27972b1aa0ec9';
 const APP_KEY = '20b48581af7ee377';
 const HOLDER = { pid: 777, start: '5555', command: 'apply /srv/conf/other.yaml', since: '2025-01-01T00:00:00.000Z' };
 
-/** Two complete entries (db's base with mmdebstrap, app's with debootstrap), a broken one and a build leftover. */
+/**
+ * Two complete entries (db's base with mmdebstrap; app's with debootstrap, made by the version
+ * before markers), a broken one, a build leftover, and what seedForeign makes: among it a symlink
+ * named like a key to a complete entry elsewhere.
+ */
 function listedHost(dir?: string): FakeHost {
   const host = new FakeHost();
+  const images = `${dir ?? '/var/cache/nspawnctl'}/images`;
   seedImage(host, metaFor(machines.db, '2025-03-09T12:00:00.000Z'), { dir });
-  seedImage(host, metaFor(machines.app, '2025-03-01T08:30:00.000Z', 'debootstrap'), { dir });
+  seedImage(host, metaFor(machines.app, '2025-03-01T08:30:00.000Z', 'debootstrap'), { dir, marker: false });
   seedImage(host, { ...metaFor(machines.db, '2025-03-09T12:00:00.000Z', 'debootstrap', 'arm64'), key: 'ffff000000000000' }, { dir, markers: ['var/lib/dpkg/status'] });
-  host.fs.addDir(`${dir ?? '/var/cache/nspawnctl'}/images/.${DB_KEY}.building/rootfs`);
+  seedMarkedDir(host, `${images}/.${DB_KEY}.building`, DB_KEY);
+  host.fs.addDir(`${images}/.${DB_KEY}.building/rootfs`);
+  seedForeign(host, metaFor(machines.db, '2025-03-10T00:00:00.000Z', 'debootstrap'), images);
   return host;
 }
 
@@ -45,7 +53,7 @@ describe('nspawnctl cache list', () => {
     expect([metaFor(machines.db, 'x').key, metaFor(machines.app, 'x', 'debootstrap').key]).toEqual([DB_KEY, APP_KEY]);
   });
 
-  test('prints one row per complete entry (not broken ones, not build leftovers), sorted by key; changes nothing', async () => {
+  test('prints one row per complete entry of nspawnctl (not broken ones, not build leftovers, nothing it did not make), sorted by key; changes nothing', async () => {
     const host = listedHost();
     const r = await runCommand(withHost(CacheList, host), []);
     expect(r.exitCode).toBe(0);
@@ -122,9 +130,25 @@ describe('nspawnctl cache prune', () => {
     seedImage(host, metaFor(machines.db, new Date(now - DAY_MS).toISOString()));
     seedImage(host, metaFor(machines.app, new Date(now - 8 * DAY_MS).toISOString(), 'debootstrap'));
     seedImage(host, { ...metaFor(machines.db, new Date(now).toISOString(), 'debootstrap', 'arm64'), key: 'ffff000000000000' }, { markers: ['usr/lib/systemd/systemd'] });
+    seedMarkedDir(host, `${IMAGES}/.${DB_KEY}.building`, DB_KEY);
     host.fs.addDir(`${IMAGES}/.${DB_KEY}.building/rootfs`);
     return host;
   }
+
+  /** What seedForeign makes in IMAGES, sorted; its symlinks point at an expired, marked entry outside. */
+  const FOREIGN_KEY = metaFor(machines.db, 'x', 'debootstrap').key;
+  const FOREIGN = [
+    `${IMAGES}/.${FOREIGN_KEY}.building`,
+    `${IMAGES}/.abcdef0123456789.building`,
+    `${IMAGES}/${FOREIGN_KEY}`,
+    `${IMAGES}/README`,
+    `${IMAGES}/abcdef0123456789`,
+    `${IMAGES}/my-rootfs`,
+  ];
+  const withForeign = (host: FakeHost, images = IMAGES) => {
+    seedForeign(host, metaFor(machines.db, new Date(Date.now() - 30 * DAY_MS).toISOString(), 'debootstrap'), images);
+    return host;
+  };
 
   test('removes expired and broken entries and leftovers, keeps fresh ones, one line each; under the host lock', async () => {
     const host = pruneHost();
@@ -150,7 +174,7 @@ describe('nspawnctl cache prune', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toBe('');
     const removed = [`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/${DB_KEY}`, `${IMAGES}/${APP_KEY}`, `${IMAGES}/ffff000000000000`];
-    expect(r.stdout).toBe(`${JSON.stringify({ removed }, null, 2)}\n`);
+    expect(r.stdout).toBe(`${JSON.stringify({ removed, foreign: [] }, null, 2)}\n`);
     expect(await host.fs.listDir(IMAGES)).toEqual([]);
     expect(changesBesidesLock(host)).toEqual(removed.map((p) => `remove-tree ${p}`));
   });
@@ -158,7 +182,7 @@ describe('nspawnctl cache prune', () => {
   test('--cache-max-age 0: an entry a day old is expired too', async () => {
     const host = pruneHost();
     const r = await runCommand(withHost(CachePrune, host), ['--cache-max-age', '0', '--json']);
-    expect(JSON.parse(r.stdout)).toEqual({ removed: [`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/${DB_KEY}`, `${IMAGES}/${APP_KEY}`, `${IMAGES}/ffff000000000000`] });
+    expect(JSON.parse(r.stdout)).toEqual({ removed: [`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/${DB_KEY}`, `${IMAGES}/${APP_KEY}`, `${IMAGES}/ffff000000000000`], foreign: [] });
   });
 
   test('--cache-max-age 10: the 8-day-old entry is kept', async () => {
@@ -166,6 +190,58 @@ describe('nspawnctl cache prune', () => {
     const r = await runCommand(withHost(CachePrune, host), ['--cache-max-age', '10']);
     expect(r.stdout).toBe(`removed ${IMAGES}/.${DB_KEY}.building\nremoved ${IMAGES}/ffff000000000000\n`);
     expect(await host.fs.listDir(IMAGES)).toEqual([DB_KEY, APP_KEY]);
+  });
+
+  test('entries nspawnctl did not make are left alone, and the output says how many', async () => {
+    const host = withForeign(pruneHost());
+    const r = await runCommand(withHost(CachePrune, host), []);
+    expect([r.exitCode, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toBe(
+      [
+        `removed ${IMAGES}/.${DB_KEY}.building`,
+        `removed ${IMAGES}/${APP_KEY}`,
+        `removed ${IMAGES}/ffff000000000000`,
+        `Left alone 6 entries in ${IMAGES} that nspawnctl did not make (--json lists them).`,
+        '',
+      ].join('\n'),
+    );
+    expect(changesBesidesLock(host)).toEqual([`remove-tree ${IMAGES}/.${DB_KEY}.building`, `remove-tree ${IMAGES}/${APP_KEY}`, `remove-tree ${IMAGES}/ffff000000000000`]);
+    expect(await host.fs.listDir(IMAGES)).toEqual([...FOREIGN.map((f) => f.slice(IMAGES.length + 1)), DB_KEY].sort());
+  });
+
+  test('--all --json: every entry of nspawnctl is removed; the others are listed as foreign and left alone', async () => {
+    const host = withForeign(pruneHost());
+    const outside = host.fs.paths().filter((p) => p.startsWith('/srv/'));
+    const r = await runCommand(withHost(CachePrune, host), ['--all', '--json']);
+    expect([r.exitCode, r.stderr]).toEqual([0, '']);
+    const removed = [`${IMAGES}/.${DB_KEY}.building`, `${IMAGES}/${DB_KEY}`, `${IMAGES}/${APP_KEY}`, `${IMAGES}/ffff000000000000`];
+    expect(r.stdout).toBe(`${JSON.stringify({ removed, foreign: FOREIGN }, null, 2)}\n`);
+    expect(changesBesidesLock(host)).toEqual(removed.map((p) => `remove-tree ${p}`));
+    expect(await host.fs.listDir(IMAGES)).toEqual(FOREIGN.map((f) => f.slice(IMAGES.length + 1)));
+    expect(host.fs.paths().filter((p) => p.startsWith('/srv/'))).toEqual(outside);
+  });
+
+  test('only foreign entries, one of them: "Nothing to prune." and the one left alone, even with --all', async () => {
+    const host = new FakeHost();
+    host.fs.addFile(`${IMAGES}/${DB_KEY}/rootfs/etc/os-release`, 'ID=debian\n');
+    for (const args of [[], ['--all']]) {
+      const r = await runCommand(withHost(CachePrune, host), args);
+      expect([r.exitCode, r.stdout, r.stderr]).toEqual([0, `Nothing to prune.\nLeft alone 1 entry in ${IMAGES} that nspawnctl did not make (--json lists them).\n`, '']);
+    }
+    const json = await runCommand(withHost(CachePrune, host), ['--all', '--json']);
+    expect(json.stdout).toBe(`${JSON.stringify({ removed: [], foreign: [`${IMAGES}/${DB_KEY}`] }, null, 2)}\n`);
+    // Three runs, each taking and releasing the lock, and nothing else.
+    expect(host.fs.changes).toEqual(Array(3).fill([`create ${LOCK_PATH}`, `remove ${LOCK_PATH}`]).flat());
+  });
+
+  test('an interrupted build and an image of the version before markers are pruned; a directory named like a build without marker is not', async () => {
+    const host = new FakeHost();
+    const interrupted = seedMarkedDir(host, `/srv/cache/images/.${DB_KEY}.building`, DB_KEY);
+    const oldVersion = seedImage(host, metaFor(machines.app, new Date(Date.now() - 8 * DAY_MS).toISOString(), 'debootstrap'), { dir: '/srv/cache', marker: false });
+    host.fs.addDir(`/srv/cache/images/.${APP_KEY}.building/rootfs`);
+    const r = await runCommand(withHost(CachePrune, host), ['--cache-dir', '/srv/cache']);
+    expect(r.stdout).toBe(`removed ${interrupted}\nremoved ${oldVersion}\nLeft alone 1 entry in /srv/cache/images that nspawnctl did not make (--json lists them).\n`);
+    expect(await host.fs.listDir('/srv/cache/images')).toEqual([`.${APP_KEY}.building`]);
   });
 
   test('--no-wait while another nspawnctl holds the lock: exit 5, nothing removed', async () => {

@@ -66,13 +66,60 @@ export function metaFor(spec: Machine, created: string, tool: Bootstrapper = 'mm
   };
 }
 
-/** Writes a complete cache entry (meta.json and a bootstrapped-looking rootfs) straight into the fake. */
-export function seedImage(host: FakeHost, meta: ImageMeta, options: { dir?: string; name?: string; markers?: string[]; metaText?: string } = {}): string {
+/** The name of the marker file, written out here so that a change to it fails the tests. */
+export const MARKER = 'nspawnctl-image.json';
+
+/** The marker ImageCache writes into each directory it makes for `key`, byte for byte. */
+export const markerText = (key: string, format = CACHE_FORMAT) => `{\n  "kind": "nspawnctl-base-image",\n  "format": ${format},\n  "key": "${key}"\n}\n`;
+
+/** Makes `dir` (a real directory) holding the marker of `key`: what an interrupted build leaves. */
+export function seedMarkedDir(host: FakeHost, dir: string, key: string): string {
+  host.fs.addDir(dir, { mode: 0o700 });
+  host.fs.addFile(posix.join(dir, MARKER), markerText(key));
+  return dir;
+}
+
+/**
+ * Writes a complete cache entry (marker, meta.json and a bootstrapped-looking rootfs) straight
+ * into the fake; `marker: false` makes it an entry of the version before markers (meta.json only).
+ */
+export function seedImage(
+  host: FakeHost,
+  meta: ImageMeta,
+  options: { dir?: string; name?: string; markers?: string[]; metaText?: string; marker?: boolean } = {},
+): string {
   const dir = posix.join(options.dir ?? DEFAULT_CACHE_DIR, 'images', options.name ?? meta.key);
   host.fs.addDir(dir, { mode: 0o700 });
+  if (options.marker !== false) host.fs.addFile(posix.join(dir, MARKER), markerText(meta.key));
   host.fs.addFile(posix.join(dir, 'meta.json'), options.metaText ?? `${JSON.stringify(meta, null, 2)}\n`);
   for (const m of options.markers ?? BOOTSTRAP_MARKERS) {
     host.fs.addFile(posix.join(dir, 'rootfs', m), m.endsWith('status') ? dpkgStatus(meta.packages) : 'ELF systemd\n');
   }
   return dir;
+}
+
+/**
+ * Everything nspawnctl must never remove or list, seeded into `images`: a file, a directory with
+ * another name, a directory named like a key (and one like a build) without a marker, and symlinks
+ * named like a key and a build pointing at a marked, complete entry outside the cache. Returns
+ * their paths, sorted as listDir sorts them.
+ */
+export function seedForeign(host: FakeHost, meta: ImageMeta, images = IMAGES): string[] {
+  const elsewhere = seedImage(host, meta, { dir: '/srv/elsewhere' });
+  const fakeKey = 'abcdef0123456789';
+  const paths = {
+    file: posix.join(images, 'README'),
+    dir: posix.join(images, 'my-rootfs'),
+    keyNamed: posix.join(images, fakeKey),
+    buildNamed: posix.join(images, `.${fakeKey}.building`),
+    keyLink: posix.join(images, meta.key),
+    buildLink: posix.join(images, `.${meta.key}.building`),
+  };
+  host.fs.addFile(paths.file, 'notes of the admin\n');
+  host.fs.addFile(posix.join(paths.dir, 'etc/os-release'), 'ID=debian\n');
+  host.fs.addFile(posix.join(paths.keyNamed, 'rootfs/etc/os-release'), 'ID=debian\n');
+  host.fs.addFile(posix.join(paths.buildNamed, 'rootfs/etc/os-release'), 'ID=debian\n');
+  host.fs.addSymlink(paths.keyLink, elsewhere);
+  host.fs.addSymlink(paths.buildLink, elsewhere);
+  return Object.values(paths).sort();
 }
