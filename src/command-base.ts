@@ -2,7 +2,7 @@
 import { Command, Flags, Interfaces } from '@oclif/core';
 import { ExitCode, ManifestError, NspawnctlError } from './errors';
 import { createRealHost, Host } from './host/host';
-import { acquireLock } from './host/lock';
+import { acquireLock, formatHolder } from './host/lock';
 
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = false;
@@ -44,7 +44,7 @@ export abstract class BaseCommand extends Command {
     const release = await acquireLock(host, {
       command,
       wait,
-      onWait: (h) => process.stderr.write(`nspawnctl: waiting for PID ${h.pid} (${h.command}, since ${h.since}) to finish...\n`),
+      onWait: (h) => process.stderr.write(`nspawnctl: waiting for ${h ? formatHolder(h) : 'another nspawnctl'} to finish...\n`),
     });
     try {
       return await fn();

@@ -1,7 +1,9 @@
-// The one object through which nspawnctl touches a machine: a runner and a rooted filesystem.
+// The one object through which nspawnctl touches a machine: a runner, a rooted filesystem and
+// the host lock.
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { posix, resolve } from 'node:path';
 import { ManifestError, NspawnctlError } from '../errors';
+import { LockFile, openLockFile } from './flock';
 import { createNodeFs, HostFs } from './fs';
 import { RootfsHandle } from './rootfs-handle';
 import { createExecaRunner, PROGRAM_DIRS, Runner } from './runner';
@@ -15,11 +17,14 @@ export interface Host {
   pid: number;
   /** Aborted on SIGINT/SIGTERM: running children are stopped and no further step starts. */
   signal?: AbortSignal;
+  /** Opens (creating) a lock file at `path`, under the same root as `fs`; see src/host/flock.ts. */
+  openLock(path: string): Promise<LockFile>;
   /** Reads a user's input file (a manifest) relative to the working directory, not the root. */
   readInput(path: string): Promise<string>;
 }
 
 export { PROGRAM_DIRS };
+export type { LockFile };
 
 /** The real host: execa and the filesystem at `root`. */
 export function createRealHost(root = '/', signal?: AbortSignal): Host {
@@ -29,6 +34,7 @@ export function createRealHost(root = '/', signal?: AbortSignal): Host {
     fs: createNodeFs(root),
     uid: typeof process.getuid === 'function' ? process.getuid() : -1,
     pid: process.pid,
+    openLock: (path) => openLockFile(posix.join(root, path), signal),
     async readInput(path) {
       try {
         const bytes = await readFile(resolve(path));

@@ -1,15 +1,15 @@
-// One writer per host: apply, destroy and host init hold /run/nspawnctl.lock while they change
-// anything. The lock names its holder; a holder that died (its PID gone, or reused by another
-// process) leaves a stale lock that the next run takes over.
+// One writer per host: apply, destroy, host init and cache prune hold /run/nspawnctl.lock while
+// they change anything. The lock is a flock(2) lock (src/host/flock.ts): the kernel gives it to
+// one run at a time and takes it back when that run ends, however it ends, so there is no stale
+// lock and no takeover. The file's text only names the holder, for the runs that wait or give up.
 import { ExitCode, NspawnctlError } from '../errors';
 import { Host } from './host';
 
 export const LOCK_PATH = '/run/nspawnctl.lock';
 
-interface Holder {
+/** What the holder writes into the lock file once it has the lock. */
+export interface Holder {
   pid: number;
-  /** Field 22 of /proc/PID/stat: tells a reused PID from the original process. */
-  start: string;
   command: string;
   since: string;
 }
@@ -17,62 +17,67 @@ interface Holder {
 export interface LockOptions {
   command: string;
   wait: boolean;
-  /** Called once when another process holds the lock and we wait for it. */
-  onWait?: (holder: Holder) => void;
-  pollMs?: number;
-  sleep?: (ms: number) => Promise<void>;
+  /**
+   * Called once when another process holds the lock and we wait for it; `undefined` when the
+   * holder has not written its note yet (it has just taken the lock).
+   */
+  onWait?: (holder: Holder | undefined) => void;
   now?: () => string;
+  /** The lock file (host path); LOCK_PATH unless a test gives its own. */
+  path?: string;
 }
 
 export type ReleaseLock = () => Promise<void>;
 
-async function startTime(host: Host, pid: number | 'self'): Promise<string | undefined> {
-  const stat = await host.fs.readText(`/proc/${pid}/stat`);
-  if (!stat) return undefined;
-  // The command name (field 2) may hold spaces and parentheses; count from the last ')'.
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-}
-
-function parseHolder(text: string | undefined): Holder | undefined {
+/** The holder named in a lock file's text, or undefined when it names none (empty, half-written). */
+export function parseHolder(text: string): Holder | undefined {
   try {
-    const h = JSON.parse(text ?? '') as Holder;
-    return typeof h.pid === 'number' && typeof h.start === 'string' ? h : undefined;
+    const h = JSON.parse(text) as Partial<Holder> | null;
+    return typeof h?.pid === 'number' && typeof h.command === 'string' && typeof h.since === 'string' ? { pid: h.pid, command: h.command, since: h.since } : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** Takes the host lock, waiting for (or refusing, with wait: false) a live holder. */
+/** "PID 123 (apply x.yaml, since ...)": the holder in messages. */
+export function formatHolder(holder: Holder): string {
+  return `PID ${holder.pid} (${holder.command}, since ${holder.since})`;
+}
+
+/** Takes the host lock, waiting for (or refusing, with wait: false) the run that holds it. */
 export async function acquireLock(host: Host, options: LockOptions): Promise<ReleaseLock> {
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const me: Holder = { pid: host.pid, start: (await startTime(host, 'self')) ?? '', command: options.command, since: (options.now ?? (() => new Date().toISOString()))() };
-  const text = `${JSON.stringify(me)}\n`;
-  let announced = false;
-  for (;;) {
-    if (await host.fs.createExclusive(LOCK_PATH, text, 0o644)) {
-      return async () => {
-        // Remove it only if it is still ours.
-        if ((await host.fs.readText(LOCK_PATH)) === text) await host.fs.removeFile(LOCK_PATH);
-      };
-    }
-    const current = await host.fs.readText(LOCK_PATH);
-    const holder = parseHolder(current);
-    const alive = holder !== undefined && (await startTime(host, holder.pid)) === holder.start;
-    if (!alive) {
-      // Stale: its process is gone. Remove exactly what we read, then try again.
-      if ((await host.fs.readText(LOCK_PATH)) === current) await host.fs.removeFile(LOCK_PATH);
-      continue;
-    }
-    if (!options.wait) {
-      throw new NspawnctlError(`another nspawnctl is changing this host: PID ${holder.pid} (${holder.command}, since ${holder.since})`, {
-        exitCode: ExitCode.busy,
-        hint: 'Wait for it, or run again with --wait (the default).',
-      });
-    }
-    if (!announced) {
+  const file = await host.openLock(options.path ?? LOCK_PATH);
+  try {
+    if (!(await file.tryLock())) {
+      const holder = parseHolder(await file.readNote());
+      if (!options.wait) {
+        const who = holder ? `: ${formatHolder(holder)}` : ' (it has just taken the lock and not named itself yet)';
+        throw new NspawnctlError(`another nspawnctl is changing this host${who}`, {
+          exitCode: ExitCode.busy,
+          hint: 'Wait for it, or run again with --wait (the default).',
+        });
+      }
       options.onWait?.(holder);
-      announced = true;
+      await file.waitLock();
     }
-    await sleep(options.pollMs ?? 500);
+    const me: Holder = { pid: host.pid, command: options.command, since: (options.now ?? (() => new Date().toISOString()))() };
+    await file.writeNote(`${JSON.stringify(me)}\n`);
+  } catch (err) {
+    await file.close();
+    throw err;
   }
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    try {
+      // Empty while nobody holds it, so no run names a holder that has finished. Only cosmetic:
+      // a failure here must not hide the command's own error, and close releases the lock anyway.
+      await file.writeNote('');
+    } catch {
+      // see above
+    } finally {
+      await file.close();
+    }
+  };
 }

@@ -47,7 +47,7 @@ const MMDEBSTRAP = (n: string, include = 'dbus,iproute2,iputils-ping,systemd,sys
 const SHOW = (n: string) => ['machinectl', 'show', n, '--property=State', '--value'];
 const CONVERGED_TEXT = '= network examplevlan: unchanged\n= machine db: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n';
 const HINT = 'hint: Fix the cause and run apply again: it continues from where this run stopped.\n';
-const HOLDER = { pid: 777, start: '5555', command: 'apply /srv/conf/other.yaml', since: '2025-01-01T00:00:00.000Z' };
+const HOLDER = { pid: 777, command: 'apply /srv/conf/other.yaml', since: '2025-01-01T00:00:00.000Z' };
 
 /** The example applied: both machines run. */
 function convergedHost(): FakeHost {
@@ -151,13 +151,13 @@ describe('nspawnctl apply', () => {
   });
 
   // Regression test for a fixed bug (it was in src/host/lock.ts acquireLock, via BaseCommand.withLock): the lock is taken before the root check, and
-  // a non-root user cannot create /run/nspawnctl.lock (/run is root's, mode 0755): the real fs
-  // throws EACCES, which surfaces as a raw "EACCES: permission denied" (exit 1) instead of this
-  // preflight report (exit 3). The FakeFs has no permissions, so this test gives it the real
+  // a non-root user cannot create /run/nspawnctl.lock (/run is root's, mode 0755): the real open
+  // throws EACCES, which surfaces as "permission denied" (exit 1) instead of this preflight
+  // report (exit 3). The FakeHost has no permissions, so this test gives its openLock the real
   // answer for /run. Same for destroy and host init --undo as non-root.
   test('as non-root on a real filesystem (no write access to /run): still exit 3 naming what is missing', async () => {
     const host = freshHost({ uid: 1000 });
-    host.fs.createExclusive = async (path: string) => {
+    host.openLock = async (path: string) => {
       throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES', errno: -13, syscall: 'open', path });
     };
     const r = await runCommand(applyWith(host), ['machines.yaml']);
@@ -284,7 +284,7 @@ describe('nspawnctl apply', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toContain('\n13 step(s):\n');
     expect(host.fs.changes).toEqual([]);
-    expect(await host.fs.readText(LOCK_PATH)).toBe(theirs);
+    expect([host.isLocked(LOCK_PATH), host.lockNote(LOCK_PATH)]).toEqual([true, theirs]);
   });
 
   test('--no-wait while another nspawnctl holds the lock: exit 5 naming it; nothing is observed, run or written', async () => {
@@ -298,41 +298,27 @@ describe('nspawnctl apply', () => {
     );
     expect(host.runner.calls).toEqual([]);
     expect(host.fs.changes).toEqual([]);
-    expect(await host.fs.readText(LOCK_PATH)).toBe(theirs);
+    expect([host.isLocked(LOCK_PATH), host.lockNote(LOCK_PATH)]).toEqual([true, theirs]);
   });
 
-  test('--no-wait with a stale lock (its process is gone): takes it over and applies', async () => {
+  test('--no-wait after a holder died (its note left behind): the lock is free, it applies', async () => {
     const host = convergedHost();
     seedLockHolder(host, HOLDER, false);
     const r = await runCommand(applyWith(host), ['machines.yaml', '--no-wait']);
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toBe(CONVERGED_TEXT);
-    expect(host.fs.changes).toEqual([`remove ${LOCK_PATH}`, `create ${LOCK_PATH}`, `remove ${LOCK_PATH}`]);
-    expect(host.fs.nodes.has(LOCK_PATH)).toBe(false);
+    expect(host.fs.changes).toEqual([`lock ${LOCK_PATH}`, `unlock ${LOCK_PATH}`]);
+    expect([host.isLocked(LOCK_PATH), host.lockNote(LOCK_PATH)]).toEqual([false, '']);
   });
 
   test('by default it waits for a live holder, saying so once, then plans under the lock', async () => {
     const host = convergedHost();
     seedLockHolder(host, HOLDER, true);
-    // The holder finishes 50 ms after apply first found its lock (apply polls every 500 ms).
-    const readText = host.fs.readText.bind(host.fs);
-    let done: NodeJS.Timeout | undefined;
-    host.fs.readText = async (path: string) => {
-      if (path === LOCK_PATH && !done) {
-        done = setTimeout(() => {
-          host.fs.nodes.delete(LOCK_PATH);
-          host.fs.nodes.delete('/proc/777/stat');
-        }, 50);
-      }
-      return readText(path);
-    };
-    try {
-      const r = await runCommand(applyWith(host), ['machines.yaml']);
-      expect(r.exitCode).toBe(0);
-      expect(r.stderr).toBe(`nspawnctl: waiting for PID 777 (apply /srv/conf/other.yaml, since 2025-01-01T00:00:00.000Z) to finish...\n${CONVERGED_TEXT}`);
-    } finally {
-      clearTimeout(done);
-    }
+    // The holder finishes as soon as apply waits for it.
+    host.onLockWait = () => host.endLockHolder(LOCK_PATH);
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe(`nspawnctl: waiting for PID 777 (apply /srv/conf/other.yaml, since 2025-01-01T00:00:00.000Z) to finish...\n${CONVERGED_TEXT}`);
     expect(host.runner.argvs()).toEqual(OBSERVE_CALLS);
     expect(changesBesidesLock(host)).toEqual([]);
   });
@@ -403,7 +389,7 @@ describe('nspawnctl apply', () => {
     expect(['/var/lib/nspawnctl/machines/web.json', '/etc/systemd/nspawn/web.nspawn', '/var/lib/machines/web/etc/motd'].map((p) => host.fs.nodes.get(p)?.type)).toEqual(['file', 'file', 'file']);
     // The host steps before the failure did happen: the network is recorded and written.
     expect(host.fs.nodes.has('/var/lib/nspawnctl/networks/examplevlan.json')).toBe(true);
-    expect(host.fs.nodes.has(LOCK_PATH)).toBe(false);
+    expect(host.isLocked(LOCK_PATH)).toBe(false);
   });
 
   test('web fails, db is still created and started: exact commands, summary naming what was applied, exit 1', async () => {
@@ -497,7 +483,7 @@ describe('nspawnctl apply', () => {
     expect(result.skipped).toEqual(['db', 'web']);
     expect(host.runner.argvs()).toEqual([...FRESH_OBSERVE_CALLS, ['networkctl', 'reload']]);
     expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines') || p.startsWith('/etc/systemd/nspawn'))).toEqual([]);
-    expect(host.fs.nodes.has(LOCK_PATH)).toBe(false);
+    expect(host.isLocked(LOCK_PATH)).toBe(false);
   });
 
   // mmdebstrap keeps its --aptopt lines (the proxy) in the tree it builds; apt settings inside a

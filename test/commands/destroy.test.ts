@@ -104,7 +104,7 @@ describe('nspawnctl destroy', () => {
   // permissions; this test gives it the real answer for /run.
   test('as non-root on a real filesystem (no write access to /run): still exit 3 before anything', async () => {
     const host = convergedHost(1000);
-    host.fs.createExclusive = async (path: string) => {
+    host.openLock = async (path: string) => {
       throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES', errno: -13, syscall: 'open', path });
     };
     const r = await runCommand(destroyWith(host), ['web', '--yes']);
@@ -117,7 +117,7 @@ describe('nspawnctl destroy', () => {
 
   test('--no-wait while another nspawnctl holds the lock: exit 5, the machine is not stopped, nothing removed', async () => {
     const host = convergedHost();
-    const theirs = seedLockHolder(host, { pid: 777, start: '5555', command: 'apply /srv/conf/machines.yaml', since: '2025-01-01T00:00:00.000Z' }, true);
+    const theirs = seedLockHolder(host, { pid: 777, command: 'apply /srv/conf/machines.yaml', since: '2025-01-01T00:00:00.000Z' }, true);
     const r = await runCommand(destroyWith(host), ['web', '--yes', '--no-wait']);
     expect(r.exitCode).toBe(5);
     expect(r.stdout).toBe('');
@@ -127,7 +127,7 @@ describe('nspawnctl destroy', () => {
     // Only the command's ownership check ran before the lock.
     expect(host.runner.argvs()).toEqual([SHOW_WEB]);
     expect(host.fs.changes).toEqual([]);
-    expect(await host.fs.readText(LOCK_PATH)).toBe(theirs);
+    expect([host.isLocked(LOCK_PATH), host.lockNote(LOCK_PATH)]).toEqual([true, theirs]);
   });
 
   test('with a record on a booted host: exact command sequence, removes exactly what is recorded', async () => {

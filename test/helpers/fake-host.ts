@@ -1,9 +1,9 @@
 // An in-memory Host for unit tests: a filesystem with the semantics of createNodeFs, and a
 // runner that records every call and answers only from scripted responses.
 import { posix } from 'node:path';
-import { CommandFailedError, NspawnctlError, UnsafePathError } from '../../src/errors';
+import { CommandFailedError, InterruptedError, NspawnctlError, UnsafePathError } from '../../src/errors';
 import { assertHostPath, FileInfo, HostFs, WriteOptions } from '../../src/host/fs';
-import { Host } from '../../src/host/host';
+import { Host, LockFile } from '../../src/host/host';
 import { isWithin } from '../../src/host/paths';
 import { MAX_ROOTFS_READ, RootfsEntryState, RootfsHandle, rootfsPathParts, RootfsWriteOptions } from '../../src/host/rootfs-handle';
 import { RunOptions, RunResult, Runner } from '../../src/host/runner';
@@ -440,13 +440,31 @@ function matches(m: ArgvMatcher, argv: string[]): boolean {
   return typeof m === 'function' ? m(argv) : m.length === argv.length && m.every((a, i) => a === argv[i]);
 }
 
-/** A Host whose effects all stay in memory. Input files (manifests) live in `inputs`. */
+/** One lock file of a FakeHost: its text, who holds it, and who waits for it (in order). */
+interface FakeLock {
+  note: string;
+  holder?: object;
+  waiters: { opener: object; take: () => void }[];
+}
+
+/**
+ * A Host whose effects all stay in memory. Input files (manifests) live in `inputs`.
+ *
+ * Lock files live in `locks`, not in `fs` (the real one is reached through a descriptor, not
+ * HostFs). Each openLock is one open file description: two of them exclude each other, like
+ * flock(2). Taking and releasing a lock is logged in `fs.changes` as "lock PATH" and "unlock PATH",
+ * so tests see where it happened among the filesystem's changes.
+ */
 export class FakeHost implements Host {
   readonly fs = new FakeFs();
   readonly runner = new FakeRunner();
   readonly inputs = new Map<string, string>();
+  readonly locks = new Map<string, FakeLock>();
   uid = 0;
   pid = 4242;
+  signal?: AbortSignal;
+  /** Called when an opener starts to wait for a held lock (after it is queued): tests release the holder here. */
+  onLockWait?: (path: string) => void;
 
   constructor(options: { uid?: number; inputs?: Record<string, string> } = {}) {
     if (options.uid !== undefined) this.uid = options.uid;
@@ -457,6 +475,115 @@ export class FakeHost implements Host {
     const text = this.inputs.get(path);
     if (text === undefined) throw new NspawnctlError(`cannot read ${path}: no such file`, { exitCode: 2 });
     return text;
+  }
+
+  async openLock(path: string): Promise<LockFile> {
+    const p = norm(path);
+    const lock = this.lockAt(p);
+    const opener = {};
+    let closed = false;
+    const take = () => {
+      lock.holder = opener;
+      this.fs.changes.push(`lock ${p}`);
+    };
+    const open = (what: string) => {
+      if (closed) throw new Error(`FakeHost: ${what} on a closed lock file ${p}`);
+    };
+    return {
+      tryLock: async () => {
+        open('tryLock');
+        if (lock.holder === opener) return true;
+        if (lock.holder) return false;
+        take();
+        return true;
+      },
+      waitLock: () =>
+        new Promise<void>((resolve, reject) => {
+          open('waitLock');
+          if (this.signal?.aborted) return reject(new InterruptedError());
+          if (lock.holder === opener) return resolve();
+          if (!lock.holder) {
+            take();
+            return resolve();
+          }
+          const signal = this.signal;
+          const onAbort = () => {
+            lock.waiters = lock.waiters.filter((w) => w !== waiter);
+            reject(new InterruptedError());
+          };
+          const waiter = {
+            opener,
+            take: () => {
+              signal?.removeEventListener('abort', onAbort);
+              take();
+              resolve();
+            },
+          };
+          lock.waiters.push(waiter);
+          signal?.addEventListener('abort', onAbort, { once: true });
+          this.onLockWait?.(p);
+        }),
+      readNote: async () => {
+        open('readNote');
+        return lock.note;
+      },
+      writeNote: async (text: string) => {
+        open('writeNote');
+        // Legal on a real descriptor, but nspawnctl writes its note only while it holds the lock.
+        if (lock.holder !== opener) throw new Error(`FakeHost: writeNote on ${p} without holding its lock`);
+        lock.note = text;
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        lock.waiters = lock.waiters.filter((w) => w.opener !== opener);
+        if (lock.holder === opener) {
+          this.fs.changes.push(`unlock ${p}`);
+          this.handOver(lock);
+        }
+      },
+    };
+  }
+
+  // --- seeding helpers for locks (not part of Host; they log nothing) ---
+  /** Another process holds the lock at `path` and has written `note`. */
+  holdLock(path: string, note: string): void {
+    const lock = this.lockAt(norm(path));
+    if (lock.holder) throw new Error(`FakeHost: ${path} is already locked`);
+    lock.holder = { seeded: true };
+    lock.note = note;
+  }
+
+  /** The process seeded with holdLock ends: its lock is released (its note stays, as after a SIGKILL). */
+  endLockHolder(path: string): void {
+    const lock = this.lockAt(norm(path));
+    if (!lock.holder || !('seeded' in lock.holder)) throw new Error(`FakeHost: ${path} is not held by a seeded process`);
+    this.handOver(lock);
+  }
+
+  /** Whether anyone (we or a seeded process) holds the lock at `path`. */
+  isLocked(path: string): boolean {
+    return this.locks.get(norm(path))?.holder !== undefined;
+  }
+
+  /** The text of the lock file at `path` ('' if it was never written). */
+  lockNote(path: string): string {
+    return this.locks.get(norm(path))?.note ?? '';
+  }
+
+  private lockAt(path: string): FakeLock {
+    let lock = this.locks.get(path);
+    if (!lock) {
+      lock = { note: '', waiters: [] };
+      this.locks.set(path, lock);
+    }
+    return lock;
+  }
+
+  /** The holder is gone: the first waiter, if any, gets the lock. */
+  private handOver(lock: FakeLock): void {
+    lock.holder = undefined;
+    lock.waiters.shift()?.take();
   }
 
   /** Fails the test when a command ran that no response was scripted for. */
