@@ -1,6 +1,7 @@
 // The one zod schema for machines.yaml, plus the resolved types the rest of nspawnctl uses.
 import { z } from 'zod';
 import { firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet, subnetsOverlap } from './ipv4';
+import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
 
 /** System call groups and names the host's systemd accepts; without it only the syntax is checked. */
@@ -282,9 +283,8 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
       if (path === undefined) return;
       if (seen.has(path)) add(['machines', name, 'files', i, 'path'], `${path} is listed twice`);
       seen.add(path);
-      if (RESERVED_ROOTFS_PATHS.some((r) => path === r || path.startsWith(`${r}/`))) {
-        add(['machines', name, 'files', i, 'path'], `${path} is written by nspawnctl itself; use the matching manifest key instead (hostname, network, dns, environment, authorizedKeys)`);
-      }
+      const reserved = reservedPathProblem(path);
+      if (reserved) add(['machines', name, 'files', i, 'path'], reserved);
     });
     const targets = new Set<string>();
     asArr(machine.bind).forEach((rawBind, i) => {
@@ -334,15 +334,29 @@ function sectionIssues(section: Obj, base: (string | number)[], add: (path: (str
   if (limits.cpus !== undefined && limits.cpuQuota !== undefined) add([...base, 'limits', 'cpuQuota'], 'set cpus or cpuQuota, not both (cpus: 1.5 is cpuQuota: 150%)');
 }
 
-/** Files inside a rootfs that nspawnctl renders itself; `files:` may not claim them. */
-export const RESERVED_ROOTFS_PATHS = [
-  '/etc/hostname',
-  '/etc/resolv.conf',
-  '/etc/environment',
-  '/etc/systemd/network/10-nspawnctl-host0.network',
-  '/etc/systemd/system.conf.d/50-nspawnctl-environment.conf',
-  '/root/.ssh/authorized_keys',
-];
+/** Paths inside a rootfs that nspawnctl writes itself (rendered or written by apply). */
+export const RESERVED_ROOTFS_PATHS: readonly string[] = GENERATED_ROOTFS_PATHS.map((g) => g.path);
+
+/**
+ * Why `files:` may not take `path`, or undefined when it may: the path is one nspawnctl writes
+ * itself, a directory above one (a file there would stand where nspawnctl needs a directory),
+ * or below one (nspawnctl's file stands where this needs a directory).
+ */
+export function reservedPathProblem(path: string): string | undefined {
+  for (const g of GENERATED_ROOTFS_PATHS) {
+    const source = g.key ? `from ${g.key}:` : g.when;
+    if (path === g.path) {
+      return `${path} is written by nspawnctl itself (${source}); ${g.key ? `set ${g.key} instead` : 'files: cannot manage it'}`;
+    }
+    if (g.path.startsWith(`${path}/`)) {
+      return `${path} is a directory holding ${g.path}, which nspawnctl writes itself (${source}); a file cannot take its place`;
+    }
+    if (path.startsWith(`${g.path}/`)) {
+      return `${path} is below ${g.path}, a ${g.kind} nspawnctl writes itself (${source}), not a directory`;
+    }
+  }
+  return undefined;
+}
 
 export interface Bind {
   source: string;

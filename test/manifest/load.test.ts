@@ -303,10 +303,48 @@ describe('parseManifest rejects bad input with every problem located', () => {
       yaml('machines:', '  web:', '    files:', '      - { path: /etc/motd, content: a }', '      - { path: /etc/motd, content: b }', '      - { path: /etc/hostname, content: c }', '      - { path: /root/.ssh/authorized_keys, content: d }'),
       [
         'machines.yaml:5:17: machines.web.files[1].path: /etc/motd is listed twice',
-        'machines.yaml:6:17: machines.web.files[2].path: /etc/hostname is written by nspawnctl itself; use the matching manifest key instead (hostname, network, dns, environment, authorizedKeys)',
-        'machines.yaml:7:17: machines.web.files[3].path: /root/.ssh/authorized_keys is written by nspawnctl itself; use the matching manifest key instead (hostname, network, dns, environment, authorizedKeys)',
+        'machines.yaml:6:17: machines.web.files[2].path: /etc/hostname is written by nspawnctl itself (from hostname:); set hostname instead',
+        'machines.yaml:7:17: machines.web.files[3].path: /root/.ssh/authorized_keys is written by nspawnctl itself (from authorizedKeys:); set authorizedKeys instead',
       ],
     );
+  });
+
+  // A files: entry on any of these would be rewritten by nspawnctl on every apply (or would stand
+  // where nspawnctl needs a directory), so the plan would never converge.
+  test('files: may not take any path nspawnctl writes, a directory above one, or a path below one', () => {
+    expectProblems(
+      yaml(
+        'machines:',
+        '  web:',
+        '    files:',
+        '      - { path: /etc/apt/apt.conf.d/01nspawnctl-proxy, content: a }',
+        '      - { path: /etc/systemd/system/multi-user.target.wants/systemd-networkd.service, content: b }',
+        '      - { path: /usr/sbin/policy-rc.d, content: c }',
+        '      - { path: /etc/machine-id, content: d }',
+        '      - { path: /etc/systemd/network, content: e }',
+        '      - { path: /root/.ssh, content: f }',
+        '      - { path: /etc/hostname/x, content: g }',
+        '      - { path: /etc/systemd/system/sockets.target.wants/systemd-networkd.socket/y, content: h }',
+        '      - { path: /usr, content: i }',
+      ),
+      [
+        'machines.yaml:4:17: machines.web.files[0].path: /etc/apt/apt.conf.d/01nspawnctl-proxy is written by nspawnctl itself (from aptProxy:); set aptProxy instead',
+        'machines.yaml:5:17: machines.web.files[1].path: /etc/systemd/system/multi-user.target.wants/systemd-networkd.service is written by nspawnctl itself (from network:); set network instead',
+        'machines.yaml:6:17: machines.web.files[2].path: /usr/sbin/policy-rc.d is written by nspawnctl itself (while it installs packages); files: cannot manage it',
+        'machines.yaml:7:17: machines.web.files[3].path: /etc/machine-id is written by nspawnctl itself (when it copies a machine from a base image); files: cannot manage it',
+        'machines.yaml:8:17: machines.web.files[4].path: /etc/systemd/network is a directory holding /etc/systemd/network/10-nspawnctl-host0.network, which nspawnctl writes itself (from network:); a file cannot take its place',
+        'machines.yaml:9:17: machines.web.files[5].path: /root/.ssh is a directory holding /root/.ssh/authorized_keys, which nspawnctl writes itself (from authorizedKeys:); a file cannot take its place',
+        'machines.yaml:10:17: machines.web.files[6].path: /etc/hostname/x is below /etc/hostname, a file nspawnctl writes itself (from hostname:), not a directory',
+        'machines.yaml:11:17: machines.web.files[7].path: /etc/systemd/system/sockets.target.wants/systemd-networkd.socket/y is below /etc/systemd/system/sockets.target.wants/systemd-networkd.socket, a symlink nspawnctl writes itself (from network:), not a directory',
+        'machines.yaml:12:17: machines.web.files[8].path: /usr is a directory holding /usr/sbin/policy-rc.d, which nspawnctl writes itself (while it installs packages); a file cannot take its place',
+      ],
+    );
+  });
+
+  test('files: next to generated paths, but not on, above or below one, are accepted', () => {
+    const paths = ['/etc/hostname.d/x', '/etc/hostnames', '/etc/systemd/network/20-own.network', '/root/.ssh/config', '/usr/sbin/policy-rc.d.orig', '/etc/apt/apt.conf.d/02own'];
+    const m = parseManifest(FILE, yaml('machines:', '  web:', '    files:', ...paths.map((p) => `      - { path: ${p}, content: x }`)));
+    expect(m.machines.web.files.map((f) => f.path)).toEqual(paths);
   });
 
   test('bad file path and mode', () => {
