@@ -69,6 +69,12 @@ export class FakeFs implements HostFs {
     return { type: node.type, mode, uid: node.uid, gid: node.gid, mtimeMs: 0, size };
   }
 
+  async statResolved(path: string): Promise<{ path: string; info: FileInfo } | undefined> {
+    const resolved = this.realpath(path);
+    const info = await this.stat(resolved);
+    return info ? { path: resolved, info } : undefined;
+  }
+
   async readLink(path: string): Promise<string | undefined> {
     const node = this.nodes.get(this.resolveParents(path));
     return node?.type === 'symlink' ? node.target : undefined;
