@@ -12,7 +12,7 @@ const FILE = 'machines.yaml';
 const REPO = join(__dirname, '..', '..');
 
 const TOP_KEYS = 'defaults, networks, machines';
-const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, security, limits';
+const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits';
 const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart`;
 const NETWORK_KEYS = 'subnet, gateway, nat, isolated';
 const MACHINE_NAME_RULE = 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)';
@@ -481,6 +481,113 @@ describe('parseManifest rejects bad input with every problem located', () => {
   });
 });
 
+describe('credentials: NAME: /absolute/host/file', () => {
+  const CREDENTIAL_NAME_RULE = 'credential names are 1-64 characters of A-Z a-z 0-9 _ . -, not starting with a dot (systemd makes them file names)';
+
+  test('bad names are located at the name, each with the rule', () => {
+    expectProblems(
+      yaml(
+        'machines:',
+        '  web:',
+        '    credentials:',
+        '      "db password": /etc/nspawnctl/credentials/db',
+        '      .hidden: /etc/nspawnctl/credentials/h',
+        '      "a:b": /etc/nspawnctl/credentials/ab',
+        `      ${'x'.repeat(65)}: /etc/nspawnctl/credentials/long`,
+        '      __proto__: /etc/nspawnctl/credentials/p',
+        '      ok.name-1_2: /etc/nspawnctl/credentials/ok',
+        `      ${'y'.repeat(64)}: /etc/nspawnctl/credentials/longest`,
+      ),
+      [
+        `machines.yaml:4:7: machines.web.credentials."db password": ${CREDENTIAL_NAME_RULE}`,
+        `machines.yaml:5:7: machines.web.credentials.".hidden": ${CREDENTIAL_NAME_RULE}`,
+        `machines.yaml:6:7: machines.web.credentials."a:b": ${CREDENTIAL_NAME_RULE}`,
+        `machines.yaml:7:7: machines.web.credentials.${'x'.repeat(65)}: ${CREDENTIAL_NAME_RULE}`,
+        `machines.yaml:8:7: machines.web.credentials.__proto__: ${CREDENTIAL_NAME_RULE}`,
+      ],
+    );
+  });
+
+  test('bad paths and values that are not strings are located at the value', () => {
+    expectProblems(
+      yaml(
+        'defaults:',
+        '  credentials:',
+        '    token: secrets/token',
+        'machines:',
+        '  web:',
+        '    credentials:',
+        '      a: /etc/../etc/shadow',
+        '      b: /etc/nspawnctl/credentials/',
+        '      c: 42',
+        '      d: [/etc/x]',
+        '      e:',
+        '      f: "/etc/my secret"',
+        '      g: /var/lib/machines/web/etc/key',
+        '  db:',
+        '    credentials: [/etc/x]',
+      ),
+      [
+        'machines.yaml:3:12: defaults.credentials.token: expected an absolute path of letters, digits and . _ @ + - /',
+        'machines.yaml:7:10: machines.web.credentials.a: path must not contain "." or ".." segments',
+        'machines.yaml:8:10: machines.web.credentials.b: path must name a file or directory below /, without "//" or a trailing "/"',
+        'machines.yaml:9:10: machines.web.credentials.c: expected a string, got a number',
+        'machines.yaml:10:10: machines.web.credentials.d: expected a string, got a list',
+        'machines.yaml:11:9: machines.web.credentials.e: expected a string, got nothing (null)',
+        'machines.yaml:12:10: machines.web.credentials.f: expected an absolute path of letters, digits and . _ @ + - /',
+        'machines.yaml:13:10: machines.web.credentials.g: a credential file must be outside /var/lib/machines, where a machine could replace it with a symlink to any host file',
+        'machines.yaml:15:18: machines.db.credentials: expected a mapping, got a list',
+      ],
+    );
+  });
+
+  test('a credential file inside a directory any machine mounts read-write is refused; read-only is fine', () => {
+    expectProblems(
+      yaml(
+        'defaults:',
+        '  credentials: { shared: /srv/data/shared.key }',
+        'machines:',
+        '  web:',
+        '    bind: ["/srv/data:/data", "/srv/conf:/conf:ro"]',
+        '    credentials:',
+        '      own: /srv/data/web/own.key',
+        '      conf: /srv/conf/app.key',
+        '  db:',
+        '    credentials: { tls: /srv/data }',
+      ),
+      [
+        'machines.yaml:2:26: defaults.credentials.shared: /srv/data/shared.key is inside /srv/data, which machine web mounts read-write; that machine could replace it with a symlink to any host file',
+        'machines.yaml:7:12: machines.web.credentials.own: /srv/data/web/own.key is inside /srv/data, which machine web mounts read-write; that machine could replace it with a symlink to any host file',
+        'machines.yaml:10:25: machines.db.credentials.tls: /srv/data is inside /srv/data, which machine web mounts read-write; that machine could replace it with a symlink to any host file',
+      ],
+    );
+  });
+
+  test('machine credentials are merged over defaults key by key', () => {
+    const m = parseManifest(
+      FILE,
+      yaml(
+        'defaults:',
+        '  credentials:',
+        '    ca.pem: /etc/nspawnctl/credentials/ca.pem',
+        '    db-password: /etc/nspawnctl/credentials/db-password',
+        'machines:',
+        '  web:',
+        '    credentials:',
+        '      db-password: /etc/nspawnctl/credentials/web-db-password',
+        '      tls.key: /etc/letsencrypt/live/web.example.org/privkey.pem',
+        '  db: {}',
+      ),
+    );
+    expect(m.machines.web.credentials).toEqual({
+      'ca.pem': '/etc/nspawnctl/credentials/ca.pem',
+      'db-password': '/etc/nspawnctl/credentials/web-db-password',
+      'tls.key': '/etc/letsencrypt/live/web.example.org/privkey.pem',
+    });
+    expect(m.machines.db.credentials).toEqual({ 'ca.pem': '/etc/nspawnctl/credentials/ca.pem', 'db-password': '/etc/nspawnctl/credentials/db-password' });
+  });
+});
+
 describe('parseManifest resolves valid manifests', () => {
   test('machines.example.yaml at the repository root loads, fully resolved', () => {
     const m = parseManifest('machines.example.yaml', readFileSync(join(REPO, 'machines.example.yaml'), 'utf8'));
@@ -502,6 +609,7 @@ describe('parseManifest resolves valid manifests', () => {
       dns: ['10.77.0.1'],
       authorizedKeys: [],
       environment: { TZ: 'UTC' },
+      credentials: {},
       autostart: true,
       security: resolveSecurity({ preset: 'strict' }, undefined),
       limits: resolveLimits(undefined, undefined),
@@ -545,6 +653,7 @@ describe('parseManifest resolves valid manifests', () => {
       dns: [],
       authorizedKeys: [],
       environment: {},
+      credentials: {},
       network: undefined,
       bind: [],
       ports: [],
