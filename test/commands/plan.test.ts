@@ -115,6 +115,32 @@ describe('nspawnctl plan', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
+  test('a credential file that is missing, a directory, or readable by every user: exit 3 before anything is asked, with --json too', async () => {
+    const manifest = 'machines:\n  web:\n    credentials:\n      a: /etc/nspawnctl/credentials/missing\n      b: /etc/nspawnctl/credentials\n      c: /etc/nspawnctl/credentials/open\n';
+    const host = freshBootedHost(manifest);
+    host.fs.addFile('/etc/nspawnctl/credentials/open', 'secret\n', { mode: 0o644 });
+    const what = [
+      'this host is not ready:',
+      '  - machine web, credential a: /etc/nspawnctl/credentials/missing does not exist',
+      '  - machine web, credential b: /etc/nspawnctl/credentials is a directory, not a regular file',
+      '  - machine web, credential c: /etc/nspawnctl/credentials/open is readable by every user on this host (mode 0644)',
+    ].join('\n');
+    const hint = [
+      'Create /etc/nspawnctl/credentials/missing (owned by root, chmod 0600), or correct credentials.a of machine web.',
+      'Point credentials.b of machine web at a regular file: systemd-nspawn loads one file per credential.',
+      'chmod o-r /etc/nspawnctl/credentials/open',
+    ].join('\n');
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`nspawnctl: ${what}\nhint: ${hint}\n`);
+    const json = await runCommand(planWith(host), ['machines.yaml', '--json']);
+    expect(json.exitCode).toBe(3);
+    expect(JSON.parse(json.stdout)).toEqual({ error: { kind: 'PreflightError', message: what, hint, exitCode: 3 } });
+    expect(host.runner.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
   test('an unknown flag is a usage error, before any host access', async () => {
     const host = freshBootedHost(EXAMPLE);
     const r = await runCommand(planWith(host), ['machines.yaml', '--jsn']);
