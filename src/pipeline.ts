@@ -4,6 +4,7 @@ import { Host } from './host/host';
 import { readSyscallTable } from './host/syscalls';
 import { parseManifest } from './manifest/load';
 import { Manifest } from './manifest/schema';
+import { assertCredentialsUsable } from './plan/credentials';
 import { HostState, observeHost } from './plan/observe';
 import { planChanges } from './plan/plan';
 import { Plan } from './plan/steps';
@@ -24,8 +25,12 @@ export async function loadManifestFile(host: Host, file: string): Promise<Manife
   return parseManifest(file, text, table ? { groups: new Set(table.groups.keys()), names: table.names } : undefined);
 }
 
-/** Plans the changes that would bring the host to `manifest`. */
+/**
+ * Plans the changes that would bring the host to `manifest`. Throws PreflightError (exit 3) first
+ * when a credential's file cannot be handed to its machine, so plan fails as apply would.
+ */
 export async function planManifest(host: Host, manifest: Manifest, cwd: string, now = new Date().toISOString()): Promise<Planned> {
+  await assertCredentialsUsable(host, manifest);
   const desired = renderDesiredState(manifest);
   const state = await observeHost(host, desired);
   const manifestPath = posix.resolve(cwd, manifest.file);

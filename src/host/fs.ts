@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { posix } from 'node:path';
 import { CommandFailedError, NspawnctlError } from '../errors';
-import { insideMachinePath } from './paths';
+import { insideMachinePath, isWithin } from './paths';
 import { openRootfsHandle, RootfsHandle } from './rootfs-handle';
 
 export interface FileInfo {
@@ -32,6 +32,11 @@ export interface HostFs {
   readonly root: string;
   readText(path: string): Promise<string | undefined>;
   stat(path: string): Promise<FileInfo | undefined>;
+  /**
+   * Follows every symlink (realpath, then stat): where `path` finally leads and what is there;
+   * undefined when nothing is (missing, or a dangling symlink). Reads no content.
+   */
+  statResolved(path: string): Promise<{ path: string; info: FileInfo } | undefined>;
   readLink(path: string): Promise<string | undefined>;
   listDir(path: string): Promise<string[]>;
   /** Returns true when something was written. */
@@ -117,6 +122,22 @@ export function createNodeFs(root: string): HostFs {
       }
     },
     stat,
+    async statResolved(path) {
+      assertHostPath(path);
+      // Wherever the path leads (even into a machine), only metadata is read: the caller refuses
+      // a credential file that resolves into a machine.
+      try {
+        const resolved = await fsp.realpath(real(path));
+        const s = await fsp.stat(resolved);
+        const type = s.isFile() ? 'file' : s.isDirectory() ? 'dir' : 'other';
+        // As a path under `root` when it stays there (always, for root "/").
+        const shown = isWithin(resolved, root) ? posix.join('/', posix.relative(root, resolved)) : resolved;
+        return { path: shown, info: { type, mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtimeMs: s.mtimeMs, size: s.size } };
+      } catch (err) {
+        if (isMissing(err)) return undefined;
+        throw err;
+      }
+    },
     async readLink(path) {
       assertHostPath(path);
       try {

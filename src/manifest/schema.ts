@@ -1,6 +1,8 @@
 // The one zod schema for machines.yaml, plus the resolved types the rest of nspawnctl uses.
 import { z } from 'zod';
 import { firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet, subnetsOverlap } from './ipv4';
+import { isWithin, MACHINES_DIR } from '../host/paths';
+import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
 
 /** System call groups and names the host's systemd accepts; without it only the syntax is checked. */
@@ -42,7 +44,12 @@ export const KEY_MESSAGES = {
   machine: 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)',
   network: 'network names become bridge interface names: 1-15 characters, a lowercase letter first, then a-z 0-9 _ -',
   environment: 'expected an environment variable name (letters, digits and _, not starting with a digit)',
+  credential: 'credential names are 1-64 characters of A-Z a-z 0-9 _ . -, not starting with a dot (systemd makes them file names)',
 };
+
+// A credential's name becomes a file name in the machine's credentials directory; systemd also
+// accepts other characters, but these need no quoting anywhere and cannot be "." or "..".
+export const CREDENTIAL_NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$/;
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'expected an IPv4 address like 10.77.0.11' });
 
@@ -53,6 +60,12 @@ const absolutePath = z
   // One spelling per path: "//etc/x" or "/etc/x/" would dodge the reserved and duplicate checks.
   .refine((p) => p !== '/' && !p.includes('//') && !p.endsWith('/'), { message: 'path must name a file or directory below /, without "//" or a trailing "/"' })
   .refine((p) => p.length <= 1024, { message: 'path is longer than 1024 characters' });
+
+// systemd-nspawn reads a credential's file as root when the machine starts, following symlinks:
+// a file inside a machine's directory could be swapped by that machine for a link to any host file.
+const credentialPath = absolutePath.refine((p) => !isWithin(p, MACHINES_DIR), {
+  message: `a credential file must be outside ${MACHINES_DIR}, where a machine could replace it with a symlink to any host file`,
+});
 
 const url = z
   .string()
@@ -83,6 +96,13 @@ const inheritable = {
       // zod's record silently drops this key; refuse it instead.
       .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.environment }),
     noNewline('an environment value'),
+  ),
+  credentials: z.record(
+    z
+      .string()
+      .regex(CREDENTIAL_NAME, { message: KEY_MESSAGES.credential })
+      .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.credential }),
+    credentialPath,
   ),
   security: securitySchema,
   limits: limitsSchema,
@@ -202,8 +222,9 @@ const asStr = (x: unknown): string | undefined => (typeof x === 'string' ? x : u
 
 /**
  * Rules that span keys: declared bridges, addresses inside subnets and unique, gateways,
- * overlapping subnets, duplicate ports, files and bind targets. Tolerates wrongly typed values
- * (the schema reports those); only well-typed parts are compared.
+ * overlapping subnets, duplicate ports, files and bind targets, credential files in read-write
+ * binds. Tolerates wrongly typed values (the schema reports those); only well-typed parts are
+ * compared.
  */
 export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFieldIssue[] {
   const issues: CrossFieldIssue[] = [];
@@ -238,6 +259,8 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   }
 
   sectionIssues(asObj(root.defaults), ['defaults'], add, known);
+  const writable = writableBindSources(machines);
+  credentialIssues(asObj(root.defaults), ['defaults'], writable, add);
   const addressOwners = new Map<string, string>();
   const portOwners = new Map<string, string>();
   for (const [name, rawMachine] of Object.entries(machines)) {
@@ -282,9 +305,8 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
       if (path === undefined) return;
       if (seen.has(path)) add(['machines', name, 'files', i, 'path'], `${path} is listed twice`);
       seen.add(path);
-      if (RESERVED_ROOTFS_PATHS.some((r) => path === r || path.startsWith(`${r}/`))) {
-        add(['machines', name, 'files', i, 'path'], `${path} is written by nspawnctl itself; use the matching manifest key instead (hostname, network, dns, environment, authorizedKeys)`);
-      }
+      const reserved = reservedPathProblem(path);
+      if (reserved) add(['machines', name, 'files', i, 'path'], reserved);
     });
     const targets = new Set<string>();
     asArr(machine.bind).forEach((rawBind, i) => {
@@ -308,8 +330,36 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
       add(['machines', name, 'network', 'allow'], `allow rules only mean something on an isolated network; set networks.${shown(bridge)}.isolated: true (on a network that is not isolated, every machine already reaches every other)`);
     }
     sectionIssues(machine, ['machines', name], add, known);
+    credentialIssues(machine, ['machines', name], writable, add);
   }
   return issues;
+}
+
+/** Host directories that machines mount read-write (well-formed binds only). */
+function writableBindSources(machines: Obj): { machine: string; source: string }[] {
+  const writable: { machine: string; source: string }[] = [];
+  for (const [name, rawMachine] of Object.entries(machines)) {
+    for (const rawBind of asArr(asObj(rawMachine).bind)) {
+      const parsed = typeof rawBind === 'string' ? parseBind(rawBind) : undefined;
+      if (parsed && !('error' in parsed) && !parsed.readOnly) writable.push({ machine: name, source: parsed.source });
+    }
+  }
+  return writable;
+}
+
+/**
+ * Credential files inside a directory some machine mounts read-write: that machine could replace
+ * the file with a symlink, and systemd-nspawn (root on the host) would follow it.
+ */
+function credentialIssues(section: Obj, base: (string | number)[], writable: { machine: string; source: string }[], add: (path: (string | number)[], message: string) => void): void {
+  for (const [credential, rawPath] of Object.entries(asObj(section.credentials))) {
+    const path = asStr(rawPath);
+    if (path === undefined || !absolutePath.safeParse(path).success) continue;
+    const inside = writable.find((w) => isWithin(path, w.source));
+    if (inside) {
+      add([...base, 'credentials', credential], `${path} is inside ${inside.source}, which machine ${shown(inside.machine)} mounts read-write; that machine could replace it with a symlink to any host file`);
+    }
+  }
 }
 
 /** Rules inside one `security:`/`limits:` pair (of defaults or of a machine). */
@@ -334,15 +384,29 @@ function sectionIssues(section: Obj, base: (string | number)[], add: (path: (str
   if (limits.cpus !== undefined && limits.cpuQuota !== undefined) add([...base, 'limits', 'cpuQuota'], 'set cpus or cpuQuota, not both (cpus: 1.5 is cpuQuota: 150%)');
 }
 
-/** Files inside a rootfs that nspawnctl renders itself; `files:` may not claim them. */
-export const RESERVED_ROOTFS_PATHS = [
-  '/etc/hostname',
-  '/etc/resolv.conf',
-  '/etc/environment',
-  '/etc/systemd/network/10-nspawnctl-host0.network',
-  '/etc/systemd/system.conf.d/50-nspawnctl-environment.conf',
-  '/root/.ssh/authorized_keys',
-];
+/** Paths inside a rootfs that nspawnctl writes itself (rendered or written by apply). */
+export const RESERVED_ROOTFS_PATHS: readonly string[] = GENERATED_ROOTFS_PATHS.map((g) => g.path);
+
+/**
+ * Why `files:` may not take `path`, or undefined when it may: the path is one nspawnctl writes
+ * itself, a directory above one (a file there would stand where nspawnctl needs a directory),
+ * or below one (nspawnctl's file stands where this needs a directory).
+ */
+export function reservedPathProblem(path: string): string | undefined {
+  for (const g of GENERATED_ROOTFS_PATHS) {
+    const source = g.key ? `from ${g.key}:` : g.when;
+    if (path === g.path) {
+      return `${path} is written by nspawnctl itself (${source}); ${g.key ? `set ${g.key} instead` : 'files: cannot manage it'}`;
+    }
+    if (g.path.startsWith(`${path}/`)) {
+      return `${path} is a directory holding ${g.path}, which nspawnctl writes itself (${source}); a file cannot take its place`;
+    }
+    if (path.startsWith(`${g.path}/`)) {
+      return `${path} is below ${g.path}, a ${g.kind} nspawnctl writes itself (${source}), not a directory`;
+    }
+  }
+  return undefined;
+}
 
 export interface Bind {
   source: string;
@@ -415,6 +479,8 @@ export interface Machine {
   dns: string[];
   authorizedKeys: string[];
   environment: Record<string, string>;
+  /** Credential name -> host file, passed to the machine by systemd-nspawn when it starts. */
+  credentials: Record<string, string>;
   network?: { bridge: string; address: string; prefix: number; gateway: string; allow: AllowRule[] };
   bind: Bind[];
   ports: PortForward[];
@@ -468,6 +534,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
       dns: m.dns ?? d.dns ?? [],
       authorizedKeys: m.authorizedKeys ?? d.authorizedKeys ?? [],
       environment: { ...(d.environment ?? {}), ...(m.environment ?? {}) },
+      credentials: { ...(d.credentials ?? {}), ...(m.credentials ?? {}) },
       network:
         m.network && net
           ? { bridge: m.network.bridge, address: m.network.address, prefix: net.subnet.prefix, gateway: net.gateway, allow: m.network.allow }

@@ -3,7 +3,7 @@ import { Machine, Manifest, Network } from '../manifest/schema';
 import { appArmorDropInPath, bridgeNetworkPath, inRootfs, limitsDropInPath, netdevPath, nspawnFilePath, rootfsPath, SYSTEMD_SYSTEM_DIR } from '../host/paths';
 import { filterFilePath, filterUnitName, renderFilter, renderFilterUnit } from './filter';
 import { renderNspawnFile } from './nspawn';
-import { renderAppArmorDropIn, renderLimitsDropIn } from './unit-dropins';
+import { credentialsDropInPath, renderAppArmorDropIn, renderCredentialsDropIn, renderLimitsDropIn } from './unit-dropins';
 import { renderBridgeNetdev, renderBridgeNetwork } from './networkd';
 import { renderRootfsEntries, RootfsEntry } from './rootfs-files';
 
@@ -70,6 +70,7 @@ export function renderDesiredMachine(machine: Machine, manifestFile: string): De
   const hostFile = (path: string, content: string, restart: boolean): DesiredEntry => ({ kind: 'file', path, hostPath: path, content, mode: 0o644, restart, inRootfs: false });
   const limits = renderLimitsDropIn(machine, manifestFile);
   const apparmor = renderAppArmorDropIn(machine, manifestFile);
+  const credentials = renderCredentialsDropIn(machine, manifestFile);
   return {
     machine,
     rootfs,
@@ -78,6 +79,8 @@ export function renderDesiredMachine(machine: Machine, manifestFile: string): De
       // cgroup limits take effect on daemon-reload; the AppArmor profile only when the machine starts.
       ...(limits ? [hostFile(limitsDropInPath(machine.name), limits, false)] : []),
       ...(apparmor ? [hostFile(appArmorDropInPath(machine.name), apparmor, true)] : []),
+      // systemd-nspawn loads credentials only when it starts the machine.
+      ...(credentials ? [hostFile(credentialsDropInPath(machine.name), credentials, true)] : []),
     ],
     rootfsEntries: renderRootfsEntries(machine, manifestFile).map((e) => ({ ...e, hostPath: inRootfs(rootfs, e.path), inRootfs: true })),
   };

@@ -1,33 +1,27 @@
 // Renders the files nspawnctl writes inside a machine's root filesystem.
 import { Machine } from '../manifest/schema';
 import { renderHeader, renderUnit } from './common';
+import { APT_PROXY_FILE, AUTHORIZED_KEYS_FILE, ENVIRONMENT_DROPIN, ENVIRONMENT_FILE, HOST0_NETWORK_FILE, HOSTNAME_FILE, NETWORKD_LINKS, RESOLV_CONF_FILE } from './rootfs-paths';
 
 /** One entry inside a rootfs (path relative to the machine's /). */
 export type RootfsEntry =
   | { kind: 'file'; path: string; content: string; mode: number; dirMode?: number; restart: boolean }
   | { kind: 'symlink'; path: string; target: string; restart: boolean };
 
-// networkd inside the machine configures host0 (the machine end of its veth); Debian ships it
-// disabled, so it is enabled here with the same links `systemctl enable` would make.
-const NETWORKD_LINKS: [string, string][] = [
-  ['/etc/systemd/system/dbus-org.freedesktop.network1.service', '/lib/systemd/system/systemd-networkd.service'],
-  ['/etc/systemd/system/multi-user.target.wants/systemd-networkd.service', '/lib/systemd/system/systemd-networkd.service'],
-  ['/etc/systemd/system/sockets.target.wants/systemd-networkd.socket', '/lib/systemd/system/systemd-networkd.socket'],
-];
-
 /**
- * Every entry for one machine, sorted by path. `restart` says whether changing the entry on a
+ * Every entry for one machine, sorted by path. Paths other than `files:` come from
+ * rootfs-paths.ts, where the manifest schema finds them too. `restart` says whether changing the entry on a
  * running machine needs a restart to take effect.
  */
 export function renderRootfsEntries(machine: Machine, manifestFile: string): RootfsEntry[] {
   const header = renderHeader(manifestFile, `machine ${machine.name}`);
-  const entries: RootfsEntry[] = [{ kind: 'file', path: '/etc/hostname', content: `${machine.hostname}\n`, mode: 0o644, restart: true }];
+  const entries: RootfsEntry[] = [{ kind: 'file', path: HOSTNAME_FILE, content: `${machine.hostname}\n`, mode: 0o644, restart: true }];
 
   if (machine.network) {
     const n = machine.network;
     entries.push({
       kind: 'file',
-      path: '/etc/systemd/network/10-nspawnctl-host0.network',
+      path: HOST0_NETWORK_FILE,
       content: renderUnit(header, [
         [
           'Match',
@@ -58,7 +52,7 @@ export function renderRootfsEntries(machine: Machine, manifestFile: string): Roo
   if (machine.dns.length > 0) {
     entries.push({
       kind: 'file',
-      path: '/etc/resolv.conf',
+      path: RESOLV_CONF_FILE,
       content: `${header}\n${machine.dns.map((d) => `nameserver ${d}`).join('\n')}\n`,
       mode: 0o644,
       restart: false,
@@ -69,14 +63,14 @@ export function renderRootfsEntries(machine: Machine, manifestFile: string): Roo
   if (env.length > 0) {
     entries.push({
       kind: 'file',
-      path: '/etc/environment',
+      path: ENVIRONMENT_FILE,
       content: `${header}\n${env.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n')}\n`,
       mode: 0o644,
       restart: false,
     });
     entries.push({
       kind: 'file',
-      path: '/etc/systemd/system.conf.d/50-nspawnctl-environment.conf',
+      path: ENVIRONMENT_DROPIN,
       content: renderUnit(header, [['Manager', [['DefaultEnvironment', env.map(([k, v]) => `${k}=${v}`)]]]]),
       mode: 0o644,
       restart: true,
@@ -86,7 +80,7 @@ export function renderRootfsEntries(machine: Machine, manifestFile: string): Roo
   if (machine.authorizedKeys.length > 0) {
     entries.push({
       kind: 'file',
-      path: '/root/.ssh/authorized_keys',
+      path: AUTHORIZED_KEYS_FILE,
       content: `${header}\n${machine.authorizedKeys.join('\n')}\n`,
       mode: 0o600,
       dirMode: 0o700,
@@ -97,7 +91,7 @@ export function renderRootfsEntries(machine: Machine, manifestFile: string): Roo
   if (machine.aptProxy) {
     entries.push({
       kind: 'file',
-      path: '/etc/apt/apt.conf.d/01nspawnctl-proxy',
+      path: APT_PROXY_FILE,
       content: `${header.replace(/^#/gm, '//')}\nAcquire::http::Proxy "${machine.aptProxy}";\n`,
       mode: 0o644,
       restart: false,

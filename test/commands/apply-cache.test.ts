@@ -7,6 +7,8 @@ import { imageKey, readImage } from '../../src/apply/image-cache';
 import { formatArgv } from '../../src/errors';
 import { Host } from '../../src/host/host';
 import { parseManifest } from '../../src/manifest/load';
+import { reservedPathProblem } from '../../src/manifest/schema';
+import { GENERATED_ROOTFS_PATHS } from '../../src/render/rootfs-paths';
 import { makeBootedHost } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
 import { ARCH, CACHE_OPTIONS, CP, dpkgStatus, IMAGES, simulateImageTools } from '../helpers/image-cache';
@@ -321,5 +323,37 @@ describe('nspawnctl apply with the base-image cache', () => {
       ...START('web'),
     ]);
     expect(host.fs.nodes.has('/var/cache/nspawnctl')).toBe(false);
+  });
+
+  // files: may claim no path nspawnctl writes inside a machine (test/render/rootfs-paths.test.ts
+  // checks the rendered ones): a machine with every feature on, copied from the cache with
+  // packages on top and a provision command, gets exactly the listed paths plus its own files.
+  test('every path apply writes inside a machine is a listed generated path (so files: may not claim it) or one of its files', async () => {
+    const manifest = `networks:
+  lan: { subnet: 10.0.0.0/24 }
+machines:
+  web:
+    hostname: web.internal
+    packages: [nginx]
+    aptProxy: http://apt-cache.internal:3142
+    network: { bridge: lan, address: 10.0.0.2 }
+    dns: [10.0.0.1]
+    environment: { TZ: UTC }
+    authorizedKeys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGU me@example.org]
+    files: [{ path: /etc/motd, content: "hi\\n" }]
+    provision: [[mkdir, -p, /srv/www]]
+`;
+    const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } }));
+    simulateImageTools(host);
+    simulateSystemd(host, { bridges: ['lan'] });
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--start-timeout', '5']);
+    expect(r.error).toBeUndefined();
+    expect(r.exitCode).toBe(0);
+    host.assertNoUnmatchedCalls();
+    // "write P", "create P" and "symlink P -> T" in the staging directory or the machine, as paths inside it.
+    const inside = /^(?:write|create|symlink) \/var\/lib\/machines\/(?:\.nspawnctl-web\.staging|web)(\/\S+)/;
+    const written = [...new Set(changesBesidesLock(host).flatMap((c) => inside.exec(c)?.[1] ?? []))].sort();
+    expect(written.filter((p) => p !== '/etc/motd')).toEqual(GENERATED_ROOTFS_PATHS.map((g) => g.path).sort());
+    expect(written.filter((p) => reservedPathProblem(p) === undefined)).toEqual(['/etc/motd']);
   });
 });

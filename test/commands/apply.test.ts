@@ -756,4 +756,77 @@ describe('nspawnctl apply', () => {
       expect(changesBesidesLock(host)).toEqual([]);
     });
   });
+
+  describe('credentials', () => {
+    const SECRET = 'S3CR3T-7f3a9c-never-leaves-the-file';
+    const CREDS = '/etc/nspawnctl/credentials';
+    const MANIFEST = `defaults:
+  credentials: { ca.pem: ${CREDS}/ca.pem }
+machines:
+  web:
+    credentials:
+      db-password: ${CREDS}/db-password
+      tls.key: /etc/letsencrypt/live/web.example.org/privkey.pem
+  db: {}
+`;
+    const DROPIN = (n: string) => `/etc/systemd/system/systemd-nspawn@${n}.service.d/50-nspawnctl-credentials.conf`;
+
+    /** A booted host simulating systemd, with the three credential files (one behind certbot's symlink); `mode` for db-password. */
+    function hostWithSecrets(mode = 0o600): { host: FakeHost; sources: string[] } {
+      const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': MANIFEST } }));
+      host.fs.addFile(`${CREDS}/ca.pem`, `${SECRET}-ca\n`, { mode: 0o600 });
+      host.fs.addFile(`${CREDS}/db-password`, `${SECRET}-db\n`, { mode });
+      host.fs.addFile('/etc/letsencrypt/archive/web.example.org/privkey1.pem', `${SECRET}-tls\n`, { mode: 0o600 });
+      host.fs.addSymlink('/etc/letsencrypt/live/web.example.org/privkey.pem', '../../archive/web.example.org/privkey1.pem');
+      simulateSystemd(host);
+      // The drop-in is new: units are reloaded before the machine starts.
+      host.runner.on(['systemctl', 'daemon-reload'], {});
+      return { host, sources: [`${CREDS}/ca.pem`, `${CREDS}/db-password`, '/etc/letsencrypt/archive/web.example.org/privkey1.pem'] };
+    }
+
+    test('a world-readable credential file: exit 3 naming machine, credential, file and fix; nothing run or changed but the lock', async () => {
+      const { host } = hostWithSecrets(0o644);
+      const r = await runCommand(applyWith(host), ['machines.yaml']);
+      expect(r.exitCode).toBe(3);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(
+        `nspawnctl: this host is not ready:\n  - machine web, credential db-password: ${CREDS}/db-password is readable by every user on this host (mode 0644)\nhint: chmod o-r ${CREDS}/db-password\n`,
+      );
+      expect(host.runner.calls).toEqual([]);
+      expect(changesBesidesLock(host)).toEqual([]);
+    });
+
+    test("the secrets' content is never read and appears nowhere: not in the plan, the output, the commands, the generated files or the records", async () => {
+      const { host, sources } = hostWithSecrets();
+      const read: string[] = [];
+      const readText = host.fs.readText.bind(host.fs);
+      host.fs.readText = async (path: string) => {
+        read.push(path);
+        return readText(path);
+      };
+      const dry = await runCommand(applyWith(host), ['machines.yaml', '--dry-run', '--json']);
+      const applied = await runCommand(applyWith(host), ['machines.yaml', '--json', '--start-timeout', '5', ...SEQUENTIAL]);
+      const again = await runCommand(applyWith(host), ['machines.yaml']);
+      expect([dry.exitCode, applied.exitCode, again.exitCode, applied.stderr]).toEqual([0, 0, 0, '']);
+      expect(again.stderr).toBe('= machine db: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n');
+      host.assertNoUnmatchedCalls();
+
+      // Only the paths went where systemd-nspawn will find them.
+      expect(await host.fs.readText(DROPIN('web'))).toContain(
+        ' --load-credential=ca.pem:/etc/nspawnctl/credentials/ca.pem --load-credential=db-password:/etc/nspawnctl/credentials/db-password --load-credential=tls.key:/etc/letsencrypt/live/web.example.org/privkey.pem\n',
+      );
+      expect(await host.fs.readText(DROPIN('db'))).toContain(' --load-credential=ca.pem:/etc/nspawnctl/credentials/ca.pem\n');
+      expect(JSON.parse(dry.stdout).steps.filter((s: { path?: string }) => s.path === DROPIN('web'))).toHaveLength(1);
+      expect(host.fs.nodes.get('/var/lib/nspawnctl/machines/web.json')?.type).toBe('file');
+
+      const leaks = [
+        ...[dry, applied, again].flatMap((r, i) => [`run ${i} stdout: ${r.stdout}`, `run ${i} stderr: ${r.stderr}`]),
+        ...host.runner.argvs().map((a) => `argv: ${a.join(' ')}`),
+        ...[...host.fs.nodes.entries()].filter(([path, node]) => node.type === 'file' && !sources.includes(path)).map(([path, node]) => `${path}: ${node.type === 'file' ? node.content : ''}`),
+      ].filter((text) => text.includes(SECRET));
+      expect(leaks).toEqual([]);
+      const resolved = [...sources, '/etc/letsencrypt/live/web.example.org/privkey.pem'];
+      expect(read.filter((p) => resolved.includes(p))).toEqual([]);
+    });
+  });
 });

@@ -28,7 +28,7 @@ function freshBootedHost(manifest: string): FakeHost {
 const BAD = 'networks:\n  br0: { subnet: 10.0.0.0/24 }\nmachines:\n  web:\n    network: { bridge: br0, address: 10.0.1.5 }\n    autostrat: true\n';
 const BAD_LINES = [
   'machines.yaml:5:38: machines.web.network.address: 10.0.1.5 is outside network br0 (10.0.0.0/24) or is its network/broadcast address',
-  'machines.yaml:6:5: machines.web.autostrat: unknown key (did you mean autostart?); expected one of: distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, security, limits, hostname, network, bind, ports, files, provision, autostart',
+  'machines.yaml:6:5: machines.web.autostrat: unknown key (did you mean autostart?); expected one of: distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, hostname, network, bind, ports, files, provision, autostart',
 ];
 
 describe('nspawnctl plan', () => {
@@ -106,6 +106,32 @@ describe('nspawnctl plan', () => {
     const r = await runCommand(planWith(host), ['machines.yaml']);
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toBe('= network examplevlan: unchanged\n= machine db: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n');
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('a credential file that is missing, a directory, or readable by every user: exit 3 before anything is asked, with --json too', async () => {
+    const manifest = 'machines:\n  web:\n    credentials:\n      a: /etc/nspawnctl/credentials/missing\n      b: /etc/nspawnctl/credentials\n      c: /etc/nspawnctl/credentials/open\n';
+    const host = freshBootedHost(manifest);
+    host.fs.addFile('/etc/nspawnctl/credentials/open', 'secret\n', { mode: 0o644 });
+    const what = [
+      'this host is not ready:',
+      '  - machine web, credential a: /etc/nspawnctl/credentials/missing does not exist',
+      '  - machine web, credential b: /etc/nspawnctl/credentials is a directory, not a regular file',
+      '  - machine web, credential c: /etc/nspawnctl/credentials/open is readable by every user on this host (mode 0644)',
+    ].join('\n');
+    const hint = [
+      'Create /etc/nspawnctl/credentials/missing (owned by root, chmod 0600), or correct credentials.a of machine web.',
+      'Point credentials.b of machine web at a regular file: systemd-nspawn loads one file per credential.',
+      'chmod o-r /etc/nspawnctl/credentials/open',
+    ].join('\n');
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`nspawnctl: ${what}\nhint: ${hint}\n`);
+    const json = await runCommand(planWith(host), ['machines.yaml', '--json']);
+    expect(json.exitCode).toBe(3);
+    expect(JSON.parse(json.stdout)).toEqual({ error: { kind: 'PreflightError', message: what, hint, exitCode: 3 } });
+    expect(host.runner.calls).toEqual([]);
     expect(host.fs.changes).toEqual([]);
   });
 

@@ -98,6 +98,14 @@ export class FakeFs implements HostFs {
     return node ? infoOf(node) : undefined;
   }
 
+  async statResolved(path: string): Promise<{ path: string; info: FileInfo } | undefined> {
+    assertHostPath(path);
+    // Like the real one: wherever the path leads (even into a machine), only metadata is read.
+    const resolved = this.realpath(path);
+    const node = this.nodes.get(resolved);
+    return node ? { path: resolved, info: infoOf(node) } : undefined;
+  }
+
   async readLink(path: string): Promise<string | undefined> {
     assertHostPath(path);
     const node = this.nodes.get(this.resolveParents(path));

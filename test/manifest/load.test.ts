@@ -13,7 +13,7 @@ const FILE = 'machines.yaml';
 const REPO = join(__dirname, '..', '..');
 
 const TOP_KEYS = 'defaults, networks, machines';
-const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, security, limits';
+const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits';
 const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart`;
 const NETWORK_KEYS = 'subnet, gateway, nat, isolated';
 const MACHINE_NAME_RULE = 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)';
@@ -304,10 +304,48 @@ describe('parseManifest rejects bad input with every problem located', () => {
       yaml('machines:', '  web:', '    files:', '      - { path: /etc/motd, content: a }', '      - { path: /etc/motd, content: b }', '      - { path: /etc/hostname, content: c }', '      - { path: /root/.ssh/authorized_keys, content: d }'),
       [
         'machines.yaml:5:17: machines.web.files[1].path: /etc/motd is listed twice',
-        'machines.yaml:6:17: machines.web.files[2].path: /etc/hostname is written by nspawnctl itself; use the matching manifest key instead (hostname, network, dns, environment, authorizedKeys)',
-        'machines.yaml:7:17: machines.web.files[3].path: /root/.ssh/authorized_keys is written by nspawnctl itself; use the matching manifest key instead (hostname, network, dns, environment, authorizedKeys)',
+        'machines.yaml:6:17: machines.web.files[2].path: /etc/hostname is written by nspawnctl itself (from hostname:); set hostname instead',
+        'machines.yaml:7:17: machines.web.files[3].path: /root/.ssh/authorized_keys is written by nspawnctl itself (from authorizedKeys:); set authorizedKeys instead',
       ],
     );
+  });
+
+  // A files: entry on any of these would be rewritten by nspawnctl on every apply (or would stand
+  // where nspawnctl needs a directory), so the plan would never converge.
+  test('files: may not take any path nspawnctl writes, a directory above one, or a path below one', () => {
+    expectProblems(
+      yaml(
+        'machines:',
+        '  web:',
+        '    files:',
+        '      - { path: /etc/apt/apt.conf.d/01nspawnctl-proxy, content: a }',
+        '      - { path: /etc/systemd/system/multi-user.target.wants/systemd-networkd.service, content: b }',
+        '      - { path: /usr/sbin/policy-rc.d, content: c }',
+        '      - { path: /etc/machine-id, content: d }',
+        '      - { path: /etc/systemd/network, content: e }',
+        '      - { path: /root/.ssh, content: f }',
+        '      - { path: /etc/hostname/x, content: g }',
+        '      - { path: /etc/systemd/system/sockets.target.wants/systemd-networkd.socket/y, content: h }',
+        '      - { path: /usr, content: i }',
+      ),
+      [
+        'machines.yaml:4:17: machines.web.files[0].path: /etc/apt/apt.conf.d/01nspawnctl-proxy is written by nspawnctl itself (from aptProxy:); set aptProxy instead',
+        'machines.yaml:5:17: machines.web.files[1].path: /etc/systemd/system/multi-user.target.wants/systemd-networkd.service is written by nspawnctl itself (from network:); set network instead',
+        'machines.yaml:6:17: machines.web.files[2].path: /usr/sbin/policy-rc.d is written by nspawnctl itself (while it installs packages); files: cannot manage it',
+        'machines.yaml:7:17: machines.web.files[3].path: /etc/machine-id is written by nspawnctl itself (when it copies a machine from a base image); files: cannot manage it',
+        'machines.yaml:8:17: machines.web.files[4].path: /etc/systemd/network is a directory holding /etc/systemd/network/10-nspawnctl-host0.network, which nspawnctl writes itself (from network:); a file cannot take its place',
+        'machines.yaml:9:17: machines.web.files[5].path: /root/.ssh is a directory holding /root/.ssh/authorized_keys, which nspawnctl writes itself (from authorizedKeys:); a file cannot take its place',
+        'machines.yaml:10:17: machines.web.files[6].path: /etc/hostname/x is below /etc/hostname, a file nspawnctl writes itself (from hostname:), not a directory',
+        'machines.yaml:11:17: machines.web.files[7].path: /etc/systemd/system/sockets.target.wants/systemd-networkd.socket/y is below /etc/systemd/system/sockets.target.wants/systemd-networkd.socket, a symlink nspawnctl writes itself (from network:), not a directory',
+        'machines.yaml:12:17: machines.web.files[8].path: /usr is a directory holding /usr/sbin/policy-rc.d, which nspawnctl writes itself (while it installs packages); a file cannot take its place',
+      ],
+    );
+  });
+
+  test('files: next to generated paths, but not on, above or below one, are accepted', () => {
+    const paths = ['/etc/hostname.d/x', '/etc/hostnames', '/etc/systemd/network/20-own.network', '/root/.ssh/config', '/usr/sbin/policy-rc.d.orig', '/etc/apt/apt.conf.d/02own'];
+    const m = parseManifest(FILE, yaml('machines:', '  web:', '    files:', ...paths.map((p) => `      - { path: ${p}, content: x }`)));
+    expect(m.machines.web.files.map((f) => f.path)).toEqual(paths);
   });
 
   test('bad file path and mode', () => {
@@ -446,6 +484,113 @@ describe('parseManifest rejects bad input with every problem located', () => {
   });
 });
 
+describe('credentials: NAME: /absolute/host/file', () => {
+  const CREDENTIAL_NAME_RULE = 'credential names are 1-64 characters of A-Z a-z 0-9 _ . -, not starting with a dot (systemd makes them file names)';
+
+  test('bad names are located at the name, each with the rule', () => {
+    expectProblems(
+      yaml(
+        'machines:',
+        '  web:',
+        '    credentials:',
+        '      "db password": /etc/nspawnctl/credentials/db',
+        '      .hidden: /etc/nspawnctl/credentials/h',
+        '      "a:b": /etc/nspawnctl/credentials/ab',
+        `      ${'x'.repeat(65)}: /etc/nspawnctl/credentials/long`,
+        '      __proto__: /etc/nspawnctl/credentials/p',
+        '      ok.name-1_2: /etc/nspawnctl/credentials/ok',
+        `      ${'y'.repeat(64)}: /etc/nspawnctl/credentials/longest`,
+      ),
+      [
+        `machines.yaml:4:7: machines.web.credentials."db password": ${CREDENTIAL_NAME_RULE}`,
+        `machines.yaml:5:7: machines.web.credentials.".hidden": ${CREDENTIAL_NAME_RULE}`,
+        `machines.yaml:6:7: machines.web.credentials."a:b": ${CREDENTIAL_NAME_RULE}`,
+        `machines.yaml:7:7: machines.web.credentials.${'x'.repeat(65)}: ${CREDENTIAL_NAME_RULE}`,
+        `machines.yaml:8:7: machines.web.credentials.__proto__: ${CREDENTIAL_NAME_RULE}`,
+      ],
+    );
+  });
+
+  test('bad paths and values that are not strings are located at the value', () => {
+    expectProblems(
+      yaml(
+        'defaults:',
+        '  credentials:',
+        '    token: secrets/token',
+        'machines:',
+        '  web:',
+        '    credentials:',
+        '      a: /etc/../etc/shadow',
+        '      b: /etc/nspawnctl/credentials/',
+        '      c: 42',
+        '      d: [/etc/x]',
+        '      e:',
+        '      f: "/etc/my secret"',
+        '      g: /var/lib/machines/web/etc/key',
+        '  db:',
+        '    credentials: [/etc/x]',
+      ),
+      [
+        'machines.yaml:3:12: defaults.credentials.token: expected an absolute path of letters, digits and . _ @ + - /',
+        'machines.yaml:7:10: machines.web.credentials.a: path must not contain "." or ".." segments',
+        'machines.yaml:8:10: machines.web.credentials.b: path must name a file or directory below /, without "//" or a trailing "/"',
+        'machines.yaml:9:10: machines.web.credentials.c: expected a string, got a number',
+        'machines.yaml:10:10: machines.web.credentials.d: expected a string, got a list',
+        'machines.yaml:11:9: machines.web.credentials.e: expected a string, got nothing (null)',
+        'machines.yaml:12:10: machines.web.credentials.f: expected an absolute path of letters, digits and . _ @ + - /',
+        'machines.yaml:13:10: machines.web.credentials.g: a credential file must be outside /var/lib/machines, where a machine could replace it with a symlink to any host file',
+        'machines.yaml:15:18: machines.db.credentials: expected a mapping, got a list',
+      ],
+    );
+  });
+
+  test('a credential file inside a directory any machine mounts read-write is refused; read-only is fine', () => {
+    expectProblems(
+      yaml(
+        'defaults:',
+        '  credentials: { shared: /srv/data/shared.key }',
+        'machines:',
+        '  web:',
+        '    bind: ["/srv/data:/data", "/srv/conf:/conf:ro"]',
+        '    credentials:',
+        '      own: /srv/data/web/own.key',
+        '      conf: /srv/conf/app.key',
+        '  db:',
+        '    credentials: { tls: /srv/data }',
+      ),
+      [
+        'machines.yaml:2:26: defaults.credentials.shared: /srv/data/shared.key is inside /srv/data, which machine web mounts read-write; that machine could replace it with a symlink to any host file',
+        'machines.yaml:7:12: machines.web.credentials.own: /srv/data/web/own.key is inside /srv/data, which machine web mounts read-write; that machine could replace it with a symlink to any host file',
+        'machines.yaml:10:25: machines.db.credentials.tls: /srv/data is inside /srv/data, which machine web mounts read-write; that machine could replace it with a symlink to any host file',
+      ],
+    );
+  });
+
+  test('machine credentials are merged over defaults key by key', () => {
+    const m = parseManifest(
+      FILE,
+      yaml(
+        'defaults:',
+        '  credentials:',
+        '    ca.pem: /etc/nspawnctl/credentials/ca.pem',
+        '    db-password: /etc/nspawnctl/credentials/db-password',
+        'machines:',
+        '  web:',
+        '    credentials:',
+        '      db-password: /etc/nspawnctl/credentials/web-db-password',
+        '      tls.key: /etc/letsencrypt/live/web.example.org/privkey.pem',
+        '  db: {}',
+      ),
+    );
+    expect(m.machines.web.credentials).toEqual({
+      'ca.pem': '/etc/nspawnctl/credentials/ca.pem',
+      'db-password': '/etc/nspawnctl/credentials/web-db-password',
+      'tls.key': '/etc/letsencrypt/live/web.example.org/privkey.pem',
+    });
+    expect(m.machines.db.credentials).toEqual({ 'ca.pem': '/etc/nspawnctl/credentials/ca.pem', 'db-password': '/etc/nspawnctl/credentials/db-password' });
+  });
+});
+
 describe('parseManifest resolves valid manifests', () => {
   test('machines.example.yaml at the repository root loads, fully resolved', () => {
     const m = parseManifest('machines.example.yaml', readFileSync(join(REPO, 'machines.example.yaml'), 'utf8'));
@@ -467,6 +612,7 @@ describe('parseManifest resolves valid manifests', () => {
       dns: ['10.77.0.1'],
       authorizedKeys: [],
       environment: { TZ: 'UTC' },
+      credentials: {},
       autostart: true,
       security: resolveSecurity({ preset: 'strict' }, undefined),
       limits: resolveLimits(undefined, undefined),
@@ -510,6 +656,7 @@ describe('parseManifest resolves valid manifests', () => {
       dns: [],
       authorizedKeys: [],
       environment: {},
+      credentials: {},
       network: undefined,
       bind: [],
       ports: [],

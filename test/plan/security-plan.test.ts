@@ -16,6 +16,7 @@ const P = {
   nspawn: (n: string) => `/etc/systemd/nspawn/${n}.nspawn`,
   limits: (n: string) => `/etc/systemd/system/systemd-nspawn@${n}.service.d/50-nspawnctl-limits.conf`,
   apparmor: (n: string) => `/etc/systemd/system/systemd-nspawn@${n}.service.d/50-nspawnctl-apparmor.conf`,
+  credentials: (n: string) => `/etc/systemd/system/systemd-nspawn@${n}.service.d/50-nspawnctl-credentials.conf`,
   record: (n: string) => `/var/lib/nspawnctl/machines/${n}.json`,
   netRecord: '/var/lib/nspawnctl/networks/lan.json',
   netdev: '/etc/systemd/network/50-nspawnctl-lan.netdev',
@@ -129,6 +130,66 @@ describe('limits and AppArmor drop-ins', () => {
     const state = convergedState(desiredFrom(limited('512M')).desired);
     const p = plan(desiredFrom(limited('1G')).desired, state);
     expect(p.summary).toEqual([{ owner: { type: 'machine', name: 'web' }, action: 'update', changes: [`update ${P.limits('web')}`] }]);
+  });
+});
+
+// systemd-nspawn loads credentials only when it starts the machine, from its command line (the
+// drop-in's ExecStart=): every change restarts a running machine, after a daemon-reload.
+describe('credentials drop-in', () => {
+  const plain = yaml('machines:', '  web: {}');
+  const withCredentials = (file: string) => yaml('machines:', '  web:', `    credentials: { db-password: ${file} }`);
+
+  test('a new machine with credentials: the drop-in is written and recorded, units reloaded, then the machine started', () => {
+    const { desired } = desiredFrom(withCredentials('/etc/nspawnctl/credentials/db'));
+    const steps = plan(desired, freshState()).steps;
+    expect(steps.map(stepKey)).toEqual([
+      'create-machine web',
+      `write-file create ${P.nspawn('web')}`,
+      `write-file create ${P.credentials('web')}`,
+      'reload-units web: new drop-in for systemd-nspawn@web.service',
+      'start-machine web',
+    ]);
+    const create = steps.find((s): s is Extract<Step, { kind: 'create-machine' }> => s.kind === 'create-machine')!;
+    expect(create.record.files).toEqual([P.nspawn('web'), P.credentials('web'), '/var/lib/machines/web/etc/hostname']);
+  });
+
+  test('a credential added to a running machine: written, recorded, reloaded, restarted; the .nspawn file stays', () => {
+    expect(stepsFor(plain, withCredentials('/etc/nspawnctl/credentials/db'))).toEqual([
+      `write-file create ${P.credentials('web')}`,
+      `write-record ${P.record('web')}`,
+      `reload-units web: ${DROPINS_RELOAD}`,
+      'restart-machine web',
+    ]);
+  });
+
+  test('a credential moved to another file: rewritten, reloaded, restarted', () => {
+    expect(stepsFor(withCredentials('/etc/nspawnctl/credentials/db'), withCredentials('/etc/nspawnctl/credentials/db2'))).toEqual([
+      `write-file update ${P.credentials('web')}`,
+      `reload-units web: ${DROPINS_RELOAD}`,
+      'restart-machine web',
+    ]);
+  });
+
+  test('unchanged credentials: nothing (the files themselves are read by systemd-nspawn at each start, not by the plan)', () => {
+    expect(stepsFor(withCredentials('/etc/nspawnctl/credentials/db'), withCredentials('/etc/nspawnctl/credentials/db'))).toEqual([]);
+  });
+
+  test('the last credential removed: the drop-in is removed, the record updated, units reloaded', () => {
+    const steps = stepsFor(withCredentials('/etc/nspawnctl/credentials/db'), plain);
+    expect(steps.slice(0, 3).map((k) => k.replace(/: .*/, ''))).toEqual([`remove-file ${P.credentials('web')}`, `write-record ${P.record('web')}`, 'reload-units web']);
+  });
+
+  // Known gap in src/plan/plan.ts (outside this change): a removed drop-in restarts the machine
+  // only when it is the AppArmor one, so a running machine keeps its last credentials until it
+  // next starts, and the reload is worded as a limits change. Fix: treat
+  // credentialsDropInPath(name) like appArmorDropInPath(name) there; then drop `.failing`.
+  test.failing('the last credential removed from a running machine: it is restarted, so it no longer holds them', () => {
+    expect(stepsFor(withCredentials('/etc/nspawnctl/credentials/db'), plain)).toEqual([
+      `remove-file ${P.credentials('web')}`,
+      `write-record ${P.record('web')}`,
+      `reload-units web: ${DROPINS_RELOAD}`,
+      'restart-machine web',
+    ]);
   });
 });
 
