@@ -8,6 +8,10 @@ import { crossFieldIssues, KEY_MESSAGES, KnownSyscalls, Manifest, manifestSchema
 /** At most this many problems are reported (and located); the rest are counted. */
 export const MAX_PROBLEMS = 50;
 
+/** No manifest nests anywhere near this deep; deeper is refused before anything walks it. */
+export const MAX_DEPTH = 64;
+const TOO_DEEP = `YAML: nested more than ${MAX_DEPTH} levels deep (a manifest needs fewer than 10)`;
+
 /** Manifests larger than this are refused before parsing (a manifest is hand-written text). */
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
 
@@ -30,8 +34,26 @@ export function parseManifest(file: string, text: string, known?: KnownSyscalls)
   const lineCounter = new LineCounter();
   // Keys are checked below in one pass (yaml's own uniqueKeys check is quadratic in the number
   // of keys, which a hostile file can exploit).
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false, strict: true });
+  let doc: Document;
+  try {
+    doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false, strict: true });
+  } catch (err) {
+    if (err instanceof RangeError) return problems(TOO_DEEP);
+    throw err;
+  }
+  // yaml parses nesting recursively, so whether its stack runs out depends on how warm its code
+  // is: both ways, a nesting deeper than any manifest needs is the same one problem.
+  const overflow = doc.errors.find((e) => e.message.includes('Maximum call stack size exceeded'));
+  if (overflow) {
+    const pos = lineCounter.linePos(overflow.pos[0]);
+    problems(TOO_DEEP, pos.line, pos.col);
+  }
   if (doc.errors.length === 0) {
+    const deep = tooDeepAt(doc);
+    if (deep !== undefined) {
+      const pos = lineCounter.linePos(deep);
+      problems(TOO_DEEP, pos.line, pos.col);
+    }
     const keyProblems = checkKeys(doc, lineCounter, file);
     if (keyProblems.length > 0) throw new ManifestError(limitProblems(sortProblems(keyProblems)));
   }
@@ -202,6 +224,21 @@ function formatPath(path: PathKey[]): string {
       return i === 0 ? key : `.${key}`;
     })
     .join('');
+}
+
+/** Where the document first nests deeper than MAX_DEPTH (an offset), walked without recursion. */
+function tooDeepAt(doc: Document): number | undefined {
+  const todo: [unknown, number][] = [[doc.contents, 0]];
+  while (todo.length > 0) {
+    const [node, depth] = todo.pop()!;
+    if (!isMap(node) && !isSeq(node)) continue;
+    if (depth >= MAX_DEPTH) return (node as Node).range?.[0] ?? 0;
+    for (const item of node.items) {
+      if (isPair(item)) todo.push([item.key, depth + 1], [item.value, depth + 1]);
+      else todo.push([item, depth + 1]);
+    }
+  }
+  return undefined;
 }
 
 /** Duplicate keys and keys that are not plain scalars, in one pass over every mapping. */
