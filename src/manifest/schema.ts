@@ -1,6 +1,6 @@
 // The one zod schema for machines.yaml, plus the resolved types the rest of nspawnctl uses.
 import { z } from 'zod';
-import { firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet, subnetsOverlap } from './ipv4';
+import { findEarlierOverlaps, firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet } from './ipv4';
 import { isWithin, MACHINES_DIR } from '../host/paths';
 import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
@@ -250,13 +250,23 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     gateways.set(name, gwText ?? formatIpv4(firstHost(subnet)));
   }
   const names = [...subnets.keys()];
-  for (let i = 0; i < names.length; i++) {
-    for (let j = i + 1; j < names.length; j++) {
-      if (subnetsOverlap(subnets.get(names[i])!, subnets.get(names[j])!)) {
-        add(['networks', names[j], 'subnet'], `overlaps network ${shown(names[i])} (${formatSubnet(subnets.get(names[i])!)})`);
-      }
-    }
+  // One problem per network that overlaps networks declared before it, naming the first few.
+  for (const o of findEarlierOverlaps(names.map((n) => subnets.get(n)!))) {
+    const listed = o.earlier.map((i) => `${shown(names[i])} (${formatSubnet(subnets.get(names[i])!)})`);
+    const text = listed.length === 1 && !o.more ? `network ${listed[0]}` : `networks ${o.more ? `${listed.join(', ')} and others` : `${listed.slice(0, -1).join(', ')} and ${listed[listed.length - 1]}`}`;
+    add(['networks', names[o.index], 'subnet'], `overlaps ${text}`);
   }
+
+  // Named in each "not declared" message: at most ten, so a message does not grow with the file.
+  let declaredText: string | undefined;
+  const declaredNetworks = () => {
+    if (declaredText === undefined) {
+      const declared = Object.keys(networks);
+      const list = declared.length > 10 ? `${declared.slice(0, 10).map(shown).join(', ')} and ${declared.length - 10} more` : declared.map(shown).join(', ');
+      declaredText = declared.length ? ` (declared: ${list})` : ' (none is declared)';
+    }
+    return declaredText;
+  };
 
   sectionIssues(asObj(root.defaults), ['defaults'], add, known);
   const writable = writableBindSources(machines);
@@ -271,8 +281,7 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     const address = asStr(net.address);
     if (bridge !== undefined) {
       if (!Object.prototype.hasOwnProperty.call(networks, bridge)) {
-        const declared = Object.keys(networks);
-        add(['machines', name, 'network', 'bridge'], `network ${quoteName(bridge)} is not declared under networks:${declared.length ? ` (declared: ${declared.map(shown).join(', ')})` : ' (none is declared)'}`);
+        add(['machines', name, 'network', 'bridge'], `network ${quoteName(bridge)} is not declared under networks:${declaredNetworks()}`);
       } else if (subnets.has(bridge) && address !== undefined && parseIpv4(address) !== undefined) {
         const subnet = subnets.get(bridge)!;
         const addr = parseIpv4(address)!;
