@@ -1,7 +1,7 @@
 // Removes a machine and exactly what nspawnctl recorded for it, nothing else.
 import { NspawnctlError, OwnershipError, PreflightError } from '../errors';
 import { Host } from '../host/host';
-import { appArmorDropInPath, autostartLinkPath, isWithin, limitsDropInPath, machineRecordPath, MACHINES_DIR, nspawnFilePath, rootfsPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, autostartLinkPath, credentialsDropInPath, isWithin, limitsDropInPath, machineRecordPath, MACHINES_DIR, nspawnFilePath, rootfsPath, stagingPath, unitDropInDir } from '../host/paths';
 import { MACHINE_NAME } from '../manifest/schema';
 import { isSystemdBooted, readMachineRecord } from '../plan/observe';
 import { removeOwnedFile } from './files';
@@ -61,7 +61,7 @@ export async function destroyMachine(host: Host, name: string, options: DestroyO
   }
   const rootfs = rootfsPath(name);
   // With --force and no record, only the standard paths nspawnctl would have used are removed.
-  const files = record ? record.files : [nspawnFilePath(name), limitsDropInPath(name), appArmorDropInPath(name)];
+  const files = record ? record.files : [nspawnFilePath(name), limitsDropInPath(name), appArmorDropInPath(name), credentialsDropInPath(name)];
   for (const path of files.filter((p) => !isWithin(p, rootfs))) {
     if (await removeOwnedFile(host, path)) removed.push(path);
   }

@@ -5,7 +5,7 @@ import { Host } from '../host/host';
 import { rootfsPath } from '../host/paths';
 import { Machine } from '../manifest/schema';
 import { nspawnArgs } from '../render/nspawn';
-import { limitProperties } from '../render/unit-dropins';
+import { limitProperties, loadCredentialArgs } from '../render/unit-dropins';
 import { escapeForExec, waitUntilReady } from './in-machine';
 import { waitUntilGone } from './machinectl';
 
@@ -46,6 +46,8 @@ export async function withMaintenanceBoot<T>(host: Host, machine: Machine, timeo
     `--machine=${name}`,
     `--directory=${rootfsPath(name)}`,
     ...nspawnArgs(machine, { omit: ['ReadOnly', 'Volatile', 'Port'] }),
+    // Its services may need their credentials to start, as in a normal boot.
+    ...loadCredentialArgs(machine),
   ];
   await host.runner.run('systemd-run', [
     `--unit=${unit}`,

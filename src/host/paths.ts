@@ -96,3 +96,7 @@ export function limitsDropInPath(machine: string): string {
 export function appArmorDropInPath(machine: string): string {
   return `${unitDropInDir(machine)}/50-nspawnctl-apparmor.conf`;
 }
+
+export function credentialsDropInPath(machine: string): string {
+  return `${unitDropInDir(machine)}/50-nspawnctl-credentials.conf`;
+}

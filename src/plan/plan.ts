@@ -1,6 +1,6 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { appArmorDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
 import { HostState, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
@@ -237,8 +237,9 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       changes.push(`remove ${path}`);
       if (isWithin(path, unitDropInDir(name))) {
         needsReload = true;
-        // Limits go back live on reload; an AppArmor profile only changes with a new process.
-        if (path === appArmorDropInPath(name)) needsRestart = true;
+        // Limits go back live on reload; an AppArmor profile and credentials only change with a
+        // new systemd-nspawn process.
+        if (path === appArmorDropInPath(name) || path === credentialsDropInPath(name)) needsRestart = true;
       } else if (path.endsWith('.nspawn') || (isWithin(path, m.rootfs) && path.includes('/etc/systemd/'))) {
         // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
         needsRestart = true;

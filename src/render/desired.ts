@@ -1,9 +1,9 @@
 // What the host should look like for a manifest: every file nspawnctl writes, as host paths.
 import { Machine, Manifest, Network } from '../manifest/schema';
-import { appArmorDropInPath, bridgeNetworkPath, inRootfs, limitsDropInPath, netdevPath, nspawnFilePath, rootfsPath, SYSTEMD_SYSTEM_DIR } from '../host/paths';
+import { appArmorDropInPath, credentialsDropInPath, bridgeNetworkPath, inRootfs, limitsDropInPath, netdevPath, nspawnFilePath, rootfsPath, SYSTEMD_SYSTEM_DIR } from '../host/paths';
 import { filterFilePath, filterUnitName, renderFilter, renderFilterUnit } from './filter';
 import { renderNspawnFile } from './nspawn';
-import { credentialsDropInPath, renderAppArmorDropIn, renderCredentialsDropIn, renderLimitsDropIn } from './unit-dropins';
+import { renderAppArmorDropIn, renderCredentialsDropIn, renderLimitsDropIn } from './unit-dropins';
 import { renderBridgeNetdev, renderBridgeNetwork } from './networkd';
 import { renderRootfsEntries, RootfsEntry } from './rootfs-files';
 

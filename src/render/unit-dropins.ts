@@ -1,6 +1,5 @@
 // Renders drop-ins for systemd-nspawn@NAME.service: cgroup limits and device access (applied
 // live by a daemon-reload), and the AppArmor profile and credentials (applied when the machine starts).
-import { unitDropInDir } from '../host/paths';
 import { Machine } from '../manifest/schema';
 import { renderHeader, renderUnit } from './common';
 
@@ -36,8 +35,11 @@ export function renderAppArmorDropIn(machine: Machine, manifestFile: string): st
  */
 export const NSPAWN_UNIT_EXEC_START = 'systemd-nspawn --quiet --keep-unit --boot --link-journal=try-guest --network-veth -U --settings=override --machine=%i';
 
-export function credentialsDropInPath(machine: string): string {
-  return `${unitDropInDir(machine)}/50-nspawnctl-credentials.conf`;
+/** The machine's credentials as systemd-nspawn options, sorted by name (also used by its maintenance boot). */
+export function loadCredentialArgs(machine: Machine): string[] {
+  return Object.keys(machine.credentials)
+    .sort()
+    .map((n) => `--load-credential=${n}:${machine.credentials[n]}`);
 }
 
 /**
@@ -48,9 +50,9 @@ export function credentialsDropInPath(machine: string): string {
  * is written; systemd-nspawn reads the file, as root, each time the machine starts.
  */
 export function renderCredentialsDropIn(machine: Machine, manifestFile: string): string | undefined {
-  const names = Object.keys(machine.credentials).sort();
-  if (names.length === 0) return undefined;
-  const command = [NSPAWN_UNIT_EXEC_START, ...names.map((n) => `--load-credential=${n}:${machine.credentials[n]}`)].join(' ');
+  const credentials = loadCredentialArgs(machine);
+  if (credentials.length === 0) return undefined;
+  const command = [NSPAWN_UNIT_EXEC_START, ...credentials].join(' ');
   // Written out here rather than with renderUnit: ini quotes a value that contains "=", and
   // systemd would then take the whole quoted command line for the program's name. Names and
   // paths are limited by the schema to characters systemd reads literally (no space, quote, % or backslash).

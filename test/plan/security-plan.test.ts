@@ -179,11 +179,8 @@ describe('credentials drop-in', () => {
     expect(steps.slice(0, 3).map((k) => k.replace(/: .*/, ''))).toEqual([`remove-file ${P.credentials('web')}`, `write-record ${P.record('web')}`, 'reload-units web']);
   });
 
-  // Known gap in src/plan/plan.ts (outside this change): a removed drop-in restarts the machine
-  // only when it is the AppArmor one, so a running machine keeps its last credentials until it
-  // next starts, and the reload is worded as a limits change. Fix: treat
-  // credentialsDropInPath(name) like appArmorDropInPath(name) there; then drop `.failing`.
-  test.failing('the last credential removed from a running machine: it is restarted, so it no longer holds them', () => {
+  // A running machine holds its credentials until its systemd-nspawn process ends.
+  test('the last credential removed from a running machine: it is restarted, so it no longer holds them', () => {
     expect(stepsFor(withCredentials('/etc/nspawnctl/credentials/db'), plain)).toEqual([
       `remove-file ${P.credentials('web')}`,
       `write-record ${P.record('web')}`,
