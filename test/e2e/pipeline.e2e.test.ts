@@ -47,7 +47,11 @@ function exampleManifest(proxy: string): string {
   const text = readFileSync(join(REPO, 'machines.example.yaml'), 'utf8');
   const mirror = 'mirror: http://deb.debian.org/debian';
   expect(text).toContain(mirror);
-  return text.replace(mirror, `mirror: http://${proxy}/deb.debian.org/debian`);
+  // Packages added later are installed by apt inside the machine, which reaches the cache
+  // through the host: NAT on the bridge.
+  const out = text.replace(mirror, `mirror: http://${proxy}/deb.debian.org/debian`).replace('    gateway: 10.77.0.1\n', '    gateway: 10.77.0.1\n    nat: true\n');
+  expect(out).toContain('nat: true');
+  return out;
 }
 
 e2eSuite('nspawnctl on a real systemd host', () => {
@@ -128,6 +132,25 @@ e2eSuite('nspawnctl on a real systemd host', () => {
     expect(inHost(['nsenter', '-t', db, '-m', '--', 'sh', '-c', 'echo 1+1 | bc']).stdout).toBe('2\n');
     expect(inHost(['nsenter', '-t', db, '-m', 'cat', '/etc/added.conf']).stdout).toBe('added=1\n');
     expect(inHost(['nsenter', '-t', db, '-m', 'stat', '-c', '%a', '/etc/added.conf']).stdout.trim()).toBe('600');
+    expect(JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout).changes).toBe(false);
+  });
+
+  timed('4b. a package added to a stopped machine: it is started, and apt runs inside it', () => {
+    inHost(['machinectl', 'poweroff', 'web']);
+    inHost(['sh', '-c', 'for i in $(seq 1 100); do machinectl show web >/dev/null 2>&1 || exit 0; sleep 0.2; done; exit 1']);
+    const base = inHost(['cat', '/root/machines.yaml']).stdout;
+    const changed = base.replace('    hostname: web\n', '    hostname: web\n    packages: [bc]\n');
+    expect(changed).not.toBe(base);
+    writeInHost('/root/machines.yaml', changed);
+    const plan = JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout);
+    expect(plan.steps.map((s: { kind: string; machine?: string; owner?: { name: string } }) => `${s.kind}:${s.machine ?? s.owner?.name}`)).toEqual(['install-packages:web', 'write-record:web', 'start-machine:web']);
+    nspawnctl(['apply', '/root/machines.yaml']);
+    expect(running()).toEqual(['db', 'web']);
+    const r = inHost(['systemd-run', '--machine=web', '--wait', '--pipe', '--quiet', '--', 'sh', '-c', 'echo 3*4 | bc']);
+    expect(r.stdout).toBe('12\n');
+    // apply returned only once web's network was configured: it answers at once.
+    const ping = inHost(['ping', '-c', '1', '-W', '2', '10.77.0.11'], { check: false });
+    expect(ping.code).toBe(0);
     expect(JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout).changes).toBe(false);
   });
 

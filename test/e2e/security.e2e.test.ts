@@ -56,6 +56,7 @@ interface Options {
   sbFilter?: string[];
   isolated?: boolean;
   apparmor?: boolean;
+  saPackages?: string[];
 }
 
 function manifest(proxy: string, o: Options): string {
@@ -65,6 +66,8 @@ function manifest(proxy: string, o: Options): string {
     'networks:',
     '  secnet:',
     '    subnet: 10.78.0.0/24',
+    // apt inside a machine (packages added later, strace for the profiler) downloads through the host.
+    '    nat: true',
     `    isolated: ${o.isolated ?? true}`,
     'machines:',
     '  sa:',
@@ -76,6 +79,7 @@ function manifest(proxy: string, o: Options): string {
     '      systemCallFilter: ["~@clock", "~@cpu-emulation", "~@debug", "~@module", "~@obsolete", "~@raw-io", "~@swap", "~getcpu"]',
     ...(o.apparmor ? ['      apparmorProfile: nspawnctl-test'] : []),
     `    limits: ${o.limits}`,
+    ...(o.saPackages ? [`    packages: [${o.saPackages.join(', ')}]`] : []),
     probes(),
     '  sb:',
     '    network:',
@@ -124,6 +128,8 @@ const hasCap = (capBnd: string, bit: bigint) => ((BigInt(`0x${capBnd}`) >> bit) 
 
 e2eSuite('containment, proven from inside running machines', () => {
   let proxy = '';
+  /** The filter test 8 profiled for sb, kept in the manifest afterwards. */
+  let profiledFilter: string[] | undefined;
   const write = (o: Options) => sb.write('/root/sec.yaml', manifest(proxy, o));
 
   beforeAll(() => {
@@ -248,12 +254,30 @@ e2eSuite('containment, proven from inside running machines', () => {
     expect(profile.systemCallFilter).not.toContain('~@debug');
     const text = nspawnctl(['profile', 'syscalls', 'sb', '--', '/usr/local/bin/sysprobe', 'ptrace']).stdout;
     expect(text).toContain('WARNING: a profile covers only the code paths that ran');
-    write({ limits: '{ memory: 300M, tasks: 96, cpus: 0.5 }', sbFilter: profile.systemCallFilter });
+    profiledFilter = profile.systemCallFilter;
+    write({ limits: '{ memory: 300M, tasks: 96, cpus: 0.5 }', sbFilter: profiledFilter });
     nspawnctl(['apply', '/root/sec.yaml']);
     waitForBus('sb');
     expect(inHost(['cat', '/etc/systemd/nspawn/sb.nspawn']).stdout).toContain(`SystemCallFilter=~${profile.systemCallFilter.map((e: string) => e.slice(1)).join(' ')}\n`);
     expect(inMachine('sb', ['/usr/local/bin/sysprobe', 'ptrace']).stdout).toBe('ptrace 0 ok\n');
     expect(inMachine('sb', ['/usr/local/bin/sysprobe', 'io_setup']).stdout).toBe('io_setup -1 Operation not permitted\n');
+  });
+
+  timed('8b. a package added to the read-only machine: installed inside it, by one boot with a writable root and its own containment; it runs read-only again', () => {
+    write({ limits: '{ memory: 300M, tasks: 96, cpus: 0.5 }', sbFilter: profiledFilter, saPackages: ['bc'] });
+    const plan = JSON.parse(nspawnctl(['plan', '/root/sec.yaml', '--json']).stdout);
+    expect(plan.steps.map((s: { kind: string; machine?: string; owner?: { name: string } }) => `${s.kind}:${s.machine ?? s.owner?.name}`)).toEqual(['install-packages:sa', 'write-record:sa', 'restart-machine:sa']);
+    const r = nspawnctl(['apply', '/root/sec.yaml']);
+    expect(r.stdout).toMatch(/Applied 3 of 3 step\(s\)\./);
+    // The maintenance boot is gone; sa runs normally again, read-only, with bc.
+    expect(inHost(['systemctl', 'is-active', 'nspawnctl-maintenance-sa.service'], { check: false }).stdout.trim()).not.toBe('active');
+    expect(inHost(['systemctl', 'is-active', 'systemd-nspawn@sa.service']).stdout.trim()).toBe('active');
+    expect(inMachine('sa', ['sh', '-c', 'echo 2+3 | bc']).stdout).toBe('5\n');
+    const touch = inMachine('sa', ['touch', '/usr/nspawnctl-probe'], false);
+    expect(touch.stdout + touch.stderr).toContain('Read-only file system');
+    const [inside, outside] = inHost(['cat', `/proc/${leader('sa')}/uid_map`]).stdout.trim().split(/\s+/).map(Number);
+    expect({ inside, high: outside >= 65536 }).toEqual({ inside: 0, high: true });
+    expect(JSON.parse(nspawnctl(['plan', '/root/sec.yaml', '--json']).stdout).steps).toEqual([]);
   });
 
   timed('9. destroy removes the drop-ins; isolation off removes the filter table', () => {
