@@ -62,14 +62,17 @@ export class CommandFailedError extends NspawnctlError {
   readonly argv: string[];
   readonly code: number | undefined;
   readonly stderrTail: string;
+  /** It was stopped because it ran longer than it was given. */
+  readonly timedOut: boolean;
 
-  constructor(argv: string[], code: number | undefined, stderr: string, cause?: unknown) {
+  constructor(argv: string[], code: number | undefined, stderr: string, cause?: unknown, options: { timedOut?: boolean } = {}) {
     const tail = tailLines(stderr, 15);
-    const status = code === undefined ? 'could not be run' : `exited with code ${code}`;
+    const status = options.timedOut ? 'timed out' : code === undefined ? 'could not be run' : `exited with code ${code}`;
     super(`command ${formatArgv(argv)} ${status}${tail ? `:\n${indent(tail)}` : ''}`, { cause });
     this.argv = argv;
     this.code = code;
     this.stderrTail = tail;
+    this.timedOut = options.timedOut ?? false;
   }
 }
 

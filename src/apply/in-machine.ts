@@ -4,7 +4,7 @@
 // --machine): in its namespaces, network included, its cgroup and limits, its user namespace,
 // its seccomp filter and capability bounding set. (A stopped machine: see maintenance.ts. A
 // freshly bootstrapped root filesystem that never booted is trusted: see bootstrap.ts.)
-import { NspawnctlError, tailLines } from '../errors';
+import { CommandFailedError, NspawnctlError, tailLines } from '../errors';
 import { Host } from '../host/host';
 import { RunOptions, RunResult } from '../host/runner';
 
@@ -58,6 +58,9 @@ export interface ReadyOptions {
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** How long one `is-system-running --wait` may take before it is asked again. */
+export const READY_ATTEMPT_MS = 2000;
+
 /**
  * Waits until a started machine is usable: its systemd finished starting up (running or
  * degraded: systemctl is-system-running --wait, which blocks inside systemd until then), and,
@@ -72,9 +75,13 @@ export async function waitUntilReady(host: Host, name: string, options: ReadyOpt
   for (;;) {
     let r: RunResult;
     try {
-      r = await host.runner.run('systemctl', [`--machine=${name}`, 'is-system-running', '--wait'], { allowFailure: true, timeoutMs: secondsLeft() * 1000 });
+      // Each wait is short: systemctl --wait of systemd 252 can miss a startup that finishes
+      // while it subscribes (seen with read-only machines, which start up in 0.2 s) and then
+      // waits forever; asking again returns at once.
+      r = await host.runner.run('systemctl', [`--machine=${name}`, 'is-system-running', '--wait'], { allowFailure: true, timeoutMs: Math.min(READY_ATTEMPT_MS, secondsLeft() * 1000) });
     } catch (err) {
-      throw notReady(name, `its system manager did not finish starting up within the start timeout`, err);
+      if (err instanceof CommandFailedError && err.timedOut && now() < options.deadline) continue;
+      throw notReady(name, `its system manager did not finish starting up within the start timeout${await pendingJobs(host, name)}`, err);
     }
     const state = r.stdout.trim();
     if (state === 'running' || state === 'degraded') {
@@ -95,6 +102,13 @@ function notReady(name: string, why: string, cause?: unknown): NspawnctlError {
     hint: `Look at its boot: journalctl -M ${name} -b (or systemctl status systemd-nspawn@${name}.service)`,
     cause,
   });
+}
+
+/** What the machine's systemd is still waiting for, for a message (empty when it cannot say). */
+async function pendingJobs(host: Host, name: string): Promise<string> {
+  const r = await host.runner.run('systemctl', [`--machine=${name}`, 'list-jobs', '--no-legend', '--no-pager', '--full'], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined);
+  const jobs = tailLines(r?.stdout ?? '', 10);
+  return jobs ? `; jobs still waiting:\n${jobs}` : '';
 }
 
 async function listFailedUnits(host: Host, name: string): Promise<string[]> {

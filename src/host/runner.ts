@@ -124,7 +124,7 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
       const stderr = String(r.stderr ?? '');
       if (r.exitCode === undefined) {
         const why = r.timedOut ? `timed out after ${options.timeoutMs} ms` : (r.originalMessage ?? r.shortMessage ?? 'failed to start');
-        throw new CommandFailedError(argv, undefined, `${stderr}\n${why}`, r.cause ?? r);
+        throw new CommandFailedError(argv, undefined, `${stderr}\n${why}`, r.cause ?? r, { timedOut: r.timedOut === true });
       }
       if (r.exitCode !== 0 && !options.allowFailure) {
         throw new CommandFailedError(argv, r.exitCode, stderr || stdout, r);

@@ -7,7 +7,7 @@
 // that no file of the test host outside the machine's rootfs changed.
 import { e2eSuite, Sandbox, timedTest } from './sandbox';
 
-const sb = new Sandbox('nsctl-e2e-a');
+const sb = new Sandbox('nsctl-e2e-atk');
 const inHost = sb.exec.bind(sb);
 const nspawnctl = sb.nspawnctl.bind(sb);
 const timings: string[] = [];

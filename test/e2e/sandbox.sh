@@ -304,7 +304,7 @@ prepare_rootfs() {
 # Create the namespace and veth pair with the /30 addresses.
 net_up() {
   if [[ -e /run/netns/$NETNS ]] || ip link show dev "$VETH_HOST" >/dev/null 2>&1; then
-    die "netns $NETNS or link $VETH_HOST already exists but no sandbox is recorded; run: $0 down"
+    die "netns $NETNS or link $VETH_HOST (slot $SLOT) already exists but no sandbox of this name is recorded; run: $0 down, or use a name that hashes to another slot"
   fi
   ip netns add "$NETNS"
   ip link add "$VETH_HOST" type veth peer name "$VETH_GUEST" netns "$NETNS"
@@ -338,7 +338,7 @@ ForeGround: 1
 ExThreshold: 4
 EOF
   if ss -Hltn "src $HOST_IP:$PORT" 2>/dev/null | grep -q .; then
-    die "something already listens on $HOST_IP:$PORT"
+    die "something already listens on $HOST_IP:$PORT (slot $SLOT: another sandbox whose name hashes to the same slot?)"
   fi
   setsid apt-cacher-ng -c "$conf" </dev/null >"$RUN_DIR/acng-log/stdout.log" 2>&1 9>&- &
   local pid=$!

@@ -15,7 +15,8 @@ export interface Result {
 }
 
 // One disposable host. The tests use their own names, so a sandbox someone started by hand
-// (default name nsctl-sbx) is never touched.
+// (default name nsctl-sbx) is never touched. Suites run at the same time, and each name hashes
+// to a network slot (sandbox.sh): test/sandbox-slots.test.ts keeps the suites' slots apart.
 export class Sandbox {
   constructor(readonly name: string) {}
 

@@ -231,6 +231,11 @@ e2eSuite('containment, proven from inside running machines', () => {
     expect(plan.steps.map((s: { kind: string; reason: string }) => `${s.kind}: ${s.reason}`)).toEqual(['load-filter: the filter is not loaded in the kernel']);
     nspawnctl(['apply', '/root/sec.yaml']);
     expect(inMachine('sa', ['/usr/local/bin/connect', '10.78.0.12', '5433'], false).stdout).toMatch(/^failed/);
+    // The flush also took networkd's masquerade for nat: true, which networkd sets up when it
+    // starts (the later tests download through it).
+    inHost(['systemctl', 'restart', 'systemd-networkd']);
+    inHost(['/lib/systemd/systemd-networkd-wait-online', '--interface=secnet', '--timeout=60']);
+    expect(inHost(['nft', 'list', 'table', 'ip', 'io.systemd.nat']).stdout).toContain('masquerade');
   });
 
   timed('7. AppArmor on a host without it: a clear preflight error (exit 3), and nothing changes', () => {
