@@ -4,7 +4,7 @@
 // RootfsHandle (src/host/rootfs-handle.ts), which never follows a symlink.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, promises as fsp } from 'node:fs';
+import { constants, promises as fsp, statfsSync } from 'node:fs';
 import { posix } from 'node:path';
 import { CommandFailedError, NspawnctlError } from '../errors';
 import { insideMachinePath, isWithin } from './paths';
@@ -212,15 +212,7 @@ export function createNodeFs(root: string): HostFs {
     async removeTree(path) {
       if (posix.normalize(path) === '/' || path === '') throw new NspawnctlError('refusing to remove /');
       assertHostPath(path);
-      // GNU rm walks the tree relative to open directories without following symlinks, copes
-      // with any depth, and --one-file-system keeps it out of other filesystems mounted below.
-      const argv = ['rm', '--recursive', '--force', '--one-file-system', '--', real(path)];
-      await new Promise<void>((resolve, reject) => {
-        execFile('/bin/rm', argv.slice(1), { maxBuffer: 4 * 1024 * 1024 }, (err, _stdout, stderr) => {
-          if (err) reject(new CommandFailedError(argv, typeof err.code === 'number' ? err.code : undefined, String(stderr), err));
-          else resolve();
-        });
-      });
+      await removeWithRm(real(path), 0);
     },
     async rename(from, to) {
       assertHostPath(from);
@@ -263,4 +255,43 @@ export function createNodeFs(root: string): HostFs {
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/**
+ * Removes a tree with GNU rm, which walks it relative to open directories without following
+ * symlinks, copes with any depth, and with --one-file-system stays out of filesystems mounted
+ * below. On btrfs a machine's root can create subvolumes, which rm skips as other devices: each
+ * such subvolume inside the tree is removed the same way on its own (rm removes an emptied
+ * subvolume), then the tree again.
+ */
+async function removeWithRm(dir: string, depth: number): Promise<void> {
+  const argv = ['rm', '--recursive', '--force', '--one-file-system', '--', dir];
+  const r = await execFileResult('/bin/rm', argv.slice(1));
+  if (r.code === 0) return;
+  // rm names itself as it was called ("/bin/rm: skipping ...").
+  const skipped = [...r.stderr.matchAll(/^\S*rm: skipping '(.+)', since it's on a different device$/gm)].map((m) => m[1]);
+  const subvolumes = skipped.filter((p) => isWithin(p, dir) && p !== dir && isBtrfs(p));
+  if (subvolumes.length === 0 || depth >= 16) throw new CommandFailedError(argv, r.code, r.stderr);
+  for (const sub of subvolumes) await removeWithRm(sub, depth + 1);
+  const again = await execFileResult('/bin/rm', argv.slice(1));
+  if (again.code !== 0) throw new CommandFailedError(argv, again.code, again.stderr);
+}
+
+/** Runs a program (argument array, no shell) and returns its exit code and stderr. */
+function execFileResult(file: string, args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    // LC_ALL=C: its messages are read (rm's "skipping ..."), so they must not be translated.
+    execFile(file, args, { maxBuffer: 4 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (err, _stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 127) : 0, stderr: String(stderr) });
+    });
+  });
+}
+
+/** True when `path` is on a btrfs filesystem (statfs magic 0x9123683e). */
+function isBtrfs(path: string): boolean {
+  try {
+    return statfsSync(path).type === 0x9123683e;
+  } catch {
+    return false;
+  }
 }

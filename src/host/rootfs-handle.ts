@@ -223,6 +223,11 @@ class RealRootfsHandle implements RootfsHandle {
     }
   }
 
+  /** An entry that could not be opened or read (a lease, a lock, a swap in between). */
+  private cannotUse(parts: string[], err: unknown): UnsafePathError {
+    return new UnsafePathError(this.hostPath(parts), `could not be opened or read (${errno(err) ?? (err as Error).message})`);
+  }
+
   private release(fd: number): void {
     if (fd !== this.rootFd) closeSync(fd);
   }
@@ -256,7 +261,7 @@ class RealRootfsHandle implements RootfsHandle {
       pathFd = openSync(at(dir, name), O_PATH | O_NOFOLLOW);
     } catch (err) {
       if (errno(err) === 'ENOENT') return undefined;
-      throw err;
+      throw this.cannotUse(parts, err);
     }
     try {
       const s = fstatSync(pathFd);
@@ -271,12 +276,24 @@ class RealRootfsHandle implements RootfsHandle {
       if (!s.isFile()) return { type: 'other' };
       if (s.size > maxBytes) throw new UnsafePathError(this.hostPath(parts), `is larger than ${maxBytes} bytes`);
       // Reopened through the O_PATH descriptor: the very file that was checked, now for reading.
-      const fd = openSync(`/proc/self/fd/${pathFd}`, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+      // The machine may hold a lease or a lock on it, or swap it meanwhile: any failure here is
+      // this entry's (and so this machine's) problem, never a whole run's.
+      let fd: number;
+      try {
+        fd = openSync(`/proc/self/fd/${pathFd}`, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+      } catch (err) {
+        throw this.cannotUse(parts, err);
+      }
       try {
         const buf = Buffer.alloc(Math.min(s.size, maxBytes) + 1);
         let n = 0;
         for (;;) {
-          const r = readSync(fd, buf, n, buf.length - n, null);
+          let r: number;
+          try {
+            r = readSync(fd, buf, n, buf.length - n, null);
+          } catch (err) {
+            throw this.cannotUse(parts, err);
+          }
           if (r === 0) break;
           n += r;
           if (n === buf.length) break;

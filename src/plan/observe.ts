@@ -179,8 +179,9 @@ export async function observeHost(host: Host, desired: DesiredState): Promise<Ho
           if (m.machine.security.readOnly) observed.missingMountPoints = await missingMountPoints(tree, m.machine, observed);
         });
       } catch (err) {
-        if (!(err instanceof NspawnctlError)) throw err;
-        observed.problems = [...(observed.problems ?? []), err.message];
+        // Whatever went wrong inside one machine's tree is that machine's problem alone.
+        const message = err instanceof NspawnctlError ? err.message : `${m.rootfs} could not be read: ${(err as Error).message}`;
+        observed.problems = [...(observed.problems ?? []), message];
       }
     }
   }

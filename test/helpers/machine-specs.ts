@@ -61,6 +61,9 @@ Port=tcp:8080:80
 /** app's limits and device access as unit properties (TasksMax first, as systemd-nspawn@.service has one). */
 export const APP_LIMIT_PROPERTIES = ['TasksMax=256', 'MemoryMax=512M', 'CPUQuota=50%', 'DeviceAllow=/dev/fuse rw'];
 
+/** Before a maintenance boot, a unit of that name left by a killed run is stopped. */
+export const STOP_LEFTOVER_MAINTENANCE = (name: string): string[] => ['systemctl', 'stop', `nspawnctl-maintenance-${name}.service`];
+
 /**
  * The transient unit that boots app once with a writable root: everything of APP_NSPAWN as
  * options except ReadOnly= and Port=, systemd-nspawn@.service's own properties, app's limits
@@ -75,6 +78,8 @@ export function appMaintenanceBoot(timeoutS: number): string[] {
     '--collect',
     '--quiet',
     `--property=TimeoutStartSec=${timeoutS}s`,
+    // Its start timeout plus apt's 30 minutes plus a minute: it ends by itself even if nspawnctl dies.
+    `--property=RuntimeMaxSec=${timeoutS + 1800 + 60}s`,
     '--property=KillMode=mixed',
     '--property=Delegate=yes',
     '--property=DevicePolicy=closed',

@@ -725,6 +725,23 @@ describe('observeHost reads a fake host into the same HostState the planner tabl
     host.assertNoUnmatchedCalls();
   });
 
+  test("reading one machine's tree fails in a way nspawnctl did not foresee (a plain error, not its own): a conflict of that machine only", async () => {
+    const { desired } = desiredFrom(BASE);
+    const host = convergeFakeHost(makeBootedHost(new FakeHost()), desired);
+    const open = host.fs.openRootfs.bind(host.fs);
+    host.fs.openRootfs = async (dir: string) => {
+      const tree = await open(dir);
+      if (dir === '/var/lib/machines/web') tree.inspect = async () => Promise.reject(Object.assign(new Error('EAGAIN: resource temporarily unavailable'), { code: 'EAGAIN' }));
+      return tree;
+    };
+    const state = await observeHost(host, desired);
+    expect(state.machines.web.problems).toEqual(['/var/lib/machines/web could not be read: EAGAIN: resource temporarily unavailable']);
+    expect(state.machines.db.problems).toBeUndefined();
+    const p = plan(desired, state);
+    expect(p.conflicts.map((c) => [c.owner.name, c.message])).toEqual([['web', '/var/lib/machines/web could not be read: EAGAIN: resource temporarily unavailable']]);
+    expect(p.summary.find((x) => x.owner.name === 'db')?.action).toBe('unchanged');
+  });
+
   test('fresh fake host that is not booted with systemd asks nothing', async () => {
     const { desired } = desiredFrom(BASE);
     const host = new FakeHost();
