@@ -144,7 +144,7 @@ const portSchema = z
   .object({
     host: z.number().int().min(1).max(65535).describe("Port on the host's addresses."),
     container: z.number().int().min(1).max(65535).optional().describe('Port inside the machine (default: the host port).'),
-    protocol: z.enum(['tcp', 'udp']).default('tcp'),
+    protocol: z.enum(['tcp', 'udp']).default('tcp').describe('tcp or udp.'),
   })
   .strict();
 
@@ -153,7 +153,7 @@ const allowSchema = z
   .object({
     from: z.string().regex(MACHINE_NAME, { message: 'expected the name of a machine in this manifest' }).describe('Another machine of this manifest, on the same bridge.'),
     port: z.number().int().min(1).max(65535).describe('Port of this machine that it may reach.'),
-    proto: z.enum(['tcp', 'udp']).default('tcp'),
+    proto: z.enum(['tcp', 'udp']).default('tcp').describe('tcp or udp.'),
   })
   .strict();
 
