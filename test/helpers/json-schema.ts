@@ -1,7 +1,7 @@
 // The committed JSON Schema compiled the way an editor reads it, and the loader's verdict on the
 // same text, for the tests that compare the two.
 import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { ManifestError } from '../../src/errors';
@@ -68,4 +68,29 @@ export function manifestPath(data: unknown, error: ErrorObject): string {
       return i === 0 ? key : `.${key}`;
     })
     .join('');
+}
+
+export interface YamlBlock {
+  /** Where the block starts, as FILE:LINE of its first line of YAML. */
+  where: string;
+  text: string;
+}
+
+/** Every fenced ```yaml block of the Markdown files in docs/, indentation of the fence removed. */
+export function docsYamlBlocks(): YamlBlock[] {
+  const docs = join(REPO, 'docs');
+  const blocks: YamlBlock[] = [];
+  for (const name of readdirSync(docs).filter((n) => n.endsWith('.md')).sort()) {
+    const lines = readFileSync(join(docs, name), 'utf8').split('\n');
+    for (let i = 0; i < lines.length; i++) {
+      const open = /^( *)```yaml\s*$/.exec(lines[i]);
+      if (!open) continue;
+      const indent = open[1].length;
+      const end = lines.findIndex((line, j) => j > i && /^ *```\s*$/.test(line));
+      if (end < 0) throw new Error(`docs/${name}:${i + 1}: a yaml block that is never closed`);
+      blocks.push({ where: `docs/${name}:${i + 2}`, text: `${lines.slice(i + 1, end).map((l) => l.slice(indent)).join('\n')}\n` });
+      i = end;
+    }
+  }
+  return blocks;
 }
