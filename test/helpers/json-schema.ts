@@ -61,6 +61,11 @@ export function manifestPath(data: unknown, error: ErrorObject): string {
   const params = error.params as Record<string, unknown>;
   const last = params.additionalProperty ?? params.missingProperty ?? params.propertyName;
   if (typeof last === 'string') path.push(last);
+  return printed(path);
+}
+
+/** A key path as the loader prints it: machines.web.ports[0].host, odd names quoted. */
+export function printed(path: (string | number)[]): string {
   return path
     .map((k, i) => {
       if (typeof k === 'number') return `[${k}]`;
