@@ -9,10 +9,11 @@
 // zod 3 has no JSON Schema output of its own and zod-to-json-schema is no longer maintained (it
 // also drops the key patterns of records whose keys carry a refinement), so this walks the few
 // zod types the manifest uses and refuses any other. Refinements (refine, superRefine) are code
-// that no converter can read: each one is translated by an entry of HINTS below, found by the
-// key path where it sits, and a refinement without an entry stops the generator. What an entry
-// cannot express is said in its `loaderOnly` text; rules across keys (crossFieldIssues) are not
-// zod refinements and stay with the loader (the agreement tests list them).
+// that no converter can read: each one is translated by an entry of HINTS (made by hintsFor
+// below), found by the key path where it sits, and a refinement without an entry, or an entry
+// without a refinement, stops the generator. What an entry cannot express is said in its
+// `loaderOnly` text (and in a $comment of the output); rules across keys (crossFieldIssues) are
+// not zod refinements and stay with the loader (the agreement tests list them).
 'use strict';
 
 const { existsSync, mkdirSync, writeFileSync } = require('node:fs');
