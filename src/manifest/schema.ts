@@ -71,24 +71,38 @@ const url = z
   .string()
   .regex(/^https?:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~%/+-]*)?$/, { message: 'expected an http:// or https:// URL' });
 
+// Editors show these texts (schema/machines.schema.json, generated from this file) on hover.
+const { debian, ubuntu } = DISTRIBUTION_DEFAULTS;
+
 const noNewline = (what: string) =>
   z.string().refine((s) => !/[\n\r\0]/.test(s), { message: `${what} must be one line (no newline or NUL)` });
 
 // Keys a machine may take from `defaults:` or set itself.
 const inheritable = {
-  distribution: z.enum(['debian', 'ubuntu']),
-  suite: z.string().regex(/^[a-z][a-z0-9-]{1,31}$/, { message: 'expected a suite name like bookworm or noble' }),
-  mirror: url,
-  variant: z.enum(['minbase', 'buildd', 'important']),
-  bootstrapper: z.enum(['auto', 'mmdebstrap', 'debootstrap']),
-  packages: z.array(z.string().regex(PACKAGE_NAME, { message: 'expected a Debian package name like nginx' })),
-  aptProxy: url,
-  dns: z.array(ipv4),
-  authorizedKeys: z.array(
-    noNewline('an authorized key').pipe(
-      z.string().regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$/, { message: 'expected an OpenSSH public key line' }),
-    ),
-  ),
+  distribution: z.enum(['debian', 'ubuntu']).describe(`What to bootstrap (default ${BUILTIN_DEFAULTS.distribution}).`),
+  suite: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{1,31}$/, { message: 'expected a suite name like bookworm or noble' })
+    .describe(`Release codename (default ${debian.suite} for debian, ${ubuntu.suite} for ubuntu).`),
+  mirror: url.describe(`Archive to bootstrap from, also the machine's apt source (default ${debian.mirror} for debian, ${ubuntu.mirror} for ubuntu).`),
+  variant: z
+    .enum(['minbase', 'buildd', 'important'])
+    .describe(`Bootstrap variant; important is debootstrap's default set (default ${BUILTIN_DEFAULTS.variant}).`),
+  bootstrapper: z
+    .enum(['auto', 'mmdebstrap', 'debootstrap'])
+    .describe(`auto uses mmdebstrap if installed, else debootstrap (default ${BUILTIN_DEFAULTS.bootstrapper}).`),
+  packages: z
+    .array(z.string().regex(PACKAGE_NAME, { message: 'expected a Debian package name like nginx' }))
+    .describe(`Packages installed when the machine is created. ${REQUIRED_PACKAGES.join(', ')} are always added, iproute2 with a network; a machine gets these and defaults.packages as well as its own.`),
+  aptProxy: url.describe('HTTP proxy for apt (an apt-cacher-ng, say), used by the bootstrapper and inside the machine.'),
+  dns: z.array(ipv4).describe("Nameservers for the machine's /etc/resolv.conf; when set, the host's is not copied."),
+  authorizedKeys: z
+    .array(
+      noNewline('an authorized key').pipe(
+        z.string().regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$/, { message: 'expected an OpenSSH public key line' }),
+      ),
+    )
+    .describe('OpenSSH public key lines for /root/.ssh/authorized_keys.'),
   environment: z.record(
     z
       .string()
@@ -96,45 +110,50 @@ const inheritable = {
       // zod's record silently drops this key; refuse it instead.
       .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.environment }),
     noNewline('an environment value'),
-  ),
+  ).describe('NAME: value for /etc/environment and every service, merged with defaults by name. Every user of the machine can read it: put secrets in credentials.'),
   credentials: z.record(
     z
       .string()
       .regex(CREDENTIAL_NAME, { message: KEY_MESSAGES.credential })
       .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.credential }),
     credentialPath,
-  ),
+  ).describe(`NAME: host file, a systemd credential the machine gets each time it starts, merged with defaults by name. The file must be outside ${MACHINES_DIR} and outside read-write binds.`),
   security: securitySchema,
   limits: limitsSchema,
 };
 
-const defaultsSchema = z.object(inheritable).partial().strict();
+const defaultsSchema = z
+  .object(inheritable)
+  .partial()
+  .strict()
+  .describe('Settings every machine inherits and may override. A machine\'s list or map replaces the default one, except packages (both are installed), environment and credentials (merged by name).');
 
 const fileSchema = z
   .object({
-    path: absolutePath,
-    content: z.string().refine((s) => !s.includes('\0'), { message: 'content must not contain NUL' }),
+    path: absolutePath.describe('Absolute path inside the machine; not one nspawnctl writes itself, nor a directory above or a path below one.'),
+    content: z.string().refine((s) => !s.includes('\0'), { message: 'content must not contain NUL' }).describe('The whole content of the file.'),
     mode: z
       .string()
       .regex(/^0?[0-7]{3}$/, { message: 'expected an octal mode like "0644" (quote it in YAML)' })
-      .default('0644'),
+      .default('0644')
+      .describe('Octal mode as a quoted string, like "0600".'),
   })
   .strict();
 
 const portSchema = z
   .object({
-    host: z.number().int().min(1).max(65535),
-    container: z.number().int().min(1).max(65535).optional(),
-    protocol: z.enum(['tcp', 'udp']).default('tcp'),
+    host: z.number().int().min(1).max(65535).describe("Port on the host's addresses."),
+    container: z.number().int().min(1).max(65535).optional().describe('Port inside the machine (default: the host port).'),
+    protocol: z.enum(['tcp', 'udp']).default('tcp').describe('tcp or udp.'),
   })
   .strict();
 
 // One opening in an isolated network: machine `from` may reach this machine on `port`.
 const allowSchema = z
   .object({
-    from: z.string().regex(MACHINE_NAME, { message: 'expected the name of a machine in this manifest' }),
-    port: z.number().int().min(1).max(65535),
-    proto: z.enum(['tcp', 'udp']).default('tcp'),
+    from: z.string().regex(MACHINE_NAME, { message: 'expected the name of a machine in this manifest' }).describe('Another machine of this manifest, on the same bridge.'),
+    port: z.number().int().min(1).max(65535).describe('Port of this machine that it may reach.'),
+    proto: z.enum(['tcp', 'udp']).default('tcp').describe('tcp or udp.'),
   })
   .strict();
 
@@ -146,35 +165,45 @@ const bindSchema = z.string().superRefine((s, ctx) => {
 const machineSchema = z
   .object({
     ...inheritable,
-    hostname: z.string().regex(HOSTNAME, { message: 'expected a hostname like web or web.example.org' }),
+    hostname: z
+      .string()
+      .regex(HOSTNAME, { message: 'expected a hostname like web or web.example.org' })
+      .describe('/etc/hostname inside the machine (default: the machine name).'),
     network: z
       .object({
-        bridge: z.string(),
-        address: ipv4,
-        allow: z.array(allowSchema).default([]),
+        bridge: z.string().describe('A key of networks: the bridge the machine joins.'),
+        address: ipv4.describe("The machine's IPv4 address: a host address of the bridge's subnet, not its gateway, used by no other machine."),
+        allow: z
+          .array(allowSchema)
+          .default([])
+          .describe('On an isolated network: which machines of the same bridge may reach this one, on which port.'),
       })
-      .strict(),
-    bind: z.array(bindSchema),
-    ports: z.array(portSchema),
-    files: z.array(fileSchema),
-    provision: z.array(
-      z.array(noNewline('an argument')).min(1, { message: 'a provision command needs at least the program name' }),
-    ),
-    autostart: z.boolean(),
+      .strict()
+      .describe('A veth on a bridge of networks:. Without it the machine has only loopback.'),
+    bind: z.array(bindSchema).describe('Bind mounts HOST[:MACHINE][:ro|rw], like /srv/www:/var/www:ro; a missing host directory is created empty.'),
+    ports: z.array(portSchema).describe("Port forwards from the host's addresses into the machine; need network."),
+    files: z.array(fileSchema).describe('Files written inside the machine on every apply.'),
+    provision: z
+      .array(z.array(noNewline('an argument')).min(1, { message: 'a provision command needs at least the program name' }))
+      .describe('Commands run once, inside the new root filesystem, when the machine is created. Each is an argument list, not a shell line: [sh, -c, "..."] for a shell.'),
+    autostart: z.boolean().describe('Start the machine at boot (machinectl enable); default false.'),
   })
   .partial()
   .strict();
 
 const networkSchema = z
   .object({
-    subnet: z.string().superRefine((s, ctx) => {
-      const parsed = parseSubnet(s);
-      if ('error' in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.error });
-    }),
-    gateway: ipv4.optional(),
-    nat: z.boolean().default(false),
+    subnet: z
+      .string()
+      .superRefine((s, ctx) => {
+        const parsed = parseSubnet(s);
+        if ('error' in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.error });
+      })
+      .describe('IPv4 network, /8 to /30, written as its network address (10.77.0.0/24); networks may not overlap.'),
+    gateway: ipv4.optional().describe("The host's address on the bridge, the machines' default gateway (default: the subnet's first address)."),
+    nat: z.boolean().default(false).describe('Masquerade the machines\' traffic so they reach beyond the host.'),
     // Machines on the bridge cannot reach each other, except through `allow` rules.
-    isolated: z.boolean().default(false),
+    isolated: z.boolean().default(false).describe('Machines on this bridge reach each other only through their network.allow rules.'),
   })
   .strict();
 
@@ -185,13 +214,17 @@ const manifestShape = z
     defaults: defaultsSchema.default({}),
     networks: z
       .record(z.string().regex(BRIDGE_NAME, { message: KEY_MESSAGES.network }), networkSchema)
-      .default({}),
-    machines: z.record(
-      z.string().regex(MACHINE_NAME, { message: KEY_MESSAGES.machine }),
-      machineSchema,
-    ),
+      .default({})
+      .describe('Host bridges made by systemd-networkd; each name becomes the bridge interface name.'),
+    machines: z
+      .record(
+        z.string().regex(MACHINE_NAME, { message: KEY_MESSAGES.machine }),
+        machineSchema,
+      )
+      .describe('The machines, by name (1-12 characters of a-z, 0-9 and -). Each takes every key of defaults, and its own.'),
   })
-  .strict();
+  .strict()
+  .describe('An nspawnctl manifest: systemd-nspawn machines and the bridges they join. Reference: docs/manifest.md.');
 
 export type RawManifest = z.infer<typeof manifestShape>;
 
