@@ -111,7 +111,7 @@ export const limitsSchema = z
       .number()
       .positive()
       .max(4096)
-      .refine((n) => Number.isInteger(n * 100), { message: 'cpus takes at most two decimals, like 1.5' })
+      .refine((n) => Math.abs(Math.round(n * 100) - n * 100) < 1e-6, { message: 'cpus takes at most two decimals, like 1.5' })
       .describe('CPUs, at most two decimals: 1.5 is CPUQuota=150%. Not together with cpuQuota.'),
     cpuQuota: z
       .string()

@@ -61,13 +61,6 @@ const LOADER_ONLY: { rule: string; message: RegExp }[] = [
   { rule: "system call names this host's systemd knows", message: /^this host's systemd knows no system call / },
 ];
 
-/**
- * A known loader bug, not a rule: cpus: 0.29 has two decimals, but 0.29 * 100 is not an integer in
- * binary floating point, so the loader refuses it (about 9% of the values from 0.01 to 4096).
- * The schema says multipleOf 0.01, which editors compute in decimal.
- */
-const CPUS_DECIMALS_BUG = /^cpus takes at most two decimals/;
-
 const loaderOnlyRule = (message: string) => LOADER_ONLY.find((r) => r.message.test(message))?.rule;
 
 const DELETE = Symbol('delete');
@@ -433,16 +426,15 @@ describe('what only the loader can decide: the schema accepts, the loader refuse
     expect(v.loaderMessages.map(loaderOnlyRule)).toEqual(["system call names this host's systemd knows", "system call names this host's systemd knows"]);
   });
 
-  // Known bug (src/manifest/security.ts, cpus): the loader checks two decimals in binary floating
-  // point. Fixing it makes this test pass; then turn it into a plain test.
-  test.failing('cpus: 0.29 has two decimals: the schema accepts it and so should the loader', () => {
-    const v = judge(validate, changed(SPECS, ['machines', 'app', 'limits', 'cpus'], 0.29));
-    expect(v.schema).toEqual([]);
-    expect(v.loaderMessages).toEqual([]);
+  // cpus is checked for two decimals in decimal terms (0.29 * 100 is 28.999999999999996 in binary
+  // floating point): the schema's multipleOf 0.01 and the loader agree.
+  test.each([0.29, 1.15, 2.01, 0.01])('cpus: %p has two decimals: both accept it', (cpus) => {
+    const v = judge(validate, changed(SPECS, ['machines', 'app', 'limits', 'cpus'], cpus));
+    expect([v.schema, v.loaderMessages]).toEqual([[], []]);
   });
 
-  test('the bug above is the only reason the loader gives for 0.29', () => {
-    const v = judge(validate, changed(SPECS, ['machines', 'app', 'limits', 'cpus'], 0.29));
+  test('cpus: 0.291 has three: the loader refuses it with its message', () => {
+    const v = judge(validate, changed(SPECS, ['machines', 'app', 'limits', 'cpus'], 0.291));
     expect(v.loaderMessages).toEqual(['cpus takes at most two decimals, like 1.5']);
   });
 });
@@ -450,7 +442,7 @@ describe('what only the loader can decide: the schema accepts, the loader refuse
 // ---------------------------------------------------------------------------------------------
 // Property: mutations of the valid corpus. Whatever the mutation, (1) when the schema refuses,
 // the loader refuses too, and (2) when the schema accepts, every problem the loader reports is
-// one of LOADER_ONLY (or the cpus bug above).
+// one of LOADER_ONLY.
 // ---------------------------------------------------------------------------------------------
 const SEED = 20240611;
 const RUNS = 500;
@@ -551,9 +543,9 @@ test('property: on mutated manifests the schema is never stricter than the loade
         seen.bothRefuse++;
         return;
       }
-      const other = v.loader.filter((_p, i) => !loaderOnlyRule(v.loaderMessages[i]) && !CPUS_DECIMALS_BUG.test(v.loaderMessages[i]));
+      const other = v.loader.filter((_p, i) => !loaderOnlyRule(v.loaderMessages[i]));
       if (other.length > 0) throw new Error(`the schema accepts what the loader refuses for a rule the schema could state:\n${other.join('\n')}\n${text}`);
-      for (const m of v.loaderMessages) rules[loaderOnlyRule(m) ?? 'cpus bug'] = (rules[loaderOnlyRule(m) ?? 'cpus bug'] ?? 0) + 1;
+      for (const m of v.loaderMessages) rules[loaderOnlyRule(m)!] = (rules[loaderOnlyRule(m)!] ?? 0) + 1;
       if (v.loader.length > 0) seen.loaderOnly++;
       else seen.bothAccept++;
     }),
