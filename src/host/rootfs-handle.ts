@@ -324,9 +324,8 @@ class RealRootfsHandle implements RootfsHandle {
       } else if (current && current.type !== 'symlink') {
         throw new UnsafePathError(this.hostPath(parts), current.type === 'dir' ? 'is a directory' : 'is a special file (FIFO, socket or device)');
       }
-      const tmp = tempName(name);
-      const fd = openSync(at(dir, tmp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-      try {
+      replaceWith(dir, name, (tmp) => {
+        const fd = openSync(at(dir, tmp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
         try {
           const bytes = Buffer.from(content, 'utf8');
           for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
@@ -336,16 +335,7 @@ class RealRootfsHandle implements RootfsHandle {
         } finally {
           closeSync(fd);
         }
-        // rename() never follows its last component: a symlink at `name` is replaced, not written through.
-        renameSync(at(dir, tmp), at(dir, name));
-      } catch (err) {
-        try {
-          unlinkSync(at(dir, tmp));
-        } catch {
-          // already gone
-        }
-        throw err;
-      }
+      });
       return true;
     } finally {
       this.release(dir);
@@ -364,19 +354,10 @@ class RealRootfsHandle implements RootfsHandle {
       if (current && current.type !== 'symlink' && current.type !== 'file') {
         throw new UnsafePathError(this.hostPath(parts), current.type === 'dir' ? 'is a directory' : 'is a special file (FIFO, socket or device)');
       }
-      const tmp = tempName(name);
-      symlinkSync(target, at(dir, tmp));
-      try {
+      replaceWith(dir, name, (tmp) => {
+        symlinkSync(target, at(dir, tmp));
         if (this.isRoot && options.uid !== undefined) lchownSync(at(dir, tmp), options.uid, options.gid ?? options.uid);
-        renameSync(at(dir, tmp), at(dir, name));
-      } catch (err) {
-        try {
-          unlinkSync(at(dir, tmp));
-        } catch {
-          // already gone
-        }
-        throw err;
-      }
+      });
       return true;
     } finally {
       this.release(dir);
@@ -443,8 +424,25 @@ class RealRootfsHandle implements RootfsHandle {
   }
 }
 
-function tempName(name: string): string {
-  return `.${name.slice(0, 200)}.nspawnctl-${randomBytes(6).toString('hex')}`;
+/**
+ * Makes a new entry under a temporary name in the directory `dir` holds (`make` creates it
+ * there), then renames it over `name`. rename() never follows its last component: whatever is
+ * at `name`, a symlink included, is replaced, never written through. On a failure the temporary
+ * entry is removed.
+ */
+function replaceWith(dir: number, name: string, make: (tmp: string) => void): void {
+  const tmp = `.${name.slice(0, 200)}.nspawnctl-${randomBytes(6).toString('hex')}`;
+  try {
+    make(tmp);
+    renameSync(at(dir, tmp), at(dir, name));
+  } catch (err) {
+    try {
+      unlinkSync(at(dir, tmp));
+    } catch {
+      // never made, or already gone
+    }
+    throw err;
+  }
 }
 
 /** Runs `fn` with a handle on `dir`, closing it afterwards. */

@@ -216,7 +216,7 @@ function describeType(t: string): string {
 
 // Keys are printed as written when plain; anything else (newlines, escapes, spaces) is quoted,
 // so a hostile key cannot fake another problem line or reach the terminal raw.
-function formatPath(path: PathKey[]): string {
+export function formatPath(path: PathKey[]): string {
   return path
     .map((k, i) => {
       if (typeof k === 'number') return `[${k}]`;

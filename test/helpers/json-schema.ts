@@ -5,8 +5,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { ManifestError } from '../../src/errors';
-import { parseManifest } from '../../src/manifest/load';
-import { KnownSyscalls, quoteName } from '../../src/manifest/schema';
+import { formatPath, parseManifest } from '../../src/manifest/load';
+import { KnownSyscalls } from '../../src/manifest/schema';
 
 export const REPO = join(__dirname, '..', '..');
 export const SCHEMA_FILE = join(REPO, 'schema', 'machines.schema.json');
@@ -65,15 +65,7 @@ export function manifestPath(data: unknown, error: ErrorObject): string {
 }
 
 /** A key path as the loader prints it: machines.web.ports[0].host, odd names quoted. */
-export function printed(path: (string | number)[]): string {
-  return path
-    .map((k, i) => {
-      if (typeof k === 'number') return `[${k}]`;
-      const key = /^[A-Za-z0-9_-]+$/.test(k) ? k : quoteName(k);
-      return i === 0 ? key : `.${key}`;
-    })
-    .join('');
-}
+export const printed = formatPath;
 
 export interface YamlBlock {
   /** Where the block starts, as FILE:LINE of its first line of YAML. */
