@@ -99,6 +99,26 @@ export class PreflightError extends NspawnctlError {
   }
 }
 
+// The kernel refused nspawnctl a path (EACCES or EPERM), usually a normal user reaching root's
+// files (/var/lib/machines is 0700). Typed, so that what only observes the host (plan, list,
+// status) can say what it could not see, and nothing mistakes "not allowed" for "not there".
+export class PermissionDeniedError extends NspawnctlError {
+  readonly path: string;
+  /** EACCES or EPERM, as on the error it replaces (callers may test `code`). */
+  readonly code: string;
+
+  constructor(operation: string, path: string, options: { code: string; asRoot: boolean; cause?: unknown }) {
+    super(`cannot ${operation} ${path}: ${options.code === 'EPERM' ? 'operation not permitted' : 'permission denied'}`, {
+      cause: options.cause,
+      hint: options.asRoot
+        ? 'Even root was refused: look for a read-only mount, an immutable file (lsattr) or a security module (AppArmor) denying it.'
+        : 'nspawnctl works on root\'s files (/var/lib/machines, /var/lib/nspawnctl, /etc/systemd); run it as root.',
+    });
+    this.path = path;
+    this.code = options.code;
+  }
+}
+
 // A path inside a machine's root filesystem that nspawnctl will not use: a symlink or a
 // non-directory where it needs a directory, a special file where it needs a regular one, or a
 // file too large to be one of its own. Following it could reach the host.
