@@ -78,8 +78,12 @@ export class CommandFailedError extends NspawnctlError {
 
 // SIGINT or SIGTERM arrived: the running child was stopped and nothing after it ran.
 export class InterruptedError extends NspawnctlError {
-  constructor(argv?: string[]) {
-    super(`interrupted${argv ? ` while running ${formatArgv(argv)}` : ''}; the next apply continues from here`, { exitCode: ExitCode.interrupted });
+  /** `argv`: the command that was stopped; `during`: what was stopped instead (reading input). */
+  constructor(argv?: string[], during?: string) {
+    super(
+      during ? `interrupted while ${during}; nothing was changed` : `interrupted${argv ? ` while running ${formatArgv(argv)}` : ''}; the next apply continues from here`,
+      { exitCode: ExitCode.interrupted },
+    );
   }
 }
 

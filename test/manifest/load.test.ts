@@ -440,7 +440,7 @@ describe('parseManifest rejects bad input with every problem located', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nspawnctl-utf8-'));
     const file = join(dir, 'machines.yaml');
     writeFileSync(file, Buffer.concat([Buffer.from('machines:\n  web:\n    hostname: w'), Buffer.from([0xff]), Buffer.from('b\n')]));
-    const err = await createRealHost().readInput(file).then(
+    const err = await createRealHost().readInput(file, MAX_MANIFEST_BYTES).then(
       () => undefined,
       (e: unknown) => e,
     );
