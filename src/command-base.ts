@@ -1,6 +1,7 @@
 // What every command shares: how it gets its Host, and how errors become exit codes.
 import { Command, Flags, Interfaces } from '@oclif/core';
-import { ExitCode, ManifestError, NspawnctlError } from './errors';
+import { createInterface } from 'node:readline/promises';
+import { ExitCode, InterruptedError, ManifestError, NspawnctlError } from './errors';
 import { createRealHost, Host } from './host/host';
 import { acquireLock, formatHolder } from './host/lock';
 
@@ -11,7 +12,10 @@ export abstract class BaseCommand extends Command {
   private onSignal?: (signal: NodeJS.Signals) => void;
 
   // The first SIGINT/SIGTERM stops the running child and lets the command clean up (staging
-  // directory, lock) and exit 130; a second one exits at once.
+  // directory, lock) and exit 130; a second one exits at once. Everything a command waits on
+  // listens to the same AbortSignal (the Host's runner, lock and readInput; ask() below), and
+  // nothing waits in a blocking read on Node's thread pool, which would keep even process.exit
+  // from returning (it joins those threads).
   public override async init(): Promise<void> {
     await super.init();
     this.onSignal = (signal) => {
@@ -28,7 +32,31 @@ export abstract class BaseCommand extends Command {
       process.off('SIGINT', this.onSignal);
       process.off('SIGTERM', this.onSignal);
     }
-    return super.finally(err);
+    const result = await super.finally(err);
+    // A command whose remaining work never waited on anything (render writing files) finishes
+    // anyway; after "stopping" it must not exit 0 as if nothing had happened.
+    if (err === undefined && this.interrupt.signal.aborted) {
+      process.stderr.write('nspawnctl: interrupted (after the command had done its work)\n');
+      this.exit(ExitCode.interrupted);
+    }
+    return result;
+  }
+
+  /**
+   * Asks a question on the terminal. SIGINT or SIGTERM ends the wait (exit 130), and so does
+   * Ctrl-C at the prompt, which readline receives as a key instead of a signal.
+   */
+  protected async ask(question: string): Promise<string> {
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    rl.on('SIGINT', () => this.onSignal?.('SIGINT'));
+    try {
+      return await rl.question(question, { signal: this.interrupt.signal });
+    } catch (err) {
+      if (this.interrupt.signal.aborted) throw new InterruptedError(undefined, 'waiting for an answer');
+      throw err;
+    } finally {
+      rl.close();
+    }
   }
 
   /** Overridden in tests to inject a fake Host. */
