@@ -1,7 +1,7 @@
 // What every command shares: how it gets its Host, and how errors become exit codes.
 import { Command, Flags, Interfaces } from '@oclif/core';
 import { createInterface } from 'node:readline/promises';
-import { ExitCode, InterruptedError, ManifestError, NspawnctlError } from './errors';
+import { ExitCode, InterruptedError, ManifestError, NspawnctlError, PreflightError } from './errors';
 import { createRealHost, Host } from './host/host';
 import { acquireLock, formatHolder } from './host/lock';
 
@@ -59,6 +59,11 @@ export abstract class BaseCommand extends Command {
     }
   }
 
+  /** Refuses (PreflightError, exit 3) unless root, before the host is read or changed. */
+  protected requireRoot(host: Host, command: string): void {
+    if (host.uid !== 0) throw new PreflightError([{ what: `nspawnctl ${command} must run as root`, fix: 'Run it with sudo, or as root.' }]);
+  }
+
   /** Overridden in tests to inject a fake Host. */
   protected createHost(root = '/'): Host {
     return createRealHost(root, this.interrupt.signal);
@@ -66,9 +71,9 @@ export abstract class BaseCommand extends Command {
 
   /** Runs `fn` holding the host lock (apply, destroy, host init never interleave). */
   protected async withLock<T>(host: Host, command: string, wait: boolean, fn: () => Promise<T>): Promise<T> {
-    // Only root can change the host (or create the lock in /run); for anyone else the command's
-    // own preflight reports "must run as root" once there is something to change.
-    if (host.uid !== 0) return fn();
+    // Only root can change the host (or create the lock in /run). Commands check this with
+    // requireRoot before they read the host; this is the backstop.
+    this.requireRoot(host, command);
     const release = await acquireLock(host, {
       command,
       wait,

@@ -20,6 +20,8 @@ export default class Destroy extends BaseCommand {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Destroy);
     const host = this.createHost();
+    // Before anything is read or asked: a normal user can neither see nor remove a machine.
+    this.requireRoot(host, 'destroy');
     await checkDestroyable(host, args.name, flags.force);
     if (!flags.yes) {
       if (!process.stdin.isTTY) throw new NspawnctlError(`refusing to destroy ${args.name} without --yes (stdin is not a terminal)`, { exitCode: 2 });
