@@ -1,6 +1,7 @@
 // What every command shares: how it gets its Host, and how errors become exit codes.
 import { Command, Flags, Interfaces } from '@oclif/core';
-import { ExitCode, ManifestError, NspawnctlError } from './errors';
+import { createInterface } from 'node:readline/promises';
+import { ExitCode, InterruptedError, ManifestError, NspawnctlError, PreflightError } from './errors';
 import { createRealHost, Host } from './host/host';
 import { acquireLock, formatHolder } from './host/lock';
 
@@ -11,7 +12,10 @@ export abstract class BaseCommand extends Command {
   private onSignal?: (signal: NodeJS.Signals) => void;
 
   // The first SIGINT/SIGTERM stops the running child and lets the command clean up (staging
-  // directory, lock) and exit 130; a second one exits at once.
+  // directory, lock) and exit 130; a second one exits at once. Everything a command waits on
+  // listens to the same AbortSignal (the Host's runner, lock and readInput; ask() below), and
+  // nothing waits in a blocking read on Node's thread pool, which would keep even process.exit
+  // from returning (it joins those threads).
   public override async init(): Promise<void> {
     await super.init();
     this.onSignal = (signal) => {
@@ -28,7 +32,36 @@ export abstract class BaseCommand extends Command {
       process.off('SIGINT', this.onSignal);
       process.off('SIGTERM', this.onSignal);
     }
-    return super.finally(err);
+    const result = await super.finally(err);
+    // A command whose remaining work never waited on anything (render writing files) finishes
+    // anyway; after "stopping" it must not exit 0 as if nothing had happened.
+    if (err === undefined && this.interrupt.signal.aborted) {
+      process.stderr.write('nspawnctl: interrupted (after the command had done its work)\n');
+      this.exit(ExitCode.interrupted);
+    }
+    return result;
+  }
+
+  /**
+   * Asks a question on the terminal. SIGINT or SIGTERM ends the wait (exit 130), and so does
+   * Ctrl-C at the prompt, which readline receives as a key instead of a signal.
+   */
+  protected async ask(question: string): Promise<string> {
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    rl.on('SIGINT', () => this.onSignal?.('SIGINT'));
+    try {
+      return await rl.question(question, { signal: this.interrupt.signal });
+    } catch (err) {
+      if (this.interrupt.signal.aborted) throw new InterruptedError(undefined, 'waiting for an answer');
+      throw err;
+    } finally {
+      rl.close();
+    }
+  }
+
+  /** Refuses (PreflightError, exit 3) unless root, before the host is read or changed. */
+  protected requireRoot(host: Host, command: string): void {
+    if (host.uid !== 0) throw new PreflightError([{ what: `nspawnctl ${command} must run as root`, fix: 'Run it with sudo, or as root.' }]);
   }
 
   /** Overridden in tests to inject a fake Host. */
@@ -38,9 +71,9 @@ export abstract class BaseCommand extends Command {
 
   /** Runs `fn` holding the host lock (apply, destroy, host init never interleave). */
   protected async withLock<T>(host: Host, command: string, wait: boolean, fn: () => Promise<T>): Promise<T> {
-    // Only root can change the host (or create the lock in /run); for anyone else the command's
-    // own preflight reports "must run as root" once there is something to change.
-    if (host.uid !== 0) return fn();
+    // Only root can change the host (or create the lock in /run). Commands check this with
+    // requireRoot before they read the host; this is the backstop.
+    this.requireRoot(host, command);
     const release = await acquireLock(host, {
       command,
       wait,

@@ -78,8 +78,12 @@ export class CommandFailedError extends NspawnctlError {
 
 // SIGINT or SIGTERM arrived: the running child was stopped and nothing after it ran.
 export class InterruptedError extends NspawnctlError {
-  constructor(argv?: string[]) {
-    super(`interrupted${argv ? ` while running ${formatArgv(argv)}` : ''}; the next apply continues from here`, { exitCode: ExitCode.interrupted });
+  /** `argv`: the command that was stopped; `during`: what was stopped instead (reading input). */
+  constructor(argv?: string[], during?: string) {
+    super(
+      during ? `interrupted while ${during}; nothing was changed` : `interrupted${argv ? ` while running ${formatArgv(argv)}` : ''}; the next apply continues from here`,
+      { exitCode: ExitCode.interrupted },
+    );
   }
 }
 
@@ -96,6 +100,26 @@ export class PreflightError extends NspawnctlError {
       },
     );
     this.missing = missing;
+  }
+}
+
+// The kernel refused nspawnctl a path (EACCES or EPERM), usually a normal user reaching root's
+// files (/var/lib/machines is 0700). Typed, so that what only observes the host (plan, list,
+// status) can say what it could not see, and nothing mistakes "not allowed" for "not there".
+export class PermissionDeniedError extends NspawnctlError {
+  readonly path: string;
+  /** EACCES or EPERM, as on the error it replaces (callers may test `code`). */
+  readonly code: string;
+
+  constructor(operation: string, path: string, options: { code: string; asRoot: boolean; cause?: unknown }) {
+    super(`cannot ${operation} ${path}: ${options.code === 'EPERM' ? 'operation not permitted' : 'permission denied'}`, {
+      cause: options.cause,
+      hint: options.asRoot
+        ? 'Even root was refused: look for a read-only mount, an immutable file (lsattr) or a security module (AppArmor) denying it.'
+        : 'nspawnctl works on root\'s files (/var/lib/machines, /var/lib/nspawnctl, /etc/systemd); run it as root.',
+    });
+    this.path = path;
+    this.code = options.code;
   }
 }
 

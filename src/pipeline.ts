@@ -1,8 +1,8 @@
 // The load -> observe -> plan sequence that plan, apply, list and status share.
 import { posix } from 'node:path';
-import { Host } from './host/host';
+import { Host, STDIN_ARG, STDIN_LABEL } from './host/host';
 import { readSyscallTable } from './host/syscalls';
-import { parseManifest } from './manifest/load';
+import { MAX_MANIFEST_BYTES, parseManifest } from './manifest/load';
 import { Manifest } from './manifest/schema';
 import { assertCredentialsUsable } from './plan/credentials';
 import { HostState, observeHost } from './plan/observe';
@@ -17,12 +17,15 @@ export interface Planned {
   plan: Plan;
 }
 
-/** Reads and validates a manifest file; throws ManifestError (exit 2) with every problem. */
+/**
+ * Reads and validates a manifest file (`-`: standard input, located as `<stdin>`); throws
+ * ManifestError (exit 2) with every problem.
+ */
 export async function loadManifestFile(host: Host, file: string): Promise<Manifest> {
-  const text = await host.readInput(file);
+  const text = await host.readInput(file, MAX_MANIFEST_BYTES);
   // System call names are checked against the host's systemd, asked only when the file uses them.
   const table = text.includes('systemCallFilter') ? await readSyscallTable(host) : undefined;
-  return parseManifest(file, text, table ? { groups: new Set(table.groups.keys()), names: table.names } : undefined);
+  return parseManifest(file === STDIN_ARG ? STDIN_LABEL : file, text, table ? { groups: new Set(table.groups.keys()), names: table.names } : undefined);
 }
 
 /**
@@ -33,6 +36,7 @@ export async function planManifest(host: Host, manifest: Manifest, cwd: string, 
   await assertCredentialsUsable(host, manifest);
   const desired = renderDesiredState(manifest);
   const state = await observeHost(host, desired);
-  const manifestPath = posix.resolve(cwd, manifest.file);
+  // Records name the manifest to compare with later (list, status); standard input has no path.
+  const manifestPath = manifest.file === STDIN_LABEL ? STDIN_LABEL : posix.resolve(cwd, manifest.file);
   return { manifest, desired, state, plan: planChanges(desired, state, { manifestPath, now }) };
 }

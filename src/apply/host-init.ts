@@ -1,5 +1,5 @@
 // Observes and changes the host for `host init` (and undoes it).
-import { NspawnctlError, OwnershipError, PreflightError } from '../errors';
+import { NspawnctlError, OwnershipError, PermissionDeniedError, PreflightError } from '../errors';
 import { findProgram, Host } from '../host/host';
 import { isWithin } from '../host/paths';
 import { Manifest } from '../manifest/schema';
@@ -40,17 +40,28 @@ async function forwardPolicyDrops(host: Host): Promise<boolean> {
 }
 
 export async function observeHostInit(host: Host, manifest: Manifest | undefined): Promise<HostInitObserved> {
+  // What a normal user cannot read (host init --check): noted with the network state's, not fatal.
+  const denied: string[] = [];
+  const readText = async (path: string) => {
+    try {
+      return await host.fs.readText(path);
+    } catch (err) {
+      if (!(err instanceof PermissionDeniedError)) throw err;
+      denied.push(err.path);
+      return undefined;
+    }
+  };
   const networkdBinary = (await Promise.all(NETWORKD_BINARIES.map((p) => host.fs.stat(p)))).some(Boolean);
   const ubuntuKeyring = (await host.fs.stat('/usr/share/keyrings/ubuntu-archive-keyring.gpg')) !== undefined;
   const wanted = requiredPackages(manifest, { networkdBinary, ubuntuKeyring });
   const files: Record<string, string> = {};
   for (const p of ['/etc/sysctl.d/50-nspawnctl-forward.conf', '/etc/systemd/networkd.conf.d/50-nspawnctl.conf']) {
-    const t = await host.fs.readText(p);
+    const t = await readText(p);
     if (t !== undefined) files[p] = t;
   }
-  const recordText = await host.fs.readText(HOST_RECORD_PATH);
+  const recordText = await readText(HOST_RECORD_PATH);
   const hasSystemctl = (await findProgram(host, 'systemctl')) !== undefined;
-  return {
+  const observed: HostInitObserved = {
     installed: await installedPackages(host, wanted),
     networkdBinary,
     networkdEnabled: hasSystemctl && (await unitIs(host, 'is-enabled', 'systemd-networkd.service')) === 'enabled',
@@ -65,6 +76,11 @@ export async function observeHostInit(host: Host, manifest: Manifest | undefined
     networkState: await observeHost(host, renderDesiredState({ file: manifest?.file ?? '', networks: manifest?.networks ?? {}, machines: {} })),
     record: recordText ? (JSON.parse(recordText) as HostRecord) : undefined,
   };
+  // iptables -S and nft list ruleset need CAP_NET_ADMIN; for anyone else they fail.
+  if (host.uid !== 0) denied.push('the firewall rules (iptables -S FORWARD, nft list ruleset)');
+  const unreadable = [...(observed.networkState.unreadable ?? []), ...denied];
+  if (unreadable.length > 0) observed.networkState.unreadable = [...new Set(unreadable)].sort();
+  return observed;
 }
 
 export async function assertHostInitPossible(host: Host): Promise<void> {

@@ -14,7 +14,9 @@ export default class Status extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Status);
-    const [r] = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest);
+    const { machines, notices } = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest);
+    for (const n of notices) process.stderr.write(`note: ${n}\n`);
+    const [r] = machines;
     if (flags.json) {
       this.out(JSON.stringify(r, null, 2));
       return;

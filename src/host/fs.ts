@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fsp, statfsSync } from 'node:fs';
 import { posix } from 'node:path';
-import { CommandFailedError, NspawnctlError } from '../errors';
+import { CommandFailedError, NspawnctlError, PermissionDeniedError } from '../errors';
 import { insideMachinePath, isWithin } from './paths';
 import { openRootfsHandle, RootfsHandle } from './rootfs-handle';
 
@@ -110,7 +110,7 @@ export function createNodeFs(root: string): HostFs {
     return posix.join(posix.dirname(path), `.${posix.basename(path)}.nspawnctl-${randomBytes(4).toString('hex')}`);
   }
 
-  return {
+  const fs: HostFs = {
     root,
     async readText(path) {
       assertHostPath(path);
@@ -249,6 +249,43 @@ export function createNodeFs(root: string): HostFs {
         await fsp.rm(real(tmp), { force: true });
       }
     },
+  };
+  return withPermissionErrors(fs, real, isRoot);
+}
+
+/**
+ * The same filesystem, with the kernel's EACCES and EPERM turned into PermissionDeniedError
+ * ("cannot read /var/lib/machines/web: permission denied"): every caller gets one typed error
+ * it can tell apart from a missing file, and nothing else is caught or changed.
+ */
+function withPermissionErrors(fs: HostFs, real: (p: string) => string, asRoot: boolean): HostFs {
+  const mapped = <A extends unknown[], R>(operation: string, method: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await method(...args);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (e?.code !== 'EACCES' && e?.code !== 'EPERM') throw err;
+        // The path the kernel refused (a parent of it may be what denied the search).
+        const path = typeof e.path === 'string' ? e.path : typeof args[0] === 'string' ? real(args[0]) : fs.root;
+        throw new PermissionDeniedError(operation, path, { code: e.code, asRoot, cause: err });
+      }
+    };
+  return {
+    root: fs.root,
+    readText: mapped('read', fs.readText),
+    stat: mapped('read', fs.stat),
+    statResolved: mapped('read', fs.statResolved),
+    readLink: mapped('read', fs.readLink),
+    listDir: mapped('read', fs.listDir),
+    writeFile: mapped('write', fs.writeFile),
+    writeSymlink: mapped('write', fs.writeSymlink),
+    removeFile: mapped('remove', fs.removeFile),
+    removeTree: mapped('remove', fs.removeTree),
+    rename: mapped('rename', fs.rename),
+    createExclusive: mapped('create', fs.createExclusive),
+    mkdir: mapped('create', fs.mkdir),
+    openRootfs: mapped('open', fs.openRootfs),
   };
 }
 

@@ -4,6 +4,7 @@ import { findEarlierOverlaps, firstHost, formatIpv4, formatSubnet, isHostAddress
 import { isWithin, MACHINES_DIR } from '../host/paths';
 import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
+import { closestMatch } from './suggest';
 
 /** System call groups and names the host's systemd accepts; without it only the syntax is checked. */
 export interface KnownSyscalls {
@@ -412,8 +413,8 @@ function sectionIssues(section: Obj, base: (string | number)[], add: (path: (str
       const name = entry.replace(/^~/, '');
       const isGroup = name.startsWith('@');
       if (isGroup ? known.groups.has(name) : known.names.has(name)) return;
-      const pool = isGroup ? [...known.groups] : [...known.names];
-      const close = pool.filter((c) => c.startsWith(name.slice(0, 3))).sort((a, b) => Math.abs(a.length - name.length) - Math.abs(b.length - name.length))[0];
+      // Only a name a typo away is suggested (getcpuu: getcpu), never one that merely starts alike.
+      const close = closestMatch(name, isGroup ? known.groups : known.names, Math.min(2, Math.floor(name.length / 3)));
       add([...base, 'security', 'systemCallFilter', i], `this host's systemd knows no system call ${isGroup ? 'group' : 'named'} ${name}${close ? ` (did you mean ${close}?)` : ''}; systemd-analyze syscall-filter lists them`);
     });
   }

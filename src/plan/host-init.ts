@@ -103,7 +103,11 @@ export function planHostInit(manifest: Manifest | undefined, o: HostInitObserved
   if (manifest) {
     const desired = renderDesiredState({ ...manifest, machines: {} });
     const networkPlan = planChanges(desired, { ...o.networkState, networkdActive: true }, options);
-    for (const c of networkPlan.conflicts) findings.push({ severity: 'error', what: c.message, fix: 'Move the file away or rename the network in the manifest.' });
+    for (const c of networkPlan.conflicts) {
+      // A network whose record a normal user could not read is unknown, not in conflict.
+      const unseen = o.networkState.networks[c.owner.name]?.unreadable !== undefined;
+      findings.push({ severity: 'error', what: c.message, fix: unseen ? 'Run nspawnctl host init --check as root.' : 'Move the file away or rename the network in the manifest.' });
+    }
     for (const s of networkPlan.steps) {
       steps.push({ kind: 'network', step: s, reason: s.reason });
       if (s.kind === 'write-file' && s.change === 'create') {

@@ -235,6 +235,18 @@ describe('nspawnctl render', () => {
     expect(readFileSync(join(out, 'file'), 'utf8')).toBe('mine\n');
   });
 
+  // Newcomer issue: a file on the way to DIR gave a raw "ENOTDIR: not a directory, mkdir" (exit 1).
+  test('--out below a file (FILE/sub): exit 2 with a message, the file untouched', async () => {
+    writeFileSync(join(out, 'file'), 'mine\n');
+    const input = new FakeHost({ inputs: { 'machines.yaml': MANIFEST } });
+    const r = await runCommand(renderWith(input), ['machines.yaml', '--out', join(out, 'file', 'sub')]);
+    expect({ exitCode: r.exitCode, stderr: r.stderr }).toEqual({
+      exitCode: 2,
+      stderr: `nspawnctl: cannot create ${join(out, 'file', 'sub')}: a component of its path is a file, not a directory\n`,
+    });
+    expect(readFileSync(join(out, 'file'), 'utf8')).toBe('mine\n');
+  });
+
   test('a symlink inside an earlier render (etc -> elsewhere): exit 2, nothing written through it or anywhere else', async () => {
     const dir = join(out, 'rendered');
     const elsewhere = join(out, 'elsewhere');

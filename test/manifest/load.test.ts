@@ -142,6 +142,50 @@ describe('parseManifest rejects bad input with every problem located', () => {
     expectProblems(yaml('machines:'), ['machines.yaml:1:10: machines: expected a mapping, got nothing (null)']);
   });
 
+  // Newcomer issue: `network:` one level too far left is a machine named "network" (a valid
+  // name); only its body's unknown keys showed, and nothing said why.
+  test('a machine key indented one level too little: said at the name, besides the problems of its body', () => {
+    expectProblems(
+      yaml('networks:', '  br0: { subnet: 10.0.0.0/24 }', 'machines:', '  web:', '    hostname: web', '  network:', '    bridge: br0', '    address: 10.0.0.5'),
+      [
+        'machines.yaml:6:3: machines.network: read as a machine named network (is it indented one level too little? it is a key of a machine)',
+        `machines.yaml:7:5: machines.network.bridge: unknown key; expected one of: ${MACHINE_KEYS}`,
+        `machines.yaml:8:5: machines.network.address: unknown key; expected one of: ${MACHINE_KEYS}`,
+      ],
+    );
+    expectProblems(yaml('machines:', '  web: {}', '  packages: [nginx]'), [
+      'machines.yaml:3:3: machines.packages: read as a machine named packages (is it indented one level too little? it is a key of a machine)',
+      'machines.yaml:3:13: machines.packages: expected a mapping, got a list',
+    ]);
+  });
+
+  test('a machine key that is not a valid machine name: the hint is added to the name problem', () => {
+    expectProblems(yaml('machines:', '  web: {}', '  aptProxy: http://proxy:3142'), [
+      `machines.yaml:3:3: machines.aptProxy: ${MACHINE_NAME_RULE} (is it indented one level too little? it is a key of a machine)`,
+      'machines.yaml:3:13: machines.aptProxy: expected a mapping, got a string',
+    ]);
+  });
+
+  test('a machine that happens to be named like a key, and is valid, loads without a hint', () => {
+    expect(Object.keys(parseManifest(FILE, yaml('machines:', '  files: { hostname: files }')).machines)).toEqual(['files']);
+  });
+
+  test('a name that is no machine key gets no indentation hint', () => {
+    expectProblems(yaml('machines:', '  Web: {}'), [`machines.yaml:2:3: machines.Web: ${MACHINE_NAME_RULE}`]);
+  });
+
+  // YAML 1.2 has no merge keys; `<<` is an ordinary key wherever it stands.
+  test('merge keys (<<) are refused, pointing at defaults:, wherever they stand', () => {
+    const MERGE = 'merge keys (<<) are not supported; put shared settings under defaults:';
+    expectProblems(yaml('machines:', '  web: &common { autostart: true }', '  db:', '    <<: *common', '    hostname: db'), [`machines.yaml:4:5: machines.db."<<": ${MERGE}`]);
+    expectProblems(yaml('defaults:', '  <<: { variant: minbase }', 'machines:', '  web: {}'), [`machines.yaml:2:3: defaults."<<": ${MERGE}`]);
+    expectProblems(yaml('machines:', '  <<: { autostart: true }', '  web: {}'), [`machines.yaml:2:3: machines."<<": ${MERGE}`]);
+  });
+
+  test('a machine with nothing under it: the hint to write {}', () => {
+    expectProblems(yaml('machines:', '  web:', '  db: {}'), ['machines.yaml:2:7: machines.web: expected a mapping, got nothing (null); write `web: {}` for a machine with every default']);
+  });
+
   test('bad enum values', () => {
     expectProblems(yaml('defaults:', '  variant: tiny', 'machines:', '  web:', '    distribution: fedora', '    bootstrapper: cdebootstrap'), [
       'machines.yaml:2:12: defaults.variant: expected one of minbase, buildd, important, got "tiny"',
@@ -440,7 +484,7 @@ describe('parseManifest rejects bad input with every problem located', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nspawnctl-utf8-'));
     const file = join(dir, 'machines.yaml');
     writeFileSync(file, Buffer.concat([Buffer.from('machines:\n  web:\n    hostname: w'), Buffer.from([0xff]), Buffer.from('b\n')]));
-    const err = await createRealHost().readInput(file).then(
+    const err = await createRealHost().readInput(file, MAX_MANIFEST_BYTES).then(
       () => undefined,
       (e: unknown) => e,
     );

@@ -1,5 +1,4 @@
 import { Args, Flags } from '@oclif/core';
-import { createInterface } from 'node:readline/promises';
 import { formatProfile, profileSyscalls } from '../../apply/profile';
 import { BaseCommand, jsonFlag } from '../../command-base';
 import { NspawnctlError } from '../../errors';
@@ -26,9 +25,7 @@ export default class ProfileSyscalls extends BaseCommand {
     if (command.length === 0) throw new NspawnctlError('no command to profile', { exitCode: 2, hint: `nspawnctl profile syscalls ${args.machine} -- CMD [ARGS...]` });
     const host = this.createHost();
     const confirmInstall = async () => {
-      const rl = createInterface({ input: process.stdin, output: process.stderr });
-      const answer = await rl.question(`strace is not in machine ${args.machine}. Install it there (apt-get install strace)? [y/N] `);
-      rl.close();
+      const answer = await this.ask(`strace is not in machine ${args.machine}. Install it there (apt-get install strace)? [y/N] `);
       return /^y(es)?$/i.test(answer.trim());
     };
     const profile = await profileSyscalls(host, args.machine, command, {
