@@ -86,9 +86,8 @@ export abstract class BaseCommand extends Command {
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     // oclif's parser says only "Nonexistent flag: --dryrun"; name the flag that was meant.
     if (isNonExistentFlagsError(err)) {
-      const id = this.id ?? this.ctor.id ?? '';
       const flags = Object.values(this.ctor.flags ?? {}).filter((f) => !f.hidden);
-      return this.catch(unknownFlagsError(this.config.bin, id.split(':').join(' '), err.flags, flags));
+      return this.catch(unknownFlagsError(this.config.bin, (this.id ?? '').split(':').join(' '), err.flags, flags));
     }
     if (!(err instanceof NspawnctlError)) return super.catch(err);
     process.stderr.write(formatErrorText(err));

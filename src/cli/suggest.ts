@@ -121,11 +121,13 @@ export function suggestFlag(typed: string, flags: readonly FlagName[]): string |
 /** The usage error for flags `command` does not have. */
 export function unknownFlagsError(bin: string, command: string, typed: readonly string[], flags: readonly FlagName[]): NspawnctlError {
   const suggestions = typed.map((t) => suggestFlag(t, flags));
+  // oclif always knows the command's id; a command class run on its own (tests) may not.
+  const forCommand = command ? ` for ${command}` : '';
   const message =
     typed.length === 1
-      ? `unknown flag ${shown(typed[0])} for ${command}${suggestions[0] ? `; did you mean ${suggestions[0]}?` : ''}`
-      : `unknown flags for ${command}: ${typed.map((t, i) => `${shown(t)}${suggestions[i] ? ` (did you mean ${suggestions[i]}?)` : ''}`).join(', ')}`;
-  return new NspawnctlError(message, { exitCode: USAGE_EXIT_CODE, hint: `${bin} ${command} --help lists its flags.` });
+      ? `unknown flag ${shown(typed[0])}${forCommand}${suggestions[0] ? `; did you mean ${suggestions[0]}?` : ''}`
+      : `unknown flags${forCommand}: ${typed.map((t, i) => `${shown(t)}${suggestions[i] ? ` (did you mean ${suggestions[i]}?)` : ''}`).join(', ')}`;
+  return new NspawnctlError(message, { exitCode: USAGE_EXIT_CODE, hint: `${bin} ${command ? `${command} ` : ''}--help lists its flags.` });
 }
 
 /** The usage error for a flag before any command ("nspawnctl --verison"): only --help and --version exist there. */

@@ -98,6 +98,11 @@ describe('messages', () => {
     );
   });
 
+  test('without a command id (a command class run outside oclif), the message still reads', () => {
+    const err = unknownFlagsError('nspawnctl', '', ['--jsn'], [{ name: 'json' }]);
+    expect([err.message, err.hint]).toEqual(['unknown flag --jsn; did you mean --json?', 'nspawnctl --help lists its flags.']);
+  });
+
   test('a flag before any command', () => {
     const err = unknownTopLevelFlagError('nspawnctl', '--verison');
     expect([err.message, err.hint, err.exitCode]).toEqual(['unknown flag --verison; did you mean --version?', 'nspawnctl help lists every command; flags go after the command.', 2]);
