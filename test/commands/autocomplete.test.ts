@@ -1,5 +1,6 @@
 // `nspawnctl autocomplete`: the scripts it prints, and what they complete when bash runs them
 // (words before the cursor in, completions out, as bash's programmable completion would ask).
+import './helpers/oclif-listeners';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,7 +36,7 @@ function complete(words: string[]): string[] {
 
 describe('the bash completion', () => {
   test.each([
-    [['nspawnctl', ''], ['apply', 'autocomplete', 'cache', 'destroy', 'help', 'host', 'list', 'plan', 'profile', 'render', 'status']],
+    [['nspawnctl', ''], ['apply', 'autocomplete', 'cache', 'destroy', 'help', 'host', 'init', 'list', 'plan', 'profile', 'render', 'status']],
     [['nspawnctl', 'a'], ['apply', 'autocomplete']],
     [['nspawnctl', 'host', ''], ['init']],
     [['nspawnctl', 'cache', ''], ['list', 'prune']],
@@ -63,11 +64,12 @@ describe('the bash completion', () => {
     [['nspawnctl', 'apply', '--jobs', ''], []],
     [['nspawnctl', 'render', 'm.yaml', '--out', '=', ''], []],
     [['nspawnctl', 'plan', ''], []],
+    [['nspawnctl', 'init', ''], []],
     // option values
     [['nspawnctl', 'autocomplete', ''], ['bash', 'zsh']],
     [['nspawnctl', 'autocomplete', 'z'], ['zsh']],
     // help COMMAND...: command words only
-    [['nspawnctl', 'help', ''], ['apply', 'autocomplete', 'cache', 'destroy', 'help', 'host', 'list', 'plan', 'profile', 'render', 'status']],
+    [['nspawnctl', 'help', ''], ['apply', 'autocomplete', 'cache', 'destroy', 'help', 'host', 'init', 'list', 'plan', 'profile', 'render', 'status']],
     [['nspawnctl', 'help', 'host', ''], ['init']],
     [['nspawnctl', 'help', '-'], []],
   ])('%j -> %j', (words, expected) => {

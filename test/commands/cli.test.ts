@@ -1,5 +1,6 @@
 // The CLI's conventions through oclif's real entry point (test/commands/helpers/cli.ts):
 // -h, --help, help and help COMMAND for every command and topic; did-you-mean with exit code 2.
+import './helpers/oclif-listeners';
 import { commandHelp } from '../helpers/run-command';
 import { runCli } from './helpers/cli';
 import { COMMANDS } from './helpers/src-commands';
@@ -20,7 +21,7 @@ describe('help for the whole CLI', () => {
     expect(topics.split('\n').filter((l) => /^ {2}\S/.test(l)).map((l) => l.trim().split(/\s+/)[0])).toEqual(TOPICS);
     const top = Object.keys(COMMANDS).filter((id) => !id.includes(':'));
     expect(commands.split('\n').filter((l) => /^ {2}\S/.test(l)).map((l) => l.trim().split(/\s+/)[0])).toEqual(top);
-    expect(top).toEqual(['apply', 'autocomplete', 'destroy', 'help', 'list', 'plan', 'render', 'status']);
+    expect(top).toEqual(['apply', 'autocomplete', 'destroy', 'help', 'init', 'list', 'plan', 'render', 'status']);
   });
 });
 
