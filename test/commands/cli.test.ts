@@ -142,3 +142,11 @@ test('profile syscalls --help shows "-- CMD [ARGS...]" and says the filter denie
   expect(help).toContain('  [CMD...]  the command to profile and its arguments, after --\n');
   expect(help).not.toMatch(/allows/);
 });
+
+test('every read command keeps --json', () => {
+  const reads = ['plan', 'list', 'status', 'cache:list', 'host:init', 'render', 'profile:syscalls'];
+  for (const id of reads) {
+    const flags = (COMMANDS[id] as { flags: Record<string, { type: string; description?: string }> }).flags;
+    expect([id, flags.json?.type, flags.json?.description]).toEqual([id, 'boolean', 'Print machine-readable JSON on stdout.']);
+  }
+});
