@@ -33,7 +33,12 @@ export default class Init extends BaseCommand {
     })();
     for (const w of starter.warnings) process.stderr.write(`warning: ${w}\n`);
     if (!target) return this.out(starter.text);
-    const written = await this.createHost(posix.dirname(target)).fs.createExclusive(`/${posix.basename(target)}`, starter.text, 0o644);
+    const written = await this.createHost(posix.dirname(target))
+      .fs.createExclusive(`/${posix.basename(target)}`, starter.text, 0o644)
+      .catch((err: NodeJS.ErrnoException) => {
+        const why = err.code === 'EACCES' || err.code === 'EPERM' ? 'permission denied' : err.code === 'EROFS' ? 'read-only file system' : err.code === 'ENOENT' ? 'no such directory' : err.message;
+        throw new NspawnctlError(`cannot write ${file}: ${why}; nothing was written`, { cause: err });
+      });
     if (!written) {
       throw new NspawnctlError(`${file} already exists; nothing was written`, { exitCode: 2, hint: `Name another file, or see the starter with: ${this.config.bin} init -` });
     }

@@ -323,6 +323,16 @@ describe('never overwriting', () => {
     });
   });
 
+  test('a directory it may not write to: exit 1, said plainly', async () => {
+    const out = new FakeHost();
+    out.fs.createExclusive = async () => {
+      throw Object.assign(new Error("EACCES: permission denied, open '/etc/.machines.yaml.nspawnctl-1a2b3c4d'"), { code: 'EACCES' });
+    };
+    const r = await runCommand(initWith(makeHost(), () => out), ['/etc/machines.yaml']);
+    expect([r.exitCode, r.stdout]).toEqual([1, '']);
+    expect(r.stderr).toBe('nspawnctl: cannot write /etc/machines.yaml: permission denied; nothing was written\n');
+  });
+
   test('a FILE inside a machine\'s root filesystem is refused (exit 2) before anything is asked', async () => {
     const r = await runInit({}, ['/var/lib/machines/web/etc/machines.yaml']);
     expect(r.exitCode).toBe(2);
