@@ -1,7 +1,9 @@
 // What every command shares: how it gets its Host, and how errors become exit codes.
 import { Command, Flags, Interfaces } from '@oclif/core';
 import { createInterface } from 'node:readline/promises';
-import { ExitCode, InterruptedError, ManifestError, NspawnctlError, PreflightError } from './errors';
+import { formatErrorJson, formatErrorText } from './cli/report';
+import { unknownFlagsError } from './cli/suggest';
+import { ExitCode, InterruptedError, NspawnctlError, PreflightError } from './errors';
 import { createRealHost, Host } from './host/host';
 import { acquireLock, formatHolder } from './host/lock';
 
@@ -115,16 +117,21 @@ export abstract class BaseCommand extends Command {
   }
 
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
-    if (!(err instanceof NspawnctlError)) return super.catch(err);
-    const lines = err instanceof ManifestError ? [err.message] : [`nspawnctl: ${err.message}`];
-    if (err.hint) lines.push(`hint: ${err.hint}`);
-    process.stderr.write(`${lines.join('\n')}\n`);
-    if (this.wantsJson() && !this.jsonPrinted) {
-      const problems = err instanceof ManifestError ? err.problems : undefined;
-      this.out(JSON.stringify({ error: { kind: err.name, message: err.message, hint: err.hint, exitCode: err.exitCode, problems } }, null, 2));
+    // oclif's parser says only "Nonexistent flag: --dryrun"; name the flag that was meant.
+    if (isNonExistentFlagsError(err)) {
+      const flags = Object.values(this.ctor.flags ?? {}).filter((f) => !f.hidden);
+      return this.catch(unknownFlagsError(this.config.bin, (this.id ?? '').split(':').join(' '), err.flags, flags));
     }
+    if (!(err instanceof NspawnctlError)) return super.catch(err);
+    process.stderr.write(formatErrorText(err));
+    if (this.wantsJson() && !this.jsonPrinted) this.out(formatErrorJson(err));
     return this.exit(err.exitCode ?? ExitCode.failure);
   }
+}
+
+/** The parser's error for unknown flags (its class is not exported by @oclif/core). */
+function isNonExistentFlagsError(err: Error): err is Error & { flags: string[] } {
+  return err.constructor.name === 'NonExistentFlagsError' && Array.isArray((err as { flags?: unknown }).flags);
 }
 
 export const jsonFlag = Flags.boolean({ description: 'Print machine-readable JSON on stdout.', default: false });
