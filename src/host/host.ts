@@ -1,16 +1,19 @@
-// The one object through which nspawnctl touches a machine: a runner, a rooted filesystem and
-// the host lock.
+// The one object through which nspawnctl touches a machine: a runner, a rooted filesystem, HEAD
+// requests to mirrors and the host lock.
 import { readFile } from 'node:fs/promises';
 import { posix, resolve } from 'node:path';
 import { ManifestError, NspawnctlError } from '../errors';
 import { LockFile, openLockFile } from './flock';
 import { createNodeFs, HostFs } from './fs';
+import { createNodeHttp, Http } from './http';
 import { RootfsHandle } from './rootfs-handle';
 import { createExecaRunner, PROGRAM_DIRS, Runner } from './runner';
 
 export interface Host {
   runner: Runner;
   fs: HostFs;
+  /** HEAD requests (does a mirror have a suite?), with the environment's proxy settings. */
+  http: Http;
   /** The effective user id (0 = root). */
   uid: number;
   /** Our own process id, for lock files and messages. */
@@ -24,7 +27,7 @@ export interface Host {
 }
 
 export { PROGRAM_DIRS };
-export type { LockFile };
+export type { Http, LockFile };
 
 /** The real host: execa and the filesystem at `root`. */
 export function createRealHost(root = '/', signal?: AbortSignal): Host {
@@ -32,6 +35,8 @@ export function createRealHost(root = '/', signal?: AbortSignal): Host {
     signal,
     runner: createExecaRunner(signal),
     fs: createNodeFs(root),
+    // The proxy variables apt itself honours, so nspawnctl reaches a mirror the way the bootstrap will.
+    http: createNodeHttp({ http_proxy: process.env.http_proxy, https_proxy: process.env.https_proxy, no_proxy: process.env.no_proxy ?? process.env.NO_PROXY }),
     uid: typeof process.getuid === 'function' ? process.getuid() : -1,
     pid: process.pid,
     openLock: (path) => openLockFile(posix.join(root, path), signal),
