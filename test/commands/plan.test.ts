@@ -36,7 +36,7 @@ describe('nspawnctl plan', () => {
     const host = freshBootedHost(BAD);
     const r = await runCommand(planWith(host), ['machines.yaml']);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toBe(`${BAD_LINES.join('\n')}\nhint: Fix the manifest; nothing on the host was changed. See docs/manifest.md.\n`);
+    expect(r.stderr).toBe(`${BAD_LINES.join('\n')}\nhint: Fix the manifest; nothing on the host was changed. See man nspawnctl.\n`);
     expect(r.stdout).toBe('');
     expect(host.runner.calls).toEqual([]);
     expect(host.fs.changes).toEqual([]);
@@ -50,7 +50,7 @@ describe('nspawnctl plan', () => {
       error: {
         kind: 'ManifestError',
         message: BAD_LINES.join('\n'),
-        hint: 'Fix the manifest; nothing on the host was changed. See docs/manifest.md.',
+        hint: 'Fix the manifest; nothing on the host was changed. See man nspawnctl.',
         exitCode: 2,
         problems: [
           { file: 'machines.yaml', line: 5, col: 38, path: 'machines.web.network.address', message: '10.0.1.5 is outside network br0 (10.0.0.0/24) or is its network/broadcast address' },

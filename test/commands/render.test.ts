@@ -260,7 +260,7 @@ describe('nspawnctl render', () => {
     const input = new FakeHost({ inputs: { 'machines.yaml': 'machines:\n  web:\n    ports: [{ host: 80 }]\n' } });
     const r = await runCommand(renderWith(input), ['machines.yaml', '--out', out]);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toBe('machines.yaml:3:12: machines.web.ports: ports need a network (a machine without network: has only loopback)\nhint: Fix the manifest; nothing on the host was changed. See docs/manifest.md.\n');
+    expect(r.stderr).toBe('machines.yaml:3:12: machines.web.ports: ports need a network (a machine without network: has only loopback)\nhint: Fix the manifest; nothing on the host was changed. See man nspawnctl.\n');
     expect(readdirSync(out)).toEqual([]);
   });
 

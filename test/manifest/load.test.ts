@@ -39,7 +39,7 @@ function expectProblems(text: string, expected: string[]): void {
   expect(err.exitCode).toBe(2);
   expect(err.problems.map(formatProblem)).toEqual(expected);
   expect(err.message).toBe(expected.join('\n'));
-  expect(err.hint).toBe('Fix the manifest; nothing on the host was changed. See docs/manifest.md.');
+  expect(err.hint).toBe('Fix the manifest; nothing on the host was changed. See man nspawnctl.');
 }
 
 describe('parseManifest rejects bad input with every problem located', () => {
