@@ -5,6 +5,7 @@ import { readSyscallTable } from './host/syscalls';
 import { parseManifest } from './manifest/load';
 import { Manifest } from './manifest/schema';
 import { assertCredentialsUsable } from './plan/credentials';
+import { assertBindSourcesExist } from './plan/binds';
 import { HostState, observeHost } from './plan/observe';
 import { planChanges } from './plan/plan';
 import { Plan } from './plan/steps';
@@ -27,10 +28,12 @@ export async function loadManifestFile(host: Host, file: string): Promise<Manife
 
 /**
  * Plans the changes that would bring the host to `manifest`. Throws PreflightError (exit 3) first
- * when a credential's file cannot be handed to its machine, so plan fails as apply would.
+ * when a credential's file cannot be handed to its machine or a bind mount's source is missing,
+ * so plan fails as apply would.
  */
 export async function planManifest(host: Host, manifest: Manifest, cwd: string, now = new Date().toISOString()): Promise<Planned> {
   await assertCredentialsUsable(host, manifest);
+  await assertBindSourcesExist(host, manifest);
   const desired = renderDesiredState(manifest);
   const state = await observeHost(host, desired);
   const manifestPath = posix.resolve(cwd, manifest.file);

@@ -138,9 +138,39 @@ const allowSchema = z
   })
   .strict();
 
-const bindSchema = z.string().superRefine((s, ctx) => {
+const BIND_FORMS = 'expected HOST_PATH[:MACHINE_PATH][:ro|rw] like /srv/www:/var/www:ro, or a mapping like { host: /srv/www, machine: /var/www, readOnly: true }';
+
+const bindTextSchema = z.string().superRefine((s, ctx) => {
   const parsed = parseBind(s);
   if ('error' in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.error });
+});
+
+// The long form of a bind, which alone can say `create: true`.
+const bindMapSchema = z
+  .object({
+    host: absolutePath,
+    machine: absolutePath.optional(),
+    readOnly: z.boolean().default(false),
+    // A missing host directory is created empty by apply; without it, a missing one stops plan.
+    create: z.boolean().default(false),
+  })
+  .strict();
+
+// A union reports only "invalid input" when no form fits; say which part of the form is wrong.
+const bindSchema = z.union([bindTextSchema, bindMapSchema], {
+  errorMap: (issue, ctx) => {
+    if (issue.code !== z.ZodIssueCode.invalid_union) return { message: ctx.defaultError };
+    const data = ctx.data as unknown;
+    if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+      const inner = issue.unionErrors[1]?.issues[0];
+      if (inner) {
+        const key = inner.path.slice(issue.path.length).join('.');
+        return { message: key ? `${key}: ${inner.message}` : inner.message };
+      }
+    }
+    const got = data === null ? 'nothing (null)' : Array.isArray(data) ? 'a list' : `a ${typeof data}`;
+    return { message: `${BIND_FORMS}, got ${got}` };
+  },
 });
 
 const machineSchema = z
@@ -319,10 +349,8 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     });
     const targets = new Set<string>();
     asArr(machine.bind).forEach((rawBind, i) => {
-      const text = asStr(rawBind);
-      if (text === undefined) return;
-      const parsed = parseBind(text);
-      if ('error' in parsed) return;
+      const parsed = bindOf(rawBind);
+      if (parsed === undefined) return;
       if (targets.has(parsed.target)) add(['machines', name, 'bind', i], `${parsed.target} is already a bind mount target`);
       targets.add(parsed.target);
     });
@@ -344,13 +372,27 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   return issues;
 }
 
+/** A bind entry in either form, or undefined when it is not well-formed (the schema reports it). */
+function bindOf(raw: unknown): Bind | undefined {
+  if (typeof raw === 'string') {
+    const parsed = parseBind(raw);
+    return 'error' in parsed ? undefined : parsed;
+  }
+  const parsed = bindMapSchema.safeParse(raw);
+  return parsed.success ? bindFromMap(parsed.data) : undefined;
+}
+
+function bindFromMap(b: z.infer<typeof bindMapSchema>): Bind {
+  return { source: b.host, target: b.machine ?? b.host, readOnly: b.readOnly, create: b.create };
+}
+
 /** Host directories that machines mount read-write (well-formed binds only). */
 function writableBindSources(machines: Obj): { machine: string; source: string }[] {
   const writable: { machine: string; source: string }[] = [];
   for (const [name, rawMachine] of Object.entries(machines)) {
     for (const rawBind of asArr(asObj(rawMachine).bind)) {
-      const parsed = typeof rawBind === 'string' ? parseBind(rawBind) : undefined;
-      if (parsed && !('error' in parsed) && !parsed.readOnly) writable.push({ machine: name, source: parsed.source });
+      const parsed = bindOf(rawBind);
+      if (parsed && !parsed.readOnly) writable.push({ machine: name, source: parsed.source });
     }
   }
   return writable;
@@ -421,9 +463,11 @@ export interface Bind {
   source: string;
   target: string;
   readOnly: boolean;
+  /** apply creates a missing source as an empty directory (otherwise plan refuses it, exit 3). */
+  create: boolean;
 }
 
-/** Parses "HOST[:CONTAINER][:ro|rw]"; both sides absolute, safe paths. */
+/** Parses "HOST[:CONTAINER][:ro|rw]"; both sides absolute, safe paths. Only the map form can say create. */
 export function parseBind(text: string): Bind | { error: string } {
   const parts = text.split(':');
   let readOnly = false;
@@ -438,7 +482,7 @@ export function parseBind(text: string): Bind | { error: string } {
     const r = absolutePath.safeParse(p);
     if (!r.success) return { error: `${JSON.stringify(p)}: ${r.error.issues[0].message}` };
   }
-  return { source, target, readOnly };
+  return { source, target, readOnly, create: false };
 }
 
 /** A network after defaults are applied. */
@@ -548,7 +592,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
         m.network && net
           ? { bridge: m.network.bridge, address: m.network.address, prefix: net.subnet.prefix, gateway: net.gateway, allow: m.network.allow }
           : undefined,
-      bind: (m.bind ?? []).map((b) => parseBind(b) as Bind),
+      bind: (m.bind ?? []).map((b) => (typeof b === 'string' ? (parseBind(b) as Bind) : bindFromMap(b))),
       ports: (m.ports ?? []).map((p) => ({ host: p.host, container: p.container ?? p.host, protocol: p.protocol })),
       files: (m.files ?? []).map((f) => ({ path: f.path, content: f.content, mode: parseInt(f.mode, 8) })),
       provision: m.provision ?? [],

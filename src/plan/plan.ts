@@ -41,8 +41,10 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
 
   for (const m of desired.machines) {
     const r = planMachine(m, state.machines[m.machine.name], state, options);
-    // systemd-nspawn refuses to start when a bind source is missing; make it as an empty directory.
-    const missingSources = m.machine.bind.map((b) => b.source).filter((src) => !state.existingBindSources.includes(src));
+    // systemd-nspawn refuses to start when a bind source is missing. Only an entry with
+    // `create: true` is made, as an empty directory; any other missing one stops plan before this
+    // (assertBindSourcesExist), so that a typo is never mounted as a new, empty directory.
+    const missingSources = m.machine.bind.filter((b) => b.create).map((b) => b.source).filter((src) => !state.existingBindSources.includes(src));
     if (r.conflicts.length === 0) {
       for (const path of [...new Set(missingSources)]) {
         steps.push({ kind: 'create-bind-source', machine: m.machine.name, path, reason: 'bind mount source does not exist' });

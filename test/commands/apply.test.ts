@@ -196,6 +196,23 @@ describe('nspawnctl apply', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
+  test('a bind source that does not exist: exit 3 naming it, nothing run or changed but the lock', async () => {
+    const host = freshHost({ manifest: EXAMPLE.replace('      - { host: /srv/www, machine: /var/www, readOnly: true, create: true }\n', '      - /srv/wwww:/var/www:ro\n') });
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toBe(
+      [
+        'nspawnctl: this host is not ready:',
+        '  - machine web, bind[0] (/srv/wwww -> /var/www): /srv/wwww does not exist on this host',
+        'hint: Create /srv/wwww, correct machines.web.bind[0], or let apply create it empty: { host: /srv/wwww, machine: /var/www, readOnly: true, create: true }',
+        '',
+      ].join('\n'),
+    );
+    expect(host.runner.calls).toEqual([]);
+    expect(changesBesidesLock(host)).toEqual([]);
+    expect(host.fs.nodes.has('/srv/wwww')).toBe(false);
+  });
+
   // A machine's conflict stops only that machine; with nothing else to do, nothing is changed.
   test('a machine conflict and nothing else to do: exit 4, the plan shows it, nothing changes but the lock', async () => {
     const host = convergedHost();

@@ -135,6 +135,24 @@ describe('nspawnctl plan', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
+  test('a bind source that does not exist: exit 3 naming machine, entry and path, before anything is asked; the mirror is not asked either', async () => {
+    const manifest = EXAMPLE.replace('      - { host: /srv/www, machine: /var/www, readOnly: true, create: true }\n', '      - /srv/wwww:/var/www:ro\n');
+    const host = freshBootedHost(manifest);
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toBe(
+      [
+        'nspawnctl: this host is not ready:',
+        '  - machine web, bind[0] (/srv/wwww -> /var/www): /srv/wwww does not exist on this host',
+        'hint: Create /srv/wwww, correct machines.web.bind[0], or let apply create it empty: { host: /srv/wwww, machine: /var/www, readOnly: true, create: true }',
+        '',
+      ].join('\n'),
+    );
+    expect(host.runner.calls).toEqual([]);
+    expect(host.http.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
   test('an unknown flag is a usage error, before any host access', async () => {
     const host = freshBootedHost(EXAMPLE);
     const r = await runCommand(planWith(host), ['machines.yaml', '--jsn']);

@@ -63,12 +63,22 @@ const files = fc.uniqueArray(
   fc.record({ path: filePath, content: printable, mode }, { requiredKeys: ['path', 'content'] }),
   { selector: (f) => f.path, maxLength: 2 },
 );
+// Both forms: "HOST[:MACHINE][:ro|rw]", and the mapping (which alone can say create).
 const binds = fc
-  .uniqueArray(fc.record({ source: safePath, target: fc.option(safePath, { nil: undefined }), access: fc.constantFrom(undefined, 'ro', 'rw') }), {
-    selector: (b) => b.target ?? b.source,
-    maxLength: 2,
-  })
-  .map((list) => list.map((b) => [b.source, ...(b.target ? [b.target] : []), ...(b.access ? [b.access] : [])].join(':')));
+  .uniqueArray(
+    fc.record({ source: safePath, target: fc.option(safePath, { nil: undefined }), access: fc.constantFrom(undefined, 'ro', 'rw'), asMap: fc.boolean(), create: fc.constantFrom(undefined, true, false) }),
+    { selector: (b) => b.target ?? b.source, maxLength: 2 },
+  )
+  .map((list) =>
+    list.map((b): Json => {
+      if (!b.asMap) return [b.source, ...(b.target ? [b.target] : []), ...(b.access ? [b.access] : [])].join(':');
+      const entry: Obj = { host: b.source };
+      if (b.target) entry.machine = b.target;
+      if (b.access) entry.readOnly = b.access === 'ro';
+      if (b.create !== undefined) entry.create = b.create;
+      return entry;
+    }),
+  );
 const provision = fc.array(fc.array(oneLine, { minLength: 1, maxLength: 3 }), { maxLength: 2 });
 
 /** Keys that `defaults:` and machines share. */

@@ -299,16 +299,44 @@ describe('parseManifest rejects bad input with every problem located', () => {
     );
   });
 
-  test('a file path listed twice, and a path nspawnctl writes itself', () => {
+  test('bad binds in the mapping form: each names the key at fault; a repeated target counts across both forms', () => {
     expectProblems(
-      yaml('machines:', '  web:', '    files:', '      - { path: /etc/motd, content: a }', '      - { path: /etc/motd, content: b }', '      - { path: /etc/hostname, content: c }', '      - { path: /root/.ssh/authorized_keys, content: d }'),
+      yaml(
+        'machines:',
+        '  web:',
+        '    bind:',
+        '      - { host: /srv/a, readOnly: yes }',
+        '      - { machine: /b }',
+        '      - { host: srv/c }',
+        '      - { host: /srv/d, machine: /x/../etc }',
+        '      - { host: /srv/e, readonly: true }',
+        '      - { host: /srv/f, create: "true" }',
+        '      - 42',
+        '      - [/srv/g]',
+        '      - "/srv/h:/y"',
+        '      - { host: /srv/i, machine: /y, create: true }',
+      ),
       [
-        'machines.yaml:5:17: machines.web.files[1].path: /etc/motd is listed twice',
-        'machines.yaml:6:17: machines.web.files[2].path: /etc/hostname is written by nspawnctl itself (from hostname:); set hostname instead',
-        'machines.yaml:7:17: machines.web.files[3].path: /root/.ssh/authorized_keys is written by nspawnctl itself (from authorizedKeys:); set authorizedKeys instead',
+        'machines.yaml:4:9: machines.web.bind[0]: readOnly: expected a boolean, got a string',
+        'machines.yaml:5:9: machines.web.bind[1]: host: is required',
+        'machines.yaml:6:17: machines.web.bind[2].host: expected an absolute path of letters, digits and . _ @ + - /',
+        'machines.yaml:7:34: machines.web.bind[3].machine: path must not contain "." or ".." segments',
+        'machines.yaml:8:25: machines.web.bind[4].readonly: unknown key',
+        'machines.yaml:9:9: machines.web.bind[5]: create: expected a boolean, got a string',
+        'machines.yaml:10:9: machines.web.bind[6]: expected HOST_PATH[:MACHINE_PATH][:ro|rw] like /srv/www:/var/www:ro, or a mapping like { host: /srv/www, machine: /var/www, readOnly: true }, got a number',
+        'machines.yaml:11:9: machines.web.bind[7]: expected HOST_PATH[:MACHINE_PATH][:ro|rw] like /srv/www:/var/www:ro, or a mapping like { host: /srv/www, machine: /var/www, readOnly: true }, got a list',
+        'machines.yaml:13:9: machines.web.bind[9]: /y is already a bind mount target',
       ],
     );
   });
+
+  test('a bind mounted read-write in the mapping form makes credential files below it unusable, as the short form does', () => {
+    expectProblems(
+      yaml('defaults:', '  credentials: { key: /srv/shared/key }', 'machines:', '  web:', '    bind: [{ host: /srv/shared, machine: /shared }]', '  db:', '    bind: [{ host: /srv/shared, readOnly: true }]'),
+      ['machines.yaml:2:23: defaults.credentials.key: /srv/shared/key is inside /srv/shared, which machine web mounts read-write; that machine could replace it with a symlink to any host file'],
+    );
+  });
+
 
   // A files: entry on any of these would be rewritten by nspawnctl on every apply (or would stand
   // where nspawnctl needs a directory), so the plan would never converge.
@@ -622,7 +650,7 @@ describe('parseManifest resolves valid manifests', () => {
       name: 'web',
       hostname: 'web',
       network: { bridge: 'examplevlan', address: '10.77.0.11', prefix: 24, gateway: '10.77.0.1', allow: [] },
-      bind: [{ source: '/srv/www', target: '/var/www', readOnly: true }],
+      bind: [{ source: '/srv/www', target: '/var/www', readOnly: true, create: true }],
       ports: [{ host: 8080, container: 80, protocol: 'tcp' }],
       files: [{ path: '/etc/motd', content: 'web: managed by nspawnctl\n', mode: 0o644 }],
       provision: [['mkdir', '-p', '/var/www']],
@@ -750,10 +778,21 @@ describe('parseManifest resolves valid manifests', () => {
       { host: 53, container: 53, protocol: 'udp' },
     ]);
     expect(m.machines.web.files).toEqual([{ path: '/etc/a', content: 'x', mode: 0o600 }]);
+    // The short form never creates a missing source.
     expect(m.machines.web.bind).toEqual([
-      { source: '/srv/a', target: '/srv/a', readOnly: false },
-      { source: '/srv/b', target: '/srv/b', readOnly: false },
-      { source: '/srv/c', target: '/c', readOnly: true },
+      { source: '/srv/a', target: '/srv/a', readOnly: false, create: false },
+      { source: '/srv/b', target: '/srv/b', readOnly: false, create: false },
+      { source: '/srv/c', target: '/c', readOnly: true, create: false },
     ]);
   });
+
+  test('binds in the mapping form: machine defaults to host, readOnly and create to false', () => {
+    const m = parseManifest(FILE, yaml('machines:', '  web:', '    bind:', '      - { host: /srv/a }', '      - { host: /srv/b, machine: /b, readOnly: true, create: true }', '      - /srv/c:/c:rw'));
+    expect(m.machines.web.bind).toEqual([
+      { source: '/srv/a', target: '/srv/a', readOnly: false, create: false },
+      { source: '/srv/b', target: '/b', readOnly: true, create: true },
+      { source: '/srv/c', target: '/c', readOnly: false, create: false },
+    ]);
+  });
+
 });
