@@ -5,6 +5,7 @@ import { readSyscallTable } from './host/syscalls';
 import { parseManifest } from './manifest/load';
 import { Manifest } from './manifest/schema';
 import { assertCredentialsUsable } from './plan/credentials';
+import { assertArchivesExist } from './plan/archives';
 import { assertBindSourcesExist } from './plan/binds';
 import { HostState, observeHost } from './plan/observe';
 import { planChanges } from './plan/plan';
@@ -26,16 +27,27 @@ export async function loadManifestFile(host: Host, file: string): Promise<Manife
   return parseManifest(file, text, table ? { groups: new Set(table.groups.keys()), names: table.names } : undefined);
 }
 
+export interface PlanManifestOptions {
+  /**
+   * Ask each mirror a new machine is bootstrapped from whether it has the suite (default true;
+   * list and status, which only compare, do not go on the network).
+   */
+  checkArchives?: boolean;
+}
+
 /**
  * Plans the changes that would bring the host to `manifest`. Throws PreflightError (exit 3) first
  * when a credential's file cannot be handed to its machine or a bind mount's source is missing,
- * so plan fails as apply would.
+ * and, when the plan creates machines, ManifestError (exit 2) for a suite their mirror does not
+ * have or PreflightError (exit 3) for a mirror that does not answer: plan fails as apply would.
  */
-export async function planManifest(host: Host, manifest: Manifest, cwd: string, now = new Date().toISOString()): Promise<Planned> {
+export async function planManifest(host: Host, manifest: Manifest, cwd: string, now = new Date().toISOString(), options: PlanManifestOptions = {}): Promise<Planned> {
   await assertCredentialsUsable(host, manifest);
   await assertBindSourcesExist(host, manifest);
   const desired = renderDesiredState(manifest);
   const state = await observeHost(host, desired);
   const manifestPath = posix.resolve(cwd, manifest.file);
-  return { manifest, desired, state, plan: planChanges(desired, state, { manifestPath, now }) };
+  const plan = planChanges(desired, state, { manifestPath, now });
+  if (options.checkArchives !== false) await assertArchivesExist(host, manifest, plan);
+  return { manifest, desired, state, plan };
 }

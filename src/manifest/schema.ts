@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { findEarlierOverlaps, firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet } from './ipv4';
 import { isWithin, MACHINES_DIR } from '../host/paths';
+import { Distribution, DISTRIBUTION_TITLES, mirrorDistribution, suiteDistribution } from './distributions';
 import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
 
@@ -25,7 +26,11 @@ export const BUILTIN_DEFAULTS = {
   environment: {} as Record<string, string>,
 };
 
-/** Suite and mirror follow the distribution unless set. */
+/**
+ * Each distribution's own suite and mirror: a machine takes them unless it sets its own, or
+ * `defaults:` sets them for its distribution (defaults.suite and defaults.mirror describe
+ * defaults.distribution only).
+ */
 export const DISTRIBUTION_DEFAULTS = {
   debian: { suite: 'bookworm', mirror: 'http://deb.debian.org/debian' },
   ubuntu: { suite: 'noble', mirror: 'http://archive.ubuntu.com/ubuntu' },
@@ -299,6 +304,7 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   };
 
   sectionIssues(asObj(root.defaults), ['defaults'], add, known);
+  distributionIssues(asObj(root.defaults), machines, add);
   const writable = writableBindSources(machines);
   credentialIssues(asObj(root.defaults), ['defaults'], writable, add);
   const addressOwners = new Map<string, string>();
@@ -370,6 +376,61 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     credentialIssues(machine, ['machines', name], writable, add);
   }
   return issues;
+}
+
+const DISTRIBUTIONS = ['debian', 'ubuntu'] as const;
+const asDistribution = (x: unknown): Distribution | undefined => DISTRIBUTIONS.find((d) => d === x);
+
+/**
+ * A suite or mirror of one distribution given to another: another distribution's codename, an
+ * official archive of the other, or defaults.suite/mirror that no machine of defaults'
+ * distribution takes while machines of another distribution fall back to their own.
+ */
+function distributionIssues(defaults: Obj, machines: Obj, add: (path: (string | number)[], message: string) => void): void {
+  const defaultDistribution = asDistribution(defaults.distribution) ?? BUILTIN_DEFAULTS.distribution;
+  const unset = defaults.distribution === undefined;
+  const mismatched = new Set<string>();
+  const check = (section: Obj, base: (string | number)[], distribution: Distribution, owner: string) => {
+    const suite = asStr(section.suite);
+    const suiteOf = suite === undefined ? undefined : suiteDistribution(suite);
+    if (suiteOf !== undefined && suiteOf !== distribution) {
+      add([...base, 'suite'], `${suite} is ${aOrAn(DISTRIBUTION_TITLES[suiteOf])} ${DISTRIBUTION_TITLES[suiteOf]} suite, but ${owner}`);
+      mismatched.add([...base, 'suite'].join('.'));
+    }
+    const mirror = asStr(section.mirror);
+    const mirrorOf = mirror === undefined ? undefined : mirrorDistribution(mirror);
+    if (mirrorOf !== undefined && mirrorOf !== distribution) {
+      add([...base, 'mirror'], `${mirror} is ${aOrAn(DISTRIBUTION_TITLES[mirrorOf])} ${DISTRIBUTION_TITLES[mirrorOf]} archive, but ${owner}`);
+      mismatched.add([...base, 'mirror'].join('.'));
+    }
+  };
+  check(defaults, ['defaults'], defaultDistribution, `defaults.distribution is ${defaultDistribution}${unset ? ' (when not set)' : ''}, and defaults.suite and defaults.mirror are for its machines`);
+  const entries = Object.entries(machines).map(([name, raw]) => {
+    const machine = asObj(raw);
+    return { name, machine, distribution: asDistribution(machine.distribution) ?? (machine.distribution === undefined ? defaultDistribution : undefined) };
+  });
+  for (const { name, machine, distribution } of entries) {
+    if (distribution !== undefined) check(machine, ['machines', name], distribution, `the machine's distribution is ${distribution}${machine.distribution === undefined ? ' (from defaults)' : ''}`);
+  }
+  // A default nobody takes while machines of the other distribution use their own: meant for them.
+  for (const key of ['suite', 'mirror'] as const) {
+    if (asStr(defaults[key]) === undefined || mismatched.has(`defaults.${key}`)) continue;
+    const takers = entries.filter((e) => e.distribution === defaultDistribution && e.machine[key] === undefined);
+    const others = entries.filter((e) => e.distribution !== undefined && e.distribution !== defaultDistribution && e.machine[key] === undefined);
+    if (takers.length > 0 || others.length === 0) continue;
+    const other = others[0].distribution!;
+    const names = others.map((o) => shown(o.name));
+    const listed = names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
+    const one = others.length === 1;
+    add(
+      ['defaults', key],
+      `applies only to ${defaultDistribution} machines (those of defaults.distribution${unset ? `, ${defaultDistribution} when not set` : ''}) and none takes it: ${listed} ${one ? `is ${aOrAn(other)}` : 'are'} ${other} machine${one ? '' : 's'}, which ${one ? 'uses' : 'use'} ${other}'s own ${key}; set defaults.distribution: ${other}, or set ${key} on ${one ? 'that machine' : 'those machines'}`,
+    );
+  }
+}
+
+function aOrAn(word: string): string {
+  return /^[aeiou]/i.test(word) ? 'an' : 'a';
 }
 
 /** A bind entry in either form, or undefined when it is not well-formed (the schema reports it). */
@@ -569,15 +630,19 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
   for (const name of Object.keys(raw.machines).sort()) {
     const m = raw.machines[name];
     const d = raw.defaults;
-    const distribution = m.distribution ?? d.distribution ?? BUILTIN_DEFAULTS.distribution;
+    const defaultDistribution = d.distribution ?? BUILTIN_DEFAULTS.distribution;
+    const distribution = m.distribution ?? defaultDistribution;
+    // defaults.suite and defaults.mirror are those of defaults.distribution: another
+    // distribution's machine falls back to its own (crossFieldIssues refuses a mix-up).
+    const fromDefaults = distribution === defaultDistribution ? d : {};
     const base = new Set([...REQUIRED_PACKAGES, ...(d.packages ?? []), ...(m.network ? ['iproute2'] : [])]);
     const packages = new Set([...base, ...(m.packages ?? [])]);
     const net = m.network && Object.prototype.hasOwnProperty.call(networks, m.network.bridge) ? networks[m.network.bridge] : undefined;
     machines[name] = {
       name,
       distribution,
-      suite: m.suite ?? d.suite ?? DISTRIBUTION_DEFAULTS[distribution].suite,
-      mirror: m.mirror ?? d.mirror ?? DISTRIBUTION_DEFAULTS[distribution].mirror,
+      suite: m.suite ?? fromDefaults.suite ?? DISTRIBUTION_DEFAULTS[distribution].suite,
+      mirror: m.mirror ?? fromDefaults.mirror ?? DISTRIBUTION_DEFAULTS[distribution].mirror,
       variant: m.variant ?? d.variant ?? BUILTIN_DEFAULTS.variant,
       bootstrapper: m.bootstrapper ?? d.bootstrapper ?? BUILTIN_DEFAULTS.bootstrapper,
       packages: [...packages].sort(),

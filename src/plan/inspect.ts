@@ -40,7 +40,8 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
   for (const [file, machines] of byManifest) {
     try {
       const manifest = await loadManifestFile(host, file);
-      const { plan } = await planManifest(host, manifest, cwd);
+      // Comparing needs no mirror: a machine to create is reported as drift, not checked online.
+      const { plan } = await planManifest(host, manifest, cwd, undefined, { checkArchives: false });
       for (const n of machines) {
         const summary = plan.summary.find((s) => s.owner.type === 'machine' && s.owner.name === n);
         const address = manifest.machines[n]?.network?.address;

@@ -196,6 +196,19 @@ describe('nspawnctl apply', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
+  test('a misspelt suite: exit 2 under the lock before any step, nothing bootstrapped; --dry-run says the same', async () => {
+    const host = freshHost({ manifest: EXAMPLE.replace('  suite: bookworm\n', '  suite: bookwrom\n') });
+    host.http.on('http://deb.debian.org/debian/dists/bookwrom/Release', { status: 404 });
+    const problem = 'machines.yaml:6:10: defaults.suite: bookwrom is not a suite of http://deb.debian.org/debian (http://deb.debian.org/debian/dists/bookwrom/Release answered HTTP 404); did you mean bookworm? (used by machines db and web)';
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect({ exitCode: r.exitCode, stderr: r.stderr }).toEqual({ exitCode: 2, stderr: `${problem}\nhint: Fix the manifest; nothing on the host was changed. See man nspawnctl.\n` });
+    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
+    expect(changesBesidesLock(host)).toEqual([]);
+    const dry = await runCommand(applyWith(host), ['machines.yaml', '--dry-run']);
+    expect(dry.exitCode).toBe(2);
+    expect(dry.stderr.split('\n')[0]).toBe(problem);
+  });
+
   test('a bind source that does not exist: exit 3 naming it, nothing run or changed but the lock', async () => {
     const host = freshHost({ manifest: EXAMPLE.replace('      - { host: /srv/www, machine: /var/www, readOnly: true, create: true }\n', '      - /srv/wwww:/var/www:ro\n') });
     const r = await runCommand(applyWith(host), ['machines.yaml']);

@@ -337,6 +337,46 @@ describe('parseManifest rejects bad input with every problem located', () => {
     );
   });
 
+  describe('a suite or mirror of the other distribution is refused where it is written', () => {
+    test("another distribution's codename or official archive on a machine", () => {
+      expectProblems(
+        yaml('defaults:', '  distribution: debian', '  suite: bookworm', 'machines:', '  ub:', '    distribution: ubuntu', '    suite: bookworm', '    mirror: http://deb.debian.org/debian', '  deb:', '    suite: noble', '    mirror: http://10.0.0.5:3142/archive.ubuntu.com/ubuntu'),
+        [
+          "machines.yaml:7:12: machines.ub.suite: bookworm is a Debian suite, but the machine's distribution is ubuntu",
+          "machines.yaml:8:13: machines.ub.mirror: http://deb.debian.org/debian is a Debian archive, but the machine's distribution is ubuntu",
+          "machines.yaml:10:12: machines.deb.suite: noble is an Ubuntu suite, but the machine's distribution is debian (from defaults)",
+          "machines.yaml:11:13: machines.deb.mirror: http://10.0.0.5:3142/archive.ubuntu.com/ubuntu is an Ubuntu archive, but the machine's distribution is debian (from defaults)",
+        ],
+      );
+    });
+
+    test("defaults.suite of another distribution than defaults.distribution's (debian when not set)", () => {
+      expectProblems(yaml('defaults:', '  suite: jammy', 'machines:', '  a: { distribution: ubuntu }'), [
+        'machines.yaml:2:10: defaults.suite: jammy is an Ubuntu suite, but defaults.distribution is debian (when not set), and defaults.suite and defaults.mirror are for its machines',
+      ]);
+    });
+
+    test('defaults.suite and defaults.mirror that no machine takes, while machines of the other distribution use their own', () => {
+      expectProblems(yaml('defaults:', '  suite: resolute', '  mirror: http://mirror.lan/ubuntu', 'machines:', '  a: { distribution: ubuntu }', '  b: { distribution: ubuntu }'), [
+        "machines.yaml:2:10: defaults.suite: applies only to debian machines (those of defaults.distribution, debian when not set) and none takes it: a and b are ubuntu machines, which use ubuntu's own suite; set defaults.distribution: ubuntu, or set suite on those machines",
+        "machines.yaml:3:11: defaults.mirror: applies only to debian machines (those of defaults.distribution, debian when not set) and none takes it: a and b are ubuntu machines, which use ubuntu's own mirror; set defaults.distribution: ubuntu, or set mirror on those machines",
+      ]);
+      expectProblems(yaml('defaults:', '  distribution: ubuntu', '  suite: noble', 'machines:', '  a: { distribution: debian, suite: trixie }', '  b: { distribution: debian }'), [
+        "machines.yaml:3:10: defaults.suite: applies only to ubuntu machines (those of defaults.distribution) and none takes it: b is a debian machine, which uses debian's own suite; set defaults.distribution: debian, or set suite on that machine",
+      ]);
+    });
+  });
+
+  test('a file path listed twice, and a path nspawnctl writes itself', () => {
+    expectProblems(
+      yaml('machines:', '  web:', '    files:', '      - { path: /etc/motd, content: a }', '      - { path: /etc/motd, content: b }', '      - { path: /etc/hostname, content: c }', '      - { path: /root/.ssh/authorized_keys, content: d }'),
+      [
+        'machines.yaml:5:17: machines.web.files[1].path: /etc/motd is listed twice',
+        'machines.yaml:6:17: machines.web.files[2].path: /etc/hostname is written by nspawnctl itself (from hostname:); set hostname instead',
+        'machines.yaml:7:17: machines.web.files[3].path: /root/.ssh/authorized_keys is written by nspawnctl itself (from authorizedKeys:); set authorizedKeys instead',
+      ],
+    );
+  });
 
   // A files: entry on any of these would be rewritten by nspawnctl on every apply (or would stand
   // where nspawnctl needs a directory), so the plan would never converge.
@@ -795,4 +835,19 @@ describe('parseManifest resolves valid manifests', () => {
     ]);
   });
 
+  test("each distribution takes its own suite and mirror unless the machine, or defaults for that distribution, sets them", () => {
+    // The newcomer's manifest: Debian defaults and one Ubuntu machine. It used to get bookworm from the Debian mirror.
+    const m = parseManifest(
+      FILE,
+      yaml('defaults:', '  distribution: debian', '  suite: trixie', '  mirror: http://mirror.lan/debian', 'machines:', '  deb: {}', '  ub: { distribution: ubuntu }', '  ub2: { distribution: ubuntu, suite: jammy }', '  ub3: { distribution: ubuntu, mirror: http://mirror.lan/ubuntu }'),
+    );
+    const base = (name: string) => [m.machines[name].distribution, m.machines[name].suite, m.machines[name].mirror];
+    expect(base('deb')).toEqual(['debian', 'trixie', 'http://mirror.lan/debian']);
+    expect(base('ub')).toEqual(['ubuntu', 'noble', 'http://archive.ubuntu.com/ubuntu']);
+    expect(base('ub2')).toEqual(['ubuntu', 'jammy', 'http://archive.ubuntu.com/ubuntu']);
+    expect(base('ub3')).toEqual(['ubuntu', 'noble', 'http://mirror.lan/ubuntu']);
+    // defaults for Ubuntu machines: defaults.distribution says whose suite and mirror they are.
+    const u = parseManifest(FILE, yaml('defaults: { distribution: ubuntu, suite: jammy }', 'machines:', '  a: {}', '  b: { distribution: debian }'));
+    expect([u.machines.a.suite, u.machines.a.mirror, u.machines.b.suite, u.machines.b.mirror]).toEqual(['jammy', 'http://archive.ubuntu.com/ubuntu', 'bookworm', 'http://deb.debian.org/debian']);
+  });
 });
