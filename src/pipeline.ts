@@ -7,7 +7,7 @@ import { Manifest } from './manifest/schema';
 import { assertCredentialsUsable } from './plan/credentials';
 import { assertArchivesExist } from './plan/archives';
 import { assertBindSourcesExist } from './plan/binds';
-import { HostState, observeHost } from './plan/observe';
+import { HostState, observeHost, observeHostResolver } from './plan/observe';
 import { planChanges } from './plan/plan';
 import { Plan } from './plan/steps';
 import { DesiredState, renderDesiredState } from './render/desired';
@@ -44,8 +44,9 @@ export interface PlanManifestOptions {
 export async function planManifest(host: Host, manifest: Manifest, cwd: string, now = new Date().toISOString(), options: PlanManifestOptions = {}): Promise<Planned> {
   await assertCredentialsUsable(host, manifest);
   await assertBindSourcesExist(host, manifest);
-  const desired = renderDesiredState(manifest);
-  const state = await observeHost(host, desired);
+  const dns = await observeHostResolver(host);
+  const desired = renderDesiredState(manifest, { resolver: dns.resolver });
+  const state: HostState = { ...(await observeHost(host, desired)), dns };
   const manifestPath = posix.resolve(cwd, manifest.file);
   const plan = planChanges(desired, state, { manifestPath, now });
   if (options.checkArchives !== false) await assertArchivesExist(host, manifest, plan);

@@ -3,7 +3,7 @@
 import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
-import { HostState, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
+import { HostState, isLoopbackNameserver, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
 import { MachineRecord, NetworkRecord, serializeRecord } from './records';
 import { Action, Conflict, Notice, Owner, Plan, Step, Summary } from './steps';
 
@@ -54,6 +54,8 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
     steps.push(...r.steps);
     conflicts.push(...r.conflicts);
     notices.push(...r.notices);
+    const dns = unreachableDnsNotice(m, state);
+    if (dns) notices.push(dns);
     summary.push(r.summary);
   }
 
@@ -321,6 +323,18 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     return { steps: [], conflicts: unique, notices, summary: { owner, action: 'conflict', changes: unique.map((c) => c.message) } as Summary };
   }
   return { steps, conflicts, notices, summary: { owner, action, changes } as Summary };
+}
+
+/**
+ * A machine without `dns:` gets the host's nameservers at each start; say so when none of them
+ * can answer it (none listed, or only the host's loopback, like a local dnsmasq on 127.0.0.1).
+ */
+function unreachableDnsNotice(m: DesiredMachine, state: HostState): Notice | undefined {
+  if (!state.dns || !m.machine.network || m.machine.dns.length > 0) return undefined;
+  const { file, nameservers } = state.dns;
+  if (nameservers.some((n) => !isLoopbackNameserver(n))) return undefined;
+  const names = nameservers.length === 0 ? `${file} names no nameserver` : `${file} names only ${nameservers.join(', ')}, the host's own loopback, which the machine cannot reach`;
+  return { owner: { type: 'machine', name: m.machine.name }, message: `without dns: the machine gets the host's nameservers, but ${names}; set dns: (for example a resolver the bridge's gateway reaches)` };
 }
 
 /** Why nspawnctl will not replace what is at `path`. */

@@ -664,7 +664,7 @@ describe('parseManifest resolves valid manifests', () => {
     const m = parseManifest('machines.example.yaml', readFileSync(join(REPO, 'machines.example.yaml'), 'utf8'));
     expect(m.file).toBe('machines.example.yaml');
     expect(m.networks).toEqual({
-      examplevlan: { name: 'examplevlan', subnet: { base: 0x0a4d0000, prefix: 24 }, subnetText: '10.77.0.0/24', gateway: '10.77.0.1', nat: false, isolated: false },
+      examplevlan: { name: 'examplevlan', subnet: { base: 0x0a4d0000, prefix: 24 }, subnetText: '10.77.0.0/24', gateway: '10.77.0.1', nat: true, isolated: false },
     });
     expect(Object.keys(m.machines)).toEqual(['db', 'web']);
     const common = {
@@ -677,7 +677,8 @@ describe('parseManifest resolves valid manifests', () => {
       // defaults.packages and iproute2 (networked) are all base: nothing is installed on top.
       basePackages: ['dbus', 'iproute2', 'iputils-ping', 'systemd', 'systemd-sysv'],
       aptProxy: undefined,
-      dns: ['10.77.0.1'],
+      // The host's nameservers, copied in at each start (ResolvConf=copy-host or copy-uplink).
+      dns: [],
       authorizedKeys: [],
       environment: { TZ: 'UTC' },
       credentials: {},
