@@ -1,5 +1,5 @@
 // Observes and changes the host for `host init` (and undoes it).
-import { NspawnctlError, OwnershipError, PreflightError } from '../errors';
+import { OwnershipError, PreflightError } from '../errors';
 import { findProgram, Host } from '../host/host';
 import { isWithin } from '../host/paths';
 import { Manifest } from '../manifest/schema';
@@ -51,6 +51,7 @@ export async function observeHostInit(host: Host, manifest: Manifest | undefined
   const recordText = await host.fs.readText(HOST_RECORD_PATH);
   const hasSystemctl = (await findProgram(host, 'systemctl')) !== undefined;
   return {
+    systemdBooted: await isSystemdBooted(host),
     installed: await installedPackages(host, wanted),
     networkdBinary,
     networkdEnabled: hasSystemctl && (await unitIs(host, 'is-enabled', 'systemd-networkd.service')) === 'enabled',
@@ -103,10 +104,22 @@ export async function runHostInitStep(host: Host, step: HostInitStep, onLine: (l
   }
 }
 
-/** Removes what host init recorded: its files, the units it enabled. Packages stay (listed). */
-export async function undoHostInit(host: Host, force: boolean, onLine: (line: string) => void): Promise<{ removed: string[]; disabled: string[]; bridges: string[]; packages: string[] }> {
+export interface UndoResult {
+  removed: string[];
+  disabled: string[];
+  bridges: string[];
+  packages: string[];
+  /** There was no record: host init has not changed this host, or --undo already ran. */
+  nothingToUndo: boolean;
+}
+
+/**
+ * Removes what host init recorded: its files, the units it enabled. Packages stay (listed).
+ * Without a record there is nothing to undo, which is success: a second --undo changes nothing.
+ */
+export async function undoHostInit(host: Host, force: boolean, onLine: (line: string) => void): Promise<UndoResult> {
   const text = await host.fs.readText(HOST_RECORD_PATH);
-  if (!text) throw new NspawnctlError('host init has not changed this host (no record in /var/lib/nspawnctl/host.json); nothing to undo');
+  if (!text) return { removed: [], disabled: [], bridges: [], packages: [], nothingToUndo: true };
   const record = JSON.parse(text) as HostRecord;
   const machines = await listManagedMachines(host);
   if (machines.length > 0 && !force) {
@@ -134,5 +147,5 @@ export async function undoHostInit(host: Host, force: boolean, onLine: (line: st
     onLine(`disabled ${unit}`);
   }
   await host.fs.removeFile(HOST_RECORD_PATH);
-  return { removed, disabled: record.enabledUnits, bridges, packages: record.installedPackages };
+  return { removed, disabled: record.enabledUnits, bridges, packages: record.installedPackages, nothingToUndo: false };
 }

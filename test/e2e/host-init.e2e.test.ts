@@ -80,7 +80,7 @@ e2eSuite('host init on a fresh host', () => {
     expect(r.stdout).toMatch(/(Get|Hit):\d+ http:\/\/10\.199\.254\.\d+:\d+\/deb\.debian\.org\/debian bookworm/);
   });
 
-  timed('5. --undo removes what host init wrote (after the machines are destroyed)', () => {
+  timed('5. --undo removes what host init wrote (after the machines are destroyed); a second --undo exits 0', () => {
     const refused = sb.nspawnctl(['host', 'init', '--undo'], { check: false });
     expect(refused.code).toBe(4);
     sb.nspawnctl(['destroy', 'web', '--yes']);
@@ -92,6 +92,9 @@ e2eSuite('host init on a fresh host', () => {
     expect(sb.exec(['ls', '/etc/systemd/network']).stdout.trim()).toBe('');
     expect(sb.exec(['ip', 'link', 'show', 'dev', 'examplevlan'], { check: false }).code).not.toBe(0);
     expect(sb.nspawnctl(['host', 'init', '/root/machines.yaml', '--check'], { check: false }).code).toBe(1);
+    // A second --undo has nothing left to undo: it says so and succeeds.
+    const again = sb.nspawnctl(['host', 'init', '--undo']);
+    expect(again.stdout).toBe('Nothing to undo: host init has not changed this host (no record in /var/lib/nspawnctl/host.json).\n');
   });
 
   timed('6. the sandbox leaves nothing behind on this machine', () => {
