@@ -334,7 +334,7 @@ function unreachableDnsNotice(m: DesiredMachine, state: HostState): Notice | und
   const { file, nameservers } = state.dns;
   if (nameservers.some((n) => !isLoopbackNameserver(n))) return undefined;
   const names = nameservers.length === 0 ? `${file} names no nameserver` : `${file} names only ${nameservers.join(', ')}, the host's own loopback, which the machine cannot reach`;
-  return { owner: { type: 'machine', name: m.machine.name }, message: `without dns: the machine gets the host's nameservers, but ${names}; set dns: (for example a resolver the bridge's gateway reaches)` };
+  return { owner: { type: 'machine', name: m.machine.name }, message: `without dns: the machine gets the host's nameservers, but ${names}; set dns: to nameservers the machine can reach` };
 }
 
 /** Why nspawnctl will not replace what is at `path`. */

@@ -91,11 +91,11 @@ describe('the plan notes a host whose nameservers no machine can reach', () => {
     expect(p.notices).toEqual(
       ['ro', 'web'].map((name) => ({
         owner: { type: 'machine', name },
-        message: "without dns: the machine gets the host's nameservers, but /etc/resolv.conf names only 127.0.0.1, ::1, the host's own loopback, which the machine cannot reach; set dns: (for example a resolver the bridge's gateway reaches)",
+        message: "without dns: the machine gets the host's nameservers, but /etc/resolv.conf names only 127.0.0.1, ::1, the host's own loopback, which the machine cannot reach; set dns: to nameservers the machine can reach",
       })),
     );
     expect(plan({ file: UPLINK_RESOLV_CONF, nameservers: [] }).notices.map((n) => n.message)[0]).toBe(
-      "without dns: the machine gets the host's nameservers, but /run/systemd/resolve/resolv.conf names no nameserver; set dns: (for example a resolver the bridge's gateway reaches)",
+      "without dns: the machine gets the host's nameservers, but /run/systemd/resolve/resolv.conf names no nameserver; set dns: to nameservers the machine can reach",
     );
   });
 
