@@ -103,7 +103,8 @@ function headRequest(target: URL, proxyText: string | undefined, timeoutMs: numb
 
     let proxy: URL | undefined;
     try {
-      proxy = proxyText ? new URL(proxyText) : undefined;
+      // "proxy:3128" in http_proxy means http://proxy:3128, as curl and apt read it.
+      proxy = proxyText ? new URL(proxyText.includes('://') ? proxyText : `http://${proxyText}`) : undefined;
     } catch (err) {
       return fail(`the proxy ${proxyText} is not a URL`, err);
     }

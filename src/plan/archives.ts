@@ -60,7 +60,11 @@ export async function askArchive(host: Host, use: ArchiveUse): Promise<ArchiveAn
     const via = answer.via ? { via: answer.via } : {};
     if (answer.status >= 200 && answer.status < 300) return { kind: 'found' };
     if ([301, 302, 303, 307, 308].includes(answer.status) && answer.location) {
-      url = new URL(answer.location, url).href;
+      try {
+        url = new URL(answer.location, url).href;
+      } catch {
+        return { kind: 'unreachable', url, reason: `redirected to ${JSON.stringify(answer.location)}, which is not a URL`, ...via };
+      }
       continue;
     }
     if (answer.status === 404 || answer.status === 410) return { kind: 'missing', url, status: answer.status };

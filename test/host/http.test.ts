@@ -129,6 +129,12 @@ describe('createNodeHttp().head', () => {
     await closed;
   });
 
+  test('a proxy written without its scheme (http_proxy=host:port) is an http:// proxy', async () => {
+    const proxy = await serve(status(200));
+    expect(await createNodeHttp({ http_proxy: `127.0.0.1:${proxy.port}` }).head('http://deb.debian.org/debian/dists/bookworm/Release', { timeoutMs: 5000 })).toEqual({ status: 200, via: `127.0.0.1:${proxy.port}` });
+    expect(proxy.seen.map((s) => s.url)).toEqual(['http://deb.debian.org/debian/dists/bookworm/Release']);
+  });
+
   test('a proxy that is not http:// is refused without a request', async () => {
     const err = await createNodeHttp().head('http://deb.debian.org/debian/dists/bookworm/Release', { timeoutMs: 1000, proxy: 'socks5://127.0.0.1:1080' }).catch((e) => e);
     expect((err as HttpError).reason).toBe('only http:// proxies are supported, not socks5://');

@@ -193,6 +193,12 @@ describe('askArchive', () => {
     expect(await askArchive(moved, use)).toEqual({ kind: 'missing', url: 'http://new.example/debian/dists/bookworm/Release', status: 404 });
   });
 
+  test('a redirect to something that is not a URL: unreachable, naming it', async () => {
+    const host = new FakeHost();
+    host.http.on(() => true, { status: 302, location: 'http://[bad' });
+    expect(await askArchive(host, use)).toEqual({ kind: 'unreachable', url: `${DEBIAN}/dists/bookworm/Release`, reason: 'redirected to "http://[bad", which is not a URL' });
+  });
+
   test('archivesToCheck: only create-machine steps count, in plan order, deduplicated', () => {
     const text = yaml('machines:', '  a: {}', '  b: {}');
     const m = parseManifest(FILE, text);
