@@ -135,6 +135,12 @@ function hintsFor(/** @type {Sources} */ s) {
       loaderOnly: 'a machine path used by one bind only',
     },
     {
+      // The mapping form of a bind: two absolute paths.
+      at: ['machines.*.bind[].host', 'machines.*.bind[].machine'],
+      apply: withPattern(`^${PATH}$`, PATH_MESSAGE, { maxLength: 1024 }),
+      loaderOnly: 'a machine path used by one bind only; the host path exists, unless create: true',
+    },
+    {
       at: [...both('security.inaccessible[]'), ...both('security.tmpfs[]')],
       apply: withPattern(`^${PATH}$`, PATH_MESSAGE),
     },

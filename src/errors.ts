@@ -38,6 +38,12 @@ export interface ManifestProblem {
   message: string;
 }
 
+/**
+ * What every manifest error ends with. The reference is the installed man page (docs/ exists only
+ * in a checkout); the project has no documentation site to link to.
+ */
+export const MANIFEST_HINT = 'Fix the manifest; nothing on the host was changed. See man nspawnctl.';
+
 // Every problem of a manifest at once, formatted FILE:LINE:COL: path: message.
 export class ManifestError extends NspawnctlError {
   readonly problems: ManifestProblem[];
@@ -45,7 +51,7 @@ export class ManifestError extends NspawnctlError {
   constructor(problems: ManifestProblem[]) {
     super(problems.map(formatProblem).join('\n'), {
       exitCode: ExitCode.invalidManifest,
-      hint: 'Fix the manifest; nothing on the host was changed. See docs/manifest.md.',
+      hint: MANIFEST_HINT,
     });
     this.problems = problems;
   }

@@ -62,6 +62,7 @@ export async function observeHostInit(host: Host, manifest: Manifest | undefined
   const recordText = await readText(HOST_RECORD_PATH);
   const hasSystemctl = (await findProgram(host, 'systemctl')) !== undefined;
   const observed: HostInitObserved = {
+    systemdBooted: await isSystemdBooted(host),
     installed: await installedPackages(host, wanted),
     networkdBinary,
     networkdEnabled: hasSystemctl && (await unitIs(host, 'is-enabled', 'systemd-networkd.service')) === 'enabled',
@@ -119,10 +120,22 @@ export async function runHostInitStep(host: Host, step: HostInitStep, onLine: (l
   }
 }
 
-/** Removes what host init recorded: its files, the units it enabled. Packages stay (listed). */
-export async function undoHostInit(host: Host, force: boolean, onLine: (line: string) => void): Promise<{ removed: string[]; disabled: string[]; bridges: string[]; packages: string[] }> {
+export interface UndoResult {
+  removed: string[];
+  disabled: string[];
+  bridges: string[];
+  packages: string[];
+  /** There was no record: host init has not changed this host, or --undo already ran. */
+  nothingToUndo: boolean;
+}
+
+/**
+ * Removes what host init recorded: its files, the units it enabled. Packages stay (listed).
+ * Without a record there is nothing to undo, which is success: a second --undo changes nothing.
+ */
+export async function undoHostInit(host: Host, force: boolean, onLine: (line: string) => void): Promise<UndoResult> {
   const text = await host.fs.readText(HOST_RECORD_PATH);
-  if (!text) throw new NspawnctlError('host init has not changed this host (no record in /var/lib/nspawnctl/host.json); nothing to undo');
+  if (!text) return { removed: [], disabled: [], bridges: [], packages: [], nothingToUndo: true };
   const record = JSON.parse(text) as HostRecord;
   const machines = await listManagedMachines(host);
   if (machines.length > 0 && !force) {
@@ -150,5 +163,5 @@ export async function undoHostInit(host: Host, force: boolean, onLine: (line: st
     onLine(`disabled ${unit}`);
   }
   await host.fs.removeFile(HOST_RECORD_PATH);
-  return { removed, disabled: record.enabledUnits, bridges, packages: record.installedPackages };
+  return { removed, disabled: record.enabledUnits, bridges, packages: record.installedPackages, nothingToUndo: false };
 }

@@ -4,6 +4,7 @@
 import { Host } from '../host/host';
 import { rootfsPath } from '../host/paths';
 import { Machine } from '../manifest/schema';
+import { observeHostResolver } from '../plan/observe';
 import { nspawnArgs } from '../render/nspawn';
 import { limitProperties, loadCredentialArgs } from '../render/unit-dropins';
 import { APT_TIMEOUT_MS, escapeForExec, waitUntilReady } from './in-machine';
@@ -45,7 +46,8 @@ export async function withMaintenanceBoot<T>(host: Host, machine: Machine, timeo
     '--settings=no',
     `--machine=${name}`,
     `--directory=${rootfsPath(name)}`,
-    ...nspawnArgs(machine, { omit: ['ReadOnly', 'Volatile', 'Port'] }),
+    // The nameservers of a normal boot: apt inside must resolve the mirror.
+    ...nspawnArgs(machine, { omit: ['ReadOnly', 'Volatile', 'Port'], resolver: (await observeHostResolver(host)).resolver }),
     // Its services may need their credentials to start, as in a normal boot.
     ...loadCredentialArgs(machine),
   ];

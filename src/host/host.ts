@@ -1,5 +1,5 @@
-// The one object through which nspawnctl touches a machine: a runner, a rooted filesystem and
-// the host lock.
+// The one object through which nspawnctl touches a machine: a runner, a rooted filesystem, HEAD
+// requests to mirrors and the host lock.
 import { constants, fstat, read, stat, Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Socket } from 'node:net';
@@ -9,12 +9,15 @@ import { promisify } from 'node:util';
 import { InterruptedError, ManifestError, NspawnctlError } from '../errors';
 import { LockFile, openLockFile } from './flock';
 import { createNodeFs, HostFs } from './fs';
+import { createNodeHttp, Http } from './http';
 import { RootfsHandle } from './rootfs-handle';
 import { createExecaRunner, PROGRAM_DIRS, Runner } from './runner';
 
 export interface Host {
   runner: Runner;
   fs: HostFs;
+  /** HEAD requests (does a mirror have a suite?), with the environment's proxy settings. */
+  http: Http;
   /** The effective user id (0 = root). */
   uid: number;
   /** Our own process id, for lock files and messages. */
@@ -38,7 +41,7 @@ export const STDIN_ARG = '-';
 export const STDIN_LABEL = '<stdin>';
 
 export { PROGRAM_DIRS };
-export type { LockFile };
+export type { Http, LockFile };
 
 /** The real host: execa and the filesystem at `root`. */
 export function createRealHost(root = '/', signal?: AbortSignal): Host {
@@ -46,6 +49,8 @@ export function createRealHost(root = '/', signal?: AbortSignal): Host {
     signal,
     runner: createExecaRunner(signal),
     fs: createNodeFs(root),
+    // The proxy variables apt itself honours, so nspawnctl reaches a mirror the way the bootstrap will.
+    http: createNodeHttp({ http_proxy: process.env.http_proxy, https_proxy: process.env.https_proxy, no_proxy: process.env.no_proxy ?? process.env.NO_PROXY }),
     uid: typeof process.getuid === 'function' ? process.getuid() : -1,
     pid: process.pid,
     openLock: (path) => openLockFile(posix.join(root, path), signal),

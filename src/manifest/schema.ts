@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { findEarlierOverlaps, firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet } from './ipv4';
 import { isWithin, MACHINES_DIR } from '../host/paths';
+import { Distribution, DISTRIBUTION_TITLES, mirrorDistribution, suiteDistribution } from './distributions';
 import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
 import { closestMatch } from './suggest';
@@ -26,7 +27,11 @@ export const BUILTIN_DEFAULTS = {
   environment: {} as Record<string, string>,
 };
 
-/** Suite and mirror follow the distribution unless set. */
+/**
+ * Each distribution's own suite and mirror: a machine takes them unless it sets its own, or
+ * `defaults:` sets them for its distribution (defaults.suite and defaults.mirror describe
+ * defaults.distribution only).
+ */
 export const DISTRIBUTION_DEFAULTS = {
   debian: { suite: 'bookworm', mirror: 'http://deb.debian.org/debian' },
   ubuntu: { suite: 'noble', mirror: 'http://archive.ubuntu.com/ubuntu' },
@@ -158,9 +163,39 @@ const allowSchema = z
   })
   .strict();
 
-const bindSchema = z.string().superRefine((s, ctx) => {
+const BIND_FORMS = 'expected HOST_PATH[:MACHINE_PATH][:ro|rw] like /srv/www:/var/www:ro, or a mapping like { host: /srv/www, machine: /var/www, readOnly: true }';
+
+const bindTextSchema = z.string().superRefine((s, ctx) => {
   const parsed = parseBind(s);
   if ('error' in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.error });
+});
+
+// The long form of a bind, which alone can say `create: true`.
+const bindMapSchema = z
+  .object({
+    host: absolutePath.describe('The host directory or file to mount.'),
+    machine: absolutePath.optional().describe('Where it appears in the machine (the host path by default).'),
+    readOnly: z.boolean().default(false).describe('Mount it read-only.'),
+    // A missing host directory is created empty by apply; without it, a missing one stops plan.
+    create: z.boolean().default(false).describe('Create the host directory empty when it is missing (otherwise a missing one stops plan and apply).'),
+  })
+  .strict();
+
+// A union reports only "invalid input" when no form fits; say which part of the form is wrong.
+const bindSchema = z.union([bindTextSchema, bindMapSchema], {
+  errorMap: (issue, ctx) => {
+    if (issue.code !== z.ZodIssueCode.invalid_union) return { message: ctx.defaultError };
+    const data = ctx.data as unknown;
+    if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+      const inner = issue.unionErrors[1]?.issues[0];
+      if (inner) {
+        const key = inner.path.slice(issue.path.length).join('.');
+        return { message: key ? `${key}: ${inner.message}` : inner.message };
+      }
+    }
+    const got = data === null ? 'nothing (null)' : Array.isArray(data) ? 'a list' : `a ${typeof data}`;
+    return { message: `${BIND_FORMS}, got ${got}` };
+  },
 });
 
 const machineSchema = z
@@ -303,6 +338,7 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   };
 
   sectionIssues(asObj(root.defaults), ['defaults'], add, known);
+  distributionIssues(asObj(root.defaults), machines, add);
   const writable = writableBindSources(machines);
   credentialIssues(asObj(root.defaults), ['defaults'], writable, add);
   const addressOwners = new Map<string, string>();
@@ -353,10 +389,8 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     });
     const targets = new Set<string>();
     asArr(machine.bind).forEach((rawBind, i) => {
-      const text = asStr(rawBind);
-      if (text === undefined) return;
-      const parsed = parseBind(text);
-      if ('error' in parsed) return;
+      const parsed = bindOf(rawBind);
+      if (parsed === undefined) return;
       if (targets.has(parsed.target)) add(['machines', name, 'bind', i], `${parsed.target} is already a bind mount target`);
       targets.add(parsed.target);
     });
@@ -378,13 +412,82 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   return issues;
 }
 
+const DISTRIBUTIONS = ['debian', 'ubuntu'] as const;
+const asDistribution = (x: unknown): Distribution | undefined => DISTRIBUTIONS.find((d) => d === x);
+
+/**
+ * A suite or mirror of one distribution given to another: another distribution's codename, an
+ * official archive of the other, or defaults.suite/mirror that no machine of defaults'
+ * distribution takes while machines of another distribution fall back to their own.
+ */
+function distributionIssues(defaults: Obj, machines: Obj, add: (path: (string | number)[], message: string) => void): void {
+  const defaultDistribution = asDistribution(defaults.distribution) ?? BUILTIN_DEFAULTS.distribution;
+  const unset = defaults.distribution === undefined;
+  const mismatched = new Set<string>();
+  const check = (section: Obj, base: (string | number)[], distribution: Distribution, owner: string) => {
+    const suite = asStr(section.suite);
+    const suiteOf = suite === undefined ? undefined : suiteDistribution(suite);
+    if (suiteOf !== undefined && suiteOf !== distribution) {
+      add([...base, 'suite'], `${suite} is ${aOrAn(DISTRIBUTION_TITLES[suiteOf])} ${DISTRIBUTION_TITLES[suiteOf]} suite, but ${owner}`);
+      mismatched.add([...base, 'suite'].join('.'));
+    }
+    const mirror = asStr(section.mirror);
+    const mirrorOf = mirror === undefined ? undefined : mirrorDistribution(mirror);
+    if (mirrorOf !== undefined && mirrorOf !== distribution) {
+      add([...base, 'mirror'], `${mirror} is ${aOrAn(DISTRIBUTION_TITLES[mirrorOf])} ${DISTRIBUTION_TITLES[mirrorOf]} archive, but ${owner}`);
+      mismatched.add([...base, 'mirror'].join('.'));
+    }
+  };
+  check(defaults, ['defaults'], defaultDistribution, `defaults.distribution is ${defaultDistribution}${unset ? ' (when not set)' : ''}, and defaults.suite and defaults.mirror are for its machines`);
+  const entries = Object.entries(machines).map(([name, raw]) => {
+    const machine = asObj(raw);
+    return { name, machine, distribution: asDistribution(machine.distribution) ?? (machine.distribution === undefined ? defaultDistribution : undefined) };
+  });
+  for (const { name, machine, distribution } of entries) {
+    if (distribution !== undefined) check(machine, ['machines', name], distribution, `the machine's distribution is ${distribution}${machine.distribution === undefined ? ' (from defaults)' : ''}`);
+  }
+  // A default nobody takes while machines of the other distribution use their own: meant for them.
+  for (const key of ['suite', 'mirror'] as const) {
+    if (asStr(defaults[key]) === undefined || mismatched.has(`defaults.${key}`)) continue;
+    const takers = entries.filter((e) => e.distribution === defaultDistribution && e.machine[key] === undefined);
+    const others = entries.filter((e) => e.distribution !== undefined && e.distribution !== defaultDistribution && e.machine[key] === undefined);
+    if (takers.length > 0 || others.length === 0) continue;
+    const other = others[0].distribution!;
+    const names = others.map((o) => shown(o.name));
+    const listed = names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
+    const one = others.length === 1;
+    add(
+      ['defaults', key],
+      `applies only to ${defaultDistribution} machines (those of defaults.distribution${unset ? `, ${defaultDistribution} when not set` : ''}) and none takes it: ${listed} ${one ? `is ${aOrAn(other)}` : 'are'} ${other} machine${one ? '' : 's'}, which ${one ? 'uses' : 'use'} ${other}'s own ${key}; set defaults.distribution: ${other}, or set ${key} on ${one ? 'that machine' : 'those machines'}`,
+    );
+  }
+}
+
+function aOrAn(word: string): string {
+  return /^[aeiou]/i.test(word) ? 'an' : 'a';
+}
+
+/** A bind entry in either form, or undefined when it is not well-formed (the schema reports it). */
+function bindOf(raw: unknown): Bind | undefined {
+  if (typeof raw === 'string') {
+    const parsed = parseBind(raw);
+    return 'error' in parsed ? undefined : parsed;
+  }
+  const parsed = bindMapSchema.safeParse(raw);
+  return parsed.success ? bindFromMap(parsed.data) : undefined;
+}
+
+function bindFromMap(b: z.infer<typeof bindMapSchema>): Bind {
+  return { source: b.host, target: b.machine ?? b.host, readOnly: b.readOnly, create: b.create };
+}
+
 /** Host directories that machines mount read-write (well-formed binds only). */
 function writableBindSources(machines: Obj): { machine: string; source: string }[] {
   const writable: { machine: string; source: string }[] = [];
   for (const [name, rawMachine] of Object.entries(machines)) {
     for (const rawBind of asArr(asObj(rawMachine).bind)) {
-      const parsed = typeof rawBind === 'string' ? parseBind(rawBind) : undefined;
-      if (parsed && !('error' in parsed) && !parsed.readOnly) writable.push({ machine: name, source: parsed.source });
+      const parsed = bindOf(rawBind);
+      if (parsed && !parsed.readOnly) writable.push({ machine: name, source: parsed.source });
     }
   }
   return writable;
@@ -455,9 +558,11 @@ export interface Bind {
   source: string;
   target: string;
   readOnly: boolean;
+  /** apply creates a missing source as an empty directory (otherwise plan refuses it, exit 3). */
+  create: boolean;
 }
 
-/** Parses "HOST[:CONTAINER][:ro|rw]"; both sides absolute, safe paths. */
+/** Parses "HOST[:CONTAINER][:ro|rw]"; both sides absolute, safe paths. Only the map form can say create. */
 export function parseBind(text: string): Bind | { error: string } {
   const parts = text.split(':');
   let readOnly = false;
@@ -472,7 +577,7 @@ export function parseBind(text: string): Bind | { error: string } {
     const r = absolutePath.safeParse(p);
     if (!r.success) return { error: `${JSON.stringify(p)}: ${r.error.issues[0].message}` };
   }
-  return { source, target, readOnly };
+  return { source, target, readOnly, create: false };
 }
 
 /** A network after defaults are applied. */
@@ -559,15 +664,19 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
   for (const name of Object.keys(raw.machines).sort()) {
     const m = raw.machines[name];
     const d = raw.defaults;
-    const distribution = m.distribution ?? d.distribution ?? BUILTIN_DEFAULTS.distribution;
+    const defaultDistribution = d.distribution ?? BUILTIN_DEFAULTS.distribution;
+    const distribution = m.distribution ?? defaultDistribution;
+    // defaults.suite and defaults.mirror are those of defaults.distribution: another
+    // distribution's machine falls back to its own (crossFieldIssues refuses a mix-up).
+    const fromDefaults = distribution === defaultDistribution ? d : {};
     const base = new Set([...REQUIRED_PACKAGES, ...(d.packages ?? []), ...(m.network ? ['iproute2'] : [])]);
     const packages = new Set([...base, ...(m.packages ?? [])]);
     const net = m.network && Object.prototype.hasOwnProperty.call(networks, m.network.bridge) ? networks[m.network.bridge] : undefined;
     machines[name] = {
       name,
       distribution,
-      suite: m.suite ?? d.suite ?? DISTRIBUTION_DEFAULTS[distribution].suite,
-      mirror: m.mirror ?? d.mirror ?? DISTRIBUTION_DEFAULTS[distribution].mirror,
+      suite: m.suite ?? fromDefaults.suite ?? DISTRIBUTION_DEFAULTS[distribution].suite,
+      mirror: m.mirror ?? fromDefaults.mirror ?? DISTRIBUTION_DEFAULTS[distribution].mirror,
       variant: m.variant ?? d.variant ?? BUILTIN_DEFAULTS.variant,
       bootstrapper: m.bootstrapper ?? d.bootstrapper ?? BUILTIN_DEFAULTS.bootstrapper,
       packages: [...packages].sort(),
@@ -582,7 +691,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
         m.network && net
           ? { bridge: m.network.bridge, address: m.network.address, prefix: net.subnet.prefix, gateway: net.gateway, allow: m.network.allow }
           : undefined,
-      bind: (m.bind ?? []).map((b) => parseBind(b) as Bind),
+      bind: (m.bind ?? []).map((b) => (typeof b === 'string' ? (parseBind(b) as Bind) : bindFromMap(b))),
       ports: (m.ports ?? []).map((p) => ({ host: p.host, container: p.container ?? p.host, protocol: p.protocol })),
       files: (m.files ?? []).map((f) => ({ path: f.path, content: f.content, mode: parseInt(f.mode, 8) })),
       provision: m.provision ?? [],

@@ -72,7 +72,8 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
     }
     try {
       const manifest = await loadManifestFile(host, file);
-      const { plan, state } = await planManifest(host, manifest, cwd);
+      // Comparing needs no mirror: a machine to create is reported as drift, not checked online.
+      const { plan, state } = await planManifest(host, manifest, cwd, undefined, { checkArchives: false });
       notice(describeUnreadable(state.unreadable));
       for (const n of machines) {
         const summary = plan.summary.find((s) => s.owner.type === 'machine' && s.owner.name === n);

@@ -16,6 +16,7 @@ import {
   stagingPath,
 } from '../host/paths';
 import { DesiredState } from '../render/desired';
+import { HostResolver } from '../render/nspawn';
 import { MachineRecord, machineRecordSchema, NetworkRecord, networkRecordSchema } from './records';
 
 export type ObservedEntry =
@@ -52,8 +53,17 @@ export interface ObservedNetwork {
   unreadable?: string[];
 }
 
+/** The nameservers machines without `dns:` get from the host, and the file they come from. */
+export interface HostDns {
+  resolver: HostResolver;
+  file: string;
+  nameservers: string[];
+}
+
 export interface HostState {
   systemdBooted: boolean;
+  /** Where machines without `dns:` get their nameservers; undefined when it was not looked at. */
+  dns?: HostDns;
   /** undefined when it was not asked (no networks in the manifest, or systemd not booted). */
   networkdActive?: boolean;
   machines: Record<string, ObservedMachine>;
@@ -108,6 +118,37 @@ async function unlessDenied<T>(denied: string[], fallback: T, read: () => Promis
     denied.push(err.path);
     return fallback;
   }
+}
+
+export const HOST_RESOLV_CONF = '/etc/resolv.conf';
+/** systemd-resolved's list of the upstream servers it uses (not its 127.0.0.53 stub). */
+export const UPLINK_RESOLV_CONF = '/run/systemd/resolve/resolv.conf';
+
+/** The nameserver addresses of a resolv.conf text. */
+export function nameserversOf(text: string | undefined): string[] {
+  return (text ?? '').split('\n').flatMap((line) => {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line);
+    return m ? [m[1]] : [];
+  });
+}
+
+/** 127.0.0.0/8, ::1 and 0.0.0.0 mean the host itself: a machine's own network namespace has its own. */
+export function isLoopbackNameserver(address: string): boolean {
+  return /^127\./.test(address) || address === '::1' || address === '0.0.0.0';
+}
+
+/**
+ * Which file machines without `dns:` copy their nameservers from: /etc/resolv.conf, unless it
+ * names only loopback servers (systemd-resolved's 127.0.0.53 stub) and resolved keeps a list of
+ * its upstream servers; then that list.
+ */
+export async function observeHostResolver(host: Host): Promise<HostDns> {
+  const etc = nameserversOf(await host.fs.readText(HOST_RESOLV_CONF));
+  if (etc.every(isLoopbackNameserver)) {
+    const uplink = await host.fs.readText(UPLINK_RESOLV_CONF);
+    if (uplink !== undefined) return { resolver: 'uplink', file: UPLINK_RESOLV_CONF, nameservers: nameserversOf(uplink) };
+  }
+  return { resolver: 'host', file: HOST_RESOLV_CONF, nameservers: etc };
 }
 
 /** True when systemd is PID 1 (the same test sd_booted() makes). */

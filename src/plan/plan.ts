@@ -3,7 +3,7 @@
 import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
-import { HostState, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
+import { HostState, isLoopbackNameserver, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
 import { MachineRecord, NetworkRecord, serializeRecord } from './records';
 import { Action, Conflict, Notice, Owner, Plan, Step, Summary } from './steps';
 
@@ -41,8 +41,10 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
 
   for (const m of desired.machines) {
     const r = planMachine(m, state.machines[m.machine.name], state, options);
-    // systemd-nspawn refuses to start when a bind source is missing; make it as an empty directory.
-    const missingSources = m.machine.bind.map((b) => b.source).filter((src) => !state.existingBindSources.includes(src));
+    // systemd-nspawn refuses to start when a bind source is missing. Only an entry with
+    // `create: true` is made, as an empty directory; any other missing one stops plan before this
+    // (assertBindSourcesExist), so that a typo is never mounted as a new, empty directory.
+    const missingSources = m.machine.bind.filter((b) => b.create).map((b) => b.source).filter((src) => !state.existingBindSources.includes(src));
     if (r.conflicts.length === 0) {
       for (const path of [...new Set(missingSources)]) {
         steps.push({ kind: 'create-bind-source', machine: m.machine.name, path, reason: 'bind mount source does not exist' });
@@ -52,6 +54,8 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
     steps.push(...r.steps);
     conflicts.push(...r.conflicts);
     notices.push(...r.notices);
+    const dns = unreachableDnsNotice(m, state);
+    if (dns) notices.push(dns);
     summary.push(r.summary);
   }
 
@@ -319,6 +323,18 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     return { steps: [], conflicts: unique, notices, summary: { owner, action: 'conflict', changes: unique.map((c) => c.message) } as Summary };
   }
   return { steps, conflicts, notices, summary: { owner, action, changes } as Summary };
+}
+
+/**
+ * A machine without `dns:` gets the host's nameservers at each start; say so when none of them
+ * can answer it (none listed, or only the host's loopback, like a local dnsmasq on 127.0.0.1).
+ */
+function unreachableDnsNotice(m: DesiredMachine, state: HostState): Notice | undefined {
+  if (!state.dns || !m.machine.network || m.machine.dns.length > 0) return undefined;
+  const { file, nameservers } = state.dns;
+  if (nameservers.some((n) => !isLoopbackNameserver(n))) return undefined;
+  const names = nameservers.length === 0 ? `${file} names no nameserver` : `${file} names only ${nameservers.join(', ')}, the host's own loopback, which the machine cannot reach`;
+  return { owner: { type: 'machine', name: m.machine.name }, message: `without dns: the machine gets the host's nameservers, but ${names}; set dns: to nameservers the machine can reach` };
 }
 
 /** Why nspawnctl will not replace what is at `path`. */

@@ -90,6 +90,8 @@ describe('installPackages', () => {
     expect(boot.filter((a) => a.startsWith('--volatile') || a.startsWith('--read-only'))).toEqual([]);
     expect(boot.slice(boot.indexOf('--directory=/var/lib/machines/vol') + 1)).toEqual([
       '--hostname=vol',
+      // volatile: state keeps the root read-only, so the host's nameservers are bind-mounted.
+      '--resolv-conf=bind-host',
       '--private-users=pick',
       '--private-users-ownership=auto',
       '--network-bridge=lan',

@@ -196,6 +196,36 @@ describe('nspawnctl apply', () => {
     expect(changesBesidesLock(host)).toEqual([]);
   });
 
+  test('a misspelt suite: exit 2 under the lock before any step, nothing bootstrapped; --dry-run says the same', async () => {
+    const host = freshHost({ manifest: EXAMPLE.replace('  suite: bookworm\n', '  suite: bookwrom\n') });
+    host.http.on('http://deb.debian.org/debian/dists/bookwrom/Release', { status: 404 });
+    const problem = 'machines.yaml:7:10: defaults.suite: bookwrom is not a suite of http://deb.debian.org/debian (http://deb.debian.org/debian/dists/bookwrom/Release answered HTTP 404); did you mean bookworm? (used by machines db and web)';
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect({ exitCode: r.exitCode, stderr: r.stderr }).toEqual({ exitCode: 2, stderr: `${problem}\nhint: Fix the manifest; nothing on the host was changed. See man nspawnctl.\n` });
+    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
+    expect(changesBesidesLock(host)).toEqual([]);
+    const dry = await runCommand(applyWith(host), ['machines.yaml', '--dry-run']);
+    expect(dry.exitCode).toBe(2);
+    expect(dry.stderr.split('\n')[0]).toBe(problem);
+  });
+
+  test('a bind source that does not exist: exit 3 naming it, nothing run or changed but the lock', async () => {
+    const host = freshHost({ manifest: EXAMPLE.replace('      - { host: /srv/www, machine: /var/www, readOnly: true, create: true }\n', '      - /srv/wwww:/var/www:ro\n') });
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toBe(
+      [
+        'nspawnctl: this host is not ready:',
+        '  - machine web, bind[0] (/srv/wwww -> /var/www): /srv/wwww does not exist on this host',
+        'hint: Create /srv/wwww, correct machines.web.bind[0], or let apply create it empty: { host: /srv/wwww, machine: /var/www, readOnly: true, create: true }',
+        '',
+      ].join('\n'),
+    );
+    expect(host.runner.calls).toEqual([]);
+    expect(changesBesidesLock(host)).toEqual([]);
+    expect(host.fs.nodes.has('/srv/wwww')).toBe(false);
+  });
+
   // A machine's conflict stops only that machine; with nothing else to do, nothing is changed.
   test('a machine conflict and nothing else to do: exit 4, the plan shows it, nothing changes but the lock', async () => {
     const host = convergedHost();
@@ -250,12 +280,12 @@ describe('nspawnctl apply', () => {
         '  2. create /etc/systemd/network/50-nspawnctl-examplevlan.netdev  (missing)',
         '  3. create /etc/systemd/network/50-nspawnctl-examplevlan.network  (missing)',
         '  4. reload systemd-networkd  (bridge configuration changed)',
-        '  5. create machine db: bootstrap debian bookworm (5 packages), write 9 files inside  (not on this host yet)',
+        '  5. create machine db: bootstrap debian bookworm (5 packages), write 8 files inside  (not on this host yet)',
         '  6. create /etc/systemd/nspawn/db.nspawn  (new machine)',
         '  7. enable db (start at boot)  (autostart: true)',
         '  8. start db  (new machine)',
         '  9. create directory /srv/www (bind mount source of web)  (bind mount source does not exist)',
-        '  10. create machine web: bootstrap debian bookworm (5 packages), write 9 files inside, run 1 provision commands  (not on this host yet)',
+        '  10. create machine web: bootstrap debian bookworm (5 packages), write 8 files inside, run 1 provision commands  (not on this host yet)',
         '  11. create /etc/systemd/nspawn/web.nspawn  (new machine)',
         '  12. enable web (start at boot)  (autostart: true)',
         '  13. start web  (new machine)',
@@ -643,7 +673,7 @@ describe('nspawnctl apply', () => {
           `  ! machine web: ${reason}`,
           '',
           '4 step(s):',
-          '  1. create machine db: bootstrap debian bookworm (5 packages), write 9 files inside  (not on this host yet)',
+          '  1. create machine db: bootstrap debian bookworm (5 packages), write 8 files inside  (not on this host yet)',
           '  2. create /etc/systemd/nspawn/db.nspawn  (new machine)',
           '  3. enable db (start at boot)  (autostart: true)',
           '  4. start db  (new machine)',

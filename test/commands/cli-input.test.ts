@@ -12,7 +12,7 @@ import { REPO_ROOT } from '../helpers/run-command';
 
 const BIN = join(REPO_ROOT, 'bin', 'run.js');
 const BUILT = join(REPO_ROOT, 'oclif.manifest.json');
-const SIZE_PROBLEM = '<stdin>:1:1: standard input is larger than 1048576 bytes; a manifest is hand-written text\nhint: Fix the manifest; nothing on the host was changed. See docs/manifest.md.\n';
+const SIZE_PROBLEM = '<stdin>:1:1: standard input is larger than 1048576 bytes; a manifest is hand-written text\nhint: Fix the manifest; nothing on the host was changed. See man nspawnctl.\n';
 const INTERRUPTED = 'nspawnctl: interrupted while reading the manifest from standard input; nothing was changed\n';
 
 /** The newest modification time of any file below `dir`. */
@@ -146,7 +146,7 @@ describe('plan - reads the manifest from standard input', () => {
     expect(await run.exited).toEqual({ code: 2, signal: null });
     expect(run.stderr).toBe(
       '<stdin>:2:3: machines.Web: machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)\n' +
-        'hint: Fix the manifest; nothing on the host was changed. See docs/manifest.md.\n',
+        'hint: Fix the manifest; nothing on the host was changed. See man nspawnctl.\n',
     );
   });
 

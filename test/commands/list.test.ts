@@ -88,7 +88,7 @@ describe('nspawnctl status', () => {
         'address:   10.77.0.12',
         'manifest:  /srv/conf/machines.yaml (drift)',
         'built:     debian bookworm with mmdebstrap, 2024-05-06T07:08:09.000Z',
-        'files:     10 managed',
+        'files:     9 managed',
         'pending:',
         '  start',
         '',

@@ -39,6 +39,7 @@ export function specMachines(): Record<string, Machine> {
 export const APP_NSPAWN = `[Exec]
 Boot=yes
 Hostname=app
+ResolvConf=bind-host
 PrivateUsers=pick
 NoNewPrivileges=yes
 DropCapability=CAP_MKNOD CAP_SYS_PTRACE
@@ -98,6 +99,7 @@ export function appMaintenanceBoot(timeoutS: number): string[] {
     '--machine=app',
     '--directory=/var/lib/machines/app',
     '--hostname=app',
+    '--resolv-conf=bind-host',
     '--private-users=pick',
     '--no-new-privileges=yes',
     '--drop-capability=CAP_MKNOD,CAP_SYS_PTRACE',

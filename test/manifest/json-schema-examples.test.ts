@@ -15,6 +15,7 @@ const FRAGMENTS = [
   { file: 'docs/manifest.md', start: 'defaults:\n  suite: bookworm', why: 'defaults: alone, without machines:' },
   { file: 'docs/manifest.md', start: 'networks:\n  examplevlan:', why: 'networks: alone, without machines:' },
   { file: 'docs/manifest.md', start: 'machines:\n  web:\n    hostname: web', why: 'machines on the networks of the example before it' },
+  { file: 'docs/manifest.md', start: 'bind:\n  - /srv/shared', why: 'bind: alone, the entries of one machine' },
 ];
 
 const fragmentOf = (block: YamlBlock) => FRAGMENTS.filter((f) => block.where.startsWith(`${f.file}:`) && block.text.startsWith(f.start));

@@ -221,11 +221,15 @@ const NAMES: Refused[] = [
   ['an authorized key with two spaces after its type', FULL, ['defaults', 'authorizedKeys', 0], 'ssh-ed25519  AAAA'],
 ];
 
+/** The example with one nameserver under defaults (it has no dns: of its own). */
+const WITH_DNS = changed(EXAMPLE, ['defaults', 'dns'], ['10.77.0.53']);
+
 const ADDRESSES: Refused[] = [
-  ['dns: an octet over 255', EXAMPLE, ['defaults', 'dns', 0], '10.77.0.256'],
-  ['dns: a leading zero', EXAMPLE, ['defaults', 'dns', 0], '010.77.0.1'],
-  ['dns: three octets', EXAMPLE, ['defaults', 'dns', 0], '10.77.1'],
-  ['dns: IPv6', EXAMPLE, ['defaults', 'dns', 0], '::1'],
+  // The example has no dns: (machines get the host's nameservers); these give it one.
+  ['dns: an octet over 255', WITH_DNS, ['defaults', 'dns', 0], '10.77.0.256'],
+  ['dns: a leading zero', WITH_DNS, ['defaults', 'dns', 0], '010.77.0.1'],
+  ['dns: three octets', WITH_DNS, ['defaults', 'dns', 0], '10.77.1'],
+  ['dns: IPv6', WITH_DNS, ['defaults', 'dns', 0], '::1'],
   ['gateway: five octets', EXAMPLE, ['networks', 'examplevlan', 'gateway'], '10.77.0.1.5'],
   ['address: a name', EXAMPLE, ['machines', 'web', 'network', 'address'], 'web'],
   ['subnet without a prefix', EXAMPLE, ['networks', 'examplevlan', 'subnet'], '10.77.0.0'],

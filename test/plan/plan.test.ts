@@ -27,7 +27,7 @@ const BASE = `networks:
 machines:
   web:
     network: { bridge: br0, address: 10.0.0.2 }
-    bind: ["/srv/www:/var/www:ro"]
+    bind: [{ host: /srv/www, machine: /var/www, readOnly: true, create: true }]
     files: [{ path: /etc/motd, content: "hi\\n" }]
     autostart: true
   db:
@@ -303,11 +303,20 @@ const rows: Row[] = [
     actions: ['network br0: update', 'machine db: unchanged', 'machine web: unchanged'],
   },
   {
-    name: 'a missing bind source is created',
+    name: 'a missing bind source with create: true is created',
     state: withState((s) => {
       s.existingBindSources = [];
     }),
     steps: ['create-bind-source /srv/www'],
+  },
+  {
+    // The same .nspawn file: only create differs. planManifest refuses the missing source first.
+    name: 'a missing bind source without create: true is never created by the planner',
+    manifest: variant('bind: [{ host: /srv/www, machine: /var/www, readOnly: true, create: true }]', 'bind: ["/srv/www:/var/www:ro"]'),
+    state: withState((s) => {
+      s.existingBindSources = [];
+    }),
+    steps: [],
   },
   {
     name: 'a changed suite gives a notice and never a rebuild',

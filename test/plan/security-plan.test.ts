@@ -278,7 +278,7 @@ describe('isolated networks: the filter in the kernel follows its file', () => {
 });
 
 describe('read-only roots', () => {
-  const RO = yaml('machines:', '  ro:', '    bind: [/srv/ro]', '    security: { readOnly: true, tmpfs: [/tmp] }');
+  const RO = yaml('machines:', '  ro:', '    bind: [{ host: /srv/ro, create: true }]', '    security: { readOnly: true, tmpfs: [/tmp] }');
   const SHIFTED = 65536 * 7;
 
   test('a new read-only machine: its root is shifted and given its mount points before the first start', () => {

@@ -62,6 +62,8 @@ describe('renderNspawnFile with security settings', () => {
         '[Exec]',
         'Boot=yes',
         'Hostname=app',
+        // A network and no dns: the host's nameservers, bind-mounted into the read-only root.
+        'ResolvConf=bind-host',
         'PrivateUsers=pick',
         'NoNewPrivileges=yes',
         'Capability=CAP_NET_ADMIN CAP_SYS_NICE',

@@ -5,7 +5,7 @@ import { assertHostInitPossible, observeHostInit, runHostInitStep, undoHostInit 
 import { BaseCommand, jsonFlag, waitFlag } from '../../command-base';
 import { NspawnctlError } from '../../errors';
 import { loadManifestFile } from '../../pipeline';
-import { describeHostInitStep, HostInitPlan, planHostInit } from '../../plan/host-init';
+import { describeHostInitStep, HOST_RECORD_PATH, HostInitPlan, planHostInit } from '../../plan/host-init';
 import { describeUnreadable } from '../../plan/observe';
 
 // Prepares a fresh Debian/Ubuntu host: packages, networkd, bridges, forwarding, machines.target.
@@ -35,6 +35,7 @@ export default class HostInit extends BaseCommand {
     if (flags.undo) {
       const r = await this.withLock(host, 'host init --undo', flags.wait, () => undoHostInit(host, flags.force, say));
       if (flags.json) this.out(JSON.stringify(r, null, 2));
+      else if (r.nothingToUndo) this.out(`Nothing to undo: host init has not changed this host (no record in ${HOST_RECORD_PATH}).`);
       else this.out(`Undone: removed ${r.removed.length} file(s), disabled ${r.disabled.length} unit(s).${r.packages.length ? ` Packages host init installed are kept; remove them with: apt-get remove ${r.packages.join(' ')}` : ''}`);
       return;
     }
