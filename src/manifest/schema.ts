@@ -1,4 +1,5 @@
 // The one zod schema for machines.yaml, plus the resolved types the rest of nspawnctl uses.
+import { posix } from 'node:path';
 import { z } from 'zod';
 import { findEarlierOverlaps, firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet } from './ipv4';
 import { isWithin, MACHINES_DIR } from '../host/paths';
@@ -341,6 +342,15 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   distributionIssues(asObj(root.defaults), machines, add);
   const writable = writableBindSources(machines);
   credentialIssues(asObj(root.defaults), ['defaults'], writable, add);
+  // The read-write bind source strictly above a path, walking up its directories (no pairwise scan).
+  const writableBySource = new Map(writable.map((w) => [w.source, w]));
+  const enclosingWritable = (path: string) => {
+    for (let dir = posix.dirname(path); dir !== '/'; dir = posix.dirname(dir)) {
+      const w = writableBySource.get(dir);
+      if (w) return w;
+    }
+    return undefined;
+  };
   const addressOwners = new Map<string, string>();
   const portOwners = new Map<string, string>();
   for (const [name, rawMachine] of Object.entries(machines)) {
@@ -393,6 +403,12 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
       if (parsed === undefined) return;
       if (targets.has(parsed.target)) add(['machines', name, 'bind', i], `${parsed.target} is already a bind mount target`);
       targets.add(parsed.target);
+      // systemd-nspawn follows symlinks in a bind source when it starts the machine: one that a
+      // machine can replace from inside could be pointed at any host directory.
+      const outer = enclosingWritable(parsed.source);
+      if (outer) {
+        add(['machines', name, 'bind', i], `${parsed.source} is inside ${outer.source}, which machine ${shown(outer.machine)} mounts read-write: that machine could replace it with a symlink to any host directory, which systemd-nspawn would then mount here`);
+      }
     });
     asArr(net.allow).forEach((rawRule, i) => {
       const from = asStr(asObj(rawRule).from);

@@ -330,6 +330,24 @@ describe('parseManifest rejects bad input with every problem located', () => {
     ]);
   });
 
+  // A machine can replace anything below what it mounts read-write with a symlink, which
+  // systemd-nspawn follows when it mounts a bind source: such a source could become any host path.
+  test('a bind source inside another read-write bind source (of any machine) is refused; read-only ones and siblings are fine', () => {
+    expectProblems(
+      yaml(
+        'machines:',
+        '  web:',
+        '    bind: ["/srv/app:/app", "/srv/app/conf:/etc/app:ro", "/srv/appx:/x", "/srv/ro:/ro:ro"]',
+        '  db:',
+        '    bind: ["/srv/app/data/pg:/var/lib/pg", "/srv/ro/inner:/inner", "/srv/shared:/s:ro"]',
+      ),
+      [
+        'machines.yaml:3:29: machines.web.bind[1]: /srv/app/conf is inside /srv/app, which machine web mounts read-write: that machine could replace it with a symlink to any host directory, which systemd-nspawn would then mount here',
+        'machines.yaml:5:12: machines.db.bind[0]: /srv/app/data/pg is inside /srv/app, which machine web mounts read-write: that machine could replace it with a symlink to any host directory, which systemd-nspawn would then mount here',
+      ],
+    );
+  });
+
   test('bad bind specs, a bind with "..", and a repeated bind target', () => {
     expectProblems(
       yaml('machines:', '  web:', '    bind:', '      - "srv:/x"', '      - "/srv/../etc:/x"', '      - "/a:/b:/c:/d"', '      - "/a:/b:rx"', '      - "/e:/y"', '      - "/f:/y:ro"'),

@@ -57,7 +57,8 @@ const LOADER_ONLY: { rule: string; message: RegExp }[] = [
   { rule: 'allow only on an isolated network', message: /^allow rules only mean something on an isolated network/ },
   { rule: 'a capability is not both added and dropped', message: /^\S+ is also in capabilities\.drop/ },
   { rule: 'cpus or cpuQuota, not both', message: /^set cpus or cpuQuota, not both/ },
-  { rule: 'a credential file is not in a read-write bind', message: /^\S+ is inside \S+, which machine .+ mounts read-write/ },
+  { rule: 'a credential file is not in a read-write bind', message: /^\S+ is inside \S+, which machine .+ mounts read-write; that machine could replace it with a symlink to any host file$/ },
+  { rule: 'a bind source is not inside a read-write bind source', message: /^\S+ is inside \S+, which machine .+ mounts read-write: that machine could replace it with a symlink to any host directory/ },
   { rule: "system call names this host's systemd knows", message: /^this host's systemd knows no system call / },
 ];
 
@@ -408,6 +409,7 @@ describe('what only the loader can decide: the schema accepts, the loader refuse
     ['a capability is not both added and dropped', changed(SPECS, ['machines', 'app', 'security', 'capabilities', 'add'], ['CAP_MKNOD'])],
     ['cpus or cpuQuota, not both', changed(SPECS, ['machines', 'app', 'limits', 'cpuQuota'], '150%')],
     ['a credential file is not in a read-write bind', changed(changed(EXAMPLE, ['machines', 'db', 'bind'], ['/srv/keys:/keys']), ['machines', 'web', 'credentials'], { key: '/srv/keys/web.pem' })],
+    ['a bind source is not inside a read-write bind source', changed(changed(EXAMPLE, ['machines', 'db', 'bind'], ['/srv/app:/app']), ['machines', 'web', 'bind'], ['/srv/app/conf:/etc/app:ro'])],
   ];
 
   test('every rule has a case', () => {
