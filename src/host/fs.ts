@@ -52,6 +52,8 @@ export interface HostFs {
   createExclusive(path: string, content: string, mode: number): Promise<boolean>;
   /** mkdir -p. */
   mkdir(path: string, mode: number, options?: { uid?: number; gid?: number }): Promise<void>;
+  /** Changes the owner of `path` itself (never what a symlink there points to). */
+  chown(path: string, uid: number, gid: number): Promise<void>;
   /** Opens a machine's root filesystem (or any tree nspawnctl must not follow symlinks in). */
   openRootfs(dir: string): Promise<RootfsHandle>;
 }
@@ -222,6 +224,10 @@ export function createNodeFs(root: string): HostFs {
     async mkdir(path, mode, options = {}) {
       await mkdirp(path, mode, options.uid, options.gid);
     },
+    async chown(path, uid, gid) {
+      assertHostPath(path);
+      await fsp.lchown(real(path), uid, gid);
+    },
     async openRootfs(dir) {
       assertHostPath(dir);
       return openRootfsHandle(real(dir));
@@ -285,6 +291,7 @@ function withPermissionErrors(fs: HostFs, real: (p: string) => string, asRoot: b
     rename: mapped('rename', fs.rename),
     createExclusive: mapped('create', fs.createExclusive),
     mkdir: mapped('create', fs.mkdir),
+    chown: mapped('chown', fs.chown),
     openRootfs: mapped('open', fs.openRootfs),
   };
 }

@@ -1,7 +1,7 @@
 // What list and status report: managed machines, their state, address, and drift from the manifest.
 import { Host } from '../host/host';
 import { ManifestError, NspawnctlError, PermissionDeniedError } from '../errors';
-import { machineLeader } from '../apply/machinectl';
+import { machineLeader, machineUserRange } from '../apply/machinectl';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { deniedMessage, describeUnreadable, isSystemdBooted, listManagedMachines, listRunningMachines, readMachineRecord } from './observe';
 import { MachineRecord } from './records';
@@ -12,6 +12,8 @@ export interface MachineReport {
   state: 'running' | 'stopped';
   address?: string;
   leader?: number;
+  /** Host UIDs of a running machine's user namespace: its root is `base` on the host. */
+  users?: { base: number; count: number };
   manifest?: string;
   /** "in sync", "drift", or why it could not be compared ("needs root": its files could not be read). */
   sync: 'in sync' | 'drift' | 'not in manifest' | 'manifest unreadable' | 'needs root';
@@ -93,11 +95,13 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
   for (const n of wanted) {
     const s = summaries.get(n) ?? { sync: hidden.has(n) ? ('needs root' as const) : ('manifest unreadable' as const) };
     const isRunning = running.has(n);
+    const leader = isRunning ? await machineLeader(host, n) : undefined;
     reports.push({
       name: n,
       state: isRunning ? 'running' : 'stopped',
       address: s.address,
-      leader: isRunning ? await machineLeader(host, n) : undefined,
+      leader,
+      users: leader === undefined ? undefined : await machineUserRange(host, n, leader).catch(() => undefined),
       manifest: manifestOverride ?? records.get(n)?.manifest,
       sync: s.sync,
       changes: s.summary?.changes ?? [],

@@ -74,6 +74,8 @@ export interface HostState {
   stagingDirs?: string[];
   /** Bind mount sources that exist on the host. */
   existingBindSources: string[];
+  /** Owner (UID) of each existing bind source a machine mounts read-write. */
+  bindSourceOwners?: Record<string, number>;
   /** Every machine that has an nspawnctl record, whether in this manifest or not. */
   managedMachines: string[];
   /**
@@ -246,9 +248,14 @@ export async function observeHost(host: Host, desired: DesiredState): Promise<Ho
     stagingDirs: await unlessDenied(denied, [], () => listStagingDirs(host)),
   };
   const deniedSources = new Set<string>();
+  const writableSources = new Set(desired.machines.flatMap((m) => m.machine.bind.filter((b) => !b.readOnly).map((b) => b.source)));
   for (const source of new Set(desired.machines.flatMap((m) => m.machine.bind.map((b) => b.source)))) {
     try {
-      if (await host.fs.stat(source)) state.existingBindSources.push(source);
+      const info = await host.fs.stat(source);
+      if (!info) continue;
+      state.existingBindSources.push(source);
+      // A symlinked source is the admin's to own: what it leads to is not handed to anyone.
+      if (writableSources.has(source) && info.type === 'dir') state.bindSourceOwners = { ...state.bindSourceOwners, [source]: info.uid };
     } catch (err) {
       if (!(err instanceof PermissionDeniedError)) throw err;
       denied.push(err.path);

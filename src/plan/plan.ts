@@ -1,6 +1,7 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
 import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
 import { HostState, isLoopbackNameserver, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
@@ -52,6 +53,13 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
       }
     }
     steps.push(...r.steps);
+    if (r.conflicts.length === 0) {
+      const handed = planBindOwnership(m, state);
+      steps.push(...handed.steps);
+      r.summary.changes.push(...handed.paths.map((p) => `give ${p} to the machine's root`));
+      if (handed.steps.length > 0 && r.summary.action === 'unchanged') r.summary.action = 'update';
+      notices.push(...handed.notices);
+    }
     conflicts.push(...r.conflicts);
     notices.push(...r.notices);
     const dns = unreachableDnsNotice(m, state);
@@ -371,6 +379,37 @@ function summarize(step: Step): string {
     default:
       return step.kind;
   }
+}
+
+/**
+ * Read-write binds are not idmapped (src/render/nspawn.ts), so their source must belong to the
+ * machine's UID range for its root to write there. A source nspawnctl creates (`create: true`)
+ * is handed to the machine once it runs (the step reads the range the machine got); one that
+ * still belongs to host root and that nspawnctl did not create is the admin's to hand over.
+ */
+function planBindOwnership(m: DesiredMachine, state: HostState): { steps: Step[]; paths: string[]; notices: Notice[] } {
+  const steps: Step[] = [];
+  const paths: string[] = [];
+  const notices: Notice[] = [];
+  if (!shiftsUids(m.machine.security)) return { steps, paths, notices };
+  const owner: Owner = { type: 'machine', name: m.machine.name };
+  for (const [i, b] of m.machine.bind.entries()) {
+    if (b.readOnly) continue;
+    const uid = state.bindSourceOwners?.[b.source];
+    const missing = !state.existingBindSources.includes(b.source);
+    if (b.create && (missing || uid === 0)) {
+      if (!paths.includes(b.source)) {
+        paths.push(b.source);
+        steps.push({ kind: 'hand-bind-source', machine: m.machine.name, path: b.source, reason: "a read-write bind is not idmapped: the machine's root must own its source" });
+      }
+    } else if (uid === 0) {
+      notices.push({
+        owner,
+        message: `bind[${i}]: ${b.source} is mounted read-write but belongs to host root, so the machine's root can only read it (read-write binds are not idmapped: through one it could create files owned by host root, setuid ones too); chown it to the machine's UID range (the users line of nspawnctl status ${m.machine.name}), or let nspawnctl create it with create: true`,
+      });
+    }
+  }
+  return { steps, paths, notices };
 }
 
 /** How a desired entry relates to what is on disk. */

@@ -40,10 +40,13 @@ export function nspawnSettings(machine: Machine, resolver: HostResolver = 'host'
         ['Private', 'yes'],
         ['VirtualEthernet', 'no'],
       ];
-  // With shifted UIDs a bind mount is idmapped, so host root's files are root's inside too
-  // (otherwise they would show up as nobody and be read-only to the machine's root).
-  const bindOptions = shiftsUids(s) ? ':idmap' : '';
-  const binds = (readOnly: boolean) => machine.bind.filter((b) => b.readOnly === readOnly).map((b) => `${b.source}:${b.target}${bindOptions}`);
+  // With shifted UIDs a read-only bind is idmapped, so host root's files are root's inside too
+  // (otherwise they would show up as nobody's). A read-write one is not: through an idmapped
+  // mount the machine's root would create files owned by host root, setuid ones included, in a
+  // host directory. Its source belongs to the machine's UID range instead (apply hands over the
+  // sources it creates; see hand-bind-source).
+  const binds = (readOnly: boolean) =>
+    machine.bind.filter((b) => b.readOnly === readOnly).map((b) => `${b.source}:${b.target}${readOnly && shiftsUids(s) ? ':idmap' : ''}`);
   const allowed = s.systemCallFilter.filter((e) => !e.startsWith('~'));
   const denied = s.systemCallFilter.filter((e) => e.startsWith('~')).map((e) => e.slice(1));
   return [

@@ -158,7 +158,7 @@ describe('list and status as a normal user', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toBe(RECORDS_NOTE);
     expect(r.stdout).toBe(
-      ['machine:   web', 'state:     running (leader PID 4321)', 'address:   -', 'manifest:  - (needs root)', 'built:     -', 'files:     0 managed', ''].join('\n'),
+      ['machine:   web', 'state:     running (leader PID 4321)', 'address:   -', 'users:     -', 'manifest:  - (needs root)', 'built:     -', 'files:     0 managed', ''].join('\n'),
     );
   });
 

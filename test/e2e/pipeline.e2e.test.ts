@@ -120,12 +120,21 @@ e2eSuite('nspawnctl on a real systemd host', () => {
     writeInHost('/root/machines.yaml', changed);
     const plan = JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout);
     const kinds = plan.steps.map((s: { kind: string; machine?: string; owner?: { name: string } }) => `${s.kind}:${s.machine ?? s.owner?.name}`);
-    expect(kinds).toEqual(['create-bind-source:web', 'write-file:web', 'restart-machine:web']);
+    expect(kinds).toEqual(['create-bind-source:web', 'write-file:web', 'restart-machine:web', 'hand-bind-source:web']);
     nspawnctl(['apply', '/root/machines.yaml']);
     expect(leader('db')).toBe(dbBefore);
     expect(leader('web')).not.toBe(webBefore);
     inHost(['sh', '-c', 'echo from-host > /srv/data/probe']);
-    expect(inHost(['nsenter', '-t', String(leader('web')), '-m', 'cat', '/var/data/probe']).stdout).toBe('from-host\n');
+    const web = String(leader('web'));
+    expect(inHost(['nsenter', '-t', web, '-m', 'cat', '/var/data/probe']).stdout).toBe('from-host\n');
+    // The read-write bind is not idmapped: its source went to web's UID range, so web's root can
+    // write there, and what it makes (a setuid file too) belongs to web's range, not host root.
+    const base = Number(inHost(['cat', `/proc/${web}/uid_map`]).stdout.trim().split(/\s+/)[1]);
+    expect(base).toBeGreaterThan(0);
+    expect(inHost(['stat', '-c', '%u:%g', '/srv/data']).stdout.trim()).toBe(`${base}:${base}`);
+    inHost(['nsenter', '-t', web, '-a', '--', 'sh', '-c', 'cp /bin/true /var/data/suid && chmod 4755 /var/data/suid']);
+    expect(inHost(['stat', '-c', '%u %a', '/srv/data/suid']).stdout.trim()).toBe(`${base} 4755`);
+    expect(JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout).changes).toBe(false);
     pingFromHost('10.77.0.11');
   });
 

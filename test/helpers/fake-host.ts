@@ -188,6 +188,15 @@ export class FakeFs implements HostFs {
     this.mkdirp(this.resolveParents(path), mode, options.uid, options.gid);
   }
 
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    assertHostPath(path);
+    const p = this.resolveParents(path);
+    const node = this.nodes.get(p);
+    if (!node) throw enoent('lchown', path);
+    this.nodes.set(p, { ...node, uid, gid });
+    this.changes.push(`chown ${norm(path)} ${uid}:${gid}`);
+  }
+
   async openRootfs(dir: string): Promise<RootfsHandle> {
     assertHostPath(dir);
     const top = this.nodes.get(norm(dir));

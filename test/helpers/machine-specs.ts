@@ -48,7 +48,7 @@ SystemCallFilter=~@clock
 [Files]
 PrivateUsersOwnership=off
 ReadOnly=yes
-Bind=/srv/app:/srv/app:idmap
+Bind=/srv/app:/srv/app
 Bind=/dev/fuse
 BindReadOnly=/srv/conf:/etc/app:idmap
 TemporaryFileSystem=/tmp
@@ -105,7 +105,7 @@ export function appMaintenanceBoot(timeoutS: number): string[] {
     '--drop-capability=CAP_MKNOD,CAP_SYS_PTRACE',
     '--system-call-filter=~@clock',
     '--private-users-ownership=off',
-    '--bind=/srv/app:/srv/app:idmap',
+    '--bind=/srv/app:/srv/app',
     '--bind=/dev/fuse',
     '--bind-ro=/srv/conf:/etc/app:idmap',
     '--tmpfs=/tmp',
