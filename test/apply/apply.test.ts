@@ -67,7 +67,7 @@ describe('applyPlan', () => {
     expect(result.done).toEqual([plan.steps[0]]);
     expect(result.failures.map((f) => [f.group, f.error instanceof InterruptedError, f.error.message])).toEqual([['db', true, 'interrupted; the next apply continues from here']]);
     expect(result.skipped).toEqual(['web']);
-    expect(host.runner.argvs().map((a) => a[0])).toEqual(['mmdebstrap']);
+    expect(host.runner.argvs().map((a) => a[0])).toEqual(['mmdebstrap', 'sync']);
     expect(host.fs.nodes.get('/var/lib/machines/db')?.type).toBe('dir');
     expect(host.fs.nodes.has('/etc/systemd/nspawn/db.nspawn')).toBe(false);
 
