@@ -41,3 +41,11 @@ test('the type declarations are Node 18\'s: tsc rejects APIs newer than 18', () 
   expect(types.version).toMatch(/^18\./);
   expect(pjson.devDependencies['@types/node']).toMatch(/^\^18\./);
 });
+
+test('every package in the lockfile keeps its registry URL (.npmrc): npm 9 installs from it without fetching metadata', () => {
+  const missing = Object.entries(lock.packages as Record<string, { resolved?: string; link?: boolean }>)
+    .filter(([path, entry]) => path !== '' && !entry.link && !entry.resolved?.startsWith('https://registry.npmjs.org/'))
+    .map(([path]) => path);
+  expect(missing).toEqual([]);
+  expect(readFileSync(join(ROOT, '.npmrc'), 'utf8')).toMatch(/^omit-lockfile-registry-resolved=false$/m);
+});
