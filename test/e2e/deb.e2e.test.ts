@@ -3,7 +3,7 @@
 // work with the installed nspawnctl; --help, the man page and the bash completion are there and
 // work; dpkg --purge removes every file it installed and leaves the machines and their state.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { aptInstall, runningMachines, smallManifest } from './distro';
 import { e2eSuite, REPO, Sandbox, timedTest } from './sandbox';
@@ -66,6 +66,28 @@ e2eSuite(
       process.stderr.write(`lintian:\n${tags.join('\n')}\n`);
       expect(tags.filter((l) => l.startsWith('E: '))).toEqual([]);
       expect(lintian.status).toBe(0);
+    });
+
+    timed('1b. the npm package: npm install -g of it puts nspawnctl on PATH and it runs, with the lockfile\'s versions', () => {
+      const tgz = join(out, readdirSync(out).find((f) => f.endsWith('.tgz')) ?? 'missing.tgz');
+      const prefix = join(out, 'global');
+      runHere('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', tgz]);
+      const installed = join(prefix, 'lib', 'node_modules', 'nspawnctl');
+      const pjson = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
+      expect(pjson.private).toBeUndefined();
+      expect(pjson.files).toEqual(expect.arrayContaining(['bin', 'dist', 'templates', 'schema', 'oclif.manifest.json', 'npm-shrinkwrap.json']));
+      expect(readdirSync(installed).sort()).toEqual(expect.arrayContaining(['bin', 'dist', 'node_modules', 'npm-shrinkwrap.json', 'oclif.manifest.json', 'package.json', 'templates']));
+      // npm-shrinkwrap.json in the package: the versions of the lockfile, not the newest in range.
+      const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8'));
+      for (const dep of Object.keys(pjson.dependencies)) {
+        const version = JSON.parse(readFileSync(join(installed, 'node_modules', dep, 'package.json'), 'utf8')).version;
+        expect({ dep, version }).toEqual({ dep, version: lock.packages[`node_modules/${dep}`].version });
+      }
+      const env = { ...process.env, PATH: `${join(prefix, 'bin')}:${process.env.PATH}` };
+      const which = spawnSync('sh', ['-c', 'command -v nspawnctl && nspawnctl --version && nspawnctl render --help'], { cwd: out, env, encoding: 'utf8' });
+      expect(which.status).toBe(0);
+      expect(which.stdout.split('\n').slice(0, 2)).toEqual([join(prefix, 'bin', 'nspawnctl'), expect.stringMatching(/^nspawnctl\/\d+\.\d+\.\d+ /)]);
+      expect(which.stdout).toContain('$ nspawnctl render');
     });
 
     timed('2. apt-get install ./nspawnctl_*_all.deb pulls Debian\'s nodejs and the tools through the apt cache', () => {
