@@ -7,6 +7,7 @@ module.exports = {
       displayName: 'unit',
       testEnvironment: 'node',
       transform: { '^.+\\.ts$': tsJest },
+      setupFiles: ['<rootDir>/test/helpers/jest-setup.ts'],
       testMatch: ['<rootDir>/test/**/*.test.ts'],
       testPathIgnorePatterns: ['<rootDir>/test/e2e/'],
     },

@@ -1,6 +1,9 @@
 // What every command shares: how it gets its Host, and how errors become exit codes.
 import { Command, Flags, Interfaces } from '@oclif/core';
-import { ExitCode, ManifestError, NspawnctlError } from './errors';
+import { createInterface } from 'node:readline/promises';
+import { formatErrorJson, formatErrorText } from './cli/report';
+import { unknownFlagsError } from './cli/suggest';
+import { ExitCode, InterruptedError, NspawnctlError, PreflightError } from './errors';
 import { createRealHost, Host } from './host/host';
 import { acquireLock, formatHolder } from './host/lock';
 
@@ -11,7 +14,10 @@ export abstract class BaseCommand extends Command {
   private onSignal?: (signal: NodeJS.Signals) => void;
 
   // The first SIGINT/SIGTERM stops the running child and lets the command clean up (staging
-  // directory, lock) and exit 130; a second one exits at once.
+  // directory, lock) and exit 130; a second one exits at once. Everything a command waits on
+  // listens to the same AbortSignal (the Host's runner, lock and readInput; ask() below), and
+  // nothing waits in a blocking read on Node's thread pool, which would keep even process.exit
+  // from returning (it joins those threads).
   public override async init(): Promise<void> {
     await super.init();
     this.onSignal = (signal) => {
@@ -28,7 +34,36 @@ export abstract class BaseCommand extends Command {
       process.off('SIGINT', this.onSignal);
       process.off('SIGTERM', this.onSignal);
     }
-    return super.finally(err);
+    const result = await super.finally(err);
+    // A command whose remaining work never waited on anything (render writing files) finishes
+    // anyway; after "stopping" it must not exit 0 as if nothing had happened.
+    if (err === undefined && this.interrupt.signal.aborted) {
+      process.stderr.write('nspawnctl: interrupted (after the command had done its work)\n');
+      this.exit(ExitCode.interrupted);
+    }
+    return result;
+  }
+
+  /**
+   * Asks a question on the terminal. SIGINT or SIGTERM ends the wait (exit 130), and so does
+   * Ctrl-C at the prompt, which readline receives as a key instead of a signal.
+   */
+  protected async ask(question: string): Promise<string> {
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    rl.on('SIGINT', () => this.onSignal?.('SIGINT'));
+    try {
+      return await rl.question(question, { signal: this.interrupt.signal });
+    } catch (err) {
+      if (this.interrupt.signal.aborted) throw new InterruptedError(undefined, 'waiting for an answer');
+      throw err;
+    } finally {
+      rl.close();
+    }
+  }
+
+  /** Refuses (PreflightError, exit 3) unless root, before the host is read or changed. */
+  protected requireRoot(host: Host, command: string): void {
+    if (host.uid !== 0) throw new PreflightError([{ what: `nspawnctl ${command} must run as root`, fix: 'Run it with sudo, or as root.' }]);
   }
 
   /** Overridden in tests to inject a fake Host. */
@@ -38,9 +73,9 @@ export abstract class BaseCommand extends Command {
 
   /** Runs `fn` holding the host lock (apply, destroy, host init never interleave). */
   protected async withLock<T>(host: Host, command: string, wait: boolean, fn: () => Promise<T>): Promise<T> {
-    // Only root can change the host (or create the lock in /run); for anyone else the command's
-    // own preflight reports "must run as root" once there is something to change.
-    if (host.uid !== 0) return fn();
+    // Only root can change the host (or create the lock in /run). Commands check this with
+    // requireRoot before they read the host; this is the backstop.
+    this.requireRoot(host, command);
     const release = await acquireLock(host, {
       command,
       wait,
@@ -82,16 +117,21 @@ export abstract class BaseCommand extends Command {
   }
 
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
-    if (!(err instanceof NspawnctlError)) return super.catch(err);
-    const lines = err instanceof ManifestError ? [err.message] : [`nspawnctl: ${err.message}`];
-    if (err.hint) lines.push(`hint: ${err.hint}`);
-    process.stderr.write(`${lines.join('\n')}\n`);
-    if (this.wantsJson() && !this.jsonPrinted) {
-      const problems = err instanceof ManifestError ? err.problems : undefined;
-      this.out(JSON.stringify({ error: { kind: err.name, message: err.message, hint: err.hint, exitCode: err.exitCode, problems } }, null, 2));
+    // oclif's parser says only "Nonexistent flag: --dryrun"; name the flag that was meant.
+    if (isNonExistentFlagsError(err)) {
+      const flags = Object.values(this.ctor.flags ?? {}).filter((f) => !f.hidden);
+      return this.catch(unknownFlagsError(this.config.bin, (this.id ?? '').split(':').join(' '), err.flags, flags));
     }
+    if (!(err instanceof NspawnctlError)) return super.catch(err);
+    process.stderr.write(formatErrorText(err));
+    if (this.wantsJson() && !this.jsonPrinted) this.out(formatErrorJson(err));
     return this.exit(err.exitCode ?? ExitCode.failure);
   }
+}
+
+/** The parser's error for unknown flags (its class is not exported by @oclif/core). */
+function isNonExistentFlagsError(err: Error): err is Error & { flags: string[] } {
+  return err.constructor.name === 'NonExistentFlagsError' && Array.isArray((err as { flags?: unknown }).flags);
 }
 
 export const jsonFlag = Flags.boolean({ description: 'Print machine-readable JSON on stdout.', default: false });

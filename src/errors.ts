@@ -38,6 +38,12 @@ export interface ManifestProblem {
   message: string;
 }
 
+/**
+ * What every manifest error ends with. The reference is the installed man page (docs/ exists only
+ * in a checkout); the project has no documentation site to link to.
+ */
+export const MANIFEST_HINT = 'Fix the manifest; nothing on the host was changed. See man nspawnctl.';
+
 // Every problem of a manifest at once, formatted FILE:LINE:COL: path: message.
 export class ManifestError extends NspawnctlError {
   readonly problems: ManifestProblem[];
@@ -45,7 +51,7 @@ export class ManifestError extends NspawnctlError {
   constructor(problems: ManifestProblem[]) {
     super(problems.map(formatProblem).join('\n'), {
       exitCode: ExitCode.invalidManifest,
-      hint: 'Fix the manifest; nothing on the host was changed. See docs/manifest.md.',
+      hint: MANIFEST_HINT,
     });
     this.problems = problems;
   }
@@ -78,8 +84,12 @@ export class CommandFailedError extends NspawnctlError {
 
 // SIGINT or SIGTERM arrived: the running child was stopped and nothing after it ran.
 export class InterruptedError extends NspawnctlError {
-  constructor(argv?: string[]) {
-    super(`interrupted${argv ? ` while running ${formatArgv(argv)}` : ''}; the next apply continues from here`, { exitCode: ExitCode.interrupted });
+  /** `argv`: the command that was stopped; `during`: what was stopped instead (reading input). */
+  constructor(argv?: string[], during?: string) {
+    super(
+      during ? `interrupted while ${during}; nothing was changed` : `interrupted${argv ? ` while running ${formatArgv(argv)}` : ''}; the next apply continues from here`,
+      { exitCode: ExitCode.interrupted },
+    );
   }
 }
 
@@ -96,6 +106,26 @@ export class PreflightError extends NspawnctlError {
       },
     );
     this.missing = missing;
+  }
+}
+
+// The kernel refused nspawnctl a path (EACCES or EPERM), usually a normal user reaching root's
+// files (/var/lib/machines is 0700). Typed, so that what only observes the host (plan, list,
+// status) can say what it could not see, and nothing mistakes "not allowed" for "not there".
+export class PermissionDeniedError extends NspawnctlError {
+  readonly path: string;
+  /** EACCES or EPERM, as on the error it replaces (callers may test `code`). */
+  readonly code: string;
+
+  constructor(operation: string, path: string, options: { code: string; asRoot: boolean; cause?: unknown }) {
+    super(`cannot ${operation} ${path}: ${options.code === 'EPERM' ? 'operation not permitted' : 'permission denied'}`, {
+      cause: options.cause,
+      hint: options.asRoot
+        ? 'Even root was refused: look for a read-only mount, an immutable file (lsattr) or a security module (AppArmor) denying it.'
+        : 'nspawnctl works on root\'s files (/var/lib/machines, /var/lib/nspawnctl, /etc/systemd); run it as root.',
+    });
+    this.path = path;
+    this.code = options.code;
   }
 }
 

@@ -9,7 +9,7 @@ import { Conflict, describeStep, Plan, Step } from '../plan/steps';
 import { createMachine, prepareReadOnly } from './bootstrap';
 import { removeOwnedFile, writeHostEntry, writeRootfsEntry } from './files';
 import { Readiness } from './in-machine';
-import { daemonReload, disableMachine, enableMachine, restartMachine, startMachine, stopMachine } from './machinectl';
+import { daemonReload, disableMachine, enableMachine, handBindSource, restartMachine, startMachine, stopMachine } from './machinectl';
 import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
 import { removeStaging } from './staging';
@@ -190,6 +190,8 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
       case 'create-bind-source':
         await host.fs.mkdir(step.path, 0o755);
         return;
+      case 'hand-bind-source':
+        return await handBindSource(host, step.machine, step.path);
       case 'enable-networkd':
         await host.runner.run('systemctl', ['enable', '--now', 'systemd-networkd.socket', 'systemd-networkd.service']);
         return await waitForBridges(host, step.bridges, 15000);

@@ -1,5 +1,5 @@
 // Observes and changes the host for `host init` (and undoes it).
-import { NspawnctlError, OwnershipError, PreflightError } from '../errors';
+import { NspawnctlError, OwnershipError, PermissionDeniedError, PreflightError } from '../errors';
 import { findProgram, Host } from '../host/host';
 import { isWithin } from '../host/paths';
 import { Manifest } from '../manifest/schema';
@@ -40,17 +40,29 @@ async function forwardPolicyDrops(host: Host): Promise<boolean> {
 }
 
 export async function observeHostInit(host: Host, manifest: Manifest | undefined): Promise<HostInitObserved> {
+  // What a normal user cannot read (host init --check): noted with the network state's, not fatal.
+  const denied: string[] = [];
+  const readText = async (path: string) => {
+    try {
+      return await host.fs.readText(path);
+    } catch (err) {
+      if (!(err instanceof PermissionDeniedError)) throw err;
+      denied.push(err.path);
+      return undefined;
+    }
+  };
   const networkdBinary = (await Promise.all(NETWORKD_BINARIES.map((p) => host.fs.stat(p)))).some(Boolean);
   const ubuntuKeyring = (await host.fs.stat('/usr/share/keyrings/ubuntu-archive-keyring.gpg')) !== undefined;
   const wanted = requiredPackages(manifest, { networkdBinary, ubuntuKeyring });
   const files: Record<string, string> = {};
   for (const p of ['/etc/sysctl.d/50-nspawnctl-forward.conf', '/etc/systemd/networkd.conf.d/50-nspawnctl.conf']) {
-    const t = await host.fs.readText(p);
+    const t = await readText(p);
     if (t !== undefined) files[p] = t;
   }
-  const recordText = await host.fs.readText(HOST_RECORD_PATH);
+  const recordText = await readText(HOST_RECORD_PATH);
   const hasSystemctl = (await findProgram(host, 'systemctl')) !== undefined;
-  return {
+  const observed: HostInitObserved = {
+    systemdBooted: await isSystemdBooted(host),
     installed: await installedPackages(host, wanted),
     networkdBinary,
     networkdEnabled: hasSystemctl && (await unitIs(host, 'is-enabled', 'systemd-networkd.service')) === 'enabled',
@@ -65,6 +77,11 @@ export async function observeHostInit(host: Host, manifest: Manifest | undefined
     networkState: await observeHost(host, renderDesiredState({ file: manifest?.file ?? '', networks: manifest?.networks ?? {}, machines: {} })),
     record: recordText ? (JSON.parse(recordText) as HostRecord) : undefined,
   };
+  // iptables -S and nft list ruleset need CAP_NET_ADMIN; for anyone else they fail.
+  if (host.uid !== 0) denied.push('the firewall rules (iptables -S FORWARD, nft list ruleset)');
+  const unreadable = [...(observed.networkState.unreadable ?? []), ...denied];
+  if (unreadable.length > 0) observed.networkState.unreadable = [...new Set(unreadable)].sort();
+  return observed;
 }
 
 export async function assertHostInitPossible(host: Host): Promise<void> {
@@ -103,10 +120,22 @@ export async function runHostInitStep(host: Host, step: HostInitStep, onLine: (l
   }
 }
 
-/** Removes what host init recorded: its files, the units it enabled. Packages stay (listed). */
-export async function undoHostInit(host: Host, force: boolean, onLine: (line: string) => void): Promise<{ removed: string[]; disabled: string[]; bridges: string[]; packages: string[] }> {
+export interface UndoResult {
+  removed: string[];
+  disabled: string[];
+  bridges: string[];
+  packages: string[];
+  /** There was no record: host init has not changed this host, or --undo already ran. */
+  nothingToUndo: boolean;
+}
+
+/**
+ * Removes what host init recorded: its files, the units it enabled. Packages stay (listed).
+ * Without a record there is nothing to undo, which is success: a second --undo changes nothing.
+ */
+export async function undoHostInit(host: Host, force: boolean, onLine: (line: string) => void): Promise<UndoResult> {
   const text = await host.fs.readText(HOST_RECORD_PATH);
-  if (!text) throw new NspawnctlError('host init has not changed this host (no record in /var/lib/nspawnctl/host.json); nothing to undo');
+  if (!text) return { removed: [], disabled: [], bridges: [], packages: [], nothingToUndo: true };
   const record = JSON.parse(text) as HostRecord;
   const machines = await listManagedMachines(host);
   if (machines.length > 0 && !force) {
@@ -134,5 +163,5 @@ export async function undoHostInit(host: Host, force: boolean, onLine: (line: st
     onLine(`disabled ${unit}`);
   }
   await host.fs.removeFile(HOST_RECORD_PATH);
-  return { removed, disabled: record.enabledUnits, bridges, packages: record.installedPackages };
+  return { removed, disabled: record.enabledUnits, bridges, packages: record.installedPackages, nothingToUndo: false };
 }

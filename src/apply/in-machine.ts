@@ -4,7 +4,7 @@
 // --machine): in its namespaces, network included, its cgroup and limits, its user namespace,
 // its seccomp filter and capability bounding set. (A stopped machine: see maintenance.ts. A
 // freshly bootstrapped root filesystem that never booted is trusted: see bootstrap.ts.)
-import { CommandFailedError, NspawnctlError, tailLines } from '../errors';
+import { CommandFailedError, escapeControl, NspawnctlError, tailLines } from '../errors';
 import { Host } from '../host/host';
 import { RunOptions, RunResult } from '../host/runner';
 
@@ -57,6 +57,15 @@ export interface ReadyOptions {
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * How long apt may run inside a machine. What runs inside is the machine's to control (a hook
+ * may never return); nspawnctl holds the host lock meanwhile, so it gives up on that machine.
+ */
+export const APT_TIMEOUT_MS = 30 * 60_000;
+
+/** How long a short command inside a machine (test, cat, rm, a listing) may take. */
+export const SHORT_TIMEOUT_MS = 60_000;
 
 /** How long one `is-system-running --wait` may take before it is asked again. */
 export const READY_ATTEMPT_MS = 2000;
@@ -112,11 +121,13 @@ async function pendingJobs(host: Host, name: string): Promise<string> {
 }
 
 async function listFailedUnits(host: Host, name: string): Promise<string[]> {
-  const r = await host.runner.run('systemctl', [`--machine=${name}`, 'list-units', '--failed', '--no-legend', '--plain', '--full'], { allowFailure: true });
+  const r = await host.runner.run('systemctl', [`--machine=${name}`, 'list-units', '--failed', '--no-legend', '--plain', '--full'], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS });
+  // Unit names come from the machine's own systemd: escaped like any other output of a machine.
   return r.stdout
     .split('\n')
     .map((l) => l.trim().split(/\s+/)[0])
-    .filter((u) => u !== undefined && u !== '');
+    .filter((u) => u !== undefined && u !== '')
+    .map(escapeControl);
 }
 
 async function waitForNetwork(host: Host, name: string, seconds: number): Promise<void> {

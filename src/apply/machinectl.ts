@@ -26,6 +26,30 @@ export async function machineLeader(host: Host, name: string): Promise<number | 
   return r.exitCode === 0 && pid > 0 ? pid : undefined;
 }
 
+/** The host UIDs of a running machine's user namespace (its root is `base`), from its leader's uid_map. */
+export async function machineUserRange(host: Host, name: string, leader?: number): Promise<{ base: number; count: number }> {
+  const pid = leader ?? (await machineLeader(host, name));
+  if (pid === undefined) throw new NspawnctlError(`machine ${name} is not running, so its UID range is not known`);
+  const map = (await host.fs.readText(`/proc/${pid}/uid_map`)) ?? '';
+  const root = map
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .find(([inside]) => inside === 0);
+  if (!root || !Number.isInteger(root[1]) || !Number.isInteger(root[2])) throw new NspawnctlError(`machine ${name}: cannot read its UID range from /proc/${pid}/uid_map`);
+  return { base: root[1], count: root[2] };
+}
+
+/**
+ * Gives a read-write bind source nspawnctl created to the machine's root: the directory itself
+ * is chowned to the first UID and GID of the machine's range (read-write binds are not idmapped).
+ */
+export async function handBindSource(host: Host, name: string, path: string): Promise<void> {
+  const info = await host.fs.stat(path);
+  if (info?.type !== 'dir') throw new NspawnctlError(`${path} is not a directory, so it is not handed to machine ${name}`);
+  const { base } = await machineUserRange(host, name);
+  await host.fs.chown(path, base, base);
+}
+
 /** Makes systemd re-read unit files and drop-ins (cgroup limits apply to running units). */
 export async function daemonReload(host: Host): Promise<void> {
   await host.runner.run('systemctl', ['daemon-reload']);

@@ -4,9 +4,10 @@
 import { Host } from '../host/host';
 import { rootfsPath } from '../host/paths';
 import { Machine } from '../manifest/schema';
+import { observeHostResolver } from '../plan/observe';
 import { nspawnArgs } from '../render/nspawn';
 import { limitProperties, loadCredentialArgs } from '../render/unit-dropins';
-import { escapeForExec, waitUntilReady } from './in-machine';
+import { APT_TIMEOUT_MS, escapeForExec, waitUntilReady } from './in-machine';
 import { waitUntilGone } from './machinectl';
 
 /** The unit a maintenance boot runs in (systemd-nspawn@NAME.service stays stopped meanwhile). */
@@ -45,17 +46,23 @@ export async function withMaintenanceBoot<T>(host: Host, machine: Machine, timeo
     '--settings=no',
     `--machine=${name}`,
     `--directory=${rootfsPath(name)}`,
-    ...nspawnArgs(machine, { omit: ['ReadOnly', 'Volatile', 'Port'] }),
+    // The nameservers of a normal boot: apt inside must resolve the mirror.
+    ...nspawnArgs(machine, { omit: ['ReadOnly', 'Volatile', 'Port'], resolver: (await observeHostResolver(host)).resolver }),
     // Its services may need their credentials to start, as in a normal boot.
     ...loadCredentialArgs(machine),
   ];
+  const startSeconds = Math.max(1, Math.ceil(timeoutMs / 1000));
+  // One left by a run that was killed meanwhile is stopped first (nothing else starts it).
+  await host.runner.run('systemctl', ['stop', unit], { allowFailure: true });
   await host.runner.run('systemd-run', [
     `--unit=${unit}`,
     '--service-type=notify',
     '--slice=machine.slice',
     '--collect',
     '--quiet',
-    `--property=TimeoutStartSec=${Math.max(1, Math.ceil(timeoutMs / 1000))}s`,
+    `--property=TimeoutStartSec=${startSeconds}s`,
+    // Even if nspawnctl dies meanwhile, the writable boot ends by itself.
+    `--property=RuntimeMaxSec=${startSeconds + APT_TIMEOUT_MS / 1000 + 60}s`,
     ...properties.map((p) => `--property=${p}`),
     '--',
     ...nspawn.map(escapeForExec),

@@ -4,7 +4,7 @@ import { NspawnctlError } from '../errors';
 import { Host } from '../host/host';
 import { Machine } from '../manifest/schema';
 import { APT_INSTALL } from './bootstrap';
-import { runInMachine } from './in-machine';
+import { APT_TIMEOUT_MS, runInMachine } from './in-machine';
 import { machineState, startMachine, stopMachine } from './machinectl';
 import { withMaintenanceBoot } from './maintenance';
 
@@ -12,8 +12,9 @@ const APT_ENV = { DEBIAN_FRONTEND: 'noninteractive' };
 
 /** apt-get update and install inside the running machine `name`. */
 export async function aptInstallInMachine(host: Host, name: string, packages: string[], onLine?: (line: string) => void): Promise<void> {
-  await runInMachine(host, name, ['apt-get', 'update'], { env: APT_ENV, onLine, dieWithParent: true });
-  await runInMachine(host, name, [...APT_INSTALL, ...packages], { env: APT_ENV, onLine, dieWithParent: true });
+  const run = { env: APT_ENV, onLine, dieWithParent: true, timeoutMs: APT_TIMEOUT_MS };
+  await runInMachine(host, name, ['apt-get', 'update'], run);
+  await runInMachine(host, name, [...APT_INSTALL, ...packages], run);
 }
 
 /**

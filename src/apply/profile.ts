@@ -5,7 +5,7 @@ import { NspawnctlError, tailLines } from '../errors';
 import { Host } from '../host/host';
 import { expandGroup, readSyscallTable, SyscallTable } from '../host/syscalls';
 import { STRICT_DENIED_GROUPS } from '../manifest/security';
-import { runInMachine } from './in-machine';
+import { runInMachine, SHORT_TIMEOUT_MS } from './in-machine';
 import { machineState } from './machinectl';
 import { aptInstallInMachine } from './packages';
 
@@ -71,7 +71,7 @@ export async function profileSyscalls(host: Host, machine: string, command: stri
   }
   const table = await readSyscallTable(host);
   if (!table) throw new NspawnctlError('systemd-analyze syscall-filter gave no groups; the profile needs them', { hint: 'apt-get install systemd' });
-  const hasStrace = (await runInMachine(host, machine, ['test', '-x', '/usr/bin/strace'], { allowFailure: true })).exitCode === 0;
+  const hasStrace = (await runInMachine(host, machine, ['test', '-x', '/usr/bin/strace'], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS })).exitCode === 0;
   if (!hasStrace) {
     if (!options.installStrace && !(await options.confirmInstall?.())) {
       throw new NspawnctlError(`strace is not installed in machine ${machine}`, {
@@ -83,14 +83,14 @@ export async function profileSyscalls(host: Host, machine: string, command: stri
   const inner = `/run/nspawnctl-profile-${process.pid}-${Date.now()}.txt`;
   try {
     const r = await runInMachine(host, machine, ['strace', '-f', '-c', '-o', inner, '--', ...command], { allowFailure: true, onLine: options.onLine, dieWithParent: true });
-    const read = await runInMachine(host, machine, ['cat', '--', inner], { allowFailure: true });
+    const read = await runInMachine(host, machine, ['cat', '--', inner], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS });
     if (read.exitCode !== 0) {
       throw new NspawnctlError(`strace wrote no summary (exit ${r.exitCode}): ${tailLines(r.stderr || r.stdout, 3).split('\n').join(' | ')}`);
     }
     const syscalls = parseStraceSummary(read.stdout);
     return { machine, command, exitCode: r.exitCode, syscalls, ...filterFromSyscalls(table, syscalls) };
   } finally {
-    await runInMachine(host, machine, ['rm', '-f', '--', inner], { allowFailure: true });
+    await runInMachine(host, machine, ['rm', '-f', '--', inner], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS });
   }
 }
 

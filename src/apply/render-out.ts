@@ -3,7 +3,7 @@
 // RootfsHandle (never through a symlink in it), and only a directory that is new, empty, or an
 // earlier render of nspawnctl's (its marker file lists what it wrote) is written into.
 import { posix } from 'node:path';
-import { NspawnctlError, UnsafePathError } from '../errors';
+import { NspawnctlError, PermissionDeniedError, UnsafePathError } from '../errors';
 import { HostFs } from '../host/fs';
 import { RootfsHandle } from '../host/rootfs-handle';
 import { DesiredEntry } from '../render/desired';
@@ -28,7 +28,13 @@ export async function renderInto(out: HostFs, label: string, entries: DesiredEnt
   if (top && top.type !== 'dir') {
     throw new NspawnctlError(`${label} exists and is not a directory${top.type === 'symlink' ? ' (it is a symlink; render never writes through one)' : ''}`, { exitCode: 2 });
   }
-  if (!top) await out.mkdir('/', 0o755);
+  if (!top) {
+    await out.mkdir('/', 0o755).catch((err: unknown) => {
+      // A file on the way (--out FILE/sub) is a usage problem, like DIR being a file.
+      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new NspawnctlError(`cannot create ${label}: a component of its path is a file, not a directory`, { exitCode: 2, cause: err });
+      throw usageError(err, label);
+    });
+  }
   let tree: RootfsHandle | undefined;
   try {
     tree = await out.openRootfs('/');
@@ -59,10 +65,19 @@ export async function renderInto(out: HostFs, label: string, entries: DesiredEnt
   } catch (err) {
     // A symlink or special file in the user's own directory is a usage problem, not a host one.
     if (err instanceof UnsafePathError) throw new NspawnctlError(`${err.message}; nothing more was written`, { exitCode: 2, hint: 'Render into a new or empty directory.', cause: err });
-    throw err;
+    throw usageError(err, label);
   } finally {
     await tree?.close();
   }
+}
+
+/** A directory the user cannot write to is theirs to choose again (exit 2); render needs no root. */
+function usageError(err: unknown, label: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (!(err instanceof PermissionDeniedError) && code !== 'EACCES' && code !== 'EPERM') return err;
+  // Writes inside DIR go through its RootfsHandle, whose errors name /proc/self/fd paths: name DIR.
+  const message = err instanceof PermissionDeniedError ? err.message : `cannot write into ${label}: permission denied`;
+  return new NspawnctlError(message, { exitCode: 2, hint: 'Render into a directory you can write to; render needs no root.', cause: err });
 }
 
 /** The files an earlier render listed; an unreadable marker is not ours. */

@@ -6,6 +6,7 @@ import { BaseCommand, jsonFlag, waitFlag } from '../command-base';
 import { OwnershipError } from '../errors';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { formatPlanText, hostConflicts, planToJson, stepToJson } from '../plan/format';
+import { describeUnreadable } from '../plan/observe';
 
 // Converges the host to the manifest: the plan, carried out step by step.
 export default class Apply extends BaseCommand {
@@ -29,10 +30,14 @@ export default class Apply extends BaseCommand {
     const host = this.createHost();
     const manifest = await loadManifestFile(host, args.file);
     if (flags['dry-run']) {
-      const { plan } = await planManifest(host, manifest, this.cwd());
+      const { plan, state } = await planManifest(host, manifest, this.cwd());
+      const unreadable = describeUnreadable(state.unreadable);
+      if (unreadable) process.stderr.write(`note: ${unreadable}\n`);
       this.out(flags.json ? JSON.stringify({ ...planToJson(plan), applied: [] }, null, 2) : formatPlanText(plan));
       return;
     }
+    // Checked before the host is read: a normal user could not read enough of it to plan.
+    this.requireRoot(host, 'apply');
     await this.withLock(host, `apply ${args.file}`, flags.wait, async () => {
       const { plan } = await planManifest(host, manifest, this.cwd());
       // A network's conflict stops everything; a machine's conflict stops only that machine.

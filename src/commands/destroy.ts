@@ -1,5 +1,4 @@
 import { Args, Flags } from '@oclif/core';
-import { createInterface } from 'node:readline/promises';
 import { checkDestroyable, destroyMachine } from '../apply/destroy';
 import { BaseCommand, jsonFlag, waitFlag } from '../command-base';
 import { NspawnctlError } from '../errors';
@@ -21,12 +20,12 @@ export default class Destroy extends BaseCommand {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Destroy);
     const host = this.createHost();
+    // Before anything is read or asked: a normal user can neither see nor remove a machine.
+    this.requireRoot(host, 'destroy');
     await checkDestroyable(host, args.name, flags.force);
     if (!flags.yes) {
       if (!process.stdin.isTTY) throw new NspawnctlError(`refusing to destroy ${args.name} without --yes (stdin is not a terminal)`, { exitCode: 2 });
-      const rl = createInterface({ input: process.stdin, output: process.stderr });
-      const answer = await rl.question(`Destroy machine ${args.name} and its root filesystem? Type its name to confirm: `);
-      rl.close();
+      const answer = await this.ask(`Destroy machine ${args.name} and its root filesystem? Type its name to confirm: `);
       if (answer.trim() !== args.name) throw new NspawnctlError('not confirmed; nothing was changed');
     }
     const report = await this.withLock(host, `destroy ${args.name}`, flags.wait, () =>

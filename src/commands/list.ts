@@ -14,13 +14,15 @@ export default class List extends BaseCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parse(List);
-    const reports = await inspectMachines(this.createHost(), this.cwd(), undefined, flags.manifest);
+    const { machines: reports, notices } = await inspectMachines(this.createHost(), this.cwd(), undefined, flags.manifest);
+    for (const n of notices) process.stderr.write(`note: ${n}\n`);
     if (flags.json) {
       this.out(JSON.stringify(reports.map(({ record: _record, ...r }) => r), null, 2));
       return;
     }
     if (reports.length === 0) {
-      this.out('No machines are managed by nspawnctl on this host.');
+      // Unless the records could not be read (the note says so), there are none.
+      if (notices.length === 0) this.out('No machines are managed by nspawnctl on this host.');
       return;
     }
     const rows = [['MACHINE', 'STATE', 'ADDRESS', 'MANIFEST'], ...reports.map((r) => [r.name, r.state, r.address ?? '-', r.sync])];

@@ -2,6 +2,7 @@ import { Args } from '@oclif/core';
 import { BaseCommand, jsonFlag } from '../command-base';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { formatPlanText, planToJson } from '../plan/format';
+import { describeUnreadable } from '../plan/observe';
 
 // Shows what apply would change, and changes nothing.
 export default class Plan extends BaseCommand {
@@ -14,7 +15,10 @@ export default class Plan extends BaseCommand {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Plan);
     const host = this.createHost();
-    const { plan } = await planManifest(host, await loadManifestFile(host, args.file), this.cwd());
+    const { plan, state } = await planManifest(host, await loadManifestFile(host, args.file), this.cwd());
+    // As a normal user: what could not be read (each machine behind it is a conflict saying so).
+    const unreadable = describeUnreadable(state.unreadable);
+    if (unreadable) process.stderr.write(`note: ${unreadable}\n`);
     this.out(flags.json ? JSON.stringify(planToJson(plan), null, 2) : formatPlanText(plan));
   }
 }

@@ -3,6 +3,7 @@ import { posix, resolve } from 'node:path';
 import { renderInto } from '../apply/render-out';
 import { BaseCommand, jsonFlag } from '../command-base';
 import { loadManifestFile } from '../pipeline';
+import { observeHostResolver } from '../plan/observe';
 import { renderDesiredState } from '../render/desired';
 
 // Writes the generated files under a directory for review; needs no root and no systemd.
@@ -21,8 +22,10 @@ export default class Render extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Render);
-    const manifest = await loadManifestFile(this.createHost(), args.file);
-    const desired = renderDesiredState(manifest);
+    const host = this.createHost();
+    const manifest = await loadManifestFile(host, args.file);
+    // As apply would on this host: machines without dns: copy this host's nameservers.
+    const desired = renderDesiredState(manifest, { resolver: (await observeHostResolver(host)).resolver });
     const entries = [...desired.networks.flatMap((n) => n.entries), ...desired.machines.flatMap((m) => [...m.hostEntries, ...m.rootfsEntries])];
     const r = await renderInto(this.createHost(resolve(flags.out)).fs, flags.out, entries);
     if (flags.json) {

@@ -2,6 +2,13 @@ import { Args, Flags } from '@oclif/core';
 import { BaseCommand, jsonFlag } from '../command-base';
 import { inspectMachines } from '../plan/inspect';
 
+/** Where root inside lands on the host: what a read-write bind source must be chowned to. */
+function usersLine(users: { base: number; count: number } | undefined): string {
+  if (!users) return '-';
+  if (users.base === 0) return 'host UIDs (no user namespace: root inside is host root)';
+  return `host UIDs ${users.base}-${users.base + users.count - 1} (root inside is ${users.base}:${users.base})`;
+}
+
 // Everything nspawnctl knows about one machine.
 export default class Status extends BaseCommand {
   static override summary = 'Show one managed machine: state, address, leader PID, files, and pending changes.';
@@ -14,7 +21,9 @@ export default class Status extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Status);
-    const [r] = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest);
+    const { machines, notices } = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest);
+    for (const n of notices) process.stderr.write(`note: ${n}\n`);
+    const [r] = machines;
     if (flags.json) {
       this.out(JSON.stringify(r, null, 2));
       return;
@@ -23,6 +32,7 @@ export default class Status extends BaseCommand {
       `machine:   ${r.name}`,
       `state:     ${r.state}${r.leader ? ` (leader PID ${r.leader})` : ''}`,
       `address:   ${r.address ?? '-'}`,
+      `users:     ${usersLine(r.users)}`,
       `manifest:  ${r.manifest ?? '-'} (${r.sync})`,
       `built:     ${r.record ? `${r.record.bootstrap.distribution} ${r.record.bootstrap.suite} with ${r.record.bootstrap.bootstrapper}, ${r.record.created}` : '-'}`,
       `files:     ${r.record?.files.length ?? 0} managed`,

@@ -4,9 +4,9 @@
 // RootfsHandle (src/host/rootfs-handle.ts), which never follows a symlink.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, promises as fsp } from 'node:fs';
+import { constants, promises as fsp, statfsSync } from 'node:fs';
 import { posix } from 'node:path';
-import { CommandFailedError, NspawnctlError } from '../errors';
+import { CommandFailedError, NspawnctlError, PermissionDeniedError } from '../errors';
 import { insideMachinePath, isWithin } from './paths';
 import { openRootfsHandle, RootfsHandle } from './rootfs-handle';
 
@@ -52,6 +52,8 @@ export interface HostFs {
   createExclusive(path: string, content: string, mode: number): Promise<boolean>;
   /** mkdir -p. */
   mkdir(path: string, mode: number, options?: { uid?: number; gid?: number }): Promise<void>;
+  /** Changes the owner of `path` itself (never what a symlink there points to). */
+  chown(path: string, uid: number, gid: number): Promise<void>;
   /** Opens a machine's root filesystem (or any tree nspawnctl must not follow symlinks in). */
   openRootfs(dir: string): Promise<RootfsHandle>;
 }
@@ -110,7 +112,7 @@ export function createNodeFs(root: string): HostFs {
     return posix.join(posix.dirname(path), `.${posix.basename(path)}.nspawnctl-${randomBytes(4).toString('hex')}`);
   }
 
-  return {
+  const fs: HostFs = {
     root,
     async readText(path) {
       assertHostPath(path);
@@ -212,15 +214,7 @@ export function createNodeFs(root: string): HostFs {
     async removeTree(path) {
       if (posix.normalize(path) === '/' || path === '') throw new NspawnctlError('refusing to remove /');
       assertHostPath(path);
-      // GNU rm walks the tree relative to open directories without following symlinks, copes
-      // with any depth, and --one-file-system keeps it out of other filesystems mounted below.
-      const argv = ['rm', '--recursive', '--force', '--one-file-system', '--', real(path)];
-      await new Promise<void>((resolve, reject) => {
-        execFile('/bin/rm', argv.slice(1), { maxBuffer: 4 * 1024 * 1024 }, (err, _stdout, stderr) => {
-          if (err) reject(new CommandFailedError(argv, typeof err.code === 'number' ? err.code : undefined, String(stderr), err));
-          else resolve();
-        });
-      });
+      await removeWithRm(real(path), 0);
     },
     async rename(from, to) {
       assertHostPath(from);
@@ -229,6 +223,10 @@ export function createNodeFs(root: string): HostFs {
     },
     async mkdir(path, mode, options = {}) {
       await mkdirp(path, mode, options.uid, options.gid);
+    },
+    async chown(path, uid, gid) {
+      assertHostPath(path);
+      await fsp.lchown(real(path), uid, gid);
     },
     async openRootfs(dir) {
       assertHostPath(dir);
@@ -258,9 +256,86 @@ export function createNodeFs(root: string): HostFs {
       }
     },
   };
+  return withPermissionErrors(fs, real, isRoot);
+}
+
+/**
+ * The same filesystem, with the kernel's EACCES and EPERM turned into PermissionDeniedError
+ * ("cannot read /var/lib/machines/web: permission denied"): every caller gets one typed error
+ * it can tell apart from a missing file, and nothing else is caught or changed.
+ */
+function withPermissionErrors(fs: HostFs, real: (p: string) => string, asRoot: boolean): HostFs {
+  const mapped = <A extends unknown[], R>(operation: string, method: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await method(...args);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (e?.code !== 'EACCES' && e?.code !== 'EPERM') throw err;
+        // The path the kernel refused (a parent of it may be what denied the search).
+        const path = typeof e.path === 'string' ? e.path : typeof args[0] === 'string' ? real(args[0]) : fs.root;
+        throw new PermissionDeniedError(operation, path, { code: e.code, asRoot, cause: err });
+      }
+    };
+  return {
+    root: fs.root,
+    readText: mapped('read', fs.readText),
+    stat: mapped('read', fs.stat),
+    statResolved: mapped('read', fs.statResolved),
+    readLink: mapped('read', fs.readLink),
+    listDir: mapped('read', fs.listDir),
+    writeFile: mapped('write', fs.writeFile),
+    writeSymlink: mapped('write', fs.writeSymlink),
+    removeFile: mapped('remove', fs.removeFile),
+    removeTree: mapped('remove', fs.removeTree),
+    rename: mapped('rename', fs.rename),
+    createExclusive: mapped('create', fs.createExclusive),
+    mkdir: mapped('create', fs.mkdir),
+    chown: mapped('chown', fs.chown),
+    openRootfs: mapped('open', fs.openRootfs),
+  };
 }
 
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/**
+ * Removes a tree with GNU rm, which walks it relative to open directories without following
+ * symlinks, copes with any depth, and with --one-file-system stays out of filesystems mounted
+ * below. On btrfs a machine's root can create subvolumes, which rm skips as other devices: each
+ * such subvolume inside the tree is removed the same way on its own (rm removes an emptied
+ * subvolume), then the tree again.
+ */
+async function removeWithRm(dir: string, depth: number): Promise<void> {
+  const argv = ['rm', '--recursive', '--force', '--one-file-system', '--', dir];
+  const r = await execFileResult('/bin/rm', argv.slice(1));
+  if (r.code === 0) return;
+  // rm names itself as it was called ("/bin/rm: skipping ...").
+  const skipped = [...r.stderr.matchAll(/^\S*rm: skipping '(.+)', since it's on a different device$/gm)].map((m) => m[1]);
+  const subvolumes = skipped.filter((p) => isWithin(p, dir) && p !== dir && isBtrfs(p));
+  if (subvolumes.length === 0 || depth >= 16) throw new CommandFailedError(argv, r.code, r.stderr);
+  for (const sub of subvolumes) await removeWithRm(sub, depth + 1);
+  const again = await execFileResult('/bin/rm', argv.slice(1));
+  if (again.code !== 0) throw new CommandFailedError(argv, again.code, again.stderr);
+}
+
+/** Runs a program (argument array, no shell) and returns its exit code and stderr. */
+function execFileResult(file: string, args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    // LC_ALL=C: its messages are read (rm's "skipping ..."), so they must not be translated.
+    execFile(file, args, { maxBuffer: 4 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (err, _stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 127) : 0, stderr: String(stderr) });
+    });
+  });
+}
+
+/** True when `path` is on a btrfs filesystem (statfs magic 0x9123683e). */
+function isBtrfs(path: string): boolean {
+  try {
+    return statfsSync(path).type === 0x9123683e;
+  } catch {
+    return false;
+  }
 }

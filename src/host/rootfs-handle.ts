@@ -223,6 +223,11 @@ class RealRootfsHandle implements RootfsHandle {
     }
   }
 
+  /** An entry that could not be opened or read (a lease, a lock, a swap in between). */
+  private cannotUse(parts: string[], err: unknown): UnsafePathError {
+    return new UnsafePathError(this.hostPath(parts), `could not be opened or read (${errno(err) ?? (err as Error).message})`);
+  }
+
   private release(fd: number): void {
     if (fd !== this.rootFd) closeSync(fd);
   }
@@ -256,7 +261,7 @@ class RealRootfsHandle implements RootfsHandle {
       pathFd = openSync(at(dir, name), O_PATH | O_NOFOLLOW);
     } catch (err) {
       if (errno(err) === 'ENOENT') return undefined;
-      throw err;
+      throw this.cannotUse(parts, err);
     }
     try {
       const s = fstatSync(pathFd);
@@ -271,12 +276,24 @@ class RealRootfsHandle implements RootfsHandle {
       if (!s.isFile()) return { type: 'other' };
       if (s.size > maxBytes) throw new UnsafePathError(this.hostPath(parts), `is larger than ${maxBytes} bytes`);
       // Reopened through the O_PATH descriptor: the very file that was checked, now for reading.
-      const fd = openSync(`/proc/self/fd/${pathFd}`, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+      // The machine may hold a lease or a lock on it, or swap it meanwhile: any failure here is
+      // this entry's (and so this machine's) problem, never a whole run's.
+      let fd: number;
+      try {
+        fd = openSync(`/proc/self/fd/${pathFd}`, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+      } catch (err) {
+        throw this.cannotUse(parts, err);
+      }
       try {
         const buf = Buffer.alloc(Math.min(s.size, maxBytes) + 1);
         let n = 0;
         for (;;) {
-          const r = readSync(fd, buf, n, buf.length - n, null);
+          let r: number;
+          try {
+            r = readSync(fd, buf, n, buf.length - n, null);
+          } catch (err) {
+            throw this.cannotUse(parts, err);
+          }
           if (r === 0) break;
           n += r;
           if (n === buf.length) break;
@@ -307,9 +324,8 @@ class RealRootfsHandle implements RootfsHandle {
       } else if (current && current.type !== 'symlink') {
         throw new UnsafePathError(this.hostPath(parts), current.type === 'dir' ? 'is a directory' : 'is a special file (FIFO, socket or device)');
       }
-      const tmp = tempName(name);
-      const fd = openSync(at(dir, tmp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-      try {
+      replaceWith(dir, name, (tmp) => {
+        const fd = openSync(at(dir, tmp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
         try {
           const bytes = Buffer.from(content, 'utf8');
           for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
@@ -319,16 +335,7 @@ class RealRootfsHandle implements RootfsHandle {
         } finally {
           closeSync(fd);
         }
-        // rename() never follows its last component: a symlink at `name` is replaced, not written through.
-        renameSync(at(dir, tmp), at(dir, name));
-      } catch (err) {
-        try {
-          unlinkSync(at(dir, tmp));
-        } catch {
-          // already gone
-        }
-        throw err;
-      }
+      });
       return true;
     } finally {
       this.release(dir);
@@ -347,19 +354,10 @@ class RealRootfsHandle implements RootfsHandle {
       if (current && current.type !== 'symlink' && current.type !== 'file') {
         throw new UnsafePathError(this.hostPath(parts), current.type === 'dir' ? 'is a directory' : 'is a special file (FIFO, socket or device)');
       }
-      const tmp = tempName(name);
-      symlinkSync(target, at(dir, tmp));
-      try {
+      replaceWith(dir, name, (tmp) => {
+        symlinkSync(target, at(dir, tmp));
         if (this.isRoot && options.uid !== undefined) lchownSync(at(dir, tmp), options.uid, options.gid ?? options.uid);
-        renameSync(at(dir, tmp), at(dir, name));
-      } catch (err) {
-        try {
-          unlinkSync(at(dir, tmp));
-        } catch {
-          // already gone
-        }
-        throw err;
-      }
+      });
       return true;
     } finally {
       this.release(dir);
@@ -426,8 +424,25 @@ class RealRootfsHandle implements RootfsHandle {
   }
 }
 
-function tempName(name: string): string {
-  return `.${name.slice(0, 200)}.nspawnctl-${randomBytes(6).toString('hex')}`;
+/**
+ * Makes a new entry under a temporary name in the directory `dir` holds (`make` creates it
+ * there), then renames it over `name`. rename() never follows its last component: whatever is
+ * at `name`, a symlink included, is replaced, never written through. On a failure the temporary
+ * entry is removed.
+ */
+function replaceWith(dir: number, name: string, make: (tmp: string) => void): void {
+  const tmp = `.${name.slice(0, 200)}.nspawnctl-${randomBytes(6).toString('hex')}`;
+  try {
+    make(tmp);
+    renameSync(at(dir, tmp), at(dir, name));
+  } catch (err) {
+    try {
+      unlinkSync(at(dir, tmp));
+    } catch {
+      // never made, or already gone
+    }
+    throw err;
+  }
 }
 
 /** Runs `fn` with a handle on `dir`, closing it afterwards. */

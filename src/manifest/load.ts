@@ -3,7 +3,8 @@
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument, visit } from 'yaml';
 import { z } from 'zod';
 import { ManifestError, ManifestProblem } from '../errors';
-import { crossFieldIssues, KEY_MESSAGES, KnownSyscalls, Manifest, manifestSchema, quoteName, resolveManifest } from './schema';
+import { crossFieldIssues, KEY_MESSAGES, KnownSyscalls, MACHINE_NAME, Manifest, manifestSchema, quoteName, resolveManifest } from './schema';
+import { closestMatch } from './suggest';
 
 /** At most this many problems are reported (and located); the rest are counted. */
 export const MAX_PROBLEMS = 50;
@@ -82,12 +83,37 @@ export function parseManifest(file: string, text: string, known?: KnownSyscalls)
   const cross = allCross.slice(0, MAX_PROBLEMS);
   // An unknown-keys issue stands for one problem per key.
   const total = (result.success ? [] : result.error.issues).reduce((n, i) => n + (i.code === 'unrecognized_keys' ? i.keys.length : 1), 0) + allCross.length;
-  const found = [
+  const located = [
     ...issues.flatMap((issue) => locateIssue(file, doc, lineCounter, issue)),
     ...cross.map((issue) => ({ file, ...positionOf(doc, lineCounter, issue.path, false), path: formatPath(issue.path), message: issue.message })),
   ];
-  if (!result.success || found.length > 0) throw new ManifestError(limitProblems(sortProblems(found), total));
+  const misplaced = misplacedMachineKeys(file, doc, lineCounter, [...issues.map((i) => i.path), ...cross.map((i) => i.path)], data);
+  const found = [...located, ...misplaced];
+  if (!result.success || found.length > 0) throw new ManifestError(limitProblems(sortProblems(found), total + misplaced.length));
   return resolveManifest(file, result.data);
+}
+
+/** Keys a machine takes: a machine "named" one of them is most likely a key indented too little. */
+const MACHINE_KEYS: readonly string[] = allowedKeysAt(['machines', '']);
+const MISINDENTED = '(is it indented one level too little? it is a key of a machine)';
+const MERGE_KEY = 'merge keys (<<) are not supported; put shared settings under defaults:';
+
+/**
+ * A machine key written at the level of machine names (`network:` one level too far left) is read
+ * as a machine of that name. Its name may even be valid (network, packages, files): then only its
+ * body's problems show, and nothing says why. One problem at such a name says so; a name that is
+ * also invalid (aptProxy) gets the same hint on its name problem instead (locateIssue).
+ */
+function misplacedMachineKeys(file: string, doc: Document, lc: LineCounter, paths: PathKey[][], data: unknown): ManifestProblem[] {
+  const names = new Set<string>();
+  for (const path of paths) {
+    const name = path[0] === 'machines' ? path[1] : undefined;
+    if (typeof name === 'string' && MACHINE_KEYS.includes(name) && MACHINE_NAME.test(name)) names.add(name);
+  }
+  const machines = (data as { machines?: Record<string, unknown> }).machines ?? {};
+  return [...names]
+    .filter((name) => Object.prototype.hasOwnProperty.call(machines, name))
+    .map((name) => ({ file, ...positionOf(doc, lc, ['machines', name], true), path: formatPath(['machines', name]), message: `read as a machine named ${name} ${MISINDENTED}` }));
 }
 
 function locateIssue(file: string, doc: Document, lc: LineCounter, issue: z.ZodIssue): ManifestProblem[] {
@@ -95,13 +121,18 @@ function locateIssue(file: string, doc: Document, lc: LineCounter, issue: z.ZodI
     return issue.keys.slice(0, MAX_PROBLEMS).map((key) => {
       const path = [...issue.path, key];
       const pos = positionOf(doc, lc, path, true);
-      return { file, ...pos, path: formatPath(path), message: `unknown key${suggest(key, allowedKeysAt(issue.path))}` };
+      // YAML 1.2 has no merge keys: `<<: *common` is an ordinary key named "<<".
+      return { file, ...pos, path: formatPath(path), message: key === '<<' ? MERGE_KEY : `unknown key${suggest(key, allowedKeysAt(issue.path))}` };
     });
   }
   // Names (record keys) are checked with their own messages; point at the name itself.
   const onKey = Object.values(KEY_MESSAGES).includes(issue.message);
   const pos = positionOf(doc, lc, issue.path, onKey);
-  return [{ file, ...pos, path: formatPath(issue.path), message: issue.message }];
+  const name = issue.path[issue.path.length - 1];
+  let message = issue.message;
+  if (onKey && name === '<<') message = MERGE_KEY;
+  else if (issue.message === KEY_MESSAGES.machine && issue.path.length === 2 && MACHINE_KEYS.includes(String(name))) message = `${message} ${MISINDENTED}`;
+  return [{ file, ...pos, path: formatPath(issue.path), message }];
 }
 
 /** Finds where a path is in the YAML; falls back to the nearest existing parent. */
@@ -161,22 +192,8 @@ function unwrap(schema: z.ZodTypeAny): z.ZodTypeAny {
 
 function suggest(key: string, allowed: string[]): string {
   if (allowed.length === 0) return '';
-  const close = allowed.find((a) => a.toLowerCase() === key.toLowerCase() || editDistance(a, key) <= 2);
+  const close = closestMatch(key, allowed, 2);
   return `${close ? ` (did you mean ${close}?)` : ''}; expected one of: ${allowed.join(', ')}`;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length];
 }
 
 // Messages in the tool's voice: lower case, saying what was expected and what was found.
@@ -186,6 +203,10 @@ const friendlyErrors: z.ZodErrorMap = (issue, ctx) => {
       if (issue.received === 'undefined') return { message: 'is required' };
       if (issue.path[issue.path.length - 1] === 'mode' && issue.received === 'number') {
         return { message: 'expected an octal mode string like "0644": quote it in YAML (an unquoted 0644 is a number)' };
+      }
+      // `web:` and nothing under it is null, not an empty machine.
+      if (issue.received === 'null' && issue.path.length === 2 && issue.path[0] === 'machines') {
+        return { message: `expected a mapping, got nothing (null); write \`${formatPath([issue.path[1]])}: {}\` for a machine with every default` };
       }
       return { message: `expected ${describeType(issue.expected)}, got ${describeType(issue.received)}` };
     case 'invalid_enum_value':
@@ -216,7 +237,7 @@ function describeType(t: string): string {
 
 // Keys are printed as written when plain; anything else (newlines, escapes, spaces) is quoted,
 // so a hostile key cannot fake another problem line or reach the terminal raw.
-function formatPath(path: PathKey[]): string {
+export function formatPath(path: PathKey[]): string {
   return path
     .map((k, i) => {
       if (typeof k === 'number') return `[${k}]`;

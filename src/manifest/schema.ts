@@ -1,9 +1,12 @@
 // The one zod schema for machines.yaml, plus the resolved types the rest of nspawnctl uses.
+import { posix } from 'node:path';
 import { z } from 'zod';
 import { findEarlierOverlaps, firstHost, formatIpv4, formatSubnet, isHostAddress, parseIpv4, parseSubnet, Subnet } from './ipv4';
 import { isWithin, MACHINES_DIR } from '../host/paths';
+import { Distribution, DISTRIBUTION_TITLES, mirrorDistribution, suiteDistribution } from './distributions';
 import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
+import { closestMatch } from './suggest';
 
 /** System call groups and names the host's systemd accepts; without it only the syntax is checked. */
 export interface KnownSyscalls {
@@ -25,7 +28,11 @@ export const BUILTIN_DEFAULTS = {
   environment: {} as Record<string, string>,
 };
 
-/** Suite and mirror follow the distribution unless set. */
+/**
+ * Each distribution's own suite and mirror: a machine takes them unless it sets its own, or
+ * `defaults:` sets them for its distribution (defaults.suite and defaults.mirror describe
+ * defaults.distribution only).
+ */
 export const DISTRIBUTION_DEFAULTS = {
   debian: { suite: 'bookworm', mirror: 'http://deb.debian.org/debian' },
   ubuntu: { suite: 'noble', mirror: 'http://archive.ubuntu.com/ubuntu' },
@@ -71,24 +78,38 @@ const url = z
   .string()
   .regex(/^https?:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~%/+-]*)?$/, { message: 'expected an http:// or https:// URL' });
 
+// Editors show these texts (schema/machines.schema.json, generated from this file) on hover.
+const { debian, ubuntu } = DISTRIBUTION_DEFAULTS;
+
 const noNewline = (what: string) =>
   z.string().refine((s) => !/[\n\r\0]/.test(s), { message: `${what} must be one line (no newline or NUL)` });
 
 // Keys a machine may take from `defaults:` or set itself.
 const inheritable = {
-  distribution: z.enum(['debian', 'ubuntu']),
-  suite: z.string().regex(/^[a-z][a-z0-9-]{1,31}$/, { message: 'expected a suite name like bookworm or noble' }),
-  mirror: url,
-  variant: z.enum(['minbase', 'buildd', 'important']),
-  bootstrapper: z.enum(['auto', 'mmdebstrap', 'debootstrap']),
-  packages: z.array(z.string().regex(PACKAGE_NAME, { message: 'expected a Debian package name like nginx' })),
-  aptProxy: url,
-  dns: z.array(ipv4),
-  authorizedKeys: z.array(
-    noNewline('an authorized key').pipe(
-      z.string().regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$/, { message: 'expected an OpenSSH public key line' }),
-    ),
-  ),
+  distribution: z.enum(['debian', 'ubuntu']).describe(`What to bootstrap (default ${BUILTIN_DEFAULTS.distribution}).`),
+  suite: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{1,31}$/, { message: 'expected a suite name like bookworm or noble' })
+    .describe(`Release codename (default ${debian.suite} for debian, ${ubuntu.suite} for ubuntu).`),
+  mirror: url.describe(`Archive to bootstrap from, also the machine's apt source (default ${debian.mirror} for debian, ${ubuntu.mirror} for ubuntu).`),
+  variant: z
+    .enum(['minbase', 'buildd', 'important'])
+    .describe(`Bootstrap variant; important is debootstrap's default set (default ${BUILTIN_DEFAULTS.variant}).`),
+  bootstrapper: z
+    .enum(['auto', 'mmdebstrap', 'debootstrap'])
+    .describe(`auto uses mmdebstrap if installed, else debootstrap (default ${BUILTIN_DEFAULTS.bootstrapper}).`),
+  packages: z
+    .array(z.string().regex(PACKAGE_NAME, { message: 'expected a Debian package name like nginx' }))
+    .describe(`Packages installed when the machine is created. ${REQUIRED_PACKAGES.join(', ')} are always added, iproute2 with a network; a machine gets these and defaults.packages as well as its own.`),
+  aptProxy: url.describe('HTTP proxy for apt (an apt-cacher-ng, say), used by the bootstrapper and inside the machine.'),
+  dns: z.array(ipv4).describe("Nameservers for the machine's /etc/resolv.conf; when set, the host's is not copied."),
+  authorizedKeys: z
+    .array(
+      noNewline('an authorized key').pipe(
+        z.string().regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$/, { message: 'expected an OpenSSH public key line' }),
+      ),
+    )
+    .describe('OpenSSH public key lines for /root/.ssh/authorized_keys.'),
   environment: z.record(
     z
       .string()
@@ -96,85 +117,130 @@ const inheritable = {
       // zod's record silently drops this key; refuse it instead.
       .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.environment }),
     noNewline('an environment value'),
-  ),
+  ).describe('NAME: value for /etc/environment and every service, merged with defaults by name. Every user of the machine can read it: put secrets in credentials.'),
   credentials: z.record(
     z
       .string()
       .regex(CREDENTIAL_NAME, { message: KEY_MESSAGES.credential })
       .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.credential }),
     credentialPath,
-  ),
+  ).describe(`NAME: host file, a systemd credential the machine gets each time it starts, merged with defaults by name. The file must be outside ${MACHINES_DIR} and outside read-write binds.`),
   security: securitySchema,
   limits: limitsSchema,
 };
 
-const defaultsSchema = z.object(inheritable).partial().strict();
+const defaultsSchema = z
+  .object(inheritable)
+  .partial()
+  .strict()
+  .describe('Settings every machine inherits and may override. A machine\'s list or map replaces the default one, except packages (both are installed), environment and credentials (merged by name).');
 
 const fileSchema = z
   .object({
-    path: absolutePath,
-    content: z.string().refine((s) => !s.includes('\0'), { message: 'content must not contain NUL' }),
+    path: absolutePath.describe('Absolute path inside the machine; not one nspawnctl writes itself, nor a directory above or a path below one.'),
+    content: z.string().refine((s) => !s.includes('\0'), { message: 'content must not contain NUL' }).describe('The whole content of the file.'),
     mode: z
       .string()
       .regex(/^0?[0-7]{3}$/, { message: 'expected an octal mode like "0644" (quote it in YAML)' })
-      .default('0644'),
+      .default('0644')
+      .describe('Octal mode as a quoted string, like "0600".'),
   })
   .strict();
 
 const portSchema = z
   .object({
-    host: z.number().int().min(1).max(65535),
-    container: z.number().int().min(1).max(65535).optional(),
-    protocol: z.enum(['tcp', 'udp']).default('tcp'),
+    host: z.number().int().min(1).max(65535).describe("Port on the host's addresses."),
+    container: z.number().int().min(1).max(65535).optional().describe('Port inside the machine (default: the host port).'),
+    protocol: z.enum(['tcp', 'udp']).default('tcp').describe('tcp or udp.'),
   })
   .strict();
 
 // One opening in an isolated network: machine `from` may reach this machine on `port`.
 const allowSchema = z
   .object({
-    from: z.string().regex(MACHINE_NAME, { message: 'expected the name of a machine in this manifest' }),
-    port: z.number().int().min(1).max(65535),
-    proto: z.enum(['tcp', 'udp']).default('tcp'),
+    from: z.string().regex(MACHINE_NAME, { message: 'expected the name of a machine in this manifest' }).describe('Another machine of this manifest, on the same bridge.'),
+    port: z.number().int().min(1).max(65535).describe('Port of this machine that it may reach.'),
+    proto: z.enum(['tcp', 'udp']).default('tcp').describe('tcp or udp.'),
   })
   .strict();
 
-const bindSchema = z.string().superRefine((s, ctx) => {
+const BIND_FORMS = 'expected HOST_PATH[:MACHINE_PATH][:ro|rw] like /srv/www:/var/www:ro, or a mapping like { host: /srv/www, machine: /var/www, readOnly: true }';
+
+const bindTextSchema = z.string().superRefine((s, ctx) => {
   const parsed = parseBind(s);
   if ('error' in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.error });
+});
+
+// The long form of a bind, which alone can say `create: true`.
+const bindMapSchema = z
+  .object({
+    host: absolutePath.describe('The host directory or file to mount.'),
+    machine: absolutePath.optional().describe('Where it appears in the machine (the host path by default).'),
+    readOnly: z.boolean().default(false).describe('Mount it read-only.'),
+    // A missing host directory is created empty by apply; without it, a missing one stops plan.
+    create: z.boolean().default(false).describe('Create the host directory empty when it is missing (otherwise a missing one stops plan and apply).'),
+  })
+  .strict();
+
+// A union reports only "invalid input" when no form fits; say which part of the form is wrong.
+const bindSchema = z.union([bindTextSchema, bindMapSchema], {
+  errorMap: (issue, ctx) => {
+    if (issue.code !== z.ZodIssueCode.invalid_union) return { message: ctx.defaultError };
+    const data = ctx.data as unknown;
+    if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+      const inner = issue.unionErrors[1]?.issues[0];
+      if (inner) {
+        const key = inner.path.slice(issue.path.length).join('.');
+        return { message: key ? `${key}: ${inner.message}` : inner.message };
+      }
+    }
+    const got = data === null ? 'nothing (null)' : Array.isArray(data) ? 'a list' : `a ${typeof data}`;
+    return { message: `${BIND_FORMS}, got ${got}` };
+  },
 });
 
 const machineSchema = z
   .object({
     ...inheritable,
-    hostname: z.string().regex(HOSTNAME, { message: 'expected a hostname like web or web.example.org' }),
+    hostname: z
+      .string()
+      .regex(HOSTNAME, { message: 'expected a hostname like web or web.example.org' })
+      .describe('/etc/hostname inside the machine (default: the machine name).'),
     network: z
       .object({
-        bridge: z.string(),
-        address: ipv4,
-        allow: z.array(allowSchema).default([]),
+        bridge: z.string().describe('A key of networks: the bridge the machine joins.'),
+        address: ipv4.describe("The machine's IPv4 address: a host address of the bridge's subnet, not its gateway, used by no other machine."),
+        allow: z
+          .array(allowSchema)
+          .default([])
+          .describe('On an isolated network: which machines of the same bridge may reach this one, on which port.'),
       })
-      .strict(),
-    bind: z.array(bindSchema),
-    ports: z.array(portSchema),
-    files: z.array(fileSchema),
-    provision: z.array(
-      z.array(noNewline('an argument')).min(1, { message: 'a provision command needs at least the program name' }),
-    ),
-    autostart: z.boolean(),
+      .strict()
+      .describe('A veth on a bridge of networks:. Without it the machine has only loopback.'),
+    bind: z.array(bindSchema).describe('Bind mounts HOST[:MACHINE][:ro|rw], like /srv/www:/var/www:ro; a missing host directory is created empty.'),
+    ports: z.array(portSchema).describe("Port forwards from the host's addresses into the machine; need network."),
+    files: z.array(fileSchema).describe('Files written inside the machine on every apply.'),
+    provision: z
+      .array(z.array(noNewline('an argument')).min(1, { message: 'a provision command needs at least the program name' }))
+      .describe('Commands run once, inside the new root filesystem, when the machine is created. Each is an argument list, not a shell line: [sh, -c, "..."] for a shell.'),
+    autostart: z.boolean().describe('Start the machine at boot (machinectl enable); default false.'),
   })
   .partial()
   .strict();
 
 const networkSchema = z
   .object({
-    subnet: z.string().superRefine((s, ctx) => {
-      const parsed = parseSubnet(s);
-      if ('error' in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.error });
-    }),
-    gateway: ipv4.optional(),
-    nat: z.boolean().default(false),
+    subnet: z
+      .string()
+      .superRefine((s, ctx) => {
+        const parsed = parseSubnet(s);
+        if ('error' in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.error });
+      })
+      .describe('IPv4 network, /8 to /30, written as its network address (10.77.0.0/24); networks may not overlap.'),
+    gateway: ipv4.optional().describe("The host's address on the bridge, the machines' default gateway (default: the subnet's first address)."),
+    nat: z.boolean().default(false).describe('Masquerade the machines\' traffic so they reach beyond the host.'),
     // Machines on the bridge cannot reach each other, except through `allow` rules.
-    isolated: z.boolean().default(false),
+    isolated: z.boolean().default(false).describe('Machines on this bridge reach each other only through their network.allow rules.'),
   })
   .strict();
 
@@ -185,13 +251,17 @@ const manifestShape = z
     defaults: defaultsSchema.default({}),
     networks: z
       .record(z.string().regex(BRIDGE_NAME, { message: KEY_MESSAGES.network }), networkSchema)
-      .default({}),
-    machines: z.record(
-      z.string().regex(MACHINE_NAME, { message: KEY_MESSAGES.machine }),
-      machineSchema,
-    ),
+      .default({})
+      .describe('Host bridges made by systemd-networkd; each name becomes the bridge interface name.'),
+    machines: z
+      .record(
+        z.string().regex(MACHINE_NAME, { message: KEY_MESSAGES.machine }),
+        machineSchema,
+      )
+      .describe('The machines, by name (1-12 characters of a-z, 0-9 and -). Each takes every key of defaults, and its own.'),
   })
-  .strict();
+  .strict()
+  .describe('An nspawnctl manifest: systemd-nspawn machines and the bridges they join. Reference: docs/manifest.md.');
 
 export type RawManifest = z.infer<typeof manifestShape>;
 
@@ -269,8 +339,18 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   };
 
   sectionIssues(asObj(root.defaults), ['defaults'], add, known);
+  distributionIssues(asObj(root.defaults), machines, add);
   const writable = writableBindSources(machines);
   credentialIssues(asObj(root.defaults), ['defaults'], writable, add);
+  // The read-write bind source strictly above a path, walking up its directories (no pairwise scan).
+  const writableBySource = new Map(writable.map((w) => [w.source, w]));
+  const enclosingWritable = (path: string) => {
+    for (let dir = posix.dirname(path); dir !== '/'; dir = posix.dirname(dir)) {
+      const w = writableBySource.get(dir);
+      if (w) return w;
+    }
+    return undefined;
+  };
   const addressOwners = new Map<string, string>();
   const portOwners = new Map<string, string>();
   for (const [name, rawMachine] of Object.entries(machines)) {
@@ -319,12 +399,16 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     });
     const targets = new Set<string>();
     asArr(machine.bind).forEach((rawBind, i) => {
-      const text = asStr(rawBind);
-      if (text === undefined) return;
-      const parsed = parseBind(text);
-      if ('error' in parsed) return;
+      const parsed = bindOf(rawBind);
+      if (parsed === undefined) return;
       if (targets.has(parsed.target)) add(['machines', name, 'bind', i], `${parsed.target} is already a bind mount target`);
       targets.add(parsed.target);
+      // systemd-nspawn follows symlinks in a bind source when it starts the machine: one that a
+      // machine can replace from inside could be pointed at any host directory.
+      const outer = enclosingWritable(parsed.source);
+      if (outer) {
+        add(['machines', name, 'bind', i], `${parsed.source} is inside ${outer.source}, which machine ${shown(outer.machine)} mounts read-write: that machine could replace it with a symlink to any host directory, which systemd-nspawn would then mount here`);
+      }
     });
     asArr(net.allow).forEach((rawRule, i) => {
       const from = asStr(asObj(rawRule).from);
@@ -344,13 +428,82 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   return issues;
 }
 
+const DISTRIBUTIONS = ['debian', 'ubuntu'] as const;
+const asDistribution = (x: unknown): Distribution | undefined => DISTRIBUTIONS.find((d) => d === x);
+
+/**
+ * A suite or mirror of one distribution given to another: another distribution's codename, an
+ * official archive of the other, or defaults.suite/mirror that no machine of defaults'
+ * distribution takes while machines of another distribution fall back to their own.
+ */
+function distributionIssues(defaults: Obj, machines: Obj, add: (path: (string | number)[], message: string) => void): void {
+  const defaultDistribution = asDistribution(defaults.distribution) ?? BUILTIN_DEFAULTS.distribution;
+  const unset = defaults.distribution === undefined;
+  const mismatched = new Set<string>();
+  const check = (section: Obj, base: (string | number)[], distribution: Distribution, owner: string) => {
+    const suite = asStr(section.suite);
+    const suiteOf = suite === undefined ? undefined : suiteDistribution(suite);
+    if (suiteOf !== undefined && suiteOf !== distribution) {
+      add([...base, 'suite'], `${suite} is ${aOrAn(DISTRIBUTION_TITLES[suiteOf])} ${DISTRIBUTION_TITLES[suiteOf]} suite, but ${owner}`);
+      mismatched.add([...base, 'suite'].join('.'));
+    }
+    const mirror = asStr(section.mirror);
+    const mirrorOf = mirror === undefined ? undefined : mirrorDistribution(mirror);
+    if (mirrorOf !== undefined && mirrorOf !== distribution) {
+      add([...base, 'mirror'], `${mirror} is ${aOrAn(DISTRIBUTION_TITLES[mirrorOf])} ${DISTRIBUTION_TITLES[mirrorOf]} archive, but ${owner}`);
+      mismatched.add([...base, 'mirror'].join('.'));
+    }
+  };
+  check(defaults, ['defaults'], defaultDistribution, `defaults.distribution is ${defaultDistribution}${unset ? ' (when not set)' : ''}, and defaults.suite and defaults.mirror are for its machines`);
+  const entries = Object.entries(machines).map(([name, raw]) => {
+    const machine = asObj(raw);
+    return { name, machine, distribution: asDistribution(machine.distribution) ?? (machine.distribution === undefined ? defaultDistribution : undefined) };
+  });
+  for (const { name, machine, distribution } of entries) {
+    if (distribution !== undefined) check(machine, ['machines', name], distribution, `the machine's distribution is ${distribution}${machine.distribution === undefined ? ' (from defaults)' : ''}`);
+  }
+  // A default nobody takes while machines of the other distribution use their own: meant for them.
+  for (const key of ['suite', 'mirror'] as const) {
+    if (asStr(defaults[key]) === undefined || mismatched.has(`defaults.${key}`)) continue;
+    const takers = entries.filter((e) => e.distribution === defaultDistribution && e.machine[key] === undefined);
+    const others = entries.filter((e) => e.distribution !== undefined && e.distribution !== defaultDistribution && e.machine[key] === undefined);
+    if (takers.length > 0 || others.length === 0) continue;
+    const other = others[0].distribution!;
+    const names = others.map((o) => shown(o.name));
+    const listed = names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
+    const one = others.length === 1;
+    add(
+      ['defaults', key],
+      `applies only to ${defaultDistribution} machines (those of defaults.distribution${unset ? `, ${defaultDistribution} when not set` : ''}) and none takes it: ${listed} ${one ? `is ${aOrAn(other)}` : 'are'} ${other} machine${one ? '' : 's'}, which ${one ? 'uses' : 'use'} ${other}'s own ${key}; set defaults.distribution: ${other}, or set ${key} on ${one ? 'that machine' : 'those machines'}`,
+    );
+  }
+}
+
+function aOrAn(word: string): string {
+  return /^[aeiou]/i.test(word) ? 'an' : 'a';
+}
+
+/** A bind entry in either form, or undefined when it is not well-formed (the schema reports it). */
+function bindOf(raw: unknown): Bind | undefined {
+  if (typeof raw === 'string') {
+    const parsed = parseBind(raw);
+    return 'error' in parsed ? undefined : parsed;
+  }
+  const parsed = bindMapSchema.safeParse(raw);
+  return parsed.success ? bindFromMap(parsed.data) : undefined;
+}
+
+function bindFromMap(b: z.infer<typeof bindMapSchema>): Bind {
+  return { source: b.host, target: b.machine ?? b.host, readOnly: b.readOnly, create: b.create };
+}
+
 /** Host directories that machines mount read-write (well-formed binds only). */
 function writableBindSources(machines: Obj): { machine: string; source: string }[] {
   const writable: { machine: string; source: string }[] = [];
   for (const [name, rawMachine] of Object.entries(machines)) {
     for (const rawBind of asArr(asObj(rawMachine).bind)) {
-      const parsed = typeof rawBind === 'string' ? parseBind(rawBind) : undefined;
-      if (parsed && !('error' in parsed) && !parsed.readOnly) writable.push({ machine: name, source: parsed.source });
+      const parsed = bindOf(rawBind);
+      if (parsed && !parsed.readOnly) writable.push({ machine: name, source: parsed.source });
     }
   }
   return writable;
@@ -379,8 +532,8 @@ function sectionIssues(section: Obj, base: (string | number)[], add: (path: (str
       const name = entry.replace(/^~/, '');
       const isGroup = name.startsWith('@');
       if (isGroup ? known.groups.has(name) : known.names.has(name)) return;
-      const pool = isGroup ? [...known.groups] : [...known.names];
-      const close = pool.filter((c) => c.startsWith(name.slice(0, 3))).sort((a, b) => Math.abs(a.length - name.length) - Math.abs(b.length - name.length))[0];
+      // Only a name a typo away is suggested (getcpuu: getcpu), never one that merely starts alike.
+      const close = closestMatch(name, isGroup ? known.groups : known.names, Math.min(2, Math.floor(name.length / 3)));
       add([...base, 'security', 'systemCallFilter', i], `this host's systemd knows no system call ${isGroup ? 'group' : 'named'} ${name}${close ? ` (did you mean ${close}?)` : ''}; systemd-analyze syscall-filter lists them`);
     });
   }
@@ -421,9 +574,11 @@ export interface Bind {
   source: string;
   target: string;
   readOnly: boolean;
+  /** apply creates a missing source as an empty directory (otherwise plan refuses it, exit 3). */
+  create: boolean;
 }
 
-/** Parses "HOST[:CONTAINER][:ro|rw]"; both sides absolute, safe paths. */
+/** Parses "HOST[:CONTAINER][:ro|rw]"; both sides absolute, safe paths. Only the map form can say create. */
 export function parseBind(text: string): Bind | { error: string } {
   const parts = text.split(':');
   let readOnly = false;
@@ -438,7 +593,7 @@ export function parseBind(text: string): Bind | { error: string } {
     const r = absolutePath.safeParse(p);
     if (!r.success) return { error: `${JSON.stringify(p)}: ${r.error.issues[0].message}` };
   }
-  return { source, target, readOnly };
+  return { source, target, readOnly, create: false };
 }
 
 /** A network after defaults are applied. */
@@ -525,15 +680,19 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
   for (const name of Object.keys(raw.machines).sort()) {
     const m = raw.machines[name];
     const d = raw.defaults;
-    const distribution = m.distribution ?? d.distribution ?? BUILTIN_DEFAULTS.distribution;
+    const defaultDistribution = d.distribution ?? BUILTIN_DEFAULTS.distribution;
+    const distribution = m.distribution ?? defaultDistribution;
+    // defaults.suite and defaults.mirror are those of defaults.distribution: another
+    // distribution's machine falls back to its own (crossFieldIssues refuses a mix-up).
+    const fromDefaults = distribution === defaultDistribution ? d : {};
     const base = new Set([...REQUIRED_PACKAGES, ...(d.packages ?? []), ...(m.network ? ['iproute2'] : [])]);
     const packages = new Set([...base, ...(m.packages ?? [])]);
     const net = m.network && Object.prototype.hasOwnProperty.call(networks, m.network.bridge) ? networks[m.network.bridge] : undefined;
     machines[name] = {
       name,
       distribution,
-      suite: m.suite ?? d.suite ?? DISTRIBUTION_DEFAULTS[distribution].suite,
-      mirror: m.mirror ?? d.mirror ?? DISTRIBUTION_DEFAULTS[distribution].mirror,
+      suite: m.suite ?? fromDefaults.suite ?? DISTRIBUTION_DEFAULTS[distribution].suite,
+      mirror: m.mirror ?? fromDefaults.mirror ?? DISTRIBUTION_DEFAULTS[distribution].mirror,
       variant: m.variant ?? d.variant ?? BUILTIN_DEFAULTS.variant,
       bootstrapper: m.bootstrapper ?? d.bootstrapper ?? BUILTIN_DEFAULTS.bootstrapper,
       packages: [...packages].sort(),
@@ -548,7 +707,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
         m.network && net
           ? { bridge: m.network.bridge, address: m.network.address, prefix: net.subnet.prefix, gateway: net.gateway, allow: m.network.allow }
           : undefined,
-      bind: (m.bind ?? []).map((b) => parseBind(b) as Bind),
+      bind: (m.bind ?? []).map((b) => (typeof b === 'string' ? (parseBind(b) as Bind) : bindFromMap(b))),
       ports: (m.ports ?? []).map((p) => ({ host: p.host, container: p.container ?? p.host, protocol: p.protocol })),
       files: (m.files ?? []).map((f) => ({ path: f.path, content: f.content, mode: parseInt(f.mode, 8) })),
       provision: m.provision ?? [],

@@ -37,7 +37,7 @@ export const securityPath = z
 /** A seccomp entry: a syscall or @group, "~" in front to deny it. Checked against the host's list before apply. */
 export const SYSCALL_ENTRY = /^~?(@[a-z0-9-]+|[a-z0-9_]+)$/;
 
-const UID_RANGE = 65536;
+export const UID_RANGE = 65536;
 const privateUsers = z.union(
   [
     z.enum(['pick', 'identity', 'no']),
@@ -53,34 +53,51 @@ const privateUsers = z.union(
 
 const deviceSchema = z
   .object({
-    path: securityPath.refine((p) => p.startsWith('/dev/'), { message: 'a device path must be below /dev/' }),
-    access: z.enum(['rw', 'r']).default('rw'),
+    path: securityPath.refine((p) => p.startsWith('/dev/'), { message: 'a device path must be below /dev/' }).describe('A device node of the host, below /dev/.'),
+    access: z.enum(['rw', 'r']).default('rw').describe('rw (read and write) or r (read only).'),
   })
   .strict();
 
 export const securitySchema = z
   .object({
-    preset: z.enum(['default', 'strict']),
-    privateUsers,
-    capabilities: z.object({ drop: z.array(capability), add: z.array(capability) }).partial().strict(),
-    noNewPrivileges: z.boolean(),
-    readOnly: z.boolean(),
-    volatile: z.union([z.boolean(), z.enum(['no', 'yes', 'state', 'overlay'])], {
-      errorMap: () => ({ message: 'expected no, yes, state or overlay' }),
-    }),
-    inaccessible: z.array(securityPath),
-    tmpfs: z.array(securityPath),
-    systemCallFilter: z.array(
-      z.string().regex(SYSCALL_ENTRY, { message: 'expected a system call name or @group, optionally prefixed with ~ to deny it (like @system-service or ~@mount)' }),
-    ),
-    devices: z.array(deviceSchema),
-    apparmorProfile: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/, { message: 'expected an AppArmor profile name' }),
+    preset: z
+      .enum(['default', 'strict'])
+      .describe('Starting point: default, or strict (fewer capabilities, no new privileges, a seccomp deny list, tmpfs /tmp and /var/tmp); the other keys override it.'),
+    privateUsers: privateUsers.describe('User namespace: pick (a free UID range, the default), identity, no, or a base UID that is a multiple of 65536.'),
+    capabilities: z
+      .object({
+        drop: z.array(capability).describe('Capabilities taken from every process in the machine (DropCapability=).'),
+        add: z.array(capability).describe("Capabilities added to nspawn's default set (Capability=)."),
+      })
+      .partial()
+      .strict()
+      .describe('Linux capabilities by name, like CAP_NET_RAW; a name may not be in both lists.'),
+    noNewPrivileges: z.boolean().describe('setuid binaries and file capabilities no longer raise privileges inside (NoNewPrivileges=).'),
+    readOnly: z.boolean().describe('Mount the whole root filesystem read-only (ReadOnly=).'),
+    volatile: z
+      .union([z.boolean(), z.enum(['no', 'yes', 'state', 'overlay'])], {
+        errorMap: () => ({ message: 'expected no, yes, state or overlay' }),
+      })
+      .describe('Volatile=: no, yes (all but /usr is a fresh tmpfs), state (/var is a tmpfs) or overlay (a tmpfs overlay on the root).'),
+    inaccessible: z.array(securityPath).describe('Paths made inaccessible inside the machine, even to root (Inaccessible=); they must exist.'),
+    tmpfs: z.array(securityPath).describe('Paths that get an empty tmpfs at every start (TemporaryFileSystem=).'),
+    systemCallFilter: z
+      .array(
+        z.string().regex(SYSCALL_ENTRY, { message: 'expected a system call name or @group, optionally prefixed with ~ to deny it (like @system-service or ~@mount)' }),
+      )
+      .describe("System call names or @groups added to nspawn's allow list; ~ in front removes one. Checked against this host's systemd when loaded."),
+    devices: z.array(deviceSchema).describe('Host devices given to the machine (DeviceAllow= and a bind mount).'),
+    apparmorProfile: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/, { message: 'expected an AppArmor profile name' })
+      .describe('AppArmor profile the machine runs under; it must be loaded on the host.'),
   })
   .partial()
-  .strict();
+  .strict()
+  .describe('Containment: a preset, then these keys over it, then the machine\'s over the defaults\'. See docs/security.md.');
 
 // "512M", "2G", "1048576": bytes, with K/M/G/T as powers of 1024 (systemd's meaning).
-const SIZE = /^([1-9][0-9]{0,15})([KMGT]?)$/;
+export const SIZE = /^([1-9][0-9]{0,15})([KMGT]?)$/;
 const size = z.union([z.number().int().positive(), z.string()]).superRefine((v, ctx) => {
   if (typeof v === 'number' || SIZE.test(v)) return;
   ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a size like 512M or 2G (K, M, G, T are powers of 1024), or a number of bytes' });
@@ -88,15 +105,24 @@ const size = z.union([z.number().int().positive(), z.string()]).superRefine((v, 
 
 export const limitsSchema = z
   .object({
-    memory: size,
-    memorySwap: z.union([z.literal(0), size]),
-    cpus: z.number().positive().max(4096).refine((n) => Number.isInteger(n * 100), { message: 'cpus takes at most two decimals, like 1.5' }),
-    cpuQuota: z.string().regex(/^[1-9][0-9]{0,5}%$/, { message: 'expected a percentage like 150% (100% is one CPU)' }),
-    tasks: z.number().int().min(16).max(4194304),
-    ioWeight: z.number().int().min(1).max(10000),
+    memory: size.describe('MemoryMax=: like 512M or 2G (K, M, G, T are powers of 1024), or bytes.'),
+    memorySwap: z.union([z.literal(0), size]).describe('MemorySwapMax=: a size like memory, or 0.'),
+    cpus: z
+      .number()
+      .positive()
+      .max(4096)
+      .refine((n) => Math.abs(Math.round(n * 100) - n * 100) < 1e-6, { message: 'cpus takes at most two decimals, like 1.5' })
+      .describe('CPUs, at most two decimals: 1.5 is CPUQuota=150%. Not together with cpuQuota.'),
+    cpuQuota: z
+      .string()
+      .regex(/^[1-9][0-9]{0,5}%$/, { message: 'expected a percentage like 150% (100% is one CPU)' })
+      .describe('CPUQuota= as a percentage, 100% being one CPU. Not together with cpus.'),
+    tasks: z.number().int().min(16).max(4194304).describe('TasksMax=: at most this many processes and threads.'),
+    ioWeight: z.number().int().min(1).max(10000).describe('IOWeight=: share of disk bandwidth, 1 to 10000 (systemd\'s default is 100).'),
   })
   .partial()
-  .strict();
+  .strict()
+  .describe('cgroup limits of the machine\'s unit, applied live; merged key by key with defaults.limits. See docs/security.md.');
 
 export type RawSecurity = z.infer<typeof securitySchema>;
 export type RawLimits = z.infer<typeof limitsSchema>;

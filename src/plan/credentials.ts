@@ -27,6 +27,9 @@ export async function findCredentialProblems(host: Host, manifest: Manifest): Pr
   // A machine may replace files in what it mounts read-write (the schema checks the paths as
   // written; this checks where their symlinks lead).
   const writable = Object.values(manifest.machines).flatMap((m) => m.bind.filter((b) => !b.readOnly).map((b) => ({ machine: m.name, dir: b.source })));
+  // And a machine reads what it mounts: a credential inside another machine's bind (read-only
+  // too; its root sees the file as its own through the idmapped mount) is that machine's too.
+  const mounted = Object.values(manifest.machines).flatMap((m) => m.bind.map((b) => ({ machine: m.name, dir: b.source })));
 
   const problems: CredentialProblem[] = [];
   for (const { name, file, machines } of uses.values()) {
@@ -62,6 +65,14 @@ export async function findCredentialProblems(host: Host, manifest: Manifest): Pr
       problems.push({
         what: `${where}${via} is ${swappable} with a symlink to any host file`,
         fix: 'Keep credential files in a directory only root can write, outside every machine, such as /etc/nspawnctl/credentials.',
+      });
+      continue;
+    }
+    const seenBy = mounted.find((b) => !machines.includes(b.machine) && isWithin(target, b.dir));
+    if (seenBy) {
+      problems.push({
+        what: `${where}${via} is inside ${seenBy.dir}, which machine ${seenBy.machine} mounts: that machine could read it`,
+        fix: 'Keep credential files in a directory only root can read, outside every bind mount source, such as /etc/nspawnctl/credentials.',
       });
       continue;
     }

@@ -75,6 +75,7 @@ export function stepToJson(step: Step): Record<string, unknown> {
     case 'unload-filter':
       return { ...base, network: step.owner.name, table: step.table, chain: step.chain };
     case 'create-bind-source':
+    case 'hand-bind-source':
     case 'remove-staging':
       return { ...base, machine: step.machine, path: step.path };
     default:

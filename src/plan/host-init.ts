@@ -12,6 +12,8 @@ export const NETWORKD_CONF_PATH = '/etc/systemd/networkd.conf.d/50-nspawnctl.con
 const VB_NETWORK_DIRS = ['/etc/systemd/network', '/run/systemd/network', '/usr/lib/systemd/network', '/lib/systemd/network'];
 
 export interface HostInitObserved {
+  /** systemd is PID 1 (/run/systemd/system exists): without it nothing nspawnctl does can work. */
+  systemdBooted: boolean;
   /** Packages dpkg reports as installed, among those asked about. */
   installed: string[];
   networkdBinary: boolean;
@@ -80,6 +82,16 @@ export function planHostInit(manifest: Manifest | undefined, o: HostInitObserved
   const next: HostRecord = { ...record, files: [...record.files], enabledUnits: [...record.enabledUnits], installedPackages: [...record.installedPackages], bridges: [...record.bridges] };
   const header = renderHeader(manifest?.file ?? 'nspawnctl host init', 'this host');
 
+  if (!o.systemdBooted) {
+    // No step can fix this one: packages would install, but machinectl, networkd and
+    // systemd-nspawn@.service all need systemd as PID 1.
+    findings.push({
+      severity: 'error',
+      what: 'the host was not booted with systemd (no /run/systemd/system): machinectl, systemd-networkd and systemd-nspawn@.service need systemd as PID 1',
+      fix: 'Run nspawnctl on a host (or VM, or container) whose PID 1 is systemd; Debian and Ubuntu boot with it by default. To try it here anyway: npm run sandbox -- up',
+    });
+  }
+
   const missing = requiredPackages(manifest, o).filter((p) => !o.installed.includes(p));
   if (missing.length > 0) {
     steps.push({ kind: 'install-packages', packages: missing, reason: 'needed by nspawnctl apply' });
@@ -103,7 +115,11 @@ export function planHostInit(manifest: Manifest | undefined, o: HostInitObserved
   if (manifest) {
     const desired = renderDesiredState({ ...manifest, machines: {} });
     const networkPlan = planChanges(desired, { ...o.networkState, networkdActive: true }, options);
-    for (const c of networkPlan.conflicts) findings.push({ severity: 'error', what: c.message, fix: 'Move the file away or rename the network in the manifest.' });
+    for (const c of networkPlan.conflicts) {
+      // A network whose record a normal user could not read is unknown, not in conflict.
+      const unseen = o.networkState.networks[c.owner.name]?.unreadable !== undefined;
+      findings.push({ severity: 'error', what: c.message, fix: unseen ? 'Run nspawnctl host init --check as root.' : 'Move the file away or rename the network in the manifest.' });
+    }
     for (const s of networkPlan.steps) {
       steps.push({ kind: 'network', step: s, reason: s.reason });
       if (s.kind === 'write-file' && s.change === 'create') {

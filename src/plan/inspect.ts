@@ -1,9 +1,9 @@
 // What list and status report: managed machines, their state, address, and drift from the manifest.
 import { Host } from '../host/host';
-import { ManifestError, NspawnctlError } from '../errors';
-import { machineLeader } from '../apply/machinectl';
+import { ManifestError, NspawnctlError, PermissionDeniedError } from '../errors';
+import { machineLeader, machineUserRange } from '../apply/machinectl';
 import { loadManifestFile, planManifest } from '../pipeline';
-import { isSystemdBooted, listManagedMachines, listRunningMachines, readMachineRecord } from './observe';
+import { deniedMessage, describeUnreadable, isSystemdBooted, listManagedMachines, listRunningMachines, readMachineRecord } from './observe';
 import { MachineRecord } from './records';
 import { Summary } from './steps';
 
@@ -12,23 +12,52 @@ export interface MachineReport {
   state: 'running' | 'stopped';
   address?: string;
   leader?: number;
+  /** Host UIDs of a running machine's user namespace: its root is `base` on the host. */
+  users?: { base: number; count: number };
   manifest?: string;
-  /** "in sync", "drift", or why it could not be compared. */
-  sync: 'in sync' | 'drift' | 'not in manifest' | 'manifest unreadable';
+  /** "in sync", "drift", or why it could not be compared ("needs root": its files could not be read). */
+  sync: 'in sync' | 'drift' | 'not in manifest' | 'manifest unreadable' | 'needs root';
   changes: string[];
   record?: MachineRecord;
 }
 
+export interface Inspection {
+  machines: MachineReport[];
+  /** What could not be read (run as a normal user), one line each, for the command to show. */
+  notices: string[];
+}
+
 /** Reports on the given managed machines (all of them when `names` is undefined). */
-export async function inspectMachines(host: Host, cwd: string, names?: string[], manifestOverride?: string): Promise<MachineReport[]> {
-  const managed = await listManagedMachines(host);
-  const wanted = names ?? managed;
-  for (const n of wanted) {
-    if (!managed.includes(n)) throw new NspawnctlError(`no machine named ${n} is managed by nspawnctl`, { hint: 'nspawnctl list shows the machines nspawnctl manages.' });
+export async function inspectMachines(host: Host, cwd: string, names?: string[], manifestOverride?: string): Promise<Inspection> {
+  const notices: string[] = [];
+  const notice = (text: string | undefined) => {
+    if (text !== undefined && !notices.includes(text)) notices.push(text);
+  };
+  // A normal user cannot list root's records: say so, and report only on the machines named.
+  let managed: string[] | undefined;
+  try {
+    managed = await listManagedMachines(host);
+  } catch (err) {
+    if (!(err instanceof PermissionDeniedError)) throw err;
+    notice(deniedMessage(err.path, 'the machines nspawnctl manages'));
+  }
+  const wanted = names ?? managed ?? [];
+  for (const n of managed ? wanted : []) {
+    if (!managed!.includes(n)) throw new NspawnctlError(`no machine named ${n} is managed by nspawnctl`, { hint: 'nspawnctl list shows the machines nspawnctl manages.' });
   }
   const running = (await isSystemdBooted(host)) ? new Set(await listRunningMachines(host)) : new Set<string>();
   const records = new Map<string, MachineRecord | undefined>();
-  for (const n of wanted) records.set(n, (await readMachineRecord(host, n)).record);
+  const hidden = new Set<string>();
+  for (const n of wanted) {
+    try {
+      records.set(n, (await readMachineRecord(host, n)).record);
+    } catch (err) {
+      if (!(err instanceof PermissionDeniedError)) throw err;
+      hidden.add(n);
+      // Once the list itself was refused, every record is: that one notice says it.
+      if (managed) notice(deniedMessage(err.path, `machine ${n}`));
+    }
+  }
 
   // One plan per manifest file, shared by the machines recorded from it.
   const byManifest = new Map<string, string[]>();
@@ -38,13 +67,22 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
   }
   const summaries = new Map<string, { summary?: Summary; address?: string; sync: MachineReport['sync'] }>();
   for (const [file, machines] of byManifest) {
+    // A manifest applied from standard input cannot be read again.
+    if (!file.startsWith('/') && !manifestOverride) {
+      for (const n of machines) summaries.set(n, { sync: 'manifest unreadable' });
+      continue;
+    }
     try {
       const manifest = await loadManifestFile(host, file);
-      const { plan } = await planManifest(host, manifest, cwd);
+      // Comparing needs no mirror: a machine to create is reported as drift, not checked online.
+      const { plan, state } = await planManifest(host, manifest, cwd, undefined, { checkArchives: false });
+      notice(describeUnreadable(state.unreadable));
       for (const n of machines) {
         const summary = plan.summary.find((s) => s.owner.type === 'machine' && s.owner.name === n);
         const address = manifest.machines[n]?.network?.address;
         if (!summary) summaries.set(n, { sync: 'not in manifest' });
+        // What could not be read is not drift: the comparison is unknown.
+        else if (hidden.has(n) || state.machines[n]?.unreadable) summaries.set(n, { address, sync: 'needs root' });
         else summaries.set(n, { summary, address, sync: summary.action === 'unchanged' ? 'in sync' : 'drift' });
       }
     } catch (err) {
@@ -55,18 +93,20 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
 
   const reports: MachineReport[] = [];
   for (const n of wanted) {
-    const s = summaries.get(n) ?? { sync: 'manifest unreadable' as const };
+    const s = summaries.get(n) ?? { sync: hidden.has(n) ? ('needs root' as const) : ('manifest unreadable' as const) };
     const isRunning = running.has(n);
+    const leader = isRunning ? await machineLeader(host, n) : undefined;
     reports.push({
       name: n,
       state: isRunning ? 'running' : 'stopped',
       address: s.address,
-      leader: isRunning ? await machineLeader(host, n) : undefined,
+      leader,
+      users: leader === undefined ? undefined : await machineUserRange(host, n, leader).catch(() => undefined),
       manifest: manifestOverride ?? records.get(n)?.manifest,
       sync: s.sync,
       changes: s.summary?.changes ?? [],
       record: records.get(n),
     });
   }
-  return reports;
+  return { machines: reports, notices };
 }

@@ -1,9 +1,10 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
 import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
-import { HostState, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
+import { HostState, isLoopbackNameserver, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
 import { MachineRecord, NetworkRecord, serializeRecord } from './records';
 import { Action, Conflict, Notice, Owner, Plan, Step, Summary } from './steps';
 
@@ -39,10 +40,20 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
     steps.push({ kind: 'reload-networkd', reconfigure, bridges, reason: 'bridge configuration changed' });
   }
 
+  // A read-write source can belong to one machine's UID range only: of the machines that mount it
+  // read-write, the first by name gets it (the order of desired.machines).
+  const firstWriter = new Map<string, string>();
+  for (const m of desired.machines) {
+    if (!shiftsUids(m.machine.security)) continue;
+    for (const b of m.machine.bind) if (!b.readOnly && !firstWriter.has(b.source)) firstWriter.set(b.source, m.machine.name);
+  }
+
   for (const m of desired.machines) {
     const r = planMachine(m, state.machines[m.machine.name], state, options);
-    // systemd-nspawn refuses to start when a bind source is missing; make it as an empty directory.
-    const missingSources = m.machine.bind.map((b) => b.source).filter((src) => !state.existingBindSources.includes(src));
+    // systemd-nspawn refuses to start when a bind source is missing. Only an entry with
+    // `create: true` is made, as an empty directory; any other missing one stops plan before this
+    // (assertBindSourcesExist), so that a typo is never mounted as a new, empty directory.
+    const missingSources = m.machine.bind.filter((b) => b.create).map((b) => b.source).filter((src) => !state.existingBindSources.includes(src));
     if (r.conflicts.length === 0) {
       for (const path of [...new Set(missingSources)]) {
         steps.push({ kind: 'create-bind-source', machine: m.machine.name, path, reason: 'bind mount source does not exist' });
@@ -50,8 +61,17 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
       }
     }
     steps.push(...r.steps);
+    if (r.conflicts.length === 0) {
+      const handed = planBindOwnership(m, state, firstWriter);
+      steps.push(...handed.steps);
+      r.summary.changes.push(...handed.paths.map((p) => `give ${p} to the machine's root`));
+      if (handed.steps.length > 0 && r.summary.action === 'unchanged') r.summary.action = 'update';
+      notices.push(...handed.notices);
+    }
     conflicts.push(...r.conflicts);
     notices.push(...r.notices);
+    const dns = unreachableDnsNotice(m, state);
+    if (dns) notices.push(dns);
     summary.push(r.summary);
   }
 
@@ -321,6 +341,18 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   return { steps, conflicts, notices, summary: { owner, action, changes } as Summary };
 }
 
+/**
+ * A machine without `dns:` gets the host's nameservers at each start; say so when none of them
+ * can answer it (none listed, or only the host's loopback, like a local dnsmasq on 127.0.0.1).
+ */
+function unreachableDnsNotice(m: DesiredMachine, state: HostState): Notice | undefined {
+  if (!state.dns || !m.machine.network || m.machine.dns.length > 0) return undefined;
+  const { file, nameservers } = state.dns;
+  if (nameservers.some((n) => !isLoopbackNameserver(n))) return undefined;
+  const names = nameservers.length === 0 ? `${file} names no nameserver` : `${file} names only ${nameservers.join(', ')}, the host's own loopback, which the machine cannot reach`;
+  return { owner: { type: 'machine', name: m.machine.name }, message: `without dns: the machine gets the host's nameservers, but ${names}; set dns: to nameservers the machine can reach` };
+}
+
 /** Why nspawnctl will not replace what is at `path`. */
 function blockedMessage(path: string, current: ObservedEntry | undefined): string {
   if (current?.type === 'unsafe') return current.reason;
@@ -355,6 +387,45 @@ function summarize(step: Step): string {
     default:
       return step.kind;
   }
+}
+
+/**
+ * Read-write binds are not idmapped (src/render/nspawn.ts), so their source must belong to the
+ * machine's UID range for its root to write there. A source nspawnctl creates (`create: true`)
+ * is handed to the machine once it runs (the step reads the range the machine got); one that
+ * still belongs to host root and that nspawnctl did not create is the admin's to hand over.
+ */
+function planBindOwnership(m: DesiredMachine, state: HostState, firstWriter: Map<string, string>): { steps: Step[]; paths: string[]; notices: Notice[] } {
+  const steps: Step[] = [];
+  const paths: string[] = [];
+  const notices: Notice[] = [];
+  if (!shiftsUids(m.machine.security)) return { steps, paths, notices };
+  const owner: Owner = { type: 'machine', name: m.machine.name };
+  for (const [i, b] of m.machine.bind.entries()) {
+    if (b.readOnly) continue;
+    const writer = firstWriter.get(b.source);
+    if (writer !== m.machine.name) {
+      notices.push({
+        owner,
+        message: `bind[${i}]: ${b.source} is also mounted read-write by ${writer}, whose root owns it; ${m.machine.name} has its own UID range, so its root can only read it (give each machine its own directory, or mount it readOnly here)`,
+      });
+      continue;
+    }
+    const uid = state.bindSourceOwners?.[b.source];
+    const missing = !state.existingBindSources.includes(b.source);
+    if (b.create && (missing || uid === 0)) {
+      if (!paths.includes(b.source)) {
+        paths.push(b.source);
+        steps.push({ kind: 'hand-bind-source', machine: m.machine.name, path: b.source, reason: "a read-write bind is not idmapped: the machine's root must own its source" });
+      }
+    } else if (uid === 0) {
+      notices.push({
+        owner,
+        message: `bind[${i}]: ${b.source} is mounted read-write but belongs to host root, so the machine's root can only read it (read-write binds are not idmapped: through one it could create files owned by host root, setuid ones too); chown it to the machine's UID range (the users line of nspawnctl status ${m.machine.name}), or let nspawnctl create it with create: true`,
+      });
+    }
+  }
+  return { steps, paths, notices };
 }
 
 /** How a desired entry relates to what is on disk. */

@@ -11,6 +11,7 @@ export type Step =
   | { kind: 'write-record'; owner: Owner; path: string; record: MachineRecord | NetworkRecord; reason: string }
   | { kind: 'remove-staging'; machine: string; path: string; reason: string }
   | { kind: 'create-bind-source'; machine: string; path: string; reason: string }
+  | { kind: 'hand-bind-source'; machine: string; path: string; reason: string }
   | { kind: 'enable-networkd'; bridges: string[]; reason: string }
   | { kind: 'reload-networkd'; reconfigure: string[]; bridges: string[]; reason: string }
   | { kind: 'enable-machine'; machine: string; reason: string }
@@ -72,6 +73,8 @@ export function describeStep(step: Step): string {
       return `remove ${step.path}`;
     case 'create-bind-source':
       return `create directory ${step.path} (bind mount source of ${step.machine})`;
+    case 'hand-bind-source':
+      return `give ${step.path} to the root of ${step.machine} (chown to its UID range)`;
     case 'enable-networkd':
       return 'enable and start systemd-networkd';
     case 'reload-networkd':

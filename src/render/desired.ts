@@ -2,7 +2,7 @@
 import { Machine, Manifest, Network } from '../manifest/schema';
 import { appArmorDropInPath, credentialsDropInPath, bridgeNetworkPath, inRootfs, limitsDropInPath, netdevPath, nspawnFilePath, rootfsPath, SYSTEMD_SYSTEM_DIR } from '../host/paths';
 import { filterFilePath, filterUnitName, renderFilter, renderFilterUnit } from './filter';
-import { renderNspawnFile } from './nspawn';
+import { HostResolver, renderNspawnFile } from './nspawn';
 import { renderAppArmorDropIn, renderCredentialsDropIn, renderLimitsDropIn } from './unit-dropins';
 import { renderBridgeNetdev, renderBridgeNetwork } from './networkd';
 import { renderRootfsEntries, RootfsEntry } from './rootfs-files';
@@ -29,12 +29,17 @@ export interface DesiredState {
   machines: DesiredMachine[];
 }
 
-export function renderDesiredState(manifest: Manifest): DesiredState {
+/** What rendering takes from the host it renders for (observeHostResolver reads it). */
+export interface RenderHostFacts {
+  resolver: HostResolver;
+}
+
+export function renderDesiredState(manifest: Manifest, facts: RenderHostFacts = { resolver: 'host' }): DesiredState {
   return {
     networks: Object.values(manifest.networks)
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((n) => renderDesiredNetwork(n, manifest.file, Object.values(manifest.machines))),
-    machines: Object.values(manifest.machines).map((m) => renderDesiredMachine(m, manifest.file)),
+    machines: Object.values(manifest.machines).map((m) => renderDesiredMachine(m, manifest.file, facts)),
   };
 }
 
@@ -64,7 +69,7 @@ export function renderDesiredNetwork(network: Network, manifestFile: string, mac
   return { network, entries };
 }
 
-export function renderDesiredMachine(machine: Machine, manifestFile: string): DesiredMachine {
+export function renderDesiredMachine(machine: Machine, manifestFile: string, facts: RenderHostFacts = { resolver: 'host' }): DesiredMachine {
   const rootfs = rootfsPath(machine.name);
   const nspawn = nspawnFilePath(machine.name);
   const hostFile = (path: string, content: string, restart: boolean): DesiredEntry => ({ kind: 'file', path, hostPath: path, content, mode: 0o644, restart, inRootfs: false });
@@ -75,7 +80,7 @@ export function renderDesiredMachine(machine: Machine, manifestFile: string): De
     machine,
     rootfs,
     hostEntries: [
-      hostFile(nspawn, renderNspawnFile(machine, manifestFile), true),
+      hostFile(nspawn, renderNspawnFile(machine, manifestFile, facts.resolver), true),
       // cgroup limits take effect on daemon-reload; the AppArmor profile only when the machine starts.
       ...(limits ? [hostFile(limitsDropInPath(machine.name), limits, false)] : []),
       ...(apparmor ? [hostFile(appArmorDropInPath(machine.name), apparmor, true)] : []),

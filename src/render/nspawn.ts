@@ -5,8 +5,30 @@ import { Machine } from '../manifest/schema';
 import { shiftsUids } from '../manifest/security';
 import { renderHeader, renderUnit, UnitSections } from './common';
 
+/**
+ * Which of the host's files lists the nameservers its machines should use: /etc/resolv.conf
+ * ("host"), or, on a host whose /etc/resolv.conf names only systemd-resolved's local stub
+ * (127.0.0.53, which a machine cannot reach from its own network namespace), resolved's list of
+ * upstream servers, /run/systemd/resolve/resolv.conf ("uplink"). Observed by observeHostResolver.
+ */
+export type HostResolver = 'host' | 'uplink';
+
+/**
+ * ResolvConf= for a machine. With `dns:`, nspawnctl writes /etc/resolv.conf itself (off).
+ * Otherwise a machine with a network gets the host's nameservers each time it starts: nspawn's
+ * own "auto" would leave the file alone, because a bridged machine has a private network. A
+ * read-only root cannot take a copy, so the file is bind-mounted there (as "auto" does).
+ */
+export function resolvConfMode(machine: Machine, resolver: HostResolver): string | undefined {
+  if (machine.dns.length > 0) return 'off';
+  if (!machine.network) return undefined;
+  const s = machine.security;
+  const writable = s.volatile === 'yes' || s.volatile === 'overlay' || (!s.readOnly && s.volatile !== 'state');
+  return `${writable ? 'copy' : 'bind'}-${resolver}`;
+}
+
 /** The settings of a machine's .nspawn file, section by section, in the file's order. */
-export function nspawnSettings(machine: Machine): UnitSections {
+export function nspawnSettings(machine: Machine, resolver: HostResolver = 'host'): UnitSections {
   const s = machine.security;
   const network: [string, string | string[] | undefined][] = machine.network
     ? [
@@ -18,10 +40,13 @@ export function nspawnSettings(machine: Machine): UnitSections {
         ['Private', 'yes'],
         ['VirtualEthernet', 'no'],
       ];
-  // With shifted UIDs a bind mount is idmapped, so host root's files are root's inside too
-  // (otherwise they would show up as nobody and be read-only to the machine's root).
-  const bindOptions = shiftsUids(s) ? ':idmap' : '';
-  const binds = (readOnly: boolean) => machine.bind.filter((b) => b.readOnly === readOnly).map((b) => `${b.source}:${b.target}${bindOptions}`);
+  // With shifted UIDs a read-only bind is idmapped, so host root's files are root's inside too
+  // (otherwise they would show up as nobody's). A read-write one is not: through an idmapped
+  // mount the machine's root would create files owned by host root, setuid ones included, in a
+  // host directory. Its source belongs to the machine's UID range instead (apply hands over the
+  // sources it creates; see hand-bind-source).
+  const binds = (readOnly: boolean) =>
+    machine.bind.filter((b) => b.readOnly === readOnly).map((b) => `${b.source}:${b.target}${readOnly && shiftsUids(s) ? ':idmap' : ''}`);
   const allowed = s.systemCallFilter.filter((e) => !e.startsWith('~'));
   const denied = s.systemCallFilter.filter((e) => e.startsWith('~')).map((e) => e.slice(1));
   return [
@@ -30,8 +55,7 @@ export function nspawnSettings(machine: Machine): UnitSections {
       [
         ['Boot', 'yes'],
         ['Hostname', machine.hostname],
-        // With DNS servers set, /etc/resolv.conf inside is nspawnctl's; stop nspawn copying the host's.
-        ['ResolvConf', machine.dns.length > 0 ? 'off' : undefined],
+        ['ResolvConf', resolvConfMode(machine, resolver)],
         ['PrivateUsers', String(s.privateUsers)],
         ['NoNewPrivileges', s.noNewPrivileges ? 'yes' : undefined],
         ['Capability', s.capabilityAdd.length ? s.capabilityAdd.join(' ') : undefined],
@@ -59,8 +83,8 @@ export function nspawnSettings(machine: Machine): UnitSections {
   ];
 }
 
-export function renderNspawnFile(machine: Machine, manifestFile: string): string {
-  return renderUnit(renderHeader(manifestFile, `machine ${machine.name}`), nspawnSettings(machine));
+export function renderNspawnFile(machine: Machine, manifestFile: string, resolver: HostResolver = 'host'): string {
+  return renderUnit(renderHeader(manifestFile, `machine ${machine.name}`), nspawnSettings(machine, resolver));
 }
 
 /**
@@ -94,6 +118,8 @@ export interface NspawnArgsOptions {
   omit?: string[];
   /** Keys whose value replaces the machine's. */
   override?: Record<string, string>;
+  /** Where the host's nameservers are (as for the .nspawn file). */
+  resolver?: HostResolver;
 }
 
 /**
@@ -104,7 +130,7 @@ export function nspawnArgs(machine: Machine, options: NspawnArgsOptions = {}): s
   const args: string[] = [];
   const omit = new Set(options.omit ?? []);
   const seen = new Set<string>();
-  for (const [, entries] of nspawnSettings(machine)) {
+  for (const [, entries] of nspawnSettings(machine, options.resolver)) {
     for (const [key, value] of entries) {
       seen.add(key);
       if (omit.has(key)) continue;

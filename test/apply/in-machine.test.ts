@@ -2,7 +2,7 @@
 // --machine), with "$" escaped; "started" means its systemd finished starting up and, with a
 // network, host0 is configured. The waits poll only through the injected sleep and clock.
 import { runStep } from '../../src/apply/apply';
-import { escapeForExec, inMachineArgs, READY_ATTEMPT_MS, runInMachine, waitUntilReady } from '../../src/apply/in-machine';
+import { escapeForExec, inMachineArgs, READY_ATTEMPT_MS, runInMachine, SHORT_TIMEOUT_MS, waitUntilReady } from '../../src/apply/in-machine';
 import { startMachine } from '../../src/apply/machinectl';
 import { CommandFailedError, NspawnctlError } from '../../src/errors';
 import { desiredFrom } from '../helpers/converged';
@@ -118,7 +118,7 @@ describe('waitUntilReady', () => {
     expect(host.runner.calls.map((c) => [c.args.join(' '), c.options?.timeoutMs])).toEqual([
       [IS_RUNNING.slice(1).join(' '), READY_ATTEMPT_MS],
       [IS_RUNNING.slice(1).join(' '), READY_ATTEMPT_MS],
-      [FAILED_UNITS.slice(1).join(' '), undefined],
+      [FAILED_UNITS.slice(1).join(' '), SHORT_TIMEOUT_MS],
     ]);
     expect(time.slept).toEqual([]);
   });

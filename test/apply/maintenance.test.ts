@@ -9,7 +9,7 @@ import { NspawnctlError, UnsafePathError } from '../../src/errors';
 import { renderNspawnFile } from '../../src/render/nspawn';
 import { makeBootedHost } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
-import { APP_LIMIT_PROPERTIES, APP_NSPAWN, appMaintenanceBoot, specMachines } from '../helpers/machine-specs';
+import { APP_LIMIT_PROPERTIES, APP_NSPAWN, appMaintenanceBoot, specMachines, STOP_LEFTOVER_MAINTENANCE } from '../helpers/machine-specs';
 import { readyCalls, simulateSystemd } from '../helpers/simulated-systemd';
 
 const MACHINES = specMachines();
@@ -57,6 +57,7 @@ describe('withMaintenanceBoot', () => {
     expect(seen).toEqual([true]);
     expect(maintenanceUnit('app')).toBe('nspawnctl-maintenance-app.service');
     expect(host.runner.argvs()).toEqual([
+      STOP_LEFTOVER_MAINTENANCE('app'),
       appMaintenanceBoot(45),
       ...readyCalls('app', 45),
       ['machinectl', 'poweroff', 'app'],
@@ -85,6 +86,7 @@ describe('withMaintenanceBoot', () => {
     // A timeout of 0 gives up on waiting at once (no real sleep); the unit still gets 1 s to start.
     await withMaintenanceBoot(host, MACHINES.app, 0, async () => undefined);
     expect(host.runner.argvs()).toEqual([
+      STOP_LEFTOVER_MAINTENANCE('app'),
       appMaintenanceBoot(1),
       ...readyCalls('app', 1),
       ['machinectl', 'poweroff', 'app'],
@@ -99,7 +101,7 @@ describe('withMaintenanceBoot', () => {
     simulateSystemd(host, { bridges: ['lan'] });
     const app = { ...MACHINES.app, hostname: 'a$b' };
     await withMaintenanceBoot(host, app, 45_000, async () => undefined);
-    expect(host.runner.argvs()[0]).toContain('--hostname=a$$b');
+    expect(host.runner.argvs()[1]).toContain('--hostname=a$$b');
   });
 });
 

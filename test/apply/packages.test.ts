@@ -5,7 +5,7 @@ import { installPackages } from '../../src/apply/packages';
 import { NspawnctlError } from '../../src/errors';
 import { makeBootedHost } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
-import { appMaintenanceBoot, specMachines } from '../helpers/machine-specs';
+import { appMaintenanceBoot, specMachines, STOP_LEFTOVER_MAINTENANCE } from '../helpers/machine-specs';
 import { inMachineArgv, readyCalls, simulateSystemd } from '../helpers/simulated-systemd';
 
 const MACHINES = specMachines();
@@ -56,6 +56,7 @@ describe('installPackages', () => {
       ['machinectl', 'poweroff', 'app'],
       SHOW('app'),
       ['systemctl', 'is-active', 'systemd-nspawn@app.service'],
+      STOP_LEFTOVER_MAINTENANCE('app'),
       appMaintenanceBoot(60),
       ...readyCalls('app', 60),
       ...APT('app', 'nginx'),
@@ -71,7 +72,7 @@ describe('installPackages', () => {
   test('a stopped read-only machine: no stop, the same maintenance boot', async () => {
     const { host } = hostRunning();
     await installPackages(host, MACHINES.app, ['nginx'], OPTIONS);
-    expect(host.runner.argvs().slice(0, 2)).toEqual([SHOW('app'), appMaintenanceBoot(60)]);
+    expect(host.runner.argvs().slice(0, 3)).toEqual([SHOW('app'), STOP_LEFTOVER_MAINTENANCE('app'), appMaintenanceBoot(60)]);
     expect(host.runner.argvs().filter((a) => a[0] === 'systemd-run').map((a) => a[1])).toEqual([
       '--unit=nspawnctl-maintenance-app.service',
       '--machine=app',
@@ -89,6 +90,8 @@ describe('installPackages', () => {
     expect(boot.filter((a) => a.startsWith('--volatile') || a.startsWith('--read-only'))).toEqual([]);
     expect(boot.slice(boot.indexOf('--directory=/var/lib/machines/vol') + 1)).toEqual([
       '--hostname=vol',
+      // volatile: state keeps the root read-only, so the host's nameservers are bind-mounted.
+      '--resolv-conf=bind-host',
       '--private-users=pick',
       '--private-users-ownership=auto',
       '--network-bridge=lan',

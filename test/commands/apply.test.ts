@@ -139,13 +139,15 @@ describe('nspawnctl apply', () => {
     expect(changesBesidesLock(host)).toEqual([]);
   });
 
-  test('as non-root with pending steps: exit 3 naming what is missing, before any change', async () => {
+  // Regression (newcomer issue): as a normal user, apply read /var/lib/machines to plan and died
+  // with a raw EACCES (exit 1). It needs root whatever the plan, and says so before reading.
+  test('as non-root: exit 3 naming what is missing, before the host is read or changed', async () => {
     const host = freshHost({ uid: 1000 });
     const r = await runCommand(applyWith(host), ['machines.yaml']);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toBe('nspawnctl: this host is not ready:\n  - nspawnctl apply must run as root\nhint: Run it with sudo, or as root.\n');
     expect(r.stdout).toBe('');
-    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
+    expect(host.runner.argvs()).toEqual([]);
     // Non-root takes no lock (it could not create it in /run anyway).
     expect(host.fs.changes).toEqual([]);
   });
@@ -169,21 +171,20 @@ describe('nspawnctl apply', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
+  // As root (a normal user is refused first, above).
   test('on a host without systemd and tools: every missing thing is listed at once', async () => {
-    const host = freshHost({ uid: 1000, booted: false });
+    const host = freshHost({ booted: false });
     const r = await runCommand(applyWith(host), ['machines.yaml']);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toBe(
       [
         'nspawnctl: this host is not ready:',
-        '  - nspawnctl apply must run as root',
         '  - the host was not booted with systemd (no /run/systemd/system)',
         '  - machinectl is not installed',
         '  - systemd-nspawn is not installed',
         '  - networkctl (systemd-networkd) is not installed',
         '  - neither mmdebstrap nor debootstrap is installed (needed for machine db)',
-        'hint: Run it with sudo, or as root.',
-        'Run nspawnctl on a host whose PID 1 is systemd; to try it anyway, use `npm run sandbox -- up`.',
+        'hint: Run nspawnctl on a host whose PID 1 is systemd; to try it anyway, use `npm run sandbox -- up`.',
         'apt-get install systemd-container',
         'apt-get install systemd-container',
         'apt-get install systemd (Debian 12) or systemd-networkd (Debian 13)',
@@ -192,8 +193,37 @@ describe('nspawnctl apply', () => {
       ].join('\n'),
     );
     expect(host.runner.calls).toEqual([]);
-    // Non-root takes no lock (it could not create it in /run anyway).
-    expect(host.fs.changes).toEqual([]);
+    expect(changesBesidesLock(host)).toEqual([]);
+  });
+
+  test('a misspelt suite: exit 2 under the lock before any step, nothing bootstrapped; --dry-run says the same', async () => {
+    const host = freshHost({ manifest: EXAMPLE.replace('  suite: bookworm\n', '  suite: bookwrom\n') });
+    host.http.on('http://deb.debian.org/debian/dists/bookwrom/Release', { status: 404 });
+    const problem = 'machines.yaml:7:10: defaults.suite: bookwrom is not a suite of http://deb.debian.org/debian (http://deb.debian.org/debian/dists/bookwrom/Release answered HTTP 404); did you mean bookworm? (used by machines db and web)';
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect({ exitCode: r.exitCode, stderr: r.stderr }).toEqual({ exitCode: 2, stderr: `${problem}\nhint: Fix the manifest; nothing on the host was changed. See man nspawnctl.\n` });
+    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
+    expect(changesBesidesLock(host)).toEqual([]);
+    const dry = await runCommand(applyWith(host), ['machines.yaml', '--dry-run']);
+    expect(dry.exitCode).toBe(2);
+    expect(dry.stderr.split('\n')[0]).toBe(problem);
+  });
+
+  test('a bind source that does not exist: exit 3 naming it, nothing run or changed but the lock', async () => {
+    const host = freshHost({ manifest: EXAMPLE.replace('      - { host: /srv/www, machine: /var/www, readOnly: true, create: true }\n', '      - /srv/wwww:/var/www:ro\n') });
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toBe(
+      [
+        'nspawnctl: this host is not ready:',
+        '  - machine web, bind[0] (/srv/wwww -> /var/www): /srv/wwww does not exist on this host',
+        'hint: Create /srv/wwww, correct machines.web.bind[0], or let apply create it empty: { host: /srv/wwww, machine: /var/www, readOnly: true, create: true }',
+        '',
+      ].join('\n'),
+    );
+    expect(host.runner.calls).toEqual([]);
+    expect(changesBesidesLock(host)).toEqual([]);
+    expect(host.fs.nodes.has('/srv/wwww')).toBe(false);
   });
 
   // A machine's conflict stops only that machine; with nothing else to do, nothing is changed.
@@ -250,12 +280,12 @@ describe('nspawnctl apply', () => {
         '  2. create /etc/systemd/network/50-nspawnctl-examplevlan.netdev  (missing)',
         '  3. create /etc/systemd/network/50-nspawnctl-examplevlan.network  (missing)',
         '  4. reload systemd-networkd  (bridge configuration changed)',
-        '  5. create machine db: bootstrap debian bookworm (5 packages), write 9 files inside  (not on this host yet)',
+        '  5. create machine db: bootstrap debian bookworm (5 packages), write 8 files inside  (not on this host yet)',
         '  6. create /etc/systemd/nspawn/db.nspawn  (new machine)',
         '  7. enable db (start at boot)  (autostart: true)',
         '  8. start db  (new machine)',
         '  9. create directory /srv/www (bind mount source of web)  (bind mount source does not exist)',
-        '  10. create machine web: bootstrap debian bookworm (5 packages), write 9 files inside, run 1 provision commands  (not on this host yet)',
+        '  10. create machine web: bootstrap debian bookworm (5 packages), write 8 files inside, run 1 provision commands  (not on this host yet)',
         '  11. create /etc/systemd/nspawn/web.nspawn  (new machine)',
         '  12. enable web (start at boot)  (autostart: true)',
         '  13. start web  (new machine)',
@@ -643,7 +673,7 @@ describe('nspawnctl apply', () => {
           `  ! machine web: ${reason}`,
           '',
           '4 step(s):',
-          '  1. create machine db: bootstrap debian bookworm (5 packages), write 9 files inside  (not on this host yet)',
+          '  1. create machine db: bootstrap debian bookworm (5 packages), write 8 files inside  (not on this host yet)',
           '  2. create /etc/systemd/nspawn/db.nspawn  (new machine)',
           '  3. enable db (start at boot)  (autostart: true)',
           '  4. start db  (new machine)',

@@ -88,12 +88,14 @@ describe('nspawnctl destroy', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
-  test('as non-root it fails with exit 3 before stopping or removing anything', async () => {
+  // Regression (newcomer issue): as a normal user, destroy looked at /var/lib/machines/web first
+  // and died with a raw EACCES (exit 1); now it refuses before reading anything or asking.
+  test('as non-root it fails with exit 3 before reading, stopping or removing anything', async () => {
     const host = convergedHost(1000);
     const r = await runCommand(destroyWith(host), ['web', '--yes']);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toBe('nspawnctl: this host is not ready:\n  - nspawnctl destroy must run as root\nhint: Run it with sudo, or as root.\n');
-    expect(host.runner.argvs()).toEqual([SHOW_WEB, SHOW_WEB]);
+    expect(host.runner.argvs()).toEqual([]);
     // Non-root takes no lock (it could not create it in /run anyway).
     expect(host.fs.changes).toEqual([]);
   });

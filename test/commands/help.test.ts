@@ -1,28 +1,16 @@
 // Every command's --help shows its usage and at least one example (DESIGN.md: every command
 // documented with an example).
-import Apply from '../../src/commands/apply';
-import CacheList from '../../src/commands/cache/list';
-import CachePrune from '../../src/commands/cache/prune';
-import Destroy from '../../src/commands/destroy';
-import HostInit from '../../src/commands/host/init';
-import List from '../../src/commands/list';
+import './helpers/oclif-listeners';
 import Plan from '../../src/commands/plan';
-import Render from '../../src/commands/render';
-import Status from '../../src/commands/status';
 import { commandHelp } from '../helpers/run-command';
+import { COMMANDS } from './helpers/src-commands';
 
-// [id as typed (topic separator is a space), oclif's command id, class]
-const commands: [string, string, { examples?: unknown; summary?: string }][] = [
-  ['apply', 'apply', Apply],
-  ['cache list', 'cache:list', CacheList],
-  ['cache prune', 'cache:prune', CachePrune],
-  ['destroy', 'destroy', Destroy],
-  ['host init', 'host:init', HostInit],
-  ['list', 'list', List],
-  ['plan', 'plan', Plan],
-  ['render', 'render', Render],
-  ['status', 'status', Status],
-];
+// [id as typed (topic separator is a space), oclif's command id, class]: every command in src/commands.
+const commands = Object.entries(COMMANDS).map(([id, Cmd]) => [id.split(':').join(' '), id, Cmd] as [string, string, { examples?: unknown; summary?: string }]);
+
+test('every command is covered', () => {
+  expect(commands.map(([id]) => id)).toEqual(['apply', 'autocomplete', 'cache list', 'cache prune', 'destroy', 'help', 'host init', 'init', 'list', 'plan', 'profile syscalls', 'render', 'status']);
+});
 
 describe.each(commands)('nspawnctl %s --help', (id, oclifId, Cmd) => {
   test('shows the summary, the usage and every example with the real binary name', async () => {

@@ -134,6 +134,25 @@ describe('nspawnctl host init --check', () => {
     expect(changes(host)).toEqual([]);
   });
 
+  test('on a host not booted with systemd: the missing systemd is an error finding, exit 1, with or without other steps', async () => {
+    const error = [
+      'error: the host was not booted with systemd (no /run/systemd/system): machinectl, systemd-networkd and systemd-nspawn@.service need systemd as PID 1',
+      '  fix: Run nspawnctl on a host (or VM, or container) whose PID 1 is systemd; Debian and Ubuntu boot with it by default. To try it here anyway: npm run sandbox -- up',
+    ].join('\n');
+    const ready = readyHost().host;
+    ready.fs.nodes.delete('/run/systemd/system');
+    const r = await runCommand(initWith(ready), ['machines.yaml', '--check']);
+    expect({ exitCode: r.exitCode, stdout: r.stdout }).toEqual({ exitCode: 1, stdout: `Nothing to install or write, but the host is not ready:\n${error}\n` });
+    const fresh = freshHost().host;
+    fresh.fs.nodes.delete('/run/systemd/system');
+    const f = await runCommand(initWith(fresh), ['machines.yaml', '--check']);
+    expect({ exitCode: f.exitCode, stdout: f.stdout }).toEqual({ exitCode: 1, stdout: `Missing:\n${FRESH_REPORT.join('\n')}\n${error}\n` });
+    const json = await runCommand(initWith(fresh), ['machines.yaml', '--check', '--json']);
+    expect(JSON.parse(json.stdout).findings).toEqual([{ severity: 'error', what: 'the host was not booted with systemd (no /run/systemd/system): machinectl, systemd-networkd and systemd-nspawn@.service need systemd as PID 1', fix: 'Run nspawnctl on a host (or VM, or container) whose PID 1 is systemd; Debian and Ubuntu boot with it by default. To try it here anyway: npm run sandbox -- up' }]);
+    expect(changes(ready)).toEqual([]);
+    expect(changes(fresh)).toEqual([]);
+  });
+
   test('firewalld active on a ready host: a warning only, exit 0', async () => {
     const { host, sim } = readyHost();
     sim.active.add('firewalld.service');
@@ -279,23 +298,32 @@ describe('nspawnctl host init', () => {
     expect(sim.bridges.size).toBe(0);
   });
 
-  test('as non-root on a fresh host: exit 3 before any change', async () => {
+  // Regression (newcomer issue): as a normal user, host init read /var/lib/machines first and died
+  // with a raw EACCES (exit 1). It needs root to change anything, and says so before reading.
+  test('as non-root on a fresh host: exit 3 before the host is even read', async () => {
     const { host } = freshHost(1000);
     const before = snapshot(host);
     const r = await runCommand(initWith(host), ['machines.yaml']);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toBe('nspawnctl: this host is not ready:\n  - nspawnctl host init must run as root\nhint: Run it with sudo, or as root.\n');
     expect(r.stdout).toBe('');
-    expect(host.runner.argvs()).toEqual(FRESH_OBSERVE_CALLS);
+    expect(host.runner.argvs()).toEqual([]);
     expect(changes(host)).toEqual([]);
     expect(snapshot(host)).toEqual(before);
   });
 
-  test('as non-root on a ready host: nothing to do, so exit 0 without asking for root', async () => {
+  // A normal user cannot read enough of a real host (/var/lib/nspawnctl is 0700) to know that
+  // nothing is to do, so host init asks for root even then; --check is what runs as anyone.
+  test('as non-root on a ready host: host init still needs root, host init --check runs and says what it could not check', async () => {
     const { host } = readyHost(1000);
     const r = await runCommand(initWith(host), ['machines.yaml']);
-    expect(r.exitCode).toBe(0);
-    expect(r.stdout).toBe('The host is ready for nspawnctl.\n');
+    expect([r.exitCode, r.stderr]).toEqual([3, 'nspawnctl: this host is not ready:\n  - nspawnctl host init must run as root\nhint: Run it with sudo, or as root.\n']);
+    const check = await runCommand(initWith(readyHost(1000).host), ['machines.yaml', '--check']);
+    expect(check).toMatchObject({
+      exitCode: 0,
+      stdout: 'The host is ready for nspawnctl.\n',
+      stderr: 'note: could not read the firewall rules (iptables -S FORWARD, nft list ruleset): permission denied; run as root to see everything host init checks\n',
+    });
   });
 
   test('a failing apt-get install stops the run: nothing after it, exit 1 with argv and stderr', async () => {
@@ -384,7 +412,7 @@ describe('nspawnctl host init --undo', () => {
     const { host } = initializedHost();
     const r = await runCommand(initWith(host), ['--undo', '--json']);
     expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ removed: RECORD.files, disabled: RECORD.enabledUnits, bridges: ['br0'], packages: PACKAGES });
+    expect(JSON.parse(r.stdout)).toEqual({ removed: RECORD.files, disabled: RECORD.enabledUnits, bridges: ['br0'], packages: PACKAGES, nothingToUndo: false });
   });
 
   test('a recorded path outside the directories host init writes is never removed', async () => {
@@ -397,13 +425,30 @@ describe('nspawnctl host init --undo', () => {
     expect(changes(host)).toEqual([`remove ${SYSCTL_PATH}`, `remove ${HOST_RECORD}`]);
   });
 
-  test('without a record: exit 1, nothing to undo', async () => {
+  test('without a record: exit 0, saying there is nothing to undo; nothing run or changed', async () => {
     const { host } = readyHost();
     const r = await runCommand(initWith(host), ['--undo']);
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr).toBe('nspawnctl: host init has not changed this host (no record in /var/lib/nspawnctl/host.json); nothing to undo\n');
+    expect({ exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr }).toEqual({
+      exitCode: 0,
+      stdout: 'Nothing to undo: host init has not changed this host (no record in /var/lib/nspawnctl/host.json).\n',
+      stderr: '',
+    });
     expect(changes(host)).toEqual([]);
     expect(host.runner.calls).toEqual([]);
+    const json = await runCommand(initWith(host), ['--undo', '--json']);
+    expect(JSON.parse(json.stdout)).toEqual({ removed: [], disabled: [], bridges: [], packages: [], nothingToUndo: true });
+  });
+
+  test('--undo twice: the second finds nothing to undo and exits 0, changing nothing', async () => {
+    const { host } = freshHost();
+    expect((await runCommand(initWith(host), ['machines.yaml'])).exitCode).toBe(0);
+    expect((await runCommand(initWith(host), ['--undo'])).exitCode).toBe(0);
+    const before = snapshot(host);
+    const calls = host.runner.calls.length;
+    const second = await runCommand(initWith(host), ['--undo']);
+    expect({ exitCode: second.exitCode, stdout: second.stdout }).toEqual({ exitCode: 0, stdout: 'Nothing to undo: host init has not changed this host (no record in /var/lib/nspawnctl/host.json).\n' });
+    expect(snapshot(host)).toEqual(before);
+    expect(host.runner.calls.slice(calls)).toEqual([]);
   });
 
   test('after a real run on a fresh host, undo leaves no file host init wrote', async () => {

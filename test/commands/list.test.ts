@@ -86,14 +86,26 @@ describe('nspawnctl status', () => {
         'machine:   db',
         'state:     stopped',
         'address:   10.77.0.12',
+        'users:     -',
         'manifest:  /srv/conf/machines.yaml (drift)',
         'built:     debian bookworm with mmdebstrap, 2024-05-06T07:08:09.000Z',
-        'files:     10 managed',
+        'files:     9 managed',
         'pending:',
         '  start',
         '',
       ].join('\n'),
     );
+  });
+
+  test('a running machine: its leader and the host UIDs its root is (from /proc/LEADER/uid_map)', async () => {
+    const host = exampleHost();
+    host.fs.addFile('/proc/4321/uid_map', '         0    1507328      65536\n');
+    const r = await runCommand(statusWith(host), ['web', '--json']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ state: 'running', leader: 4321, users: { base: 1507328, count: 65536 } });
+    const text = await runCommand(statusWith(host), ['web']);
+    expect(text.stdout).toContain('\nusers:     host UIDs 1507328-1572863 (root inside is 1507328:1507328)\n');
+    host.fs.addFile('/proc/4321/uid_map', '         0          0 4294967295\n');
+    expect((await runCommand(statusWith(host), ['web'])).stdout).toContain('\nusers:     host UIDs (no user namespace: root inside is host root)\n');
   });
 
   test('an unmanaged name is an error, exit 1', async () => {

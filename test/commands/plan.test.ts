@@ -36,7 +36,7 @@ describe('nspawnctl plan', () => {
     const host = freshBootedHost(BAD);
     const r = await runCommand(planWith(host), ['machines.yaml']);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toBe(`${BAD_LINES.join('\n')}\nhint: Fix the manifest; nothing on the host was changed. See docs/manifest.md.\n`);
+    expect(r.stderr).toBe(`${BAD_LINES.join('\n')}\nhint: Fix the manifest; nothing on the host was changed. See man nspawnctl.\n`);
     expect(r.stdout).toBe('');
     expect(host.runner.calls).toEqual([]);
     expect(host.fs.changes).toEqual([]);
@@ -50,7 +50,7 @@ describe('nspawnctl plan', () => {
       error: {
         kind: 'ManifestError',
         message: BAD_LINES.join('\n'),
-        hint: 'Fix the manifest; nothing on the host was changed. See docs/manifest.md.',
+        hint: 'Fix the manifest; nothing on the host was changed. See man nspawnctl.',
         exitCode: 2,
         problems: [
           { file: 'machines.yaml', line: 5, col: 38, path: 'machines.web.network.address', message: '10.0.1.5 is outside network br0 (10.0.0.0/24) or is its network/broadcast address' },
@@ -99,6 +99,8 @@ describe('nspawnctl plan', () => {
     expect(host.runner.argvs()).toEqual([LIST_MACHINES, NETWORKD_ACTIVE, LIST_INTERFACES]);
     expect(host.fs.changes).toEqual([]);
     host.assertNoUnmatchedCalls();
+    // Two machines are created from one mirror and suite: one question, whether it has the suite.
+    expect(host.http.urls()).toEqual(['http://deb.debian.org/debian/dists/bookworm/Release']);
   });
 
   test('on a converged host prints the no-change text', async () => {
@@ -107,6 +109,8 @@ describe('nspawnctl plan', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toBe('= network examplevlan: unchanged\n= machine db: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n');
     expect(host.fs.changes).toEqual([]);
+    // Nothing to bootstrap: no mirror is asked, so the no-op plan stays offline.
+    expect(host.http.calls).toEqual([]);
   });
 
   test('a credential file that is missing, a directory, or readable by every user: exit 3 before anything is asked, with --json too', async () => {
@@ -135,11 +139,63 @@ describe('nspawnctl plan', () => {
     expect(host.fs.changes).toEqual([]);
   });
 
+  test("the newcomer's misspelt suite: exit 2 at once, located at the key, with the codename meant; the mirror asked once", async () => {
+    const manifest = EXAMPLE.replace('  suite: bookworm\n', '  suite: bookwrom\n');
+    const host = freshBootedHost(manifest);
+    host.http.on('http://deb.debian.org/debian/dists/bookwrom/Release', { status: 404 });
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      [
+        'machines.yaml:7:10: defaults.suite: bookwrom is not a suite of http://deb.debian.org/debian (http://deb.debian.org/debian/dists/bookwrom/Release answered HTTP 404); did you mean bookworm? (used by machines db and web)',
+        'hint: Fix the manifest; nothing on the host was changed. See man nspawnctl.',
+        '',
+      ].join('\n'),
+    );
+    expect(host.http.urls()).toEqual(['http://deb.debian.org/debian/dists/bookwrom/Release']);
+    expect(host.fs.changes).toEqual([]);
+  });
+
+  test('a mirror that does not answer: exit 3 naming the URL', async () => {
+    const host = freshBootedHost(EXAMPLE);
+    host.http.on(() => true, { fail: 'deb.debian.org does not resolve (EAI_AGAIN)' });
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toBe(
+      [
+        'nspawnctl: this host is not ready:',
+        '  - cannot reach http://deb.debian.org/debian/dists/bookworm/Release: deb.debian.org does not resolve (EAI_AGAIN) (needed to create machines db and web)',
+        "hint: Check the mirror URL and this host's network. Where the mirror is reached only through a proxy, set aptProxy in the manifest or the http_proxy environment variable.",
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('a bind source that does not exist: exit 3 naming machine, entry and path, before anything is asked; the mirror is not asked either', async () => {
+    const manifest = EXAMPLE.replace('      - { host: /srv/www, machine: /var/www, readOnly: true, create: true }\n', '      - /srv/wwww:/var/www:ro\n');
+    const host = freshBootedHost(manifest);
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toBe(
+      [
+        'nspawnctl: this host is not ready:',
+        '  - machine web, bind[0] (/srv/wwww -> /var/www): /srv/wwww does not exist on this host',
+        'hint: Create /srv/wwww, correct machines.web.bind[0], or let apply create it empty: { host: /srv/wwww, machine: /var/www, readOnly: true, create: true }',
+        '',
+      ].join('\n'),
+    );
+    expect(host.runner.calls).toEqual([]);
+    expect(host.http.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+  });
+
   test('an unknown flag is a usage error, before any host access', async () => {
     const host = freshBootedHost(EXAMPLE);
     const r = await runCommand(planWith(host), ['machines.yaml', '--jsn']);
     expect(r.exitCode).toBe(2);
-    expect(r.error?.message).toContain('Nonexistent flag: --jsn');
+    // (the message names the command when oclif runs it: test/commands/cli.test.ts)
+    expect(r.stderr).toMatch(/^nspawnctl: unknown flag --jsn( for plan)?; did you mean --json\?\n/);
     expect(host.runner.calls).toEqual([]);
   });
 });

@@ -124,6 +124,17 @@ describe('nspawnctl render', () => {
     expect(readRenderedTree(out, expected)).toEqual(expected);
   });
 
+  test("renders for the host it runs on: with systemd-resolved's stub in /etc/resolv.conf, machines copy resolved's upstream list", async () => {
+    const input = new FakeHost({ uid: 1000, inputs: { 'machines.yaml': readFileSync(join(FIXTURES, 'nat-network', 'machines.yaml'), 'utf8') } });
+    input.fs.addFile('/etc/resolv.conf', 'nameserver 127.0.0.53\n');
+    input.fs.addFile('/run/systemd/resolve/resolv.conf', 'nameserver 192.0.2.1\n');
+    const r = await runCommand(renderWith(input), ['machines.yaml', '--out', out]);
+    expect(r.exitCode).toBe(0);
+    const golden = readFileSync(join(FIXTURES, 'nat-network', 'expected', 'etc', 'systemd', 'nspawn', 'proxy.nspawn'), 'utf8');
+    expect(golden).toContain('\nResolvConf=copy-host\n');
+    expect(readFileSync(join(out, 'etc', 'systemd', 'nspawn', 'proxy.nspawn'), 'utf8')).toBe(golden.replace('\nResolvConf=copy-host\n', '\nResolvConf=copy-uplink\n'));
+  });
+
   test('--json lists every file and what was written', async () => {
     const input = new FakeHost({ inputs: { 'machines.yaml': MANIFEST } });
     const r = await runCommand(renderWith(input), ['machines.yaml', '--out', out, '--json']);
@@ -235,6 +246,18 @@ describe('nspawnctl render', () => {
     expect(readFileSync(join(out, 'file'), 'utf8')).toBe('mine\n');
   });
 
+  // Newcomer issue: a file on the way to DIR gave a raw "ENOTDIR: not a directory, mkdir" (exit 1).
+  test('--out below a file (FILE/sub): exit 2 with a message, the file untouched', async () => {
+    writeFileSync(join(out, 'file'), 'mine\n');
+    const input = new FakeHost({ inputs: { 'machines.yaml': MANIFEST } });
+    const r = await runCommand(renderWith(input), ['machines.yaml', '--out', join(out, 'file', 'sub')]);
+    expect({ exitCode: r.exitCode, stderr: r.stderr }).toEqual({
+      exitCode: 2,
+      stderr: `nspawnctl: cannot create ${join(out, 'file', 'sub')}: a component of its path is a file, not a directory\n`,
+    });
+    expect(readFileSync(join(out, 'file'), 'utf8')).toBe('mine\n');
+  });
+
   test('a symlink inside an earlier render (etc -> elsewhere): exit 2, nothing written through it or anywhere else', async () => {
     const dir = join(out, 'rendered');
     const elsewhere = join(out, 'elsewhere');
@@ -260,7 +283,7 @@ describe('nspawnctl render', () => {
     const input = new FakeHost({ inputs: { 'machines.yaml': 'machines:\n  web:\n    ports: [{ host: 80 }]\n' } });
     const r = await runCommand(renderWith(input), ['machines.yaml', '--out', out]);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toBe('machines.yaml:3:12: machines.web.ports: ports need a network (a machine without network: has only loopback)\nhint: Fix the manifest; nothing on the host was changed. See docs/manifest.md.\n');
+    expect(r.stderr).toBe('machines.yaml:3:12: machines.web.ports: ports need a network (a machine without network: has only loopback)\nhint: Fix the manifest; nothing on the host was changed. See man nspawnctl.\n');
     expect(readdirSync(out)).toEqual([]);
   });
 

@@ -96,6 +96,19 @@ e2eSuite(
       expect(must(['btrfs', 'subvolume', 'list', mnt])).not.toContain('machines/web');
     });
 
+    test("subvolumes a machine's root made inside its tree do not stop its removal (rm alone skips them as other devices)", () => {
+      const tree = join(mnt, 'machines', 'evil');
+      mkdirSync(join(tree, 'srv'), { recursive: true });
+      must(['btrfs', 'subvolume', 'create', join(tree, 'srv', 'data')]);
+      must(['btrfs', 'subvolume', 'create', join(tree, 'srv', 'data', 'deeper')]);
+      writeFileSync(join(tree, 'srv', 'data', 'deeper', 'f'), 'x\n');
+      // rm alone: "skipping ..., since it's on a different device", and the tree stays.
+      expect(sh(['rm', '-rf', '--one-file-system', '--', join(tree, 'srv', 'data')]).out).toContain("since it's on a different device");
+      call('fs.removeTree', tree);
+      expect(sh(['test', '-e', tree]).code).not.toBe(0);
+      expect(must(['btrfs', 'subvolume', 'list', mnt])).not.toContain('machines/evil');
+    });
+
     test('a plain directory, or a target on another filesystem, is copied instead', () => {
       mkdirSync(join(mnt, 'cache', 'plain', 'etc'), { recursive: true });
       writeFileSync(join(mnt, 'cache', 'plain', 'etc', 'os-release'), 'ID=debian\n');

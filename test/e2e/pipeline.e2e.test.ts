@@ -41,18 +41,21 @@ function snapshot(): string {
 
 /**
  * The example manifest, downloading through the sandbox's apt cache (as a URL prefix: measured
- * faster here than the same cache used as an HTTP proxy), so downloads stay local.
+ * faster here than the same cache used as an HTTP proxy), so downloads stay local. (The example as
+ * shipped, with no change at all, is applied by example.e2e.test.ts.)
  */
 function exampleManifest(proxy: string): string {
   const text = readFileSync(join(REPO, 'machines.example.yaml'), 'utf8');
   const mirror = 'mirror: http://deb.debian.org/debian';
   expect(text).toContain(mirror);
   // Packages added later are installed by apt inside the machine, which reaches the cache
-  // through the host: NAT on the bridge.
-  const out = text.replace(mirror, `mirror: http://${proxy}/deb.debian.org/debian`).replace('    gateway: 10.77.0.1\n', '    gateway: 10.77.0.1\n    nat: true\n');
-  expect(out).toContain('nat: true');
-  return out;
+  // through the host: the example's network has NAT.
+  expect(text).toContain('    nat: true\n');
+  return text.replace(mirror, `mirror: http://${proxy}/deb.debian.org/debian`);
 }
+
+/** The example's bind of web, after which test 3 adds another. */
+const WEB_BIND = '      - { host: /srv/www, machine: /var/www, readOnly: true, create: true }\n';
 
 e2eSuite('nspawnctl on a real systemd host', () => {
   let proxy = '';
@@ -99,19 +102,39 @@ e2eSuite('nspawnctl on a real systemd host', () => {
     expect({ web: leader('web'), db: leader('db'), files: snapshot() }).toEqual(before);
   });
 
-  timed('3. change one machine (a bind mount): only it restarts', () => {
+  timed('3. change one machine (a bind mount): a missing source is refused (exit 3, nothing created); with create: true, only it restarts', () => {
     const dbBefore = leader('db');
     const webBefore = leader('web');
-    const changed = exampleManifest(proxy).replace('bind: ["/srv/www:/var/www:ro"]', 'bind: ["/srv/www:/var/www:ro", "/srv/data:/var/data"]');
+    expect(exampleManifest(proxy)).toContain(WEB_BIND);
+    // A mistyped or missing source is no longer mounted as a new, empty directory.
+    const before = snapshot();
+    writeInHost('/root/machines.yaml', exampleManifest(proxy).replace(WEB_BIND, `${WEB_BIND}      - /srv/data:/var/data\n`));
+    const refused = nspawnctl(['apply', '/root/machines.yaml'], { check: false });
+    expect({ code: refused.code, stderr: refused.stderr }).toEqual({
+      code: 3,
+      stderr: expect.stringContaining('nspawnctl: this host is not ready:\n  - machine web, bind[1] (/srv/data -> /var/data): /srv/data does not exist on this host\n'),
+    });
+    expect(inHost(['test', '-e', '/srv/data'], { check: false }).code).not.toBe(0);
+    expect(snapshot()).toBe(before);
+    const changed = exampleManifest(proxy).replace(WEB_BIND, `${WEB_BIND}      - { host: /srv/data, machine: /var/data, create: true }\n`);
     writeInHost('/root/machines.yaml', changed);
     const plan = JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout);
     const kinds = plan.steps.map((s: { kind: string; machine?: string; owner?: { name: string } }) => `${s.kind}:${s.machine ?? s.owner?.name}`);
-    expect(kinds).toEqual(['create-bind-source:web', 'write-file:web', 'restart-machine:web']);
+    expect(kinds).toEqual(['create-bind-source:web', 'write-file:web', 'restart-machine:web', 'hand-bind-source:web']);
     nspawnctl(['apply', '/root/machines.yaml']);
     expect(leader('db')).toBe(dbBefore);
     expect(leader('web')).not.toBe(webBefore);
     inHost(['sh', '-c', 'echo from-host > /srv/data/probe']);
-    expect(inHost(['nsenter', '-t', String(leader('web')), '-m', 'cat', '/var/data/probe']).stdout).toBe('from-host\n');
+    const web = String(leader('web'));
+    expect(inHost(['nsenter', '-t', web, '-m', 'cat', '/var/data/probe']).stdout).toBe('from-host\n');
+    // The read-write bind is not idmapped: its source went to web's UID range, so web's root can
+    // write there, and what it makes (a setuid file too) belongs to web's range, not host root.
+    const base = Number(inHost(['cat', `/proc/${web}/uid_map`]).stdout.trim().split(/\s+/)[1]);
+    expect(base).toBeGreaterThan(0);
+    expect(inHost(['stat', '-c', '%u:%g', '/srv/data']).stdout.trim()).toBe(`${base}:${base}`);
+    inHost(['nsenter', '-t', web, '-a', '--', 'sh', '-c', 'cp /bin/true /var/data/suid && chmod 4755 /var/data/suid']);
+    expect(inHost(['stat', '-c', '%u %a', '/srv/data/suid']).stdout.trim()).toBe(`${base} 4755`);
+    expect(JSON.parse(nspawnctl(['plan', '/root/machines.yaml', '--json']).stdout).changes).toBe(false);
     pingFromHost('10.77.0.11');
   });
 

@@ -294,6 +294,7 @@ prepare_rootfs() {
   chmod 0644 "$root/etc/resolv.conf"
   # Mount points for the read-only binds of node and the project.
   mkdir -p "$root/opt/nspawnctl"
+  if [[ -L $PROJECT_DIR/node_modules ]]; then mkdir -p "$root$(readlink -f "$PROJECT_DIR/node_modules")"; fi
   # A marker so tests can tell they are inside the sandbox.
   printf 'SANDBOX_NAME=%s\nSANDBOX_PROXY=%s:%s\n' "$NAME" "$HOST_IP" "$PORT" \
     >"$root/etc/nspawnctl-sandbox"
@@ -393,6 +394,13 @@ boot() {
     --console=read-only                # console output -> console.log
     --bind-ro="$PROJECT_DIR:/opt/nspawnctl"
   )
+  # A git worktree's node_modules may be a symlink to another checkout's: that directory is bound
+  # too, at the path the symlink names, so the project's modules resolve inside.
+  if [[ -L $PROJECT_DIR/node_modules ]]; then
+    local modules
+    modules=$(readlink -f "$PROJECT_DIR/node_modules")
+    [[ -d $modules ]] && args+=(--bind-ro="$modules:$modules")
+  fi
   node=$(command -v node 2>/dev/null || true)
   if [[ $with_node != yes ]]; then
     say "no node of this machine inside (--no-node)"

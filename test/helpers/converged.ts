@@ -89,6 +89,8 @@ export function freshState(overrides: Partial<HostState> = {}): HostState {
 /** Marks the fake host as booted with systemd and the tools apply needs installed (nsenter is not one of them). */
 export function makeBootedHost(host: FakeHost, programs = ['machinectl', 'systemd-nspawn', 'networkctl', 'mmdebstrap']): FakeHost {
   host.fs.addDir('/run/systemd/system');
+  // A nameserver machines without dns: can reach (TEST-NET-1), as a real host has one.
+  host.fs.addFile('/etc/resolv.conf', 'nameserver 192.0.2.53\n');
   for (const p of programs) host.fs.addFile(`/usr/bin/${p}`, '', { mode: 0o755 });
   return host;
 }

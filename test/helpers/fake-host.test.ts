@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandFailedError } from '../../src/errors';
 import { createNodeFs, HostFs } from '../../src/host/fs';
+import { HttpError } from '../../src/host/http';
 import { RootfsHandle } from '../../src/host/rootfs-handle';
 import { FakeFs, FakeHost } from './fake-host';
 
@@ -191,5 +192,21 @@ describe('FakeRunner', () => {
     await expect(host.readInput('other.yaml')).rejects.toThrow('cannot read other.yaml: no such file');
     expect(host.uid).toBe(0);
     expect(new FakeHost({ uid: 1000 }).uid).toBe(1000);
+  });
+});
+
+describe('FakeHttp', () => {
+  test('records every HEAD with its proxy and timeout; unscripted URLs answer 200, scripted ones as told, in order', async () => {
+    const host = new FakeHost();
+    host.http.on('http://m/debian/dists/x/Release', { status: 404 }).on((u) => u.includes('/moved/'), { status: 301, location: '/debian/' }).on(() => true, { fail: 'connection refused' });
+    await expect(host.http.head('http://m/debian/dists/x/Release', { timeoutMs: 5 })).resolves.toEqual({ status: 404 });
+    await expect(host.http.head('http://m/moved/Release', { timeoutMs: 5, proxy: 'http://p:1' })).resolves.toEqual({ status: 301, location: '/debian/', via: 'http://p:1' });
+    await expect(host.http.head('http://other/', { timeoutMs: 5, proxy: 'http://p:1' })).rejects.toThrow(new HttpError('http://other/', 'connection refused', 'http://p:1'));
+    expect(host.http.calls).toEqual([
+      { url: 'http://m/debian/dists/x/Release', timeoutMs: 5 },
+      { url: 'http://m/moved/Release', proxy: 'http://p:1', timeoutMs: 5 },
+      { url: 'http://other/', proxy: 'http://p:1', timeoutMs: 5 },
+    ]);
+    await expect(new FakeHost().http.head('http://any/', { timeoutMs: 1 })).resolves.toEqual({ status: 200 });
   });
 });

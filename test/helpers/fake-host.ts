@@ -4,6 +4,7 @@ import { posix } from 'node:path';
 import { CommandFailedError, InterruptedError, NspawnctlError, UnsafePathError } from '../../src/errors';
 import { assertHostPath, FileInfo, HostFs, WriteOptions } from '../../src/host/fs';
 import { Host, LockFile } from '../../src/host/host';
+import { HeadOptions, HeadResult, Http, HttpError } from '../../src/host/http';
 import { isWithin } from '../../src/host/paths';
 import { MAX_ROOTFS_READ, RootfsEntryState, RootfsHandle, rootfsPathParts, RootfsWriteOptions } from '../../src/host/rootfs-handle';
 import { RunOptions, RunResult, Runner } from '../../src/host/runner';
@@ -185,6 +186,15 @@ export class FakeFs implements HostFs {
   async mkdir(path: string, mode: number, options: { uid?: number; gid?: number } = {}): Promise<void> {
     assertHostPath(path);
     this.mkdirp(this.resolveParents(path), mode, options.uid, options.gid);
+  }
+
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    assertHostPath(path);
+    const p = this.resolveParents(path);
+    const node = this.nodes.get(p);
+    if (!node) throw enoent('lchown', path);
+    this.nodes.set(p, { ...node, uid, gid });
+    this.changes.push(`chown ${norm(path)} ${uid}:${gid}`);
   }
 
   async openRootfs(dir: string): Promise<RootfsHandle> {
@@ -448,6 +458,44 @@ function matches(m: ArgvMatcher, argv: string[]): boolean {
   return typeof m === 'function' ? m(argv) : m.length === argv.length && m.every((a, i) => a === argv[i]);
 }
 
+/** One HEAD request a FakeHttp answered: the URL, and the proxy and timeout it was asked with. */
+export interface HttpCall {
+  url: string;
+  proxy?: string;
+  timeoutMs: number;
+}
+
+/** An answer: a status (and a redirect's location), or `fail` for "no answer came" (an HttpError). */
+export type HttpResponse = { status: number; location?: string } | { fail: string };
+
+/**
+ * Records every HEAD request. Scripted answers are tried in order (an exact URL or a predicate);
+ * any other URL answers 200, like a mirror that has every suite, so tests that are not about
+ * mirrors need no script.
+ */
+export class FakeHttp implements Http {
+  readonly calls: HttpCall[] = [];
+  private readonly scripted: { matcher: string | ((url: string) => boolean); response: HttpResponse }[] = [];
+
+  on(matcher: string | ((url: string) => boolean), response: HttpResponse): this {
+    this.scripted.push({ matcher, response });
+    return this;
+  }
+
+  /** The URLs asked, in order. */
+  urls(): string[] {
+    return this.calls.map((c) => c.url);
+  }
+
+  async head(url: string, options: HeadOptions): Promise<HeadResult> {
+    this.calls.push({ url, ...(options.proxy !== undefined ? { proxy: options.proxy } : {}), timeoutMs: options.timeoutMs });
+    const s = this.scripted.find((x) => (typeof x.matcher === 'string' ? x.matcher === url : x.matcher(url)));
+    const r = s?.response ?? { status: 200 };
+    if ('fail' in r) throw new HttpError(url, r.fail, options.proxy);
+    return { status: r.status, ...(r.location ? { location: r.location } : {}), ...(options.proxy ? { via: options.proxy } : {}) };
+  }
+}
+
 /** One lock file of a FakeHost: its text, who holds it, and who waits for it (in order). */
 interface FakeLock {
   note: string;
@@ -466,6 +514,7 @@ interface FakeLock {
 export class FakeHost implements Host {
   readonly fs = new FakeFs();
   readonly runner = new FakeRunner();
+  readonly http = new FakeHttp();
   readonly inputs = new Map<string, string>();
   readonly locks = new Map<string, FakeLock>();
   uid = 0;

@@ -18,6 +18,7 @@ export const VB_NETWORK = '/usr/lib/systemd/network/80-container-vb.network';
 /** A fresh Debian 12 host: nothing installed, networkd disabled and stopped, no files, no forwarding. */
 export function freshObserved(overrides: Partial<HostInitObserved> = {}): HostInitObserved {
   return {
+    systemdBooted: true,
     installed: [],
     networkdBinary: true,
     networkdEnabled: false,
@@ -45,6 +46,7 @@ export function readyObserved(manifest: Manifest | undefined, overrides: Partial
   const files: Record<string, string> = { [NETWORKD_CONF_PATH]: NETWORKD_CONF };
   if (nat) files[SYSCTL_PATH] = SYSCTL_CONF;
   return {
+    systemdBooted: true,
     installed: requiredPackages(manifest, { networkdBinary: true, ubuntuKeyring: true }),
     networkdBinary: true,
     networkdEnabled: true,

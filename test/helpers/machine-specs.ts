@@ -39,6 +39,7 @@ export function specMachines(): Record<string, Machine> {
 export const APP_NSPAWN = `[Exec]
 Boot=yes
 Hostname=app
+ResolvConf=bind-host
 PrivateUsers=pick
 NoNewPrivileges=yes
 DropCapability=CAP_MKNOD CAP_SYS_PTRACE
@@ -47,7 +48,7 @@ SystemCallFilter=~@clock
 [Files]
 PrivateUsersOwnership=off
 ReadOnly=yes
-Bind=/srv/app:/srv/app:idmap
+Bind=/srv/app:/srv/app
 Bind=/dev/fuse
 BindReadOnly=/srv/conf:/etc/app:idmap
 TemporaryFileSystem=/tmp
@@ -60,6 +61,9 @@ Port=tcp:8080:80
 
 /** app's limits and device access as unit properties (TasksMax first, as systemd-nspawn@.service has one). */
 export const APP_LIMIT_PROPERTIES = ['TasksMax=256', 'MemoryMax=512M', 'CPUQuota=50%', 'DeviceAllow=/dev/fuse rw'];
+
+/** Before a maintenance boot, a unit of that name left by a killed run is stopped. */
+export const STOP_LEFTOVER_MAINTENANCE = (name: string): string[] => ['systemctl', 'stop', `nspawnctl-maintenance-${name}.service`];
 
 /**
  * The transient unit that boots app once with a writable root: everything of APP_NSPAWN as
@@ -75,6 +79,8 @@ export function appMaintenanceBoot(timeoutS: number): string[] {
     '--collect',
     '--quiet',
     `--property=TimeoutStartSec=${timeoutS}s`,
+    // Its start timeout plus apt's 30 minutes plus a minute: it ends by itself even if nspawnctl dies.
+    `--property=RuntimeMaxSec=${timeoutS + 1800 + 60}s`,
     '--property=KillMode=mixed',
     '--property=Delegate=yes',
     '--property=DevicePolicy=closed',
@@ -93,12 +99,13 @@ export function appMaintenanceBoot(timeoutS: number): string[] {
     '--machine=app',
     '--directory=/var/lib/machines/app',
     '--hostname=app',
+    '--resolv-conf=bind-host',
     '--private-users=pick',
     '--no-new-privileges=yes',
     '--drop-capability=CAP_MKNOD,CAP_SYS_PTRACE',
     '--system-call-filter=~@clock',
     '--private-users-ownership=off',
-    '--bind=/srv/app:/srv/app:idmap',
+    '--bind=/srv/app:/srv/app',
     '--bind=/dev/fuse',
     '--bind-ro=/srv/conf:/etc/app:idmap',
     '--tmpfs=/tmp',

@@ -27,6 +27,13 @@ export interface RunnableCommand {
 const OCLIF_LIB = dirname(require.resolve('@oclif/core'));
 const oclifOs = require(join(OCLIF_LIB, 'util', 'os.js')) as { getPlatform: () => Promise<string> };
 
+// oclif's command.js adds a process.stdout 'error' listener (it ignores EPIPE) each time it is
+// loaded, and Jest loads it once per test file in the same worker process: past ten such files,
+// Node prints a listener-leak warning on stderr, inside whichever test is capturing stderr then.
+// The listeners earlier test files left (their modules are gone) are dropped; the newest stays.
+const epipeListeners = process.stdout.listeners('error').filter((l) => String(l).includes('EPIPE'));
+for (const l of epipeListeners.slice(0, -1)) process.stdout.off('error', l as (err: Error) => void);
+
 /** Runs `Cmd` with `argv`; never throws for a command failure, it returns the exit code instead. */
 export async function runCommand(Cmd: RunnableCommand, argv: string[]): Promise<CommandResult> {
   const out: string[] = [];

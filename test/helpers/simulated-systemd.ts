@@ -59,6 +59,8 @@ export function simulateSystemd(host: FakeHost, options: { running?: string[]; b
   r.on(is('ip', 'link', 'show', 'dev'), ({ args }) =>
     sim.bridges.has(args[3]) ? { stdout: `7: ${args[3]}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500\n` } : { exitCode: 1, stderr: `Device "${args[3]}" does not exist.\n` },
   );
+  // Stopping a transient unit that is not there succeeds, as systemctl stop does.
+  r.on((a) => a[0] === 'systemctl' && a[1] === 'stop' && /^nspawnctl-maintenance-.+\.service$/.test(a[2] ?? ''), {});
   r.on(['ip', '-json', 'link', 'show'], () => ({ stdout: ipLinkJson(['lo', 'eth0', ...sim.bridges]) }));
   // The machine's own systemd: done starting up once it runs; commands run inside succeed.
   const machineArg = (argv: string[]) => /^--machine=(.+)$/.exec(argv[1] ?? '')?.[1] ?? '';

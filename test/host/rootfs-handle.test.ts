@@ -161,6 +161,39 @@ describe('RootfsHandle on a real directory', () => {
 });
 
 /**
+ * A machine's root can take a write lease on a file it owns (no capability needed): opening it
+ * then fails with EAGAIN (O_NONBLOCK) instead of blocking. That must be this entry's problem,
+ * reported as an UnsafePathError, not an error that stops a whole plan.
+ */
+describe('RootfsHandle and a file a machine holds a lease on', () => {
+  let dir: string;
+  let holder: ReturnType<typeof spawn> | undefined;
+  afterEach(() => {
+    holder?.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('inspect reports it as unusable at once, and the next entry is read as usual', async () => {
+    dir = realpathSync(scratch());
+    mkdirSync(join(dir, 'tree/etc'), { recursive: true });
+    writeFileSync(join(dir, 'tree/etc/hostname'), 'web\n');
+    writeFileSync(join(dir, 'tree/etc/motd'), 'hello\n');
+    // F_SETLEASE is 1024, F_WRLCK 1.
+    holder = spawn('/usr/bin/perl', ['-e', 'open(my $fh, "<", $ARGV[0]) or die; fcntl($fh, 1024, 1) or die "lease: $!"; $| = 1; print "leased\n"; sleep 600', join(dir, 'tree/etc/hostname')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      holder!.stdout!.once('data', () => resolve());
+      holder!.once('exit', (code) => reject(new Error(`perl exited with ${code}`)));
+    });
+    const h = openRootfsHandle(join(dir, 'tree'));
+    const err = await h.inspect('/etc/hostname').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnsafePathError);
+    expect((err as Error).message).toBe(`${join(dir, 'tree/etc/hostname')} could not be opened or read (EAGAIN): nspawnctl will not follow or use it`);
+    expect(await h.inspect('/etc/motd')).toMatchObject({ type: 'file', content: 'hello\n' });
+    await h.close();
+  });
+});
+
+/**
  * A real race: perl exchanges a directory of the tree with a symlink to an outside directory in a
  * tight loop (renameat2 with RENAME_EXCHANGE, as a machine's root could), while files are written
  * and removed in that directory. With the handle, every operation either lands in the tree's own

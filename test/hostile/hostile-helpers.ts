@@ -10,7 +10,7 @@ import { FakeHost } from '../helpers/fake-host';
 import { CommandResult, runCommand, TEST_CWD } from '../helpers/run-command';
 
 export const FILE = 'machines.yaml';
-export const HINT = 'Fix the manifest; nothing on the host was changed. See docs/manifest.md.';
+export const HINT = 'Fix the manifest; nothing on the host was changed. See man nspawnctl.';
 export const MACHINE_NAME_RULE = 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)';
 export const BRIDGE_NAME_RULE = 'network names become bridge interface names: 1-15 characters, a lowercase letter first, then a-z 0-9 _ -';
 export const ENV_NAME_RULE = 'expected an environment variable name (letters, digits and _, not starting with a digit)';

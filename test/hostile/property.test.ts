@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { ManifestError } from '../../src/errors';
 import { parseManifest } from '../../src/manifest/load';
+import { suiteDistribution } from '../../src/manifest/distributions';
 import { MACHINE_NAME, RESERVED_ROOTFS_PATHS } from '../../src/manifest/schema';
 import { planChanges } from '../../src/plan/plan';
 import { DesiredState, renderDesiredState } from '../../src/render/desired';
@@ -32,7 +33,9 @@ type Obj = { [key: string]: Json };
 const machineName = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$/);
 const bridgeName = fc.stringMatching(/^[a-z][a-z0-9_-]{0,14}$/);
 const hostname = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?(\.[a-z0-9]{1,6}){0,2}$/);
-const suite = fc.stringMatching(/^[a-z][a-z0-9-]{1,12}$/);
+// Not a codename nspawnctl knows: a known one must match the machine's distribution (bookworm on
+// ubuntu is refused), which the examples check; here any distribution takes any suite.
+const suite = fc.stringMatching(/^[a-z][a-z0-9-]{1,12}$/).filter((s) => suiteDistribution(s) === undefined);
 const PACKAGES = ['curl', 'htop', 'nginx', 'iproute2', 'vim-tiny', 'ca-certificates', 'libstdc++6', 'python3.11', 'dbus'];
 const segment = fc.stringMatching(/^[A-Za-z0-9._@+-]{1,10}$/).filter((s) => s !== '.' && s !== '..');
 const safePath = fc.array(segment, { minLength: 1, maxLength: 4 }).map((parts) => `/${parts.join('/')}`);
@@ -51,7 +54,8 @@ const oneLine = fc.oneof(fc.string({ maxLength: 30 }), fc.string({ unit: 'graphe
 const envName = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,10}$/).filter((k) => k !== '__proto__');
 const environment = fc.dictionary(envName, oneLine, { maxKeys: 3 });
 const ipv4 = fc.ipV4();
-const url = fc.constantFrom('http://deb.debian.org/debian', 'https://mirror.example.org:8443/debian', 'http://10.0.0.5:3142', 'http://apt-cacher.lan:3142/');
+// No official Debian or Ubuntu archive (it would have to match the distribution): any mirror fits any.
+const url = fc.constantFrom('http://mirror.lan/debian', 'https://mirror.example.org:8443/debian', 'http://10.0.0.5:3142', 'http://apt-cacher.lan:3142/');
 // The key line's comment is matched with `.`, which stops at U+2028/U+2029 as well as at newlines.
 const keyComment = oneLine.filter((s) => !/[\u2028\u2029]/.test(s));
 const authorizedKey = fc
@@ -63,12 +67,22 @@ const files = fc.uniqueArray(
   fc.record({ path: filePath, content: printable, mode }, { requiredKeys: ['path', 'content'] }),
   { selector: (f) => f.path, maxLength: 2 },
 );
+// Both forms: "HOST[:MACHINE][:ro|rw]", and the mapping (which alone can say create).
 const binds = fc
-  .uniqueArray(fc.record({ source: safePath, target: fc.option(safePath, { nil: undefined }), access: fc.constantFrom(undefined, 'ro', 'rw') }), {
-    selector: (b) => b.target ?? b.source,
-    maxLength: 2,
-  })
-  .map((list) => list.map((b) => [b.source, ...(b.target ? [b.target] : []), ...(b.access ? [b.access] : [])].join(':')));
+  .uniqueArray(
+    fc.record({ source: safePath, target: fc.option(safePath, { nil: undefined }), access: fc.constantFrom(undefined, 'ro', 'rw'), asMap: fc.boolean(), create: fc.constantFrom(undefined, true, false) }),
+    { selector: (b) => b.target ?? b.source, maxLength: 2 },
+  )
+  .map((list) =>
+    list.map((b): Json => {
+      if (!b.asMap) return [b.source, ...(b.target ? [b.target] : []), ...(b.access ? [b.access] : [])].join(':');
+      const entry: Obj = { host: b.source };
+      if (b.target) entry.machine = b.target;
+      if (b.access) entry.readOnly = b.access === 'ro';
+      if (b.create !== undefined) entry.create = b.create;
+      return entry;
+    }),
+  );
 const provision = fc.array(fc.array(oneLine, { minLength: 1, maxLength: 3 }), { maxLength: 2 });
 
 /** Keys that `defaults:` and machines share. */
@@ -138,6 +152,12 @@ const manifestArb: fc.Arbitrary<Obj> = fc
           if (network.gateway !== undefined) net.gateway = `10.${network.a}.${network.b}.${network.gateway}`;
           if (network.nat !== undefined) net.nat = network.nat;
           doc.networks = { [network.name]: net };
+        }
+        // defaults.suite and defaults.mirror are for machines of defaults.distribution: one that
+        // none of them takes, while a machine of the other distribution does without, is refused.
+        const d = (defaults ?? {}) as Obj;
+        if (d.suite !== undefined || d.mirror !== undefined) {
+          for (const m of machines) if (m.distribution !== undefined && m.distribution !== (d.distribution ?? 'debian')) delete m.distribution;
         }
         doc.machines = Object.fromEntries(names.map((n, i) => [n, machines[i]]));
         return doc;

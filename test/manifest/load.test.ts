@@ -39,7 +39,7 @@ function expectProblems(text: string, expected: string[]): void {
   expect(err.exitCode).toBe(2);
   expect(err.problems.map(formatProblem)).toEqual(expected);
   expect(err.message).toBe(expected.join('\n'));
-  expect(err.hint).toBe('Fix the manifest; nothing on the host was changed. See docs/manifest.md.');
+  expect(err.hint).toBe('Fix the manifest; nothing on the host was changed. See man nspawnctl.');
 }
 
 describe('parseManifest rejects bad input with every problem located', () => {
@@ -140,6 +140,50 @@ describe('parseManifest rejects bad input with every problem located', () => {
     ]);
     expectProblems(yaml('machines: [web]'), ['machines.yaml:1:11: machines: expected a mapping, got a list']);
     expectProblems(yaml('machines:'), ['machines.yaml:1:10: machines: expected a mapping, got nothing (null)']);
+  });
+
+  // Newcomer issue: `network:` one level too far left is a machine named "network" (a valid
+  // name); only its body's unknown keys showed, and nothing said why.
+  test('a machine key indented one level too little: said at the name, besides the problems of its body', () => {
+    expectProblems(
+      yaml('networks:', '  br0: { subnet: 10.0.0.0/24 }', 'machines:', '  web:', '    hostname: web', '  network:', '    bridge: br0', '    address: 10.0.0.5'),
+      [
+        'machines.yaml:6:3: machines.network: read as a machine named network (is it indented one level too little? it is a key of a machine)',
+        `machines.yaml:7:5: machines.network.bridge: unknown key; expected one of: ${MACHINE_KEYS}`,
+        `machines.yaml:8:5: machines.network.address: unknown key; expected one of: ${MACHINE_KEYS}`,
+      ],
+    );
+    expectProblems(yaml('machines:', '  web: {}', '  packages: [nginx]'), [
+      'machines.yaml:3:3: machines.packages: read as a machine named packages (is it indented one level too little? it is a key of a machine)',
+      'machines.yaml:3:13: machines.packages: expected a mapping, got a list',
+    ]);
+  });
+
+  test('a machine key that is not a valid machine name: the hint is added to the name problem', () => {
+    expectProblems(yaml('machines:', '  web: {}', '  aptProxy: http://proxy:3142'), [
+      `machines.yaml:3:3: machines.aptProxy: ${MACHINE_NAME_RULE} (is it indented one level too little? it is a key of a machine)`,
+      'machines.yaml:3:13: machines.aptProxy: expected a mapping, got a string',
+    ]);
+  });
+
+  test('a machine that happens to be named like a key, and is valid, loads without a hint', () => {
+    expect(Object.keys(parseManifest(FILE, yaml('machines:', '  files: { hostname: files }')).machines)).toEqual(['files']);
+  });
+
+  test('a name that is no machine key gets no indentation hint', () => {
+    expectProblems(yaml('machines:', '  Web: {}'), [`machines.yaml:2:3: machines.Web: ${MACHINE_NAME_RULE}`]);
+  });
+
+  // YAML 1.2 has no merge keys; `<<` is an ordinary key wherever it stands.
+  test('merge keys (<<) are refused, pointing at defaults:, wherever they stand', () => {
+    const MERGE = 'merge keys (<<) are not supported; put shared settings under defaults:';
+    expectProblems(yaml('machines:', '  web: &common { autostart: true }', '  db:', '    <<: *common', '    hostname: db'), [`machines.yaml:4:5: machines.db."<<": ${MERGE}`]);
+    expectProblems(yaml('defaults:', '  <<: { variant: minbase }', 'machines:', '  web: {}'), [`machines.yaml:2:3: defaults."<<": ${MERGE}`]);
+    expectProblems(yaml('machines:', '  <<: { autostart: true }', '  web: {}'), [`machines.yaml:2:3: machines."<<": ${MERGE}`]);
+  });
+
+  test('a machine with nothing under it: the hint to write {}', () => {
+    expectProblems(yaml('machines:', '  web:', '  db: {}'), ['machines.yaml:2:7: machines.web: expected a mapping, got nothing (null); write `web: {}` for a machine with every default']);
   });
 
   test('bad enum values', () => {
@@ -286,6 +330,24 @@ describe('parseManifest rejects bad input with every problem located', () => {
     ]);
   });
 
+  // A machine can replace anything below what it mounts read-write with a symlink, which
+  // systemd-nspawn follows when it mounts a bind source: such a source could become any host path.
+  test('a bind source inside another read-write bind source (of any machine) is refused; read-only ones and siblings are fine', () => {
+    expectProblems(
+      yaml(
+        'machines:',
+        '  web:',
+        '    bind: ["/srv/app:/app", "/srv/app/conf:/etc/app:ro", "/srv/appx:/x", "/srv/ro:/ro:ro"]',
+        '  db:',
+        '    bind: ["/srv/app/data/pg:/var/lib/pg", "/srv/ro/inner:/inner", "/srv/shared:/s:ro"]',
+      ),
+      [
+        'machines.yaml:3:29: machines.web.bind[1]: /srv/app/conf is inside /srv/app, which machine web mounts read-write: that machine could replace it with a symlink to any host directory, which systemd-nspawn would then mount here',
+        'machines.yaml:5:12: machines.db.bind[0]: /srv/app/data/pg is inside /srv/app, which machine web mounts read-write: that machine could replace it with a symlink to any host directory, which systemd-nspawn would then mount here',
+      ],
+    );
+  });
+
   test('bad bind specs, a bind with "..", and a repeated bind target', () => {
     expectProblems(
       yaml('machines:', '  web:', '    bind:', '      - "srv:/x"', '      - "/srv/../etc:/x"', '      - "/a:/b:/c:/d"', '      - "/a:/b:rx"', '      - "/e:/y"', '      - "/f:/y:ro"'),
@@ -297,6 +359,74 @@ describe('parseManifest rejects bad input with every problem located', () => {
         'machines.yaml:9:9: machines.web.bind[5]: /y is already a bind mount target',
       ],
     );
+  });
+
+  test('bad binds in the mapping form: each names the key at fault; a repeated target counts across both forms', () => {
+    expectProblems(
+      yaml(
+        'machines:',
+        '  web:',
+        '    bind:',
+        '      - { host: /srv/a, readOnly: yes }',
+        '      - { machine: /b }',
+        '      - { host: srv/c }',
+        '      - { host: /srv/d, machine: /x/../etc }',
+        '      - { host: /srv/e, readonly: true }',
+        '      - { host: /srv/f, create: "true" }',
+        '      - 42',
+        '      - [/srv/g]',
+        '      - "/srv/h:/y"',
+        '      - { host: /srv/i, machine: /y, create: true }',
+      ),
+      [
+        'machines.yaml:4:9: machines.web.bind[0]: readOnly: expected a boolean, got a string',
+        'machines.yaml:5:9: machines.web.bind[1]: host: is required',
+        'machines.yaml:6:17: machines.web.bind[2].host: expected an absolute path of letters, digits and . _ @ + - /',
+        'machines.yaml:7:34: machines.web.bind[3].machine: path must not contain "." or ".." segments',
+        'machines.yaml:8:25: machines.web.bind[4].readonly: unknown key',
+        'machines.yaml:9:9: machines.web.bind[5]: create: expected a boolean, got a string',
+        'machines.yaml:10:9: machines.web.bind[6]: expected HOST_PATH[:MACHINE_PATH][:ro|rw] like /srv/www:/var/www:ro, or a mapping like { host: /srv/www, machine: /var/www, readOnly: true }, got a number',
+        'machines.yaml:11:9: machines.web.bind[7]: expected HOST_PATH[:MACHINE_PATH][:ro|rw] like /srv/www:/var/www:ro, or a mapping like { host: /srv/www, machine: /var/www, readOnly: true }, got a list',
+        'machines.yaml:13:9: machines.web.bind[9]: /y is already a bind mount target',
+      ],
+    );
+  });
+
+  test('a bind mounted read-write in the mapping form makes credential files below it unusable, as the short form does', () => {
+    expectProblems(
+      yaml('defaults:', '  credentials: { key: /srv/shared/key }', 'machines:', '  web:', '    bind: [{ host: /srv/shared, machine: /shared }]', '  db:', '    bind: [{ host: /srv/shared, readOnly: true }]'),
+      ['machines.yaml:2:23: defaults.credentials.key: /srv/shared/key is inside /srv/shared, which machine web mounts read-write; that machine could replace it with a symlink to any host file'],
+    );
+  });
+
+  describe('a suite or mirror of the other distribution is refused where it is written', () => {
+    test("another distribution's codename or official archive on a machine", () => {
+      expectProblems(
+        yaml('defaults:', '  distribution: debian', '  suite: bookworm', 'machines:', '  ub:', '    distribution: ubuntu', '    suite: bookworm', '    mirror: http://deb.debian.org/debian', '  deb:', '    suite: noble', '    mirror: http://10.0.0.5:3142/archive.ubuntu.com/ubuntu'),
+        [
+          "machines.yaml:7:12: machines.ub.suite: bookworm is a Debian suite, but the machine's distribution is ubuntu",
+          "machines.yaml:8:13: machines.ub.mirror: http://deb.debian.org/debian is a Debian archive, but the machine's distribution is ubuntu",
+          "machines.yaml:10:12: machines.deb.suite: noble is an Ubuntu suite, but the machine's distribution is debian (from defaults)",
+          "machines.yaml:11:13: machines.deb.mirror: http://10.0.0.5:3142/archive.ubuntu.com/ubuntu is an Ubuntu archive, but the machine's distribution is debian (from defaults)",
+        ],
+      );
+    });
+
+    test("defaults.suite of another distribution than defaults.distribution's (debian when not set)", () => {
+      expectProblems(yaml('defaults:', '  suite: jammy', 'machines:', '  a: { distribution: ubuntu }'), [
+        'machines.yaml:2:10: defaults.suite: jammy is an Ubuntu suite, but defaults.distribution is debian (when not set), and defaults.suite and defaults.mirror are for its machines',
+      ]);
+    });
+
+    test('defaults.suite and defaults.mirror that no machine takes, while machines of the other distribution use their own', () => {
+      expectProblems(yaml('defaults:', '  suite: resolute', '  mirror: http://mirror.lan/ubuntu', 'machines:', '  a: { distribution: ubuntu }', '  b: { distribution: ubuntu }'), [
+        "machines.yaml:2:10: defaults.suite: applies only to debian machines (those of defaults.distribution, debian when not set) and none takes it: a and b are ubuntu machines, which use ubuntu's own suite; set defaults.distribution: ubuntu, or set suite on those machines",
+        "machines.yaml:3:11: defaults.mirror: applies only to debian machines (those of defaults.distribution, debian when not set) and none takes it: a and b are ubuntu machines, which use ubuntu's own mirror; set defaults.distribution: ubuntu, or set mirror on those machines",
+      ]);
+      expectProblems(yaml('defaults:', '  distribution: ubuntu', '  suite: noble', 'machines:', '  a: { distribution: debian, suite: trixie }', '  b: { distribution: debian }'), [
+        "machines.yaml:3:10: defaults.suite: applies only to ubuntu machines (those of defaults.distribution) and none takes it: b is a debian machine, which uses debian's own suite; set defaults.distribution: debian, or set suite on that machine",
+      ]);
+    });
   });
 
   test('a file path listed twice, and a path nspawnctl writes itself', () => {
@@ -440,7 +570,7 @@ describe('parseManifest rejects bad input with every problem located', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nspawnctl-utf8-'));
     const file = join(dir, 'machines.yaml');
     writeFileSync(file, Buffer.concat([Buffer.from('machines:\n  web:\n    hostname: w'), Buffer.from([0xff]), Buffer.from('b\n')]));
-    const err = await createRealHost().readInput(file).then(
+    const err = await createRealHost().readInput(file, MAX_MANIFEST_BYTES).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -596,7 +726,7 @@ describe('parseManifest resolves valid manifests', () => {
     const m = parseManifest('machines.example.yaml', readFileSync(join(REPO, 'machines.example.yaml'), 'utf8'));
     expect(m.file).toBe('machines.example.yaml');
     expect(m.networks).toEqual({
-      examplevlan: { name: 'examplevlan', subnet: { base: 0x0a4d0000, prefix: 24 }, subnetText: '10.77.0.0/24', gateway: '10.77.0.1', nat: false, isolated: false },
+      examplevlan: { name: 'examplevlan', subnet: { base: 0x0a4d0000, prefix: 24 }, subnetText: '10.77.0.0/24', gateway: '10.77.0.1', nat: true, isolated: false },
     });
     expect(Object.keys(m.machines)).toEqual(['db', 'web']);
     const common = {
@@ -609,7 +739,8 @@ describe('parseManifest resolves valid manifests', () => {
       // defaults.packages and iproute2 (networked) are all base: nothing is installed on top.
       basePackages: ['dbus', 'iproute2', 'iputils-ping', 'systemd', 'systemd-sysv'],
       aptProxy: undefined,
-      dns: ['10.77.0.1'],
+      // The host's nameservers, copied in at each start (ResolvConf=copy-host or copy-uplink).
+      dns: [],
       authorizedKeys: [],
       environment: { TZ: 'UTC' },
       credentials: {},
@@ -622,7 +753,7 @@ describe('parseManifest resolves valid manifests', () => {
       name: 'web',
       hostname: 'web',
       network: { bridge: 'examplevlan', address: '10.77.0.11', prefix: 24, gateway: '10.77.0.1', allow: [] },
-      bind: [{ source: '/srv/www', target: '/var/www', readOnly: true }],
+      bind: [{ source: '/srv/www', target: '/var/www', readOnly: true, create: true }],
       ports: [{ host: 8080, container: 80, protocol: 'tcp' }],
       files: [{ path: '/etc/motd', content: 'web: managed by nspawnctl\n', mode: 0o644 }],
       provision: [['mkdir', '-p', '/var/www']],
@@ -750,10 +881,36 @@ describe('parseManifest resolves valid manifests', () => {
       { host: 53, container: 53, protocol: 'udp' },
     ]);
     expect(m.machines.web.files).toEqual([{ path: '/etc/a', content: 'x', mode: 0o600 }]);
+    // The short form never creates a missing source.
     expect(m.machines.web.bind).toEqual([
-      { source: '/srv/a', target: '/srv/a', readOnly: false },
-      { source: '/srv/b', target: '/srv/b', readOnly: false },
-      { source: '/srv/c', target: '/c', readOnly: true },
+      { source: '/srv/a', target: '/srv/a', readOnly: false, create: false },
+      { source: '/srv/b', target: '/srv/b', readOnly: false, create: false },
+      { source: '/srv/c', target: '/c', readOnly: true, create: false },
     ]);
+  });
+
+  test('binds in the mapping form: machine defaults to host, readOnly and create to false', () => {
+    const m = parseManifest(FILE, yaml('machines:', '  web:', '    bind:', '      - { host: /srv/a }', '      - { host: /srv/b, machine: /b, readOnly: true, create: true }', '      - /srv/c:/c:rw'));
+    expect(m.machines.web.bind).toEqual([
+      { source: '/srv/a', target: '/srv/a', readOnly: false, create: false },
+      { source: '/srv/b', target: '/b', readOnly: true, create: true },
+      { source: '/srv/c', target: '/c', readOnly: false, create: false },
+    ]);
+  });
+
+  test("each distribution takes its own suite and mirror unless the machine, or defaults for that distribution, sets them", () => {
+    // The newcomer's manifest: Debian defaults and one Ubuntu machine. It used to get bookworm from the Debian mirror.
+    const m = parseManifest(
+      FILE,
+      yaml('defaults:', '  distribution: debian', '  suite: trixie', '  mirror: http://mirror.lan/debian', 'machines:', '  deb: {}', '  ub: { distribution: ubuntu }', '  ub2: { distribution: ubuntu, suite: jammy }', '  ub3: { distribution: ubuntu, mirror: http://mirror.lan/ubuntu }'),
+    );
+    const base = (name: string) => [m.machines[name].distribution, m.machines[name].suite, m.machines[name].mirror];
+    expect(base('deb')).toEqual(['debian', 'trixie', 'http://mirror.lan/debian']);
+    expect(base('ub')).toEqual(['ubuntu', 'noble', 'http://archive.ubuntu.com/ubuntu']);
+    expect(base('ub2')).toEqual(['ubuntu', 'jammy', 'http://archive.ubuntu.com/ubuntu']);
+    expect(base('ub3')).toEqual(['ubuntu', 'noble', 'http://mirror.lan/ubuntu']);
+    // defaults for Ubuntu machines: defaults.distribution says whose suite and mirror they are.
+    const u = parseManifest(FILE, yaml('defaults: { distribution: ubuntu, suite: jammy }', 'machines:', '  a: {}', '  b: { distribution: debian }'));
+    expect([u.machines.a.suite, u.machines.a.mirror, u.machines.b.suite, u.machines.b.mirror]).toEqual(['jammy', 'http://archive.ubuntu.com/ubuntu', 'bookworm', 'http://deb.debian.org/debian']);
   });
 });

@@ -112,6 +112,17 @@ describe('security: systemCallFilter', () => {
     ], KNOWN);
   });
 
+  // Newcomer issue: getcpuu was answered "did you mean getegid?" (same first three letters).
+  test('a suggestion is a name a typo away, never one that merely starts alike', () => {
+    const known: KnownSyscalls = { groups: KNOWN.groups, names: new Set(['getegid', 'getcpu', 'geteuid', 'mount', 'umount2', 'pivot_root']) };
+    expectProblems(webWith('security:', '  systemCallFilter: [getcpuu, getc, pivotroot, umount]'), [
+      "machines.yaml:4:26: machines.web.security.systemCallFilter[0]: this host's systemd knows no system call named getcpuu (did you mean getcpu?); systemd-analyze syscall-filter lists them",
+      "machines.yaml:4:35: machines.web.security.systemCallFilter[1]: this host's systemd knows no system call named getc; systemd-analyze syscall-filter lists them",
+      "machines.yaml:4:41: machines.web.security.systemCallFilter[2]: this host's systemd knows no system call named pivotroot (did you mean pivot_root?); systemd-analyze syscall-filter lists them",
+      "machines.yaml:4:52: machines.web.security.systemCallFilter[3]: this host's systemd knows no system call named umount (did you mean umount2?); systemd-analyze syscall-filter lists them",
+    ], known);
+  });
+
   test('an unknown group with no close match gets no suggestion', () => {
     expectProblems(webWith('security:', '  systemCallFilter: ["~@xyz"]'), [
       "machines.yaml:4:26: machines.web.security.systemCallFilter[0]: this host's systemd knows no system call group @xyz; systemd-analyze syscall-filter lists them",

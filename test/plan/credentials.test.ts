@@ -87,6 +87,20 @@ describe('findCredentialProblems', () => {
     ]);
   });
 
+  test("a file inside what another machine mounts, even read-only: that machine's root would read it; its own machine's read-only bind is fine", async () => {
+    const host = hostWithFiles();
+    const manifest = parseManifest(
+      'machines.yaml',
+      yaml('machines:', '  web:', `    credentials: { db: ${DIR}/db-password }`, '    bind: ["/etc/nspawnctl:/mnt/own:ro"]', '  db:', '    bind: ["/etc/nspawnctl:/mnt/conf:ro"]'),
+    );
+    expect(await findCredentialProblems(host, manifest)).toEqual([
+      {
+        what: `machine web, credential db: ${DIR}/db-password is inside /etc/nspawnctl, which machine db mounts: that machine could read it`,
+        fix: 'Keep credential files in a directory only root can read, outside every bind mount source, such as /etc/nspawnctl/credentials.',
+      },
+    ]);
+  });
+
   test('a file that cannot be looked at (not root, or a symlink loop) cannot be checked', async () => {
     const host = hostWithFiles();
     host.fs.addSymlink(`${DIR}/loop`, `${DIR}/loop`);

@@ -401,6 +401,21 @@ describe('findings', () => {
 machines: {}
 `;
 
+  test('not booted with systemd: an error finding, whatever else is or is not done (no step can fix it)', () => {
+    const NO_SYSTEMD = {
+      severity: 'error',
+      what: 'the host was not booted with systemd (no /run/systemd/system): machinectl, systemd-networkd and systemd-nspawn@.service need systemd as PID 1',
+      fix: 'Run nspawnctl on a host (or VM, or container) whose PID 1 is systemd; Debian and Ubuntu boot with it by default. To try it here anyway: npm run sandbox -- up',
+    };
+    const manifest = manifestOf(NAT);
+    const ready = planHostInit(manifest, readyObserved(manifest, { systemdBooted: false }), OPTIONS);
+    expect(ready.steps).toEqual([]);
+    expect(ready.findings).toEqual([NO_SYSTEMD]);
+    const fresh = planHostInit(manifest, freshObserved({ systemdBooted: false }), OPTIONS);
+    expect(fresh.steps.map((s) => s.kind)).toEqual(planHostInit(manifest, freshObserved(), OPTIONS).steps.map((s) => s.kind));
+    expect(fresh.findings).toEqual([NO_SYSTEMD]);
+  });
+
   test('FORWARD policy DROP with a nat network: an error whose fix names the bridge', () => {
     const manifest = manifestOf(NAT);
     const plan = planHostInit(manifest, readyObserved(manifest, { forwardPolicyDrop: true }), OPTIONS);

@@ -27,7 +27,7 @@ const BASE = `networks:
 machines:
   web:
     network: { bridge: br0, address: 10.0.0.2 }
-    bind: ["/srv/www:/var/www:ro"]
+    bind: [{ host: /srv/www, machine: /var/www, readOnly: true, create: true }]
     files: [{ path: /etc/motd, content: "hi\\n" }]
     autostart: true
   db:
@@ -303,11 +303,20 @@ const rows: Row[] = [
     actions: ['network br0: update', 'machine db: unchanged', 'machine web: unchanged'],
   },
   {
-    name: 'a missing bind source is created',
+    name: 'a missing bind source with create: true is created',
     state: withState((s) => {
       s.existingBindSources = [];
     }),
     steps: ['create-bind-source /srv/www'],
+  },
+  {
+    // The same .nspawn file: only create differs. planManifest refuses the missing source first.
+    name: 'a missing bind source without create: true is never created by the planner',
+    manifest: variant('bind: [{ host: /srv/www, machine: /var/www, readOnly: true, create: true }]', 'bind: ["/srv/www:/var/www:ro"]'),
+    state: withState((s) => {
+      s.existingBindSources = [];
+    }),
+    steps: [],
   },
   {
     name: 'a changed suite gives a notice and never a rebuild',
@@ -723,6 +732,23 @@ describe('observeHost reads a fake host into the same HostState the planner tabl
     ]);
     expect(host.fs.changes).toEqual([]);
     host.assertNoUnmatchedCalls();
+  });
+
+  test("reading one machine's tree fails in a way nspawnctl did not foresee (a plain error, not its own): a conflict of that machine only", async () => {
+    const { desired } = desiredFrom(BASE);
+    const host = convergeFakeHost(makeBootedHost(new FakeHost()), desired);
+    const open = host.fs.openRootfs.bind(host.fs);
+    host.fs.openRootfs = async (dir: string) => {
+      const tree = await open(dir);
+      if (dir === '/var/lib/machines/web') tree.inspect = async () => Promise.reject(Object.assign(new Error('EAGAIN: resource temporarily unavailable'), { code: 'EAGAIN' }));
+      return tree;
+    };
+    const state = await observeHost(host, desired);
+    expect(state.machines.web.problems).toEqual(['/var/lib/machines/web could not be read: EAGAIN: resource temporarily unavailable']);
+    expect(state.machines.db.problems).toBeUndefined();
+    const p = plan(desired, state);
+    expect(p.conflicts.map((c) => [c.owner.name, c.message])).toEqual([['web', '/var/lib/machines/web could not be read: EAGAIN: resource temporarily unavailable']]);
+    expect(p.summary.find((x) => x.owner.name === 'db')?.action).toBe('unchanged');
   });
 
   test('fresh fake host that is not booted with systemd asks nothing', async () => {

@@ -10,6 +10,7 @@ import { convergedState, desiredFrom, freshState, makeBootedHost, MANIFEST_PATH 
 import { FakeHost } from '../helpers/fake-host';
 
 const NOW = '2025-01-01T00:00:00.000Z';
+const SHIFTED_BASE = 65536 * 9;
 const yaml = (...lines: string[]) => `${lines.join('\n')}\n`;
 
 const P = {
@@ -35,6 +36,8 @@ function stepKey(s: Step): string {
     case 'write-record':
     case 'create-bind-source':
       return `${s.kind} ${s.path}`;
+    case 'hand-bind-source':
+      return `hand-bind-source ${s.machine} ${s.path}`;
     case 'install-packages':
       return `install-packages ${s.machine}: ${s.packages.join(' ')}${s.stopFirst ? ' (stop first)' : ''}`;
     case 'reload-networkd':
@@ -277,8 +280,63 @@ describe('isolated networks: the filter in the kernel follows its file', () => {
   });
 });
 
+describe('read-write binds are not idmapped: their source belongs to the machine', () => {
+  const bind = (b: string, security = '') => yaml('machines:', '  web:', `    bind: [${b}]`, ...(security ? [`    security: ${security}`] : []));
+  const CREATED = bind('{ host: /srv/data, create: true }');
+
+  test('a source nspawnctl creates is handed to the machine after it starts', () => {
+    expect(plan(desiredFrom(CREATED).desired, freshState()).steps.map(stepKey)).toEqual([
+      'create-bind-source /srv/data',
+      'create-machine web',
+      `write-file create ${P.nspawn('web')}`,
+      'start-machine web',
+      'hand-bind-source web /srv/data',
+    ]);
+  });
+
+  test('converged, source owned by the machine: nothing to do; still owned by host root: handed again', () => {
+    const owned = (uid: number) => (s: HostState) => {
+      s.existingBindSources = ['/srv/data'];
+      s.bindSourceOwners = { '/srv/data': uid };
+    };
+    expect(stepsFor(CREATED, CREATED, owned(SHIFTED_BASE))).toEqual([]);
+    expect(stepsFor(CREATED, CREATED, owned(0))).toEqual(['hand-bind-source web /srv/data']);
+    const p = plan(desiredFrom(CREATED).desired, ((s) => (owned(0)(s), s))(convergedState(desiredFrom(CREATED).desired)));
+    expect(p.summary.find((m) => m.owner.name === 'web')).toMatchObject({ action: 'update', changes: ["give /srv/data to the machine's root"] });
+  });
+
+  test('a root-owned source the admin made (no create: true) is left alone, with a notice saying what to do', () => {
+    const ADMIN = bind('{ host: /srv/data, machine: /data }');
+    const state = convergedState(desiredFrom(ADMIN).desired);
+    state.existingBindSources = ['/srv/data'];
+    state.bindSourceOwners = { '/srv/data': 0 };
+    const p = plan(desiredFrom(ADMIN).desired, state);
+    expect(p.steps).toEqual([]);
+    expect(p.notices.map((n) => n.message)).toEqual([expect.stringMatching(/^bind\[0\]: \/srv\/data is mounted read-write but belongs to host root.*chown it to the machine's UID range/)]);
+  });
+
+  test('two machines mounting one source read-write: the first by name gets it, the other a notice', () => {
+    const SHARED = yaml('machines:', '  web:', '    bind: [{ host: /srv/data, create: true }]', '  app:', '    bind: [{ host: /srv/data, create: true }]', '  db:', '    bind: [{ host: /srv/data, readOnly: true }]');
+    const p = plan(desiredFrom(SHARED).desired, freshState());
+    expect(p.steps.map(stepKey).filter((k) => k.startsWith('hand-bind-source'))).toEqual(['hand-bind-source app /srv/data']);
+    expect(p.notices.map((n) => `${n.owner.name}: ${n.message}`)).toEqual([
+      'web: bind[0]: /srv/data is also mounted read-write by app, whose root owns it; web has its own UID range, so its root can only read it (give each machine its own directory, or mount it readOnly here)',
+    ]);
+  });
+
+  test('read-only binds (idmapped) and machines without a user namespace keep the source as it is', () => {
+    const root = (s: HostState) => {
+      s.existingBindSources = ['/srv/data'];
+      s.bindSourceOwners = { '/srv/data': 0 };
+    };
+    expect(stepsFor(bind('{ host: /srv/data, readOnly: true, create: true }'), bind('{ host: /srv/data, readOnly: true, create: true }'), root)).toEqual([]);
+    const unshifted = bind('{ host: /srv/data, create: true }', '{ privateUsers: no }');
+    expect(stepsFor(unshifted, unshifted, root)).toEqual([]);
+  });
+});
+
 describe('read-only roots', () => {
-  const RO = yaml('machines:', '  ro:', '    bind: [/srv/ro]', '    security: { readOnly: true, tmpfs: [/tmp] }');
+  const RO = yaml('machines:', '  ro:', '    bind: [{ host: /srv/ro, create: true }]', '    security: { readOnly: true, tmpfs: [/tmp] }');
   const SHIFTED = 65536 * 7;
 
   test('a new read-only machine: its root is shifted and given its mount points before the first start', () => {
@@ -289,6 +347,8 @@ describe('read-only roots', () => {
       `write-file create ${P.nspawn('ro')}`,
       'prepare-read-only ro shift=pick mountPoints=[/srv/ro,/tmp] stopFirst=false',
       'start-machine ro',
+      // /srv/ro is mounted read-write and not idmapped: once ro runs, its source goes to ro's UID range
+      'hand-bind-source ro /srv/ro',
     ]);
   });
 

@@ -5,7 +5,8 @@ import { assertHostInitPossible, observeHostInit, runHostInitStep, undoHostInit 
 import { BaseCommand, jsonFlag, waitFlag } from '../../command-base';
 import { NspawnctlError } from '../../errors';
 import { loadManifestFile } from '../../pipeline';
-import { describeHostInitStep, HostInitPlan, planHostInit } from '../../plan/host-init';
+import { describeHostInitStep, HOST_RECORD_PATH, HostInitPlan, planHostInit } from '../../plan/host-init';
+import { describeUnreadable } from '../../plan/observe';
 
 // Prepares a fresh Debian/Ubuntu host: packages, networkd, bridges, forwarding, machines.target.
 export default class HostInit extends BaseCommand {
@@ -34,11 +35,16 @@ export default class HostInit extends BaseCommand {
     if (flags.undo) {
       const r = await this.withLock(host, 'host init --undo', flags.wait, () => undoHostInit(host, flags.force, say));
       if (flags.json) this.out(JSON.stringify(r, null, 2));
+      else if (r.nothingToUndo) this.out(`Nothing to undo: host init has not changed this host (no record in ${HOST_RECORD_PATH}).`);
       else this.out(`Undone: removed ${r.removed.length} file(s), disabled ${r.disabled.length} unit(s).${r.packages.length ? ` Packages host init installed are kept; remove them with: apt-get remove ${r.packages.join(' ')}` : ''}`);
       return;
     }
+    // --check and --dry-run only look, and say what a normal user could not see; the rest changes the host.
+    if (!flags.check && !flags['dry-run']) this.requireRoot(host, 'host init');
     const manifest = args.file ? await loadManifestFile(host, args.file) : undefined;
     const observed = await observeHostInit(host, manifest);
+    const unreadable = describeUnreadable(observed.networkState.unreadable, 'everything host init checks');
+    if (unreadable) process.stderr.write(`note: ${unreadable}\n`);
     const plan = planHostInit(manifest, observed, { manifestPath: posix.resolve(this.cwd(), args.file ?? '.'), now: new Date().toISOString() });
     const errors = plan.findings.filter((f) => f.severity === 'error');
     const report = [
