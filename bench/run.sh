@@ -6,6 +6,7 @@
 # down.
 # npm run bench -- --scale: the scale part only (it writes the same two files).
 # npm run bench -- --loader: the loader's timings only, without the host.
+# RUNS (default 3) runs of each measurement; JOBS (default 2) for apply; SKIP (see inside.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -57,6 +58,8 @@ sb down >/dev/null 2>&1 || true
 sb up >&2
 proxy=$(sb ip)
 env=("PROXY=$proxy" "RUNS=$RUNS" "JOBS=$JOBS")
+# SKIP="debootstrap four" leaves those parts of bench/inside.sh out (a shorter run).
+[ -n "${SKIP:-}" ] && env+=("SKIP=${SKIP// /,}")
 out=""
 if [ "$mode" != --scale ]; then
   out=$(SANDBOX_ENV="${env[*]}" sb exec -- bash /opt/nspawnctl/bench/inside.sh)
