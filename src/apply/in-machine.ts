@@ -142,3 +142,16 @@ async function waitForNetwork(host: Host, name: string, seconds: number): Promis
     });
   }
 }
+
+/**
+ * Makes the running machine's own systemd re-read its unit files, then restarts (starting them
+ * if inactive) or stops the given units: how generated units inside a machine (autoUpgrade's
+ * timer) take effect without restarting it. systemctl talks to the machine's manager over its
+ * bus; none of the machine's programs runs on the host.
+ */
+export async function reloadMachineUnits(host: Host, name: string, restart: string[], stop: string[]): Promise<void> {
+  const options = { timeoutMs: SHORT_TIMEOUT_MS };
+  await host.runner.run('systemctl', [`--machine=${name}`, 'daemon-reload'], options);
+  if (stop.length > 0) await host.runner.run('systemctl', [`--machine=${name}`, 'stop', ...stop], options);
+  if (restart.length > 0) await host.runner.run('systemctl', [`--machine=${name}`, 'restart', ...restart], options);
+}

@@ -1,6 +1,7 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, splitMachinePath, stagingPath, unitDropInDir } from '../host/paths';
+import { liveUnitOf } from '../render/auto-upgrade';
 import { shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
@@ -221,6 +222,14 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   const changes: string[] = [];
   let needsRestart = false;
   let needsReload = false;
+  // Units of the machine's own systemd whose files change (autoUpgrade's timer): they take effect
+  // live, with a daemon-reload inside and the unit restarted, or stopped once its files are gone.
+  const restartUnits = new Set<string>();
+  const stopUnits = new Set<string>();
+  const liveUnitAt = (hostPath: string) => {
+    const inside = isWithin(hostPath, m.rootfs) ? splitMachinePath(hostPath) : undefined;
+    return inside ? liveUnitOf(inside.path) : undefined;
+  };
   for (const e of allEntries) {
     const diff = compareEntry(e, state.files[e.hostPath]);
     if (diff === 'same') continue;
@@ -238,6 +247,8 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     changes.push(`${diff} ${e.hostPath}`);
     if (e.restart) needsRestart = true;
     if (isWithin(e.hostPath, unitDropInDir(name))) needsReload = true;
+    const unit = liveUnitAt(e.hostPath);
+    if (unit) restartUnits.add(unit);
   }
   const wanted = new Set(files);
   for (const path of record.files) {
@@ -252,6 +263,8 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
         // Limits go back live on reload; an AppArmor profile and credentials only change with a
         // new systemd-nspawn process.
         if (path === appArmorDropInPath(name) || path === credentialsDropInPath(name)) needsRestart = true;
+      } else if (liveUnitAt(path)) {
+        stopUnits.add(liveUnitAt(path)!);
       } else if (path.endsWith('.nspawn') || (isWithin(path, m.rootfs) && path.includes('/etc/systemd/'))) {
         // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
         needsRestart = true;
@@ -311,6 +324,13 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       changes.push('prepare read-only root');
       if (o.running) needsRestart = true;
     }
+  }
+  for (const unit of restartUnits) stopUnits.delete(unit);
+  if (o.running && !needsRestart && (restartUnits.size > 0 || stopUnits.size > 0)) {
+    const restart = [...restartUnits].sort();
+    const stop = [...stopUnits].sort();
+    steps.push({ kind: 'reload-machine-units', machine: name, restart, stop, reason: 'units of the machine\'s own systemd changed; they take effect without a restart' });
+    changes.push(`reload units inside${restart.length ? `, restart ${restart.join(' ')}` : ''}${stop.length ? `, stop ${stop.join(' ')}` : ''}`);
   }
   if (needsReload) {
     steps.push({ kind: 'reload-units', machine: name, reason: o.running && !needsRestart ? 'limits changed; systemd applies them to the running machine' : 'drop-ins of its unit changed' });
