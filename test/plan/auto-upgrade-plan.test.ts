@@ -145,10 +145,11 @@ describe('apply runs reload-machine-units through the machine\'s own systemd', (
     ]);
   });
 
-  test('daemon-reload, then stop', async () => {
+  test('stop before the reload (a running timer whose file is gone would turn failed), then reset-failed', async () => {
     expect(await run([], ['nspawnctl-upgrade.timer'])).toEqual([
-      [['systemctl', '--machine=web', 'daemon-reload'], 60_000],
       [['systemctl', '--machine=web', 'stop', 'nspawnctl-upgrade.timer'], 60_000],
+      [['systemctl', '--machine=web', 'daemon-reload'], 60_000],
+      [['systemctl', '--machine=web', 'reset-failed', 'nspawnctl-upgrade.timer'], 60_000],
     ]);
   });
 
