@@ -12,6 +12,7 @@ import { Readiness } from './in-machine';
 import { daemonReload, disableMachine, enableMachine, handBindSource, restartMachine, startMachine, stopMachine } from './machinectl';
 import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
+import { restartServices } from './services';
 import { removeStaging } from './staging';
 
 export interface ApplyOptions {
@@ -214,6 +215,8 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
         return await prepareReadOnly(host, spec(step.machine), step.shift, step.mountPoints, options.startTimeoutMs, onLine);
       case 'reload-units':
         return await daemonReload(host);
+      case 'restart-services':
+        return await restartServices(host, step, onLine);
       case 'load-filter':
         await host.runner.run('nft', ['-f', step.path]);
         return;

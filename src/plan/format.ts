@@ -74,6 +74,8 @@ export function stepToJson(step: Step): Record<string, unknown> {
       return { ...base, network: step.owner.name, path: step.path };
     case 'unload-filter':
       return { ...base, network: step.owner.name, table: step.table, chain: step.chain };
+    case 'restart-services':
+      return { ...base, machine: step.machine, units: step.units, released: step.released, afterBoot: step.afterBoot };
     case 'create-bind-source':
     case 'hand-bind-source':
     case 'remove-staging':
