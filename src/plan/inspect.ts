@@ -5,6 +5,7 @@ import { machineLeader, machineUserRange } from '../apply/machinectl';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { deniedMessage, describeUnreadable, isSystemdBooted, listManagedMachines, listRunningMachines, readMachineRecord } from './observe';
 import { MachineRecord } from './records';
+import { reportServices, ServiceReport } from './service-report';
 import { Summary } from './steps';
 
 export interface MachineReport {
@@ -19,6 +20,8 @@ export interface MachineReport {
   sync: 'in sync' | 'drift' | 'not in manifest' | 'manifest unreadable' | 'needs root';
   changes: string[];
   record?: MachineRecord;
+  /** Services nspawnctl hardens in it, with their exposure when it runs. */
+  services: ServiceReport[];
 }
 
 export interface Inspection {
@@ -106,6 +109,7 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
       sync: s.sync,
       changes: s.summary?.changes ?? [],
       record: records.get(n),
+      services: await reportServices(host, n, records.get(n), isRunning, notice),
     });
   }
   return { machines: reports, notices };
