@@ -59,7 +59,7 @@ describe('the bash completion', () => {
     [['nspawnctl', 'apply', 'm.yaml', '--no-'], ['--no-cache', '--no-wait']],
     [['nspawnctl', 'host', 'init', '--'], ['--check', '--dry-run', '--force', '--help', '--json', '--no-wait', '--undo', '--wait']],
     [['nspawnctl', 'list', '-'], ['--help', '--json', '--manifest', '-f']],
-    [['nspawnctl', 'profile', 'syscalls', '--'], ['--help', '--install-strace', '--json']],
+    [['nspawnctl', 'profile', 'syscalls', '--'], ['--duration', '--help', '--install-strace', '--json', '--service']],
     // a flag's value, and files (bash's default when nothing is offered) for FILE arguments
     [['nspawnctl', 'apply', '--jobs', ''], []],
     [['nspawnctl', 'render', 'm.yaml', '--out', '=', ''], []],
