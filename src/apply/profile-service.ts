@@ -177,6 +177,8 @@ export function formatServiceProfile(p: ServiceProfile): string {
   const lines = [
     `# nspawnctl profile syscalls ${p.machine} --service ${p.service} --duration ${p.durationS}s`,
     `# ${p.service}.service (${p.processes} process${p.processes === 1 ? '' : 'es'}) made ${p.syscalls.length} distinct system calls while traced.`,
+    // An idle service makes no call: the filter then rests on @system-service alone, which the user should know.
+    ...(p.syscalls.length === 0 ? [`# NOTE: it made no system call while traced (nothing exercised it), so nothing of it was seen: trace it again and send it requests meanwhile.`] : []),
     '# WARNING: a profile covers only the code paths that ran. Exercise the service fully',
     '# (every kind of request, a reload) while it is traced, and keep a margin.',
     '# It was already running, so its start and stop were not traced: the filter starts from',

@@ -112,6 +112,15 @@ test('the profile as YAML to paste, with the caveats and the offered groups comm
   );
 });
 
+test('a service that made no call while traced: the profile says nothing was seen', () => {
+  const text = formatServiceProfile({ machine: 'web', service: 'nginx', durationS: 5, processes: 2, syscalls: [], ...serviceFilterFromSyscalls(TABLE, []) });
+  expect(text.split('\n').slice(1, 3)).toEqual([
+    '# nginx.service (2 processes) made 0 distinct system calls while traced.',
+    '# NOTE: it made no system call while traced (nothing exercised it), so nothing of it was seen: trace it again and send it requests meanwhile.',
+  ]);
+  expect(formatServiceProfile({ machine: 'web', service: 'nginx', durationS: 5, processes: 2, syscalls: ['read'], ...serviceFilterFromSyscalls(TABLE, ['read']) })).not.toContain('NOTE: it made no system call');
+});
+
 describe('profileService', () => {
   const SHOW_STATE = ['machinectl', 'show', 'web', '--property=State', '--value'];
   const LEADER = ['machinectl', 'show', 'web', '--property=Leader', '--value'];
