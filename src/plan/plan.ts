@@ -190,23 +190,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
 
   // A new machine (or one whose rootfs vanished): bootstrap, configure, start.
   if (!o.record || !o.rootfsExists) {
-    const record: MachineRecord = {
-      version: 1,
-      kind: 'machine',
-      name,
-      manifest: options.manifestPath,
-      created: o.record?.created ?? options.now,
-      bootstrap: {
-        distribution: m.machine.distribution,
-        suite: m.machine.suite,
-        mirror: m.machine.mirror,
-        variant: m.machine.variant,
-        bootstrapper: m.machine.bootstrapper,
-      },
-      packages: m.machine.packages,
-      provision: m.machine.provision,
-      files,
-    };
+    const record = newMachineRecord(m, options.manifestPath, o.record?.created ?? options.now);
     const reason = o.record ? `its root filesystem ${m.rootfs} is missing` : 'not on this host yet';
     steps.push({ kind: 'create-machine', machine: name, spec: m.machine, entries: m.rootfsEntries, record, reason });
     for (const e of m.hostEntries) {
@@ -339,6 +323,27 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     return { steps: [], conflicts: unique, notices, summary: { owner, action: 'conflict', changes: unique.map((c) => c.message) } as Summary };
   }
   return { steps, conflicts, notices, summary: { owner, action, changes } as Summary };
+}
+
+/** The record of a root filesystem built from the manifest (by create-machine, or by rebuild). */
+export function newMachineRecord(m: DesiredMachine, manifestPath: string, created: string): MachineRecord {
+  return {
+    version: 1,
+    kind: 'machine',
+    name: m.machine.name,
+    manifest: manifestPath,
+    created,
+    bootstrap: {
+      distribution: m.machine.distribution,
+      suite: m.machine.suite,
+      mirror: m.machine.mirror,
+      variant: m.machine.variant,
+      bootstrapper: m.machine.bootstrapper,
+    },
+    packages: m.machine.packages,
+    provision: m.machine.provision,
+    files: [...m.hostEntries, ...m.rootfsEntries].map((e) => e.hostPath).sort(),
+  };
 }
 
 /**
