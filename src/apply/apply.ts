@@ -126,7 +126,7 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
 }
 
 /** One ImageCache per apply, and the architecture asked of dpkg once, when first needed. */
-function imageCacheFor(host: Host, cache: CacheOptions): StepOptions['cache'] {
+export function imageCacheFor(host: Host, cache: CacheOptions): StepOptions['cache'] {
   let arch: Promise<string> | undefined;
   return {
     images: new ImageCache(host, cache),

@@ -268,11 +268,11 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   const b = record.bootstrap;
   for (const key of ['distribution', 'suite', 'variant'] as const) {
     if (b[key] !== m.machine[key]) {
-      notices.push({ owner, message: `${key} is ${m.machine[key]} in the manifest but the machine was built with ${b[key]}; nspawnctl never rebuilds a machine in place: destroy it and apply again to rebuild` });
+      notices.push({ owner, message: `${key} is ${m.machine[key]} in the manifest but the machine was built with ${b[key]}; apply does not rebuild a machine: nspawnctl rebuild ${name} builds a fresh root filesystem (the old one is kept for rollback)` });
     }
   }
   if (JSON.stringify(record.provision) !== JSON.stringify(m.machine.provision)) {
-    notices.push({ owner, message: 'provision commands changed; they run only when a machine is created, so they were not run again' });
+    notices.push({ owner, message: `provision commands changed; they run only when a root filesystem is built, so they were not run again (nspawnctl rebuild ${name} builds a fresh one)` });
   }
 
   if (m.machine.autostart && !o.enabled) {

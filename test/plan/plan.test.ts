@@ -325,7 +325,7 @@ const rows: Row[] = [
     notices: [
       {
         owner: { type: 'machine', name: 'web' },
-        message: 'suite is trixie in the manifest but the machine was built with bookworm; nspawnctl never rebuilds a machine in place: destroy it and apply again to rebuild',
+        message: 'suite is trixie in the manifest but the machine was built with bookworm; apply does not rebuild a machine: nspawnctl rebuild web builds a fresh root filesystem (the old one is kept for rollback)',
       },
     ],
   },
@@ -334,7 +334,7 @@ const rows: Row[] = [
     manifest: variant('    autostart: true', '    provision: [[touch, /x]]\n    autostart: true'),
     // The record keeps the commands that did run, so the notice stays until the machine is rebuilt.
     steps: [],
-    notices: [{ owner: { type: 'machine', name: 'web' }, message: 'provision commands changed; they run only when a machine is created, so they were not run again' }],
+    notices: [{ owner: { type: 'machine', name: 'web' }, message: 'provision commands changed; they run only when a root filesystem is built, so they were not run again (nspawnctl rebuild web builds a fresh one)' }],
   },
   {
     name: 'a managed machine not in the manifest is listed as unmanaged and left alone',
@@ -621,7 +621,7 @@ describe('plan output', () => {
         '! machine db: conflict',
         '    /var/lib/machines/db exists and was not created by nspawnctl',
         '= machine web: unchanged',
-        'note: machine web: suite is trixie in the manifest but the machine was built with bookworm; nspawnctl never rebuilds a machine in place: destroy it and apply again to rebuild',
+        'note: machine web: suite is trixie in the manifest but the machine was built with bookworm; apply does not rebuild a machine: nspawnctl rebuild web builds a fresh root filesystem (the old one is kept for rollback)',
         'note: machine old is managed by nspawnctl but not in machines.yaml; it is left alone (nspawnctl destroy old removes it)',
         '',
         // A machine's conflict leaves only that machine alone.
