@@ -12,6 +12,7 @@ import { Readiness } from './in-machine';
 import { daemonReload, disableMachine, enableMachine, handBindSource, restartMachine, startMachine, stopMachine } from './machinectl';
 import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
+import { rebuildMachine } from './rebuild';
 import { removeStaging } from './staging';
 
 export interface ApplyOptions {
@@ -182,6 +183,11 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
       case 'write-record':
         await host.fs.writeFile(step.path, serializeRecord(step.record), { mode: RECORD_MODE, dirMode: 0o700 });
         return;
+      case 'rebuild-machine': {
+        const r = await rebuildMachine(host, { spec: step.spec, entries: step.entries, record: step.record, timeoutMs: options.startTimeoutMs, cache: options.cache, onLine });
+        onLine(`rebuilt ${step.machine}: downtime ${(r.downtimeMs / 1000).toFixed(1)} s; the old root filesystem is kept at ${r.previous}`);
+        return reportReadiness(step.machine, r.readiness, onLine);
+      }
       case 'install-packages':
         return await installPackages(host, spec(step.machine), step.packages, { timeoutMs: options.startTimeoutMs, onLine });
       case 'remove-staging':

@@ -12,6 +12,7 @@ function coveredByRebuild(step: Step, name: string): boolean {
     case 'remove-file':
       return isWithin(step.path, rootfsPath(name));
     case 'install-packages':
+    case 'rebuild-machine':
     case 'write-record':
     case 'start-machine':
     case 'restart-machine':

@@ -1,6 +1,7 @@
 // `nspawnctl rebuild` and `nspawnctl rollback` through oclif with a fake Host: the manifest the
 // machine was applied from is the default, pending host changes stop rebuild before anything is
 // built, and the downtime is printed.
+import Apply from '../../src/commands/apply';
 import Rebuild from '../../src/commands/rebuild';
 import Rollback from '../../src/commands/rollback';
 import { Host } from '../../src/host/host';
@@ -19,7 +20,7 @@ machines:
       - { path: /etc/motd, content: "v1\\n" }
 `;
 
-function withHost<T extends typeof Rebuild | typeof Rollback>(Cmd: T, host: Host): T {
+function withHost<T extends typeof Rebuild | typeof Rollback | typeof Apply>(Cmd: T, host: Host): T {
   return class extends (Cmd as typeof Rebuild) {
     protected override createHost(): Host {
       return host;
@@ -83,5 +84,41 @@ describe('nspawnctl rebuild', () => {
     const r = await runCommand(withHost(Rebuild, host), ['ghost', '--yes']);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain('nspawnctl: no machine named ghost is managed by nspawnctl\n');
+  });
+});
+
+describe('nspawnctl apply of a change only a rebuild brings', () => {
+  const PROVISIONED = MANIFEST.replace('    files:', '    provision: [[touch, /provisioned]]\n    files:');
+
+  test('without --yes and without a terminal it shows the plan and refuses (exit 2), changing nothing', async () => {
+    const host = appliedHost(PROVISIONED);
+    const isTTY = Object.getOwnPropertyDescriptor(process.stdin, 'isTTY');
+    Object.defineProperty(process.stdin, 'isTTY', { value: false, configurable: true });
+    try {
+      const r = await runCommand(withHost(Apply, host), [MANIFEST_PATH, '--no-cache']);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toContain('~ machine web: rebuild\n    rebuild (provision commands changed); the old root filesystem is kept for rollback\n');
+      expect(r.stderr).toContain('nspawnctl: refusing to apply: the plan rebuilds web (a fresh root filesystem; the old one is kept for rollback); run apply with --yes (stdin is not a terminal)\n');
+    } finally {
+      if (isTTY) Object.defineProperty(process.stdin, 'isTTY', isTTY);
+      else delete (process.stdin as { isTTY?: boolean }).isTTY;
+    }
+    expect(host.fs.changes.filter((c) => !c.includes('/run/nspawnctl.lock'))).toEqual([]);
+  });
+
+  test('with --yes the machine is rebuilt: provision ran in the new root, the old one is the previous, the plan is then empty', async () => {
+    const host = appliedHost(PROVISIONED);
+    const r = await runCommand(withHost(Apply, host), [MANIFEST_PATH, '--no-cache', '--yes']);
+    expect(r.exitCode).toBe(0);
+    expect(host.runner.argvs().filter((a) => a[0] === 'systemd-nspawn').map((a) => a.slice(-2))).toEqual([['touch', '/provisioned']]);
+    expect(host.runner.argvs().filter((a) => a[0] === 'machinectl' && ['poweroff', 'start'].includes(a[1]))).toEqual([
+      ['machinectl', 'poweroff', 'web'],
+      ['machinectl', 'start', 'web'],
+    ]);
+    expect(host.fs.nodes.has(`${previousRootfsPath('web')}/marker`)).toBe(true);
+    expect(host.fs.nodes.has('/var/lib/machines/web/marker')).toBe(false);
+    const again = await runCommand(withHost(Apply, host), [MANIFEST_PATH]);
+    expect(again.exitCode).toBe(0);
+    expect(again.stderr).toContain('No changes: the host matches machines.yaml.');
   });
 });

@@ -1,7 +1,7 @@
 // rebuild and rollback on a real systemd host: a fresh root filesystem swapped in with one stop and
 // one start (a marker written in / is gone, bind data and the address stay, the downtime is
 // printed), rollback swaps the old one back, and a new root filesystem that cannot boot is swapped
-// back by rebuild itself (exit 1).
+// back by rebuild itself (exit 1); apply plans a rebuild for changed provision commands (--yes).
 import { e2eSuite, Sandbox, timedTest } from './sandbox';
 
 const sb = new Sandbox('nsctl-e2e-rebuild');
@@ -122,7 +122,7 @@ e2eSuite('rebuild and rollback on a real systemd host', () => {
     const r = nspawnctl(['rebuild', 'rb', '--yes', '--start-timeout', '60'], { check: false });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: expect.stringContaining('nspawnctl: machine rb: rolled back: the new root filesystem did not reach readiness (machine rb is not ready: ') });
     expect(r.stderr).toContain('; the old root filesystem runs again');
-    downtimes.push(`[e2e] the failed rebuild said: ${r.stderr.split('\n')[0]}`);
+    downtimes.push(`[e2e] the failed rebuild said: ${r.stderr.split('\n').find((l) => l.startsWith('nspawnctl: ')) ?? ''}`);
     expect(['running', 'degraded']).toContain(systemState());
     expect(inMachine(['cat', '/marker']).stdout).toBe('old-rootfs\n');
     expect(inMachine(['cat', '/etc/motd']).stdout).toBe('rb v1\n');
@@ -132,9 +132,24 @@ e2eSuite('rebuild and rollback on a real systemd host', () => {
     expect(record.provision).toEqual([]);
   });
 
-  timed('5. destroy removes the previous rootfs too', () => {
-    sb.write('/root/m.yaml', manifest(proxy, 'rb v2'));
-    nspawnctl(['rebuild', 'rb', '--yes']);
+  timed('5. apply plans a rebuild when provision changes: refused without --yes (no terminal), done with it', () => {
+    sb.write('/root/m.yaml', manifest(proxy, 'rb v2', '    provision:\n      - [touch, /provisioned]\n'));
+    const refused = nspawnctl(['apply', '/root/m.yaml'], { check: false });
+    expect({ code: refused.code, stderr: refused.stderr }).toEqual({ code: 2, stderr: expect.stringContaining('nspawnctl: refusing to apply: the plan rebuilds rb (a fresh root filesystem; the old one is kept for rollback); run apply with --yes') });
+    expect(refused.stderr).toContain('~ machine rb: rebuild\n    rebuild (provision commands changed); the old root filesystem is kept for rollback\n');
+    expect(inMachine(['cat', '/marker']).stdout).toBe('old-rootfs\n');
+    const r = nspawnctl(['apply', '/root/m.yaml', '--yes']);
+    expect(r.stdout).toMatch(/Applied (\d+) of \1 step\(s\)\./);
+    expect(['running', 'degraded']).toContain(systemState());
+    expect(inMachine(['test', '-e', '/marker'], false).code).not.toBe(0);
+    expect(inMachine(['test', '-e', '/provisioned'], false).code).toBe(0);
+    expect(inMachine(['cat', '/var/data/keep']).stdout).toBe('kept\nagain\n');
+    expect(inHost(['cat', '/var/lib/machines/.nspawnctl-rb.previous/marker']).stdout).toBe('old-rootfs\n');
+    expect(pingAnswers()).toBe(true);
+    expect(JSON.parse(nspawnctl(['plan', '/root/m.yaml', '--json']).stdout).steps).toEqual([]);
+  });
+
+  timed('6. destroy removes the previous rootfs too', () => {
     expect(exists('/var/lib/machines/.nspawnctl-rb.previous/marker')).toBe(true);
     nspawnctl(['destroy', 'rb', '--yes']);
     expect(inHost(['sh', '-c', 'ls -a /var/lib/machines']).stdout.split('\n').filter((l) => l.includes('rb'))).toEqual([]);
