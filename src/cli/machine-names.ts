@@ -8,6 +8,8 @@ import { MACHINE_NAME } from '../manifest/schema';
 export const MACHINE_ARGUMENTS: Readonly<Record<string, string>> = {
   audit: 'machines',
   destroy: 'name',
+  rebuild: 'name',
+  rollback: 'name',
   status: 'name',
   'profile:syscalls': 'machine',
 };
