@@ -32,6 +32,8 @@ export interface StepOptions {
   startTimeoutMs: number;
   cache?: { images: ImageCache; architecture: () => Promise<string> };
   machines?: Record<string, Machine>;
+  /** Told what a machine's systemd said once the machine was ready (after a start or restart). */
+  onReady?: (machine: string, readiness: Readiness) => void;
 }
 
 /** The group of host-wide steps (bridges, networkd); ":" keeps it apart from machine names. */
@@ -49,6 +51,8 @@ export interface ApplyResult {
   failures: ApplyFailure[];
   /** Groups not attempted because an earlier failure made them pointless (or an interrupt). */
   skipped: string[];
+  /** What the systemd of each machine this apply started or restarted said once it was ready. */
+  ready: Record<string, Readiness>;
 }
 
 /** Which group a step belongs to: a machine's name, or HOST_GROUP for bridges and networkd. */
@@ -77,8 +81,15 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
     if (existing) existing.steps.push(step);
     else groups.push({ name, steps: [step] });
   }
-  const result: ApplyResult = { done: [], failures: [], skipped: [] };
-  const stepOptions: StepOptions = { startTimeoutMs: options.startTimeoutMs, cache: options.cache ? imageCacheFor(host, options.cache) : undefined, machines: options.machines ?? {} };
+  const result: ApplyResult = { done: [], failures: [], skipped: [], ready: {} };
+  const stepOptions: StepOptions = {
+    startTimeoutMs: options.startTimeoutMs,
+    cache: options.cache ? imageCacheFor(host, options.cache) : undefined,
+    machines: options.machines ?? {},
+    onReady: (machine, readiness) => {
+      result.ready[machine] = readiness;
+    },
+  };
   // registerSignalListeners off: listr2 would exit(127) on SIGINT before nspawnctl cleans up.
   const listrOptions = { exitOnError: true, registerSignalListeners: false, renderer: options.renderer, rendererOptions: { collapseErrors: false, showErrorMessage: false, collapseSubtasks: false } };
 
@@ -138,7 +149,7 @@ function imageCacheFor(host: Host, cache: CacheOptions): StepOptions['cache'] {
 }
 
 /** The error apply ends with when some groups failed or were left alone for a conflict: one line each. */
-export function summarizeFailures(result: ApplyResult, conflicts: Conflict[] = []): NspawnctlError {
+export function summarizeFailures(result: Pick<ApplyResult, 'done' | 'failures' | 'skipped'>, conflicts: Conflict[] = []): NspawnctlError {
   const interrupted = result.failures.some((f) => f.error instanceof InterruptedError);
   const lines = result.failures.map((f) => {
     const who = groupLabel(f.group);
@@ -206,9 +217,9 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
       case 'disable-machine':
         return await disableMachine(host, step.machine);
       case 'start-machine':
-        return reportReadiness(step.machine, await startMachine(host, step.machine, wait(step.machine)), onLine);
+        return reportReadiness(step.machine, await startMachine(host, step.machine, wait(step.machine)), onLine, options.onReady);
       case 'restart-machine':
-        return reportReadiness(step.machine, await restartMachine(host, step.machine, wait(step.machine)), onLine);
+        return reportReadiness(step.machine, await restartMachine(host, step.machine, wait(step.machine)), onLine, options.onReady);
       case 'prepare-read-only':
         if (step.stopFirst) await stopMachine(host, step.machine, { timeoutMs: options.startTimeoutMs });
         return await prepareReadOnly(host, spec(step.machine), step.shift, step.mountPoints, options.startTimeoutMs, onLine);
@@ -228,9 +239,16 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
   }
 }
 
-/** A degraded machine runs, but says which of its units failed. */
-function reportReadiness(name: string, readiness: Readiness, onLine: (line: string) => void): void {
-  if (readiness.state === 'degraded') onLine(`machine ${name} is running but degraded; failed units: ${readiness.failedUnits.join(', ') || '(none listed)'}`);
+/** A degraded machine runs, but says which of its units failed (as progress, and in apply's summary). */
+function reportReadiness(name: string, readiness: Readiness, onLine: (line: string) => void, onReady?: StepOptions['onReady']): void {
+  if (readiness.state === 'degraded') onLine(describeReadiness(name, readiness));
+  onReady?.(name, readiness);
+}
+
+/** One line on a machine that is ready: "machine web is running but degraded; failed units: ...". */
+export function describeReadiness(name: string, readiness: Readiness): string {
+  if (readiness.state === 'running') return `machine ${name} is running`;
+  return `machine ${name} is running but degraded; failed units: ${readiness.failedUnits.join(', ') || '(none listed)'}`;
 }
 
 /** Deletes one chain of nspawnctl's table, and the table once no chain is left. */
