@@ -7,6 +7,9 @@ import { MACHINE_NAME } from '../manifest/schema';
 /** Command id -> the argument that names a machine nspawnctl manages. */
 export const MACHINE_ARGUMENTS: Readonly<Record<string, string>> = {
   destroy: 'name',
+  exec: 'name',
+  logs: 'name',
+  shell: 'name',
   status: 'name',
   'profile:syscalls': 'machine',
 };

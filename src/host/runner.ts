@@ -53,6 +53,11 @@ export interface RunOptions {
    * nspawnctl alone, and it gets SIGTERM when nspawnctl dies (as with dieWithParent).
    */
   waitOnInterrupt?: boolean;
+  /**
+   * Runs even after an interrupt, and is not stopped by it: a short command that ends what an
+   * interrupted one started (a unit inside a machine), or reads how it ended. Give it a timeout.
+   */
+  afterInterrupt?: boolean;
 }
 
 export interface RunResult {
@@ -90,7 +95,7 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
         if (options.allowFailure) return { exitCode: 127, stdout: '', stderr: message };
         throw new CommandFailedError(argv, undefined, message);
       }
-      if (signal?.aborted) throw new InterruptedError();
+      if (signal?.aborted && !options.afterInterrupt) throw new InterruptedError();
       const ownGroup = options.dieWithParent === true || options.waitOnInterrupt === true;
       const setpriv = ownGroup ? resolveProgram('setpriv') : undefined;
       const [exe, exeArgs] = setpriv ? [setpriv, ['--pdeathsig', 'TERM', '--', program, ...args]] : [program, args];
@@ -100,7 +105,7 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
         // Long-running children get their own process group, so an interrupt stops the whole
         // tree (mmdebstrap's apt and dpkg too), not just the process nspawnctl started.
         detached: ownGroup,
-        cancelSignal: ownGroup ? undefined : signal,
+        cancelSignal: ownGroup || options.afterInterrupt ? undefined : signal,
         reject: false,
         shell: false,
         input: options.input,
@@ -158,7 +163,7 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
       } finally {
         signal?.removeEventListener('abort', stopGroup);
       }
-      if (r.isCanceled || (signal?.aborted && !options.waitOnInterrupt)) throw new InterruptedError(argv);
+      if (r.isCanceled || (signal?.aborted && !options.waitOnInterrupt && !options.afterInterrupt)) throw new InterruptedError(argv);
       const stdout = String(r.stdout ?? '');
       const stderr = String(r.stderr ?? '');
       if (r.exitCode === undefined) {

@@ -78,6 +78,16 @@ describe('createExecaRunner (built, in a child process)', () => {
     ).toEqual({ error: 'InterruptedError' });
   });
 
+  test('afterInterrupt: runs although the interrupt has fired, and is not stopped by it', () => {
+    expect(
+      inChild(`
+        interrupt.abort('SIGINT');
+        const refused = await runner.run(node, ['-e', '0']).then(() => 'ran', (e) => e.constructor.name);
+        const r = await runner.run(node, ['-e', "setTimeout(() => process.exit(4), 100)"], { afterInterrupt: true, allowFailure: true, timeoutMs: 60000 });
+        return { refused, r };`),
+    ).toEqual({ refused: 'InterruptedError', r: { exitCode: 4, stdout: '', stderr: '' } });
+  });
+
   test('waitOnInterrupt: the program runs in its own process group (a Ctrl-C at the terminal reaches nspawnctl alone)', () => {
     const groups = inChild(`
       const pgid = (pid) => require('child_process').execFileSync('ps', ['-o', 'pgid=', '-p', String(pid)], { encoding: 'utf8' }).trim();
