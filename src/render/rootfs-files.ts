@@ -1,6 +1,7 @@
 // Renders the files nspawnctl writes inside a machine's root filesystem.
 import { Machine } from '../manifest/schema';
 import { renderHeader, renderUnit } from './common';
+import { renderHealthEntries } from './health';
 import { APT_PROXY_FILE, AUTHORIZED_KEYS_FILE, ENVIRONMENT_DROPIN, ENVIRONMENT_FILE, HOST0_NETWORK_FILE, HOSTNAME_FILE, NETWORKD_LINKS, RESOLV_CONF_FILE } from './rootfs-paths';
 
 /** One entry inside a rootfs (path relative to the machine's /). */
@@ -97,6 +98,8 @@ export function renderRootfsEntries(machine: Machine, manifestFile: string): Roo
       restart: false,
     });
   }
+
+  entries.push(...renderHealthEntries(machine, header));
 
   for (const f of machine.files) {
     entries.push({ kind: 'file', path: f.path, content: f.content, mode: f.mode, restart: false });

@@ -29,6 +29,14 @@ export const NETWORKD_LINKS: readonly (readonly [link: string, target: string])[
   ['/etc/systemd/system/sockets.target.wants/systemd-networkd.socket', '/lib/systemd/system/systemd-networkd.socket'],
 ];
 
+// The health check (`health:`): a service the machine's own systemd runs on a timer, and the
+// link that enables the timer (what `systemctl enable` would make).
+export const HEALTH_SERVICE = 'nspawnctl-health.service';
+export const HEALTH_TIMER = 'nspawnctl-health.timer';
+export const HEALTH_SERVICE_FILE = `/etc/systemd/system/${HEALTH_SERVICE}`;
+export const HEALTH_TIMER_FILE = `/etc/systemd/system/${HEALTH_TIMER}`;
+export const HEALTH_TIMER_LINK = `/etc/systemd/system/timers.target.wants/${HEALTH_TIMER}`;
+
 // Written by apply itself, not rendered: src/apply/bootstrap.ts writes these two (withPolicyRcD
 // and createMachine); it spells them as relative paths of its own.
 export const POLICY_RC_D_FILE = '/usr/sbin/policy-rc.d';
@@ -44,6 +52,9 @@ export const GENERATED_ROOTFS_PATHS: readonly GeneratedRootfsPath[] = [
   { path: ENVIRONMENT_DROPIN, kind: 'file', key: 'environment' },
   { path: AUTHORIZED_KEYS_FILE, kind: 'file', key: 'authorizedKeys' },
   { path: APT_PROXY_FILE, kind: 'file', key: 'aptProxy' },
+  { path: HEALTH_SERVICE_FILE, kind: 'file', key: 'health' },
+  { path: HEALTH_TIMER_FILE, kind: 'file', key: 'health' },
+  { path: HEALTH_TIMER_LINK, kind: 'symlink', key: 'health' },
   { path: POLICY_RC_D_FILE, kind: 'file', when: 'while it installs packages' },
   { path: MACHINE_ID_FILE, kind: 'file', when: 'when it copies a machine from a base image' },
 ];

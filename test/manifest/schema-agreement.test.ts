@@ -60,6 +60,8 @@ const LOADER_ONLY: { rule: string; message: RegExp }[] = [
   { rule: 'a credential file is not in a read-write bind', message: /^\S+ is inside \S+, which machine .+ mounts read-write; that machine could replace it with a symlink to any host file$/ },
   { rule: 'a bind source is not inside a read-write bind source', message: /^\S+ is inside \S+, which machine .+ mounts read-write: that machine could replace it with a symlink to any host directory/ },
   { rule: "system call names this host's systemd knows", message: /^this host's systemd knows no system call / },
+  { rule: "a health check's program is one systemd takes as a program", message: /^the program must be an absolute path \(\/usr\/bin\/curl\) or a plain name/ },
+  { rule: 'a health check has a command, its own or the default one', message: /^a health check needs a command \(here, or in defaults\.health\)$/ },
 ];
 
 const loaderOnlyRule = (message: string) => LOADER_ONLY.find((r) => r.message.test(message))?.rule;
@@ -410,6 +412,8 @@ describe('what only the loader can decide: the schema accepts, the loader refuse
     ['cpus or cpuQuota, not both', changed(SPECS, ['machines', 'app', 'limits', 'cpuQuota'], '150%')],
     ['a credential file is not in a read-write bind', changed(changed(EXAMPLE, ['machines', 'db', 'bind'], ['/srv/keys:/keys']), ['machines', 'web', 'credentials'], { key: '/srv/keys/web.pem' })],
     ['a bind source is not inside a read-write bind source', changed(changed(EXAMPLE, ['machines', 'db', 'bind'], ['/srv/app:/app']), ['machines', 'web', 'bind'], ['/srv/app/conf:/etc/app:ro'])],
+    ["a health check's program is one systemd takes as a program", changed(EXAMPLE, ['machines', 'web', 'health'], { command: ['-curl', 'http://localhost/'] })],
+    ['a health check has a command, its own or the default one', changed(EXAMPLE, ['machines', 'web', 'health'], { interval: '10s' })],
   ];
 
   test('every rule has a case', () => {
