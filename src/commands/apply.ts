@@ -58,7 +58,7 @@ export default class Apply extends BaseCommand {
       });
       if (flags.json) {
         const failures = result.failures.map((f) => ({ group: f.group, step: stepToJson(f.step), message: f.error.message }));
-        this.outJson({ ...planToJson(plan), applied: result.done.map(stepToJson), failures, skipped: result.skipped, ready: result.ready });
+        this.outJson({ ...planToJson(plan), applied: result.done.map(stepToJson), failures, skipped: result.skipped, ready: result.ready, health: result.health });
       } else {
         // A degraded machine runs: apply succeeds, and says which of its units failed.
         const degraded = Object.entries(result.ready).filter(([, r]) => r.state === 'degraded');

@@ -68,6 +68,8 @@ export function stepToJson(step: Step): Record<string, unknown> {
       return { ...base, machine: step.machine, packages: step.packages };
     case 'reload-networkd':
       return { ...base, reconfigure: step.reconfigure };
+    case 'reload-health':
+      return { ...base, machine: step.machine, action: step.action };
     case 'enable-networkd':
       return base;
     case 'load-filter':

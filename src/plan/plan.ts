@@ -1,8 +1,9 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, credentialsDropInPath, healthDropInPath, inRootfs, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
 import { shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
+import { HEALTH_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
 import { HostState, isLoopbackNameserver, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
 import { MachineRecord, NetworkRecord, serializeRecord } from './records';
@@ -214,6 +215,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     if (m.machine.autostart && !o.enabled) steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
     if (o.running) steps.push({ kind: 'restart-machine', machine: name, reason: 'root filesystem was recreated' });
     else steps.push({ kind: 'start-machine', machine: name, reason: 'new machine' });
+    if (m.machine.health) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
     return { steps, conflicts, notices, summary: { owner, action: 'create', changes: steps.map(summarize) } as Summary };
   }
 
@@ -221,9 +223,15 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   const changes: string[] = [];
   let needsRestart = false;
   let needsReload = false;
+  // The health check's units inside a running machine changed: its own systemd reloads them.
+  let otherDropIns = false;
+  let healthWritten = false;
+  let healthRemoved = false;
+  const healthPaths = new Set(HEALTH_ROOTFS_PATHS.map((p) => inRootfs(m.rootfs, p)));
   for (const e of allEntries) {
     const diff = compareEntry(e, state.files[e.hostPath]);
     if (diff === 'same') continue;
+    if (healthPaths.has(e.hostPath) && diff !== 'blocked') healthWritten = true;
     if (diff === 'blocked') {
       conflicts.push({ owner, path: e.hostPath, message: blockedMessage(e.hostPath, state.files[e.hostPath]) });
       continue;
@@ -237,7 +245,10 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     });
     changes.push(`${diff} ${e.hostPath}`);
     if (e.restart) needsRestart = true;
-    if (isWithin(e.hostPath, unitDropInDir(name))) needsReload = true;
+    if (isWithin(e.hostPath, unitDropInDir(name))) {
+      needsReload = true;
+      if (e.hostPath !== healthDropInPath(name)) otherDropIns = true;
+    }
   }
   const wanted = new Set(files);
   for (const path of record.files) {
@@ -249,9 +260,13 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       changes.push(`remove ${path}`);
       if (isWithin(path, unitDropInDir(name))) {
         needsReload = true;
+        if (path !== healthDropInPath(name)) otherDropIns = true;
         // Limits go back live on reload; an AppArmor profile and credentials only change with a
         // new systemd-nspawn process.
         if (path === appArmorDropInPath(name) || path === credentialsDropInPath(name)) needsRestart = true;
+      } else if (healthPaths.has(path)) {
+        // The check goes: the machine's systemd stops it and forgets its units, no restart.
+        healthRemoved = true;
       } else if (path.endsWith('.nspawn') || (isWithin(path, m.rootfs) && path.includes('/etc/systemd/'))) {
         // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
         needsRestart = true;
@@ -313,16 +328,25 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     }
   }
   if (needsReload) {
-    steps.push({ kind: 'reload-units', machine: name, reason: o.running && !needsRestart ? 'limits changed; systemd applies them to the running machine' : 'drop-ins of its unit changed' });
+    const live = otherDropIns ? 'limits changed; systemd applies them to the running machine' : 'the start limit of its unit changed (health restartLimit, restartWindow)';
+    steps.push({ kind: 'reload-units', machine: name, reason: o.running && !needsRestart ? live : 'drop-ins of its unit changed' });
   }
+  const health = m.machine.health;
   if (!o.running) {
     steps.push({ kind: 'start-machine', machine: name, reason: 'not running' });
     changes.push('start');
     action = changes.length > 1 ? 'update' : 'start';
+    if (health) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
   } else if (needsRestart) {
     steps.push({ kind: 'restart-machine', machine: name, reason: 'settings that only apply at start changed' });
     changes.push('restart');
     action = 'restart';
+    if (health) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
+  } else if (healthWritten && health) {
+    steps.push({ kind: 'reload-health', machine: name, action: 'start', reason: 'the health check changed in a running machine' });
+    steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
+  } else if (healthRemoved) {
+    steps.push({ kind: 'reload-health', machine: name, action: 'stop', reason: 'the health check was removed from the manifest' });
   }
   if (conflicts.length > 0) {
     // Nothing is done to a machine with a conflict; the other machines are planned as usual.
@@ -376,6 +400,8 @@ function summarize(step: Step): string {
       return 'start';
     case 'restart-machine':
       return 'restart';
+    case 'wait-healthy':
+      return 'wait until its health check passes';
     default:
       return step.kind;
   }

@@ -19,6 +19,10 @@ export type Step =
   | { kind: 'start-machine'; machine: string; reason: string }
   | { kind: 'restart-machine'; machine: string; reason: string }
   | { kind: 'reload-units'; machine: string; reason: string }
+  /** Inside a running machine: its systemd re-reads the health check's units; the timer is (re)started, or stopped when the check goes. */
+  | { kind: 'reload-health'; machine: string; action: 'start' | 'stop'; reason: string }
+  /** Run the machine's health check now and wait until it passes (bounded by --start-timeout). */
+  | { kind: 'wait-healthy'; machine: string; reason: string }
   | { kind: 'prepare-read-only'; machine: string; shift?: 'pick' | number; mountPoints: string[]; stopFirst: boolean; reason: string }
   | { kind: 'load-filter'; owner: Owner; path: string; reason: string }
   | { kind: 'unload-filter'; owner: Owner; table: string; chain: string; reason: string };
@@ -91,6 +95,12 @@ export function describeStep(step: Step): string {
       return `prepare the read-only root of ${step.machine}:${step.shift !== undefined ? ` shift its files to ${step.shift === 'pick' ? 'a picked UID range' : `UID ${step.shift}`}` : ''}${step.mountPoints.length ? ` create mount points ${step.mountPoints.join(' ')}` : ''}`;
     case 'reload-units':
       return `reload systemd units (limits of ${step.machine} take effect)`;
+    case 'reload-health':
+      return step.action === 'start'
+        ? `reload the units of ${step.machine}'s own systemd and restart its health check timer`
+        : `stop ${step.machine}'s health check and reload its own systemd's units`;
+    case 'wait-healthy':
+      return `wait until the health check of ${step.machine} passes`;
     case 'load-filter':
       return `load packet filter ${step.path} (nft -f)`;
     case 'unload-filter':

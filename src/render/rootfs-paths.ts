@@ -36,6 +36,7 @@ export const HEALTH_TIMER = 'nspawnctl-health.timer';
 export const HEALTH_SERVICE_FILE = `/etc/systemd/system/${HEALTH_SERVICE}`;
 export const HEALTH_TIMER_FILE = `/etc/systemd/system/${HEALTH_TIMER}`;
 export const HEALTH_TIMER_LINK = `/etc/systemd/system/timers.target.wants/${HEALTH_TIMER}`;
+export const HEALTH_ROOTFS_PATHS: readonly string[] = [HEALTH_SERVICE_FILE, HEALTH_TIMER_FILE, HEALTH_TIMER_LINK];
 
 // Written by apply itself, not rendered: src/apply/bootstrap.ts writes these two (withPolicyRcD
 // and createMachine); it spells them as relative paths of its own.

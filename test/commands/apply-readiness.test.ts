@@ -68,3 +68,47 @@ describe('apply: a started machine that is degraded', () => {
     expect(JSON.parse((await runCommand(applyWith(host2), ['machines.yaml', '--json'])).stdout).ready).toEqual({ web: { state: 'running', failedUnits: [] } });
   });
 });
+
+/** The example with a health check on web. */
+const WITH_CHECK = EXAMPLE.replace('    hostname: web\n', '    hostname: web\n    health: { command: [curl, -fsS, http://localhost/], interval: 2s, retries: 1 }\n');
+const HEALTH_SHOW = ['systemctl', '--machine=web', 'show', 'nspawnctl-health.service', '--property=LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,InvocationID'];
+
+/** The example applied with web's check, web stopped; the check passes, or fails for good. */
+function hostWithCheck(passes: boolean): FakeHost {
+  expect(WITH_CHECK).not.toBe(EXAMPLE);
+  const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': WITH_CHECK } }));
+  convergeFakeHost(host, desiredFrom(WITH_CHECK).desired, { queries: false });
+  host.runner.on(['systemctl', '--machine=web', 'reset-failed', 'nspawnctl-health.service'], {});
+  host.runner.on(['systemctl', '--machine=web', 'start', 'nspawnctl-health.service'], { exitCode: passes ? 0 : 1 });
+  host.runner.on(HEALTH_SHOW, { stdout: 'LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nExecMainCode=1\nExecMainStatus=7\nExecMainExitTimestampMonotonic=5\nInvocationID=0123456789abcdef0123456789abcdef\n' });
+  host.runner.on((a) => a[0] === 'systemd-run' && a.includes('journalctl'), { stdout: 'curl: (7) Failed to connect\n' });
+  simulateSystemd(host, { running: ['db'], bridges: ['examplevlan'] });
+  return host;
+}
+
+describe('apply: health checks', () => {
+  test('a started machine is waited for until its check passes; --json has its health', async () => {
+    const host = hostWithCheck(true);
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--json']);
+    expect(r.exitCode).toBe(0);
+    const json = JSON.parse(r.stdout);
+    expect(json.applied.map((s: { kind: string }) => s.kind)).toEqual(['start-machine', 'wait-healthy']);
+    expect(json.health).toEqual({ web: { state: 'healthy', detail: 'the check passed' } });
+    host.assertNoUnmatchedCalls();
+  });
+
+  test('a failing check: apply exits 1 naming the machine, with the check\'s last output', async () => {
+    const host = hostWithCheck(false);
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(
+      [
+        'nspawnctl: apply failed:',
+        '  - machine web: machine web is not healthy: its check failed 1 time(s) in a row: the last check failed (exit status 7), and the retries are used up; its last output:',
+        '    curl: (7) Failed to connect',
+      ].join('\n'),
+    );
+    const json = JSON.parse((await runCommand(applyWith(hostWithCheck(false)), ['machines.yaml', '--json'])).stdout);
+    expect(json.failures.map((f: { group: string; step: { kind: string } }) => [f.group, f.step.kind])).toEqual([['web', 'wait-healthy']]);
+  });
+});
