@@ -5,7 +5,7 @@ import { inspectMachines } from '../plan/inspect';
 
 // One line per machine nspawnctl manages.
 export default class List extends BaseCommand {
-  static override summary = 'List the machines nspawnctl manages, with state, address and drift.';
+  static override summary = 'List the machines nspawnctl manages, with state, address, drift and health.';
   static override examples = ['<%= config.bin %> list', '<%= config.bin %> list --json', '<%= config.bin %> list --manifest machines.yaml'];
   static override flags = {
     manifest: Flags.string({ char: 'f', description: 'Compare with this manifest instead of the one each machine was applied from.' }),
@@ -25,7 +25,12 @@ export default class List extends BaseCommand {
       if (notices.length === 0) this.out('No machines are managed by nspawnctl on this host.');
       return;
     }
-    const rows = [['MACHINE', 'STATE', 'ADDRESS', 'MANIFEST'], ...reports.map((r) => [r.name, r.state, r.address ?? '-', r.sync])];
+    // The HEALTH column appears once some machine has a health check.
+    const health = reports.some((r) => r.health);
+    const rows = [
+      ['MACHINE', 'STATE', 'ADDRESS', 'MANIFEST', ...(health ? ['HEALTH'] : [])],
+      ...reports.map((r) => [r.name, r.state, r.address ?? '-', r.sync, ...(health ? [r.health?.state ?? '-'] : [])]),
+    ];
     this.out(formatTable(rows));
   }
 }

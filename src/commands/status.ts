@@ -11,7 +11,7 @@ function usersLine(users: { base: number; count: number } | undefined): string {
 
 // Everything nspawnctl knows about one machine.
 export default class Status extends BaseCommand {
-  static override summary = 'Show one managed machine: state, address, leader PID, files, and pending changes.';
+  static override summary = 'Show one managed machine: state, address, leader PID, files, health, and pending changes.';
   static override examples = ['<%= config.bin %> status web', '<%= config.bin %> status web --json'];
   static override args = { name: Args.string({ description: 'machine name', required: true }) };
   static override flags = {
@@ -21,7 +21,7 @@ export default class Status extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Status);
-    const { machines, notices } = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest);
+    const { machines, notices } = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest, { detail: true });
     for (const n of notices) process.stderr.write(`note: ${n}\n`);
     const [r] = machines;
     if (flags.json) {
@@ -36,6 +36,8 @@ export default class Status extends BaseCommand {
       `manifest:  ${r.manifest ?? '-'} (${r.sync})`,
       `built:     ${r.record ? `${r.record.bootstrap.distribution} ${r.record.bootstrap.suite} with ${r.record.bootstrap.bootstrapper}, ${r.record.created}` : '-'}`,
       `files:     ${r.record?.files.length ?? 0} managed`,
+      ...(r.system ? [`system:    ${r.system.state}${r.system.failedUnits.length ? ` (failed: ${r.system.failedUnits.join(', ')})` : ''}`] : []),
+      ...(r.health ? [`health:    ${r.health.state}: ${r.health.detail}`, ...(r.health.output ?? []).map((l) => `  | ${l}`)] : []),
       ...(r.changes.length ? ['pending:', ...r.changes.map((c) => `  ${c}`)] : []),
     ];
     this.out(lines.join('\n'));
