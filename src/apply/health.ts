@@ -44,6 +44,8 @@ export function interpretHealth(p: Record<string, string>): Omit<HealthReport, '
   const ran = Number(p.ExecMainExitTimestampMonotonic) > 0;
   if (p.ActiveState === 'failed') return { state: 'unhealthy', detail: `the last check ${describeRun(p)}, and the retries are used up` };
   if (p.ActiveState === 'activating' && p.SubState === 'auto-restart') return { state: 'unhealthy', detail: `the last check ${describeRun(p)}; it runs again after the interval` };
+  // ExecStartPost= (the reset of the count) runs only after the check itself exited 0.
+  if (p.ActiveState === 'activating' && p.SubState === 'start-post' && p.ExecMainCode === '1' && p.ExecMainStatus === '0') return { state: 'healthy', detail: 'the last check passed' };
   if (p.ActiveState === 'activating') return { state: 'unknown', detail: 'a check is running' };
   if (p.ActiveState === 'inactive' && ran && p.Result === 'success') return { state: 'healthy', detail: 'the last check passed' };
   if (p.ActiveState === 'inactive' && !ran) return { state: 'unknown', detail: 'no check has run since the machine started' };

@@ -42,6 +42,8 @@ describe('interpretHealth', () => {
     ['timed out', props({ ActiveState: 'activating', SubState: 'auto-restart', Result: 'timeout', ExecMainCode: 2, ExecMainStatus: 15 }), 'unhealthy', 'the last check timed out; it runs again after the interval'],
     ['killed', props({ ActiveState: 'failed', SubState: 'failed', Result: 'signal', ExecMainCode: 2, ExecMainStatus: 9 }), 'unhealthy', 'the last check was killed by signal 9, and the retries are used up'],
     ['running now', props({ ActiveState: 'activating', SubState: 'start' }), 'unknown', 'a check is running'],
+    ['passed, its count being reset', props({ ActiveState: 'activating', SubState: 'start-post', ExecMainCode: 1, ExecMainStatus: 0, ExecMainExitTimestampMonotonic: 5_000_000 }), 'healthy', 'the last check passed'],
+    ['start-post without a passing check', props({ ActiveState: 'activating', SubState: 'start-post', ExecMainCode: 1, ExecMainStatus: 1 }), 'unknown', 'a check is running'],
     ['not loaded', props({ LoadState: 'not-found', ActiveState: 'inactive', SubState: 'dead' }), 'unknown', 'the check is not loaded in the machine (apply installs it)'],
     ['something else, escaped', props({ ActiveState: 'reloading\u001b[2J', SubState: 'x' }), 'unknown', "the check's service is reloading\\x1b[2J/x"],
   ])('%s: %s', (_what, text, state, detail) => {
