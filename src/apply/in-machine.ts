@@ -180,3 +180,21 @@ async function waitForNetwork(host: Host, name: string, seconds: number): Promis
     });
   }
 }
+
+/**
+ * Makes the running machine's own systemd re-read its unit files, then restarts (starting them
+ * if inactive) or stops the given units: how generated units inside a machine (autoUpgrade's
+ * timer) take effect without restarting it. systemctl talks to the machine's manager over its
+ * bus; none of the machine's programs runs on the host.
+ */
+export async function reloadMachineUnits(host: Host, name: string, restart: string[], stop: string[]): Promise<void> {
+  const options = { timeoutMs: SHORT_TIMEOUT_MS };
+  const systemctl = (...args: string[]) => host.runner.run('systemctl', [`--machine=${name}`, ...args], options);
+  // Units whose files are gone are stopped before the reload: once reloaded, a running timer
+  // whose unit file vanished turns "failed" (seen with systemd 252), and one failed unit makes
+  // the whole machine "degraded". reset-failed clears whatever failed state is left anyway.
+  if (stop.length > 0) await systemctl('stop', ...stop);
+  await systemctl('daemon-reload');
+  if (stop.length > 0) await host.runner.run('systemctl', [`--machine=${name}`, 'reset-failed', ...stop], { ...options, allowFailure: true });
+  if (restart.length > 0) await systemctl('restart', ...restart);
+}

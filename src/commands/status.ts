@@ -1,4 +1,5 @@
 import { Args, Flags } from '@oclif/core';
+import { formatAge } from '../cli/age';
 import { BaseCommand, jsonFlag } from '../command-base';
 import { inspectMachines } from '../plan/inspect';
 
@@ -36,6 +37,7 @@ export default class Status extends BaseCommand {
       `manifest:  ${r.manifest ?? '-'} (${r.sync})`,
       `built:     ${r.record ? `${r.record.bootstrap.distribution} ${r.record.bootstrap.suite} with ${r.record.bootstrap.bootstrapper}, ${r.record.created}` : '-'}`,
       `files:     ${r.record?.files.length ?? 0} managed`,
+      `upgraded:  ${r.upgraded ? `${r.upgraded} (${formatAge(r.upgraded, Date.now())})` : r.record ? 'never (by nspawnctl upgrade)' : '-'}`,
       ...(r.system ? [`system:    ${r.system.state}${r.system.failedUnits.length ? ` (failed: ${r.system.failedUnits.join(', ')})` : ''}`] : []),
       ...(r.health ? [`health:    ${r.health.state}: ${r.health.detail}`, ...(r.health.output ?? []).map((l) => `  | ${l}`)] : []),
       ...(r.changes.length ? ['pending:', ...r.changes.map((c) => `  ${c}`)] : []),

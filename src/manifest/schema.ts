@@ -9,6 +9,10 @@ import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_P
 import { HealthCheck, HEALTH_PROGRAM, HEALTH_PROGRAM_MESSAGE, healthSchema, resolveHealth } from './health';
 import { closestMatch } from './suggest';
 
+/** How often a machine's autoUpgrade timer runs (systemd calendar shorthands). */
+export const AUTO_UPGRADE_SCHEDULES = ['daily', 'weekly'] as const;
+export type AutoUpgradeSchedule = (typeof AUTO_UPGRADE_SCHEDULES)[number];
+
 /** System call groups and names the host's systemd accepts; without it only the syntax is checked. */
 export interface KnownSyscalls {
   groups: Set<string>;
@@ -85,6 +89,37 @@ const { debian, ubuntu } = DISTRIBUTION_DEFAULTS;
 const noNewline = (what: string) =>
   z.string().refine((s) => !/[\n\r\0]/.test(s), { message: `${what} must be one line (no newline or NUL)` });
 
+// Upgrades the machine runs by itself: a systemd timer inside it runs what `nspawnctl upgrade`
+// runs (src/render/auto-upgrade.ts). `false` on a machine turns off one set in defaults.
+const autoUpgradeObject = z
+  .object({
+    schedule: z
+      .enum(AUTO_UPGRADE_SCHEDULES)
+      .default('daily')
+      .describe('How often the timer inside the machine runs apt-get update and full-upgrade (default daily; each run is delayed by up to an hour at random).'),
+  })
+  .strict();
+
+const AUTO_UPGRADE_FORMS = 'expected { schedule: daily } (or weekly), or false';
+
+const autoUpgradeSchema = z
+  .union([autoUpgradeObject, z.literal(false)], {
+    // A union says only "invalid input" when no form fits; say what is wrong in the mapping.
+    errorMap: (issue, ctx) => {
+      if (issue.code !== z.ZodIssueCode.invalid_union) return { message: ctx.defaultError };
+      const data = ctx.data as unknown;
+      if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+        const inner = issue.unionErrors[0]?.issues[0];
+        if (inner) {
+          const key = inner.path.slice(issue.path.length).join('.');
+          return { message: key ? `${key}: ${inner.message}` : inner.message };
+        }
+      }
+      return { message: AUTO_UPGRADE_FORMS };
+    },
+  })
+  .describe('A systemd timer inside the machine that upgrades its packages (apt-get update and full-upgrade, keeping changed configuration files); false turns off one set in defaults. Needs a network and a writable root.');
+
 // Keys a machine may take from `defaults:` or set itself.
 const inheritable = {
   distribution: z.enum(['debian', 'ubuntu']).describe(`What to bootstrap (default ${BUILTIN_DEFAULTS.distribution}).`),
@@ -129,6 +164,7 @@ const inheritable = {
   security: securitySchema,
   limits: limitsSchema,
   health: healthSchema,
+  autoUpgrade: autoUpgradeSchema,
 };
 
 const defaultsSchema = z
@@ -428,8 +464,46 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     sectionIssues(machine, ['machines', name], add, known);
     healthIssues(machine, ['machines', name], add, asObj(root.defaults));
     credentialIssues(machine, ['machines', name], writable, add);
+    autoUpgradeIssues(asObj(root.defaults), name, machine, add);
   }
   return issues;
+}
+
+/** The machine's autoUpgrade: its own setting (false turns it off), else the one in defaults. */
+function resolveAutoUpgrade(fromDefaults: RawAutoUpgrade | undefined, own: RawAutoUpgrade | undefined): Pick<Machine, 'autoUpgrade'> {
+  const chosen = own ?? fromDefaults;
+  return chosen ? { autoUpgrade: { schedule: chosen.schedule } } : {};
+}
+
+type RawAutoUpgrade = z.infer<typeof autoUpgradeSchema>;
+
+/**
+ * autoUpgrade changes the machine's root while it runs, with apt downloading over its network: a
+ * read-only or volatile root, or a machine without network, cannot take it. Located at the
+ * machine's autoUpgrade when it sets one, else at what makes its root unwritable (or defaults).
+ */
+function autoUpgradeIssues(defaults: Obj, name: string, machine: Obj, add: (path: (string | number)[], message: string) => void): void {
+  const own = machine.autoUpgrade;
+  const inherited = own === undefined ? defaults.autoUpgrade : undefined;
+  const wanted = own ?? inherited;
+  if (wanted === undefined || wanted === false || wanted === null || typeof wanted !== 'object') return;
+  const from = own === undefined ? ' (from defaults)' : '';
+  const off = own === undefined ? '; set autoUpgrade: false on this machine' : '';
+  const security = asObj(machine.security);
+  const defaultSecurity = asObj(defaults.security);
+  const layer = (key: string): { value: unknown; path: (string | number)[] } | undefined =>
+    security[key] !== undefined ? { value: security[key], path: ['machines', name, 'security', key] } : defaultSecurity[key] !== undefined ? { value: defaultSecurity[key], path: ['defaults', 'security', key] } : undefined;
+  const at = (fallback: (string | number)[]) => (own !== undefined ? ['machines', name, 'autoUpgrade'] : fallback);
+  const readOnly = layer('readOnly');
+  const volatile = layer('volatile');
+  if (readOnly?.value === true) {
+    add(at(readOnly.path), `autoUpgrade${from} needs a writable root, but machine ${shown(name)} is read-only (security.readOnly)${off}`);
+  } else if (volatile !== undefined && volatile.value !== 'no' && volatile.value !== false) {
+    add(at(volatile.path), `autoUpgrade${from} needs a root whose changes last, but machine ${shown(name)} is volatile (security.volatile: ${String(volatile.value)}); its upgrades would be lost at the next start${off}`);
+  }
+  if (machine.network === undefined || machine.network === null) {
+    add(at(['defaults', 'autoUpgrade']), `autoUpgrade${from} needs a network: apt inside machine ${shown(name)} downloads the upgrades${off}`);
+  }
 }
 
 const DISTRIBUTIONS = ['debian', 'ubuntu'] as const;
@@ -669,6 +743,8 @@ export interface Machine {
   files: ManagedFileSpec[];
   provision: string[][];
   autostart: boolean;
+  /** A timer inside the machine upgrades it on this schedule (undefined: no automatic upgrades). */
+  autoUpgrade?: { schedule: AutoUpgradeSchedule };
   security: Security;
   limits: Limits;
   /** The health check its own systemd runs, if any (`health:` with a command, merged with defaults). */
@@ -733,6 +809,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
       files: (m.files ?? []).map((f) => ({ path: f.path, content: f.content, mode: parseInt(f.mode, 8) })),
       provision: m.provision ?? [],
       autostart: m.autostart ?? false,
+      ...resolveAutoUpgrade(d.autoUpgrade, m.autoUpgrade),
       security: resolveSecurity(d.security, m.security),
       limits: resolveLimits(d.limits, m.limits),
       ...(health ? { health } : {}),

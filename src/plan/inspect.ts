@@ -22,6 +22,8 @@ export interface MachineReport {
   /** "in sync", "drift", or why it could not be compared ("needs root": its files could not be read). */
   sync: 'in sync' | 'drift' | 'not in manifest' | 'manifest unreadable' | 'needs root';
   changes: string[];
+  /** When `nspawnctl upgrade` last brought its packages up to date (from its record); absent: never. */
+  upgraded?: string;
   record?: MachineRecord;
   /** Its health check, when it has one (status adds the last check's output). */
   health?: HealthReport;
@@ -121,6 +123,7 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
       manifest: manifestOverride ?? records.get(n)?.manifest,
       sync: s.sync,
       changes: s.summary?.changes ?? [],
+      upgraded: records.get(n)?.upgraded,
       record: records.get(n),
       ...(health ? { health } : {}),
       ...(system ? { system } : {}),

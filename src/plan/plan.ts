@@ -1,6 +1,7 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { appArmorDropInPath, credentialsDropInPath, healthDropInPath, inRootfs, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, credentialsDropInPath, healthDropInPath, inRootfs, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, splitMachinePath, stagingPath, unitDropInDir } from '../host/paths';
+import { liveUnitOf } from '../render/auto-upgrade';
 import { shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { HEALTH_ROOTFS_PATHS } from '../render/rootfs-paths';
@@ -236,6 +237,14 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   let healthWritten = false;
   let healthRemoved = false;
   const healthPaths = new Set(HEALTH_ROOTFS_PATHS.map((p) => inRootfs(m.rootfs, p)));
+  // Units of the machine's own systemd whose files change (autoUpgrade's timer): they take effect
+  // live, with a daemon-reload inside and the unit restarted, or stopped once its files are gone.
+  const restartUnits = new Set<string>();
+  const stopUnits = new Set<string>();
+  const liveUnitAt = (hostPath: string) => {
+    const inside = isWithin(hostPath, m.rootfs) ? splitMachinePath(hostPath) : undefined;
+    return inside ? liveUnitOf(inside.path) : undefined;
+  };
   for (const e of allEntries) {
     const diff = compareEntry(e, state.files[e.hostPath]);
     if (diff === 'same') continue;
@@ -257,6 +266,8 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       needsReload = true;
       if (e.hostPath !== healthDropInPath(name)) otherDropIns = true;
     }
+    const unit = liveUnitAt(e.hostPath);
+    if (unit) restartUnits.add(unit);
   }
   const wanted = new Set(files);
   for (const path of record.files) {
@@ -275,6 +286,8 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       } else if (healthPaths.has(path)) {
         // The check goes: the machine's systemd stops it and forgets its units, no restart.
         healthRemoved = true;
+      } else if (liveUnitAt(path)) {
+        stopUnits.add(liveUnitAt(path)!);
       } else if (path.endsWith('.nspawn') || (isWithin(path, m.rootfs) && path.includes('/etc/systemd/'))) {
         // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
         needsRestart = true;
@@ -334,6 +347,13 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       changes.push('prepare read-only root');
       if (o.running) needsRestart = true;
     }
+  }
+  for (const unit of restartUnits) stopUnits.delete(unit);
+  if (o.running && !needsRestart && (restartUnits.size > 0 || stopUnits.size > 0)) {
+    const restart = [...restartUnits].sort();
+    const stop = [...stopUnits].sort();
+    steps.push({ kind: 'reload-machine-units', machine: name, restart, stop, reason: 'units of the machine\'s own systemd changed; they take effect without a restart' });
+    changes.push(`reload units inside${restart.length ? `, restart ${restart.join(' ')}` : ''}${stop.length ? `, stop ${stop.join(' ')}` : ''}`);
   }
   if (needsReload) {
     const live = otherDropIns ? 'limits changed; systemd applies them to the running machine' : 'the start limit of its unit changed (health restartLimit, restartWindow)';

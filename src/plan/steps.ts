@@ -23,6 +23,8 @@ export type Step =
   | { kind: 'reload-health'; machine: string; action: 'start' | 'stop'; reason: string }
   /** Run the machine's health check now and wait until it passes (bounded by --start-timeout). */
   | { kind: 'wait-healthy'; machine: string; reason: string }
+  /** The machine's own systemd re-reads its units, then (re)starts or stops these (autoUpgrade's timer). */
+  | { kind: 'reload-machine-units'; machine: string; restart: string[]; stop: string[]; reason: string }
   | { kind: 'prepare-read-only'; machine: string; shift?: 'pick' | number; mountPoints: string[]; stopFirst: boolean; reason: string }
   | { kind: 'load-filter'; owner: Owner; path: string; reason: string }
   | { kind: 'unload-filter'; owner: Owner; table: string; chain: string; reason: string };
@@ -101,6 +103,8 @@ export function describeStep(step: Step): string {
         : `stop ${step.machine}'s health check and reload its own systemd's units`;
     case 'wait-healthy':
       return `wait until the health check of ${step.machine} passes`;
+    case 'reload-machine-units':
+      return `reload the units of ${step.machine}'s own systemd${step.restart.length ? `, restart ${step.restart.join(' ')}` : ''}${step.stop.length ? `, stop ${step.stop.join(' ')}` : ''}`;
     case 'load-filter':
       return `load packet filter ${step.path} (nft -f)`;
     case 'unload-filter':

@@ -37,6 +37,12 @@ export const HEALTH_SERVICE_FILE = `/etc/systemd/system/${HEALTH_SERVICE}`;
 export const HEALTH_TIMER_FILE = `/etc/systemd/system/${HEALTH_TIMER}`;
 export const HEALTH_TIMER_LINK = `/etc/systemd/system/timers.target.wants/${HEALTH_TIMER}`;
 export const HEALTH_ROOTFS_PATHS: readonly string[] = [HEALTH_SERVICE_FILE, HEALTH_TIMER_FILE, HEALTH_TIMER_LINK];
+// autoUpgrade: a service that upgrades the machine's packages, its timer, and the link that
+// enables the timer (what `systemctl enable` would make).
+export const AUTO_UPGRADE_UNIT = 'nspawnctl-upgrade';
+export const AUTO_UPGRADE_SERVICE_FILE = `/etc/systemd/system/${AUTO_UPGRADE_UNIT}.service`;
+export const AUTO_UPGRADE_TIMER_FILE = `/etc/systemd/system/${AUTO_UPGRADE_UNIT}.timer`;
+export const AUTO_UPGRADE_TIMER_LINK = `/etc/systemd/system/timers.target.wants/${AUTO_UPGRADE_UNIT}.timer`;
 
 // Written by apply itself, not rendered: src/apply/bootstrap.ts writes these two (withPolicyRcD
 // and createMachine); it spells them as relative paths of its own.
@@ -56,6 +62,9 @@ export const GENERATED_ROOTFS_PATHS: readonly GeneratedRootfsPath[] = [
   { path: HEALTH_SERVICE_FILE, kind: 'file', key: 'health' },
   { path: HEALTH_TIMER_FILE, kind: 'file', key: 'health' },
   { path: HEALTH_TIMER_LINK, kind: 'symlink', key: 'health' },
+  { path: AUTO_UPGRADE_SERVICE_FILE, kind: 'file', key: 'autoUpgrade' },
+  { path: AUTO_UPGRADE_TIMER_FILE, kind: 'file', key: 'autoUpgrade' },
+  { path: AUTO_UPGRADE_TIMER_LINK, kind: 'symlink', key: 'autoUpgrade' },
   { path: POLICY_RC_D_FILE, kind: 'file', when: 'while it installs packages' },
   { path: MACHINE_ID_FILE, kind: 'file', when: 'when it copies a machine from a base image' },
 ];

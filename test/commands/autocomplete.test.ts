@@ -36,7 +36,7 @@ function complete(words: string[]): string[] {
 
 describe('the bash completion', () => {
   test.each([
-    [['nspawnctl', ''], ['apply', 'autocomplete', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'render', 'shell', 'status']],
+    [['nspawnctl', ''], ['apply', 'autocomplete', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'render', 'shell', 'status', 'upgrade']],
     [['nspawnctl', 'a'], ['apply', 'autocomplete']],
     [['nspawnctl', 'host', ''], ['init']],
     [['nspawnctl', 'cache', ''], ['list', 'prune']],
@@ -69,7 +69,7 @@ describe('the bash completion', () => {
     [['nspawnctl', 'autocomplete', ''], ['bash', 'zsh']],
     [['nspawnctl', 'autocomplete', 'z'], ['zsh']],
     // help COMMAND...: command words only
-    [['nspawnctl', 'help', ''], ['apply', 'autocomplete', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'render', 'shell', 'status']],
+    [['nspawnctl', 'help', ''], ['apply', 'autocomplete', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'render', 'shell', 'status', 'upgrade']],
     [['nspawnctl', 'help', 'host', ''], ['init']],
     [['nspawnctl', 'help', '-'], []],
   ])('%j -> %j', (words, expected) => {

@@ -125,8 +125,8 @@ e2eSuite('day two: exec, logs, readiness and health checks', () => {
     expect(inHost(['systemctl', '--machine=app', 'is-enabled', 'nspawnctl-health.timer']).stdout.trim()).toBe('enabled');
     expect(statusJson('app').health).toMatchObject({ state: 'healthy' });
     const list = nspawnctl(['list']).stdout.split('\n');
-    expect(list[0]).toMatch(/^MACHINE +STATE +ADDRESS +MANIFEST +HEALTH$/);
-    expect(list[1]).toMatch(/^app +running +- +in sync +healthy$/);
+    expect(list[0]).toMatch(/^MACHINE +STATE +ADDRESS +MANIFEST +UPGRADED +HEALTH$/);
+    expect(list[1]).toMatch(/^app +running +- +in sync +never +healthy$/);
   });
 
   timed('2. exec: the command\'s output, error output, exit status and standard input, run inside the machine', () => {

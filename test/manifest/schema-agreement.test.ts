@@ -62,6 +62,11 @@ const LOADER_ONLY: { rule: string; message: RegExp }[] = [
   { rule: "system call names this host's systemd knows", message: /^this host's systemd knows no system call / },
   { rule: "a health check's program is one systemd takes as a program", message: /^the program must be an absolute path \(\/usr\/bin\/curl\) or a plain name/ },
   { rule: 'a health check has a command, its own or the default one', message: /^a health check needs a command \(here, or in defaults\.health\)$/ },
+  { rule: 'autoUpgrade needs a writable root', message: /^autoUpgrade( \(from defaults\))? needs a (writable root|root whose changes last), but machine / },
+  { rule: 'autoUpgrade needs a network', message: /^autoUpgrade( \(from defaults\))? needs a network: / },
+  // The distribution may come from defaults: a rule across sections, not one of a machine's keys.
+  { rule: "a suite or mirror is one of its machine's distribution", message: /^\S+ is an? (Debian|Ubuntu) (suite|archive), but / },
+  { rule: 'a default suite or mirror is taken by some machine', message: /^applies only to \S+ machines / },
 ];
 
 const loaderOnlyRule = (message: string) => LOADER_ONLY.find((r) => r.message.test(message))?.rule;
@@ -414,6 +419,11 @@ describe('what only the loader can decide: the schema accepts, the loader refuse
     ['a bind source is not inside a read-write bind source', changed(changed(EXAMPLE, ['machines', 'db', 'bind'], ['/srv/app:/app']), ['machines', 'web', 'bind'], ['/srv/app/conf:/etc/app:ro'])],
     ["a health check's program is one systemd takes as a program", changed(EXAMPLE, ['machines', 'web', 'health'], { command: ['-curl', 'http://localhost/'] })],
     ['a health check has a command, its own or the default one', changed(EXAMPLE, ['machines', 'web', 'health'], { interval: '10s' })],
+    ['autoUpgrade needs a writable root', changed(SPECS, ['machines', 'app', 'autoUpgrade'], { schedule: 'daily' })],
+    ['autoUpgrade needs a writable root', changed(SPECS, ['machines', 'vol', 'autoUpgrade'], { schedule: 'weekly' })],
+    ['autoUpgrade needs a network', changed(SPECS, ['machines', 'solo', 'autoUpgrade'], {})],
+    ["a suite or mirror is one of its machine's distribution", changed(changed(EXAMPLE, ['machines', 'web', 'distribution'], 'ubuntu'), ['machines', 'web', 'suite'], 'bookworm')],
+    ['a default suite or mirror is taken by some machine', changed(changed(EXAMPLE, ['machines', 'web', 'distribution'], 'ubuntu'), ['machines', 'db', 'distribution'], 'ubuntu')],
   ];
 
   test('every rule has a case', () => {

@@ -21,6 +21,7 @@ machines:
     authorizedKeys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGU me@example.org]
     files: [{ path: /etc/motd, content: "hi\\n" }]
     health: { command: [/bin/true] }
+    autoUpgrade: { schedule: weekly }
 `;
 
 describe('generated rootfs paths', () => {
