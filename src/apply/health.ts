@@ -69,6 +69,24 @@ async function lastOutput(host: Host, name: string, invocation: string | undefin
   return capOutput(r.stdout);
 }
 
+/** How often, and how far apart, waitHealthy asks again for a failed run's output that is not in the journal yet. */
+const OUTPUT_RETRIES = 4;
+const OUTPUT_RETRY_MS = 250;
+
+/**
+ * The failed run's output, for the error: journald reads a finished run's output from its stream
+ * on its own time, so the journal may not have it yet when systemd already says the run failed
+ * (seen under load). An empty answer is asked again a few times; a check that printed nothing
+ * costs a second.
+ */
+async function settledOutput(host: Host, name: string, invocation: string | undefined, sleep: (ms: number) => Promise<void>): Promise<string[] | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    const output = await lastOutput(host, name, invocation);
+    if (output === undefined || output.length > 0 || attempt === OUTPUT_RETRIES) return output;
+    await sleep(OUTPUT_RETRY_MS);
+  }
+}
+
 /** The last lines of a machine's output, each cut to a length, control characters escaped. */
 export function capOutput(text: string): string[] {
   return text
@@ -122,10 +140,10 @@ export async function waitHealthy(host: Host, name: string, check: HealthCheck, 
     if (report.state === 'healthy') return report;
     if (p.LoadState !== 'loaded') throw notHealthy(name, report.detail, check);
     if (p.ActiveState === 'failed') {
-      throw notHealthy(name, `its check failed ${check.retries} time(s) in a row: ${report.detail}${restarts}`, check, await lastOutput(host, name, p.InvocationID));
+      throw notHealthy(name, `its check failed ${check.retries} time(s) in a row: ${report.detail}${restarts}`, check, await settledOutput(host, name, p.InvocationID, sleep));
     }
     if (now() >= deadline) {
-      throw notHealthy(name, `its check did not pass within ${Math.round(options.timeoutMs / 1000)} s: ${report.detail}`, check, await lastOutput(host, name, p.InvocationID));
+      throw notHealthy(name, `its check did not pass within ${Math.round(options.timeoutMs / 1000)} s: ${report.detail}`, check, await settledOutput(host, name, p.InvocationID, sleep));
     }
     await sleep(options.intervalMs ?? 1000);
   }

@@ -118,7 +118,18 @@ describe('waitHealthy', () => {
     await expect(waitHealthy(host, 'web', CHECK, { timeoutMs: 5000, ...time })).rejects.toThrow(
       'machine web is not healthy: its check did not pass within 5 s: the last check failed (exit status 7); it runs again after the interval',
     );
-    expect(time.slept).toEqual([1000, 1000, 1000, 1000, 1000]);
+    // Then the journal, empty, is asked four more times for the run's output, a quarter second apart.
+    expect(time.slept).toEqual([1000, 1000, 1000, 1000, 1000, 250, 250, 250, 250]);
+    expect(host.runner.argvs().filter((a) => a.join(' ') === JOURNAL.join(' '))).toHaveLength(5);
+  });
+
+  test("a failed run's output not in the journal yet: asked again until it is", async () => {
+    const host = new FakeHost();
+    host.runner.on(RESET, {}).on(START, { exitCode: 1 }).on(SHOW, { stdout: USED_UP }).on(JOURNAL, { stdout: '' }, 2).on(JOURNAL, { stdout: 'curl: (7) Failed to connect\n' });
+    const time = fakeTime();
+    const err = (await waitHealthy(host, 'web', CHECK, { timeoutMs: 90_000, ...time }).catch((e: unknown) => e)) as NspawnctlError;
+    expect(err.message).toBe('machine web is not healthy: its check failed 2 time(s) in a row: the last check failed (exit status 7), and the retries are used up; its last output:\n    curl: (7) Failed to connect');
+    expect(time.slept).toEqual([250, 250]);
   });
 
   test('with onFailure: restart the machine goes down to reboot: its systemd stops answering', async () => {
