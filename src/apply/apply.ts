@@ -13,6 +13,7 @@ import { Readiness, reloadMachineUnits } from './in-machine';
 import { daemonReload, disableMachine, enableMachine, handBindSource, restartMachine, startMachine, stopMachine } from './machinectl';
 import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
+import { restartServices } from './services';
 import { removeStaging } from './staging';
 
 export interface ApplyOptions {
@@ -248,6 +249,8 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
         return await daemonReload(host);
       case 'reload-machine-units':
         return await reloadMachineUnits(host, step.machine, step.restart, step.stop);
+      case 'restart-services':
+        return await restartServices(host, step, onLine);
       case 'load-filter':
         await host.runner.run('nft', ['-f', step.path]);
         return;

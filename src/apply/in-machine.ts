@@ -33,12 +33,18 @@ export function execArgv(command: string[]): string[] {
 export interface InMachineOptions extends Pick<RunOptions, 'input' | 'onLine' | 'allowFailure' | 'timeoutMs' | 'dieWithParent'> {
   /** Environment variables for the command (values are passed verbatim). */
   env?: Record<string, string>;
+  /** A name for the transient unit (a listing of the machine's services can then leave it out). */
+  unit?: string;
+  /** Unit properties of the transient service, like PrivateTmp=yes. */
+  properties?: string[];
 }
 
 /** The systemd-run arguments that run `command` inside the running machine `name`, verbatim. */
-export function inMachineArgs(name: string, command: string[], env: Record<string, string> = {}): string[] {
+export function inMachineArgs(name: string, command: string[], env: Record<string, string> = {}, unit?: { unit?: string; properties?: string[] }): string[] {
   return [
     `--machine=${name}`,
+    ...(unit?.unit ? [`--unit=${unit.unit}`] : []),
+    ...(unit?.properties ?? []).map((p) => `--property=${p}`),
     // --wait returns the command's exit status; --pipe connects our stdin, stdout and stderr;
     // --collect lets a failed run vanish instead of leaving the machine "degraded".
     '--wait',
@@ -53,8 +59,8 @@ export function inMachineArgs(name: string, command: string[], env: Record<strin
 
 /** Runs `command` inside the running machine `name` as a transient service of its own systemd. */
 export function runInMachine(host: Host, name: string, command: string[], options: InMachineOptions = {}): Promise<RunResult> {
-  const { env, ...run } = options;
-  return host.runner.run('systemd-run', inMachineArgs(name, command, env), run);
+  const { env, unit, properties, ...run } = options;
+  return host.runner.run('systemd-run', inMachineArgs(name, command, env, { unit, properties }), run);
 }
 
 export interface Readiness {

@@ -29,7 +29,9 @@ export default class List extends BaseCommand {
     const { machines: reports, notices } = await inspectMachines(this.createHost(), this.cwd(), undefined, flags.manifest);
     for (const n of notices) process.stderr.write(`note: ${n}\n`);
     if (flags.json) {
-      this.out(JSON.stringify(reports.map(({ record: _record, ...r }) => ({ ...r, upgraded: r.upgraded ?? null })), null, 2));
+      // Each hardened service with its score; status shows what weighs in it.
+      const brief = (r: (typeof reports)[number]) => r.services.map(({ unmet: _unmet, ...s }) => s);
+      this.out(JSON.stringify(reports.map(({ record: _record, ...r }) => ({ ...r, upgraded: r.upgraded ?? null, services: brief(r) })), null, 2));
       return;
     }
     if (reports.length === 0) {

@@ -8,6 +8,7 @@ import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
 import { HealthCheck, HEALTH_PROGRAM, HEALTH_PROGRAM_MESSAGE, healthSchema, resolveHealth } from './health';
 import { closestMatch } from './suggest';
+import { resolveServices, SERVICE_NAME, SERVICE_NAME_MESSAGE, ServiceHardening, serviceIssues, serviceSchema } from './services';
 
 /** How often a machine's autoUpgrade timer runs (systemd calendar shorthands). */
 export const AUTO_UPGRADE_SCHEDULES = ['daily', 'weekly'] as const;
@@ -57,6 +58,7 @@ export const KEY_MESSAGES = {
   network: 'network names become bridge interface names: 1-15 characters, a lowercase letter first, then a-z 0-9 _ -',
   environment: 'expected an environment variable name (letters, digits and _, not starting with a digit)',
   credential: 'credential names are 1-64 characters of A-Z a-z 0-9 _ . -, not starting with a dot (systemd makes them file names)',
+  service: SERVICE_NAME_MESSAGE,
 };
 
 // A credential's name becomes a file name in the machine's credentials directory; systemd also
@@ -262,6 +264,15 @@ const machineSchema = z
       .array(z.array(noNewline('an argument')).min(1, { message: 'a provision command needs at least the program name' }))
       .describe('Commands run once, inside the new root filesystem, when the machine is created. Each is an argument list, not a shell line: [sh, -c, "..."] for a shell.'),
     autostart: z.boolean().describe('Start the machine at boot (machinectl enable); default false.'),
+    services: z
+      .record(
+        z
+          .string()
+          .regex(SERVICE_NAME, { message: KEY_MESSAGES.service })
+          .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.service }),
+        serviceSchema,
+      )
+      .describe('Hardening of services inside the machine, by unit name without .service: a drop-in for each, applied with a restart of that service. See docs/security.md.'),
   })
   .partial()
   .strict();
@@ -465,6 +476,7 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     healthIssues(machine, ['machines', name], add, asObj(root.defaults));
     credentialIssues(machine, ['machines', name], writable, add);
     autoUpgradeIssues(asObj(root.defaults), name, machine, add);
+    serviceIssues(machine, asObj(root.defaults), ['machines', name], add, known);
   }
   return issues;
 }
@@ -749,6 +761,8 @@ export interface Machine {
   limits: Limits;
   /** The health check its own systemd runs, if any (`health:` with a command, merged with defaults). */
   health?: HealthCheck;
+  /** Services inside the machine that nspawnctl hardens, sorted by name. */
+  services: ServiceHardening[];
 }
 
 export interface Manifest {
@@ -813,6 +827,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
       security: resolveSecurity(d.security, m.security),
       limits: resolveLimits(d.limits, m.limits),
       ...(health ? { health } : {}),
+      services: resolveServices(m.services),
     };
   }
   return { file, networks, machines };

@@ -9,6 +9,7 @@ import { machineLeader, machineUserRange } from '../apply/machinectl';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { deniedMessage, describeUnreadable, isSystemdBooted, listManagedMachines, listRunningMachines, readMachineRecord } from './observe';
 import { MachineRecord } from './records';
+import { reportServices, ServiceReport } from './service-report';
 import { Summary } from './steps';
 
 export interface MachineReport {
@@ -25,6 +26,8 @@ export interface MachineReport {
   /** When `nspawnctl upgrade` last brought its packages up to date (from its record); absent: never. */
   upgraded?: string;
   record?: MachineRecord;
+  /** Services nspawnctl hardens in it, with their exposure when it runs. */
+  services: ServiceReport[];
   /** Its health check, when it has one (status adds the last check's output). */
   health?: HealthReport;
   /** What a running machine's own systemd says (status only, as root). */
@@ -127,6 +130,7 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
       record: records.get(n),
       ...(health ? { health } : {}),
       ...(system ? { system } : {}),
+      services: await reportServices(host, n, records.get(n), isRunning, notice),
     });
   }
   return { machines: reports, notices };

@@ -2,6 +2,7 @@
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
 import { appArmorDropInPath, credentialsDropInPath, healthDropInPath, inRootfs, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, splitMachinePath, stagingPath, unitDropInDir } from '../host/paths';
 import { liveUnitOf } from '../render/auto-upgrade';
+import { serviceOfDropIn } from '../manifest/services';
 import { shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { HEALTH_ROOTFS_PATHS } from '../render/rootfs-paths';
@@ -224,6 +225,9 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     if (m.machine.autostart && !o.enabled) steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
     if (o.running) steps.push({ kind: 'restart-machine', machine: name, reason: 'root filesystem was recreated' });
     else steps.push({ kind: 'start-machine', machine: name, reason: 'new machine' });
+    if (m.machine.services.length > 0) {
+      steps.push({ kind: 'restart-services', machine: name, units: m.machine.services.map((s) => s.name), released: [], afterBoot: true, reason: 'new machine: its services must exist and run with their hardening' });
+    }
     if (m.machine.health) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
     return { steps, conflicts, notices, summary: { owner, action: 'create', changes: steps.map(summarize) } as Summary };
   }
@@ -245,6 +249,9 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     const inside = isWithin(hostPath, m.rootfs) ? splitMachinePath(hostPath) : undefined;
     return inside ? liveUnitOf(inside.path) : undefined;
   };
+  // Services whose hardening drop-in is written or removed: restarted inside the machine, not the machine.
+  const hardened = new Set<string>();
+  const released = new Set<string>();
   for (const e of allEntries) {
     const diff = compareEntry(e, state.files[e.hostPath]);
     if (diff === 'same') continue;
@@ -261,6 +268,8 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       reason: diff === 'create' ? 'missing' : record.files.includes(e.hostPath) ? 'differs from the manifest (changed by hand, or the manifest changed)' : 'content differs from the manifest',
     });
     changes.push(`${diff} ${e.hostPath}`);
+    const service = e.inRootfs ? serviceOfDropIn(e.path) : undefined;
+    if (service) hardened.add(service);
     if (e.restart) needsRestart = true;
     if (isWithin(e.hostPath, unitDropInDir(name))) {
       needsReload = true;
@@ -277,7 +286,10 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     } else if (!wanted.has(path) && current) {
       steps.push({ kind: 'remove-file', owner, path, reason: 'no longer in the manifest' });
       changes.push(`remove ${path}`);
-      if (isWithin(path, unitDropInDir(name))) {
+      const service = isWithin(path, m.rootfs) ? serviceOfDropIn(splitMachinePath(path)?.path ?? '') : undefined;
+      if (service) {
+        released.add(service);
+      } else if (isWithin(path, unitDropInDir(name))) {
         needsReload = true;
         if (path !== healthDropInPath(name)) otherDropIns = true;
         // Limits go back live on reload; an AppArmor profile and credentials only change with a
@@ -360,22 +372,35 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     steps.push({ kind: 'reload-units', machine: name, reason: o.running && !needsRestart ? live : 'drop-ins of its unit changed' });
   }
   const health = m.machine.health;
+  // After the machine and its services are (re)started: the check may need them.
+  let waitForHealth = false;
   if (!o.running) {
     steps.push({ kind: 'start-machine', machine: name, reason: 'not running' });
     changes.push('start');
     action = changes.length > 1 ? 'update' : 'start';
-    if (health) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
+    waitForHealth = Boolean(health);
   } else if (needsRestart) {
     steps.push({ kind: 'restart-machine', machine: name, reason: 'settings that only apply at start changed' });
     changes.push('restart');
     action = 'restart';
-    if (health) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
+    waitForHealth = Boolean(health);
   } else if (healthWritten && health) {
     steps.push({ kind: 'reload-health', machine: name, action: 'start', reason: 'the health check changed in a running machine' });
-    steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
+    waitForHealth = true;
   } else if (healthRemoved) {
     steps.push({ kind: 'reload-health', machine: name, action: 'stop', reason: 'the health check was removed from the manifest' });
   }
+  if (hardened.size > 0 || released.size > 0) {
+    // A machine (re)started by this plan boots its services with the new drop-ins already.
+    const afterBoot = !o.running || needsRestart;
+    const units = [...hardened].sort();
+    const gone = [...released].sort();
+    if (units.length > 0 || (gone.length > 0 && !afterBoot)) {
+      steps.push({ kind: 'restart-services', machine: name, units, released: gone, afterBoot, reason: afterBoot ? 'their hardening changed; the machine starts with it' : 'their hardening changed' });
+      changes.push(afterBoot ? `check services ${units.join(' ')}` : `restart services ${[...units, ...gone].join(' ')}`);
+    }
+  }
+  if (waitForHealth) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
   if (conflicts.length > 0) {
     // Nothing is done to a machine with a conflict; the other machines are planned as usual.
     // One symlink on the way to several files is one conflict.

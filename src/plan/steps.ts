@@ -25,6 +25,12 @@ export type Step =
   | { kind: 'wait-healthy'; machine: string; reason: string }
   /** The machine's own systemd re-reads its units, then (re)starts or stops these (autoUpgrade's timer). */
   | { kind: 'reload-machine-units'; machine: string; restart: string[]; stop: string[]; reason: string }
+  /**
+   * Inside the machine: its systemd reloaded, each of `units` checked to exist with its hardening
+   * drop-in loaded and restarted when it runs; `released` (drop-in removed) restarted when it
+   * runs. After a (re)start of the machine (`afterBoot`), only the check.
+   */
+  | { kind: 'restart-services'; machine: string; units: string[]; released: string[]; afterBoot: boolean; reason: string }
   | { kind: 'prepare-read-only'; machine: string; shift?: 'pick' | number; mountPoints: string[]; stopFirst: boolean; reason: string }
   | { kind: 'load-filter'; owner: Owner; path: string; reason: string }
   | { kind: 'unload-filter'; owner: Owner; table: string; chain: string; reason: string };
@@ -105,6 +111,10 @@ export function describeStep(step: Step): string {
       return `wait until the health check of ${step.machine} passes`;
     case 'reload-machine-units':
       return `reload the units of ${step.machine}'s own systemd${step.restart.length ? `, restart ${step.restart.join(' ')}` : ''}${step.stop.length ? `, stop ${step.stop.join(' ')}` : ''}`;
+    case 'restart-services':
+      return step.afterBoot
+        ? `check services in ${step.machine}: ${step.units.join(' ')} (loaded with their hardening, not failed)`
+        : `reload systemd in ${step.machine} and restart those that run: ${[...step.units.map((u) => `${u} (new hardening)`), ...step.released.map((u) => `${u} (hardening removed)`)].join(', ')}`;
     case 'load-filter':
       return `load packet filter ${step.path} (nft -f)`;
     case 'unload-filter':

@@ -14,7 +14,7 @@ const REPO = join(__dirname, '..', '..');
 
 const TOP_KEYS = 'defaults, networks, machines';
 const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, health, autoUpgrade';
-const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart`;
+const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart, services`;
 const NETWORK_KEYS = 'subnet, gateway, nat, isolated';
 const MACHINE_NAME_RULE = 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)';
 const BRIDGE_NAME_RULE = 'network names become bridge interface names: 1-15 characters, a lowercase letter first, then a-z 0-9 _ -';
@@ -747,6 +747,7 @@ describe('parseManifest resolves valid manifests', () => {
       autostart: true,
       security: resolveSecurity({ preset: 'strict' }, undefined),
       limits: resolveLimits(undefined, undefined),
+      services: [],
     };
     expect(m.machines.web).toEqual({
       ...common,
@@ -794,6 +795,7 @@ describe('parseManifest resolves valid manifests', () => {
       files: [],
       provision: [],
       autostart: false,
+      services: [],
       security: {
         preset: 'default' as const,
         privateUsers: 'pick',

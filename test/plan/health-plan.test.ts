@@ -51,6 +51,20 @@ const rows: { name: string; applied: string; now: string; state?: (s: HostState)
   },
   { name: 'converged, check unchanged: nothing', applied: CHECK, now: CHECK, steps: [] },
   {
+    name: 'a new machine with services and a check: its services checked first, then the wait (the check may need them)',
+    applied: NO_CHECK,
+    now: CHECK.replace('    health:', '    services: { cron: {} }\n    health:'),
+    state: (s) => Object.assign(s, freshState()),
+    steps: ['create-machine web', 'write-file create /etc/systemd/nspawn/web.nspawn', 'start-machine web', 'restart-services web', 'wait-healthy web'],
+  },
+  {
+    name: 'a stopped machine whose service hardening changed: started, services checked, then the wait',
+    applied: CHECK.replace('    health:', '    services: { cron: {} }\n    health:'),
+    now: CHECK.replace('    health:', '    services: { cron: { preset: strict } }\n    health:'),
+    state: (s) => void (s.machines.web.running = false),
+    steps: ['write-file update /var/lib/machines/web/etc/systemd/system/cron.service.d/50-nspawnctl-hardening.conf', 'start-machine web', 'restart-services web', 'wait-healthy web'],
+  },
+  {
     name: 'a check added to a running machine: its units written, its systemd reloads them, no restart',
     applied: NO_CHECK,
     now: CHECK,
