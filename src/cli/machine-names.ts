@@ -10,6 +10,8 @@ export const MACHINE_ARGUMENTS: Readonly<Record<string, string>> = {
   destroy: 'name',
   exec: 'name',
   logs: 'name',
+  rebuild: 'name',
+  rollback: 'name',
   shell: 'name',
   status: 'name',
   'profile:syscalls': 'machine',

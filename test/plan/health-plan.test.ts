@@ -51,6 +51,12 @@ const rows: { name: string; applied: string; now: string; state?: (s: HostState)
   },
   { name: 'converged, check unchanged: nothing', applied: CHECK, now: CHECK, steps: [] },
   {
+    name: 'a rebuild (provision changed): the new root is waited for until its check passes',
+    applied: CHECK,
+    now: CHECK.replace('    health:', '    provision: [[mkdir, /srv/app]]\n    health:'),
+    steps: ['rebuild-machine web', 'wait-healthy web'],
+  },
+  {
     name: 'a new machine with services and a check: its services checked first, then the wait (the check may need them)',
     applied: NO_CHECK,
     now: CHECK.replace('    health:', '    services: { cron: {} }\n    health:'),
