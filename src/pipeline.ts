@@ -60,7 +60,7 @@ export async function planManifest(host: Host, manifest: Manifest, cwd: string, 
   // Records name the manifest to compare with later (list, status); standard input has no path.
   const manifestPath = manifest.file === STDIN_LABEL ? STDIN_LABEL : posix.resolve(cwd, manifest.file);
   const plan = planChanges(desired, state, { manifestPath, now });
-  if (options.checkLimits !== false) await assertMachinesFit(host, plan, state);
+  if (options.checkLimits !== false) await assertMachinesFit(host, plan, state, manifest.file === STDIN_LABEL ? undefined : manifest.file);
   if (options.checkArchives !== false) await assertArchivesExist(host, manifest, plan);
   return { manifest, desired, state, plan };
 }

@@ -205,9 +205,11 @@ export interface LimitProblem {
 /**
  * The budget check of plan and apply: when the plan starts machines that do not run yet, the
  * machines running now plus those, times what each takes, plus the host's share, must fit under
- * every limit in force. Reads nothing when the plan starts no new machine.
+ * every limit in force. Reads nothing when the plan starts no new machine. `manifest` (the file
+ * as the user named it) goes into the fix: host init sizes the limits for its machines and those
+ * running, where without it only for the memory, which may hold fewer.
  */
-export async function findLimitProblems(host: Host, plan: Plan, state: HostState): Promise<LimitProblem[]> {
+export async function findLimitProblems(host: Host, plan: Plan, state: HostState, manifest?: string): Promise<LimitProblem[]> {
   const { running, starting } = machinesAfter(plan, state.running ?? []);
   if (starting.length === 0) return [];
   const total = running.length + starting.length;
@@ -220,14 +222,14 @@ export async function findLimitProblems(host: Host, plan: Plan, state: HostState
     const readOnly = access === 'read-only' || (access === 'denied' && host.uid === 0);
     problems.push({
       what: describeShortfall(s, `${total} would run (${running.length} running now, ${starting.length} to start)`),
-      fix: shortfallFix(s, sizedValue(s.limit, memTotal, total), { readOnly }),
+      fix: shortfallFix(s, sizedValue(s.limit, memTotal, total), { manifest, readOnly }),
     });
   }
   return problems;
 }
 
 /** Throws PreflightError (exit 3) naming each limit too low; nothing has been started or created yet. */
-export async function assertMachinesFit(host: Host, plan: Plan, state: HostState): Promise<void> {
-  const problems = await findLimitProblems(host, plan, state);
+export async function assertMachinesFit(host: Host, plan: Plan, state: HostState, manifest?: string): Promise<void> {
+  const problems = await findLimitProblems(host, plan, state, manifest);
   if (problems.length > 0) throw new PreflightError(problems);
 }

@@ -885,7 +885,7 @@ describe('nspawnctl apply: the machines must fit under the kernel limits', () =>
       stderr: [
         'nspawnctl: this host is not ready:',
         '  - fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 15 would run (0 running now, 15 to start): they need 136 inotify instances (8 per machine, 16 for the host)',
-        'hint: nspawnctl host init (raises it to 4096 now and keeps it in /etc/sysctl.d/50-nspawnctl.conf), or by hand: sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line "fs.inotify.max_user_instances = 4096" in a file in /etc/sysctl.d/',
+        'hint: nspawnctl host init machines.yaml (raises it to 4096 now and keeps it in /etc/sysctl.d/50-nspawnctl.conf), or by hand: sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line "fs.inotify.max_user_instances = 4096" in a file in /etc/sysctl.d/',
         '',
       ].join('\n'),
     });

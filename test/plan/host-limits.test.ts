@@ -200,6 +200,19 @@ describe('findLimitProblems (the budget check of plan and apply)', () => {
     ]);
   });
 
+  test('the fix names the manifest: host init sizes for its machines, where the memory alone holds fewer', async () => {
+    // 256 MiB holds 16 machines of 16 MiB: host init without the manifest would raise to 256 (room for 30).
+    const host = hostWith({ 'fs.inotify.max_user_instances': 128, 'user.max_inotify_instances': 128 });
+    host.fs.addFile('/proc/meminfo', `MemTotal:       ${256 * 1024} kB\n`);
+    expect(sizedValue(INSTANCES, 256 * 1024)).toBe(256);
+    const { plan, state } = planFor(manifestOf(40));
+    const [p] = await findLimitProblems(host, plan, state, 'fleet/machines.yaml');
+    expect(p.fix).toBe(
+      'nspawnctl host init fleet/machines.yaml (raises it to 512 now and keeps it in /etc/sysctl.d/50-nspawnctl.conf), or by hand: sysctl -w fs.inotify.max_user_instances=512, and keep it with the line "fs.inotify.max_user_instances = 512" in a file in /etc/sysctl.d/',
+    );
+    expect(machinesThatFit(INSTANCES, 512)).toBeGreaterThanOrEqual(40);
+  });
+
   test('every limit too low is named, each with its fix', async () => {
     const host = hostWith({ 'fs.inotify.max_user_instances': 128, 'fs.inotify.max_user_watches': 512, 'kernel.pty.max': 4096 });
     const { plan, state } = planFor(manifestOf(20));
