@@ -596,6 +596,26 @@ describe('nspawnctl host init: kernel limits for many machines', () => {
     expect(r.stderr).toContain('nspawnctl: 1 problem(s) need a manual fix (see above)\n');
   });
 
+  // Regression: with --json the report was followed by the error as a second JSON document, so
+  // stdout did not parse. The report is the one document; the error goes to stderr.
+  test('--json, /proc/sys read-only and the values too low: stdout is one document (the report), exit 1; a second run the same, with no steps', async () => {
+    const { host } = defaultLimitsHost();
+    host.fs.readOnly.add('/proc/sys');
+    const fix = "/proc/sys is read-only here (nspawnctl runs in a container, and the limit is the kernel's): on the host that runs this container, sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line \"fs.inotify.max_user_instances = 4096\" in a file in /etc/sysctl.d/";
+    for (const applied of [true, false]) {
+      const r = await runCommand(initWith(host), ['machines.yaml', '--json']);
+      expect({ exitCode: r.exitCode, error: r.stderr.split('\n').filter((l) => l.startsWith('nspawnctl:')) }).toEqual({ exitCode: 1, error: ['nspawnctl: 1 problem(s) need a manual fix (see above)'] });
+      const json = JSON.parse(r.stdout);
+      expect({ ...json, steps: json.steps.map((s: { kind: string }) => s.kind) }).toEqual({
+        ready: false,
+        steps: applied ? ['write-file', 'write-host-record'] : [],
+        findings: [{ severity: 'error', what: 'fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 20 would run (the 20 of machines.yaml): they need 176 inotify instances (8 per machine, 16 for the host)', fix }],
+        ...(applied ? { applied: true } : {}),
+      });
+    }
+    expect(effects(host)).toEqual([]);
+  });
+
   test('/proc/sys read-only and the values already sufficient (set from outside): the file only, exit 0', async () => {
     const { host } = defaultLimitsHost();
     host.fs.addFile(INSTANCES, '4096\n');

@@ -34,7 +34,7 @@ export default class HostInit extends BaseCommand {
     const say = (line: string) => (flags.json ? undefined : process.stderr.write(`${line}\n`));
     if (flags.undo) {
       const r = await this.withLock(host, 'host init --undo', flags.wait, () => undoHostInit(host, flags.force, say));
-      if (flags.json) this.out(JSON.stringify(r, null, 2));
+      if (flags.json) this.outJson(r);
       else if (r.nothingToUndo) this.out(`Nothing to undo: host init has not changed this host (no record in ${HOST_RECORD_PATH}).`);
       else this.out(`Undone: removed ${r.removed.length} file(s), disabled ${r.disabled.length} unit(s)${r.restored.length ? `, restored ${r.restored.map((x) => `${x.key} = ${x.to}`).join(', ')}` : ''}.${r.packages.length ? ` Packages host init installed are kept; remove them with: apt-get remove ${r.packages.join(' ')}` : ''}`);
       return;
@@ -55,7 +55,7 @@ export default class HostInit extends BaseCommand {
     const json = () => ({ ready: plan.steps.length === 0 && errors.length === 0, steps: stepsJson(plan), findings: plan.findings });
 
     if (flags.check || flags['dry-run'] || plan.steps.length === 0) {
-      if (flags.json) this.out(JSON.stringify(json(), null, 2));
+      if (flags.json) this.outJson(json());
       else if (plan.steps.length > 0) this.out(`${flags.check ? 'Missing' : 'Would do'}:\n${report}`);
       else if (errors.length > 0) this.out(`Nothing to install or write, but the host is not ready:\n${report}`);
       else this.out(`The host is ready for nspawnctl.${report ? `\n${report}` : ''}`);
@@ -79,7 +79,7 @@ export default class HostInit extends BaseCommand {
     const remaining = done.findings.filter((f) => f.fixedBy === undefined);
     const doneErrors = remaining.filter((f) => f.severity === 'error');
     if (flags.json) {
-      this.out(JSON.stringify({ ready: doneErrors.length === 0, steps: stepsJson(done), findings: done.findings, applied: true }, null, 2));
+      this.outJson({ ready: doneErrors.length === 0, steps: stepsJson(done), findings: done.findings, applied: true });
     } else {
       for (const f of remaining) say(`${f.severity}: ${f.what}\n  fix: ${f.fix.replace(/\n/g, '\n       ')}`);
       this.out(`Host init done: ${done.steps.length} step(s).`);
