@@ -6,7 +6,10 @@ import { MACHINE_NAME } from '../manifest/schema';
 
 /** Command id -> the argument that names a machine nspawnctl manages. */
 export const MACHINE_ARGUMENTS: Readonly<Record<string, string>> = {
+  audit: 'machines',
   destroy: 'name',
+  rebuild: 'name',
+  rollback: 'name',
   status: 'name',
   'profile:syscalls': 'machine',
 };

@@ -22,6 +22,19 @@ export function stagingPath(machine: string): string {
   return `${MACHINES_DIR}/.nspawnctl-${machine}.staging`;
 }
 
+/**
+ * The root filesystem a rebuild set aside (hidden like staging), until the next rebuild replaces
+ * it or a rollback swaps it back; the machine's record names it.
+ */
+export function previousRootfsPath(machine: string): string {
+  return `${MACHINES_DIR}/.nspawnctl-${machine}.previous`;
+}
+
+/** Where a rollback parks the current root filesystem for a moment while the two change places. */
+export function swapRootfsPath(machine: string): string {
+  return `${MACHINES_DIR}/.nspawnctl-${machine}.swap`;
+}
+
 export function nspawnFilePath(machine: string): string {
   return `${NSPAWN_DIR}/${machine}.nspawn`;
 }

@@ -2,7 +2,7 @@
 import { posix } from 'node:path';
 import { describeStep, Plan, Step } from './steps';
 
-const MARK: Record<string, string> = { create: '+', update: '~', restart: '~', start: '>', unchanged: '=', conflict: '!' };
+const MARK: Record<string, string> = { create: '+', update: '~', rebuild: '~', restart: '~', start: '>', unchanged: '=', conflict: '!' };
 
 export function formatPlanText(plan: Plan): string {
   const out: string[] = [];
@@ -66,6 +66,8 @@ export function stepToJson(step: Step): Record<string, unknown> {
       return { ...base, owner: step.owner, path: step.path };
     case 'install-packages':
       return { ...base, machine: step.machine, packages: step.packages };
+    case 'rebuild-machine':
+      return { ...base, machine: step.machine, why: step.why, distribution: step.spec.distribution, suite: step.spec.suite, packages: step.spec.packages, files: step.entries.map((e) => e.hostPath) };
     case 'reload-networkd':
       return { ...base, reconfigure: step.reconfigure };
     case 'enable-networkd':
@@ -74,6 +76,10 @@ export function stepToJson(step: Step): Record<string, unknown> {
       return { ...base, network: step.owner.name, path: step.path };
     case 'unload-filter':
       return { ...base, network: step.owner.name, table: step.table, chain: step.chain };
+    case 'reload-machine-units':
+      return { ...base, machine: step.machine, restart: step.restart, stop: step.stop };
+    case 'restart-services':
+      return { ...base, machine: step.machine, units: step.units, released: step.released, afterBoot: step.afterBoot };
     case 'create-bind-source':
     case 'hand-bind-source':
     case 'remove-staging':

@@ -1,6 +1,8 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, splitMachinePath, stagingPath, unitDropInDir } from '../host/paths';
+import { liveUnitOf } from '../render/auto-upgrade';
+import { serviceOfDropIn } from '../manifest/services';
 import { shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
@@ -190,23 +192,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
 
   // A new machine (or one whose rootfs vanished): bootstrap, configure, start.
   if (!o.record || !o.rootfsExists) {
-    const record: MachineRecord = {
-      version: 1,
-      kind: 'machine',
-      name,
-      manifest: options.manifestPath,
-      created: o.record?.created ?? options.now,
-      bootstrap: {
-        distribution: m.machine.distribution,
-        suite: m.machine.suite,
-        mirror: m.machine.mirror,
-        variant: m.machine.variant,
-        bootstrapper: m.machine.bootstrapper,
-      },
-      packages: m.machine.packages,
-      provision: m.machine.provision,
-      files,
-    };
+    const record = newMachineRecord(m, options.manifestPath, o.record?.created ?? options.now);
     const reason = o.record ? `its root filesystem ${m.rootfs} is missing` : 'not on this host yet';
     steps.push({ kind: 'create-machine', machine: name, spec: m.machine, entries: m.rootfsEntries, record, reason });
     for (const e of m.hostEntries) {
@@ -222,13 +208,30 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     if (m.machine.autostart && !o.enabled) steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
     if (o.running) steps.push({ kind: 'restart-machine', machine: name, reason: 'root filesystem was recreated' });
     else steps.push({ kind: 'start-machine', machine: name, reason: 'new machine' });
+    if (m.machine.services.length > 0) {
+      steps.push({ kind: 'restart-services', machine: name, units: m.machine.services.map((s) => s.name), released: [], afterBoot: true, reason: 'new machine: its services must exist and run with their hardening' });
+    }
     return { steps, conflicts, notices, summary: { owner, action: 'create', changes: steps.map(summarize) } as Summary };
   }
 
   const record = o.record;
+  // What only a fresh root filesystem brings (a read-only root is not rebuilt yet: notices below).
+  const why = rebuildReasons(m, record);
+  if (why.length > 0 && !m.machine.security.readOnly) return planRebuild(m, o, record, why, state, options);
   const changes: string[] = [];
   let needsRestart = false;
   let needsReload = false;
+  // Units of the machine's own systemd whose files change (autoUpgrade's timer): they take effect
+  // live, with a daemon-reload inside and the unit restarted, or stopped once its files are gone.
+  const restartUnits = new Set<string>();
+  const stopUnits = new Set<string>();
+  const liveUnitAt = (hostPath: string) => {
+    const inside = isWithin(hostPath, m.rootfs) ? splitMachinePath(hostPath) : undefined;
+    return inside ? liveUnitOf(inside.path) : undefined;
+  };
+  // Services whose hardening drop-in is written or removed: restarted inside the machine, not the machine.
+  const hardened = new Set<string>();
+  const released = new Set<string>();
   for (const e of allEntries) {
     const diff = compareEntry(e, state.files[e.hostPath]);
     if (diff === 'same') continue;
@@ -244,8 +247,12 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       reason: diff === 'create' ? 'missing' : record.files.includes(e.hostPath) ? 'differs from the manifest (changed by hand, or the manifest changed)' : 'content differs from the manifest',
     });
     changes.push(`${diff} ${e.hostPath}`);
+    const service = e.inRootfs ? serviceOfDropIn(e.path) : undefined;
+    if (service) hardened.add(service);
     if (e.restart) needsRestart = true;
     if (isWithin(e.hostPath, unitDropInDir(name))) needsReload = true;
+    const unit = liveUnitAt(e.hostPath);
+    if (unit) restartUnits.add(unit);
   }
   const wanted = new Set(files);
   for (const path of record.files) {
@@ -255,11 +262,16 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     } else if (!wanted.has(path) && current) {
       steps.push({ kind: 'remove-file', owner, path, reason: 'no longer in the manifest' });
       changes.push(`remove ${path}`);
-      if (isWithin(path, unitDropInDir(name))) {
+      const service = isWithin(path, m.rootfs) ? serviceOfDropIn(splitMachinePath(path)?.path ?? '') : undefined;
+      if (service) {
+        released.add(service);
+      } else if (isWithin(path, unitDropInDir(name))) {
         needsReload = true;
         // Limits go back live on reload; an AppArmor profile and credentials only change with a
         // new systemd-nspawn process.
         if (path === appArmorDropInPath(name) || path === credentialsDropInPath(name)) needsRestart = true;
+      } else if (liveUnitAt(path)) {
+        stopUnits.add(liveUnitAt(path)!);
       } else if (path.endsWith('.nspawn') || (isWithin(path, m.rootfs) && path.includes('/etc/systemd/'))) {
         // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
         needsRestart = true;
@@ -279,16 +291,16 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   }
   const dropped = record.packages.filter((p) => !m.machine.packages.includes(p));
   if (dropped.length > 0) {
-    notices.push({ owner, message: `packages no longer listed stay installed (nspawnctl does not remove packages): ${dropped.join(' ')}` });
+    notices.push({ owner, message: `packages no longer listed stay installed (a read-only machine is not rebuilt yet): ${dropped.join(' ')}` });
   }
   const b = record.bootstrap;
   for (const key of ['distribution', 'suite', 'variant'] as const) {
     if (b[key] !== m.machine[key]) {
-      notices.push({ owner, message: `${key} is ${m.machine[key]} in the manifest but the machine was built with ${b[key]}; nspawnctl never rebuilds a machine in place: destroy it and apply again to rebuild` });
+      notices.push({ owner, message: `${key} is ${m.machine[key]} in the manifest but the machine was built with ${b[key]}; a read-only machine is not rebuilt yet: destroy it and apply again to rebuild` });
     }
   }
   if (JSON.stringify(record.provision) !== JSON.stringify(m.machine.provision)) {
-    notices.push({ owner, message: 'provision commands changed; they run only when a machine is created, so they were not run again' });
+    notices.push({ owner, message: 'provision commands changed; they run only when a root filesystem is built, and a read-only machine is not rebuilt yet, so they were not run again' });
   }
 
   if (m.machine.autostart && !o.enabled) {
@@ -320,6 +332,13 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       if (o.running) needsRestart = true;
     }
   }
+  for (const unit of restartUnits) stopUnits.delete(unit);
+  if (o.running && !needsRestart && (restartUnits.size > 0 || stopUnits.size > 0)) {
+    const restart = [...restartUnits].sort();
+    const stop = [...stopUnits].sort();
+    steps.push({ kind: 'reload-machine-units', machine: name, restart, stop, reason: 'units of the machine\'s own systemd changed; they take effect without a restart' });
+    changes.push(`reload units inside${restart.length ? `, restart ${restart.join(' ')}` : ''}${stop.length ? `, stop ${stop.join(' ')}` : ''}`);
+  }
   if (needsReload) {
     steps.push({ kind: 'reload-units', machine: name, reason: o.running && !needsRestart ? 'limits changed; systemd applies them to the running machine' : 'drop-ins of its unit changed' });
   }
@@ -332,6 +351,16 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     changes.push('restart');
     action = 'restart';
   }
+  if (hardened.size > 0 || released.size > 0) {
+    // A machine (re)started by this plan boots its services with the new drop-ins already.
+    const afterBoot = !o.running || needsRestart;
+    const units = [...hardened].sort();
+    const gone = [...released].sort();
+    if (units.length > 0 || (gone.length > 0 && !afterBoot)) {
+      steps.push({ kind: 'restart-services', machine: name, units, released: gone, afterBoot, reason: afterBoot ? 'their hardening changed; the machine starts with it' : 'their hardening changed' });
+      changes.push(afterBoot ? `check services ${units.join(' ')}` : `restart services ${[...units, ...gone].join(' ')}`);
+    }
+  }
   if (conflicts.length > 0) {
     // Nothing is done to a machine with a conflict; the other machines are planned as usual.
     // One symlink on the way to several files is one conflict.
@@ -339,6 +368,90 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     return { steps: [], conflicts: unique, notices, summary: { owner, action: 'conflict', changes: unique.map((c) => c.message) } as Summary };
   }
   return { steps, conflicts, notices, summary: { owner, action, changes } as Summary };
+}
+
+/** Why the machine needs a fresh root filesystem: what apply cannot change in the one it has. */
+function rebuildReasons(m: DesiredMachine, record: MachineRecord): string[] {
+  const why: string[] = [];
+  for (const key of ['distribution', 'suite', 'variant'] as const) {
+    if (record.bootstrap[key] !== m.machine[key]) why.push(`${key} ${record.bootstrap[key]} -> ${m.machine[key]}`);
+  }
+  if (JSON.stringify(record.provision) !== JSON.stringify(m.machine.provision)) why.push('provision commands changed');
+  const dropped = record.packages.filter((p) => !m.machine.packages.includes(p));
+  if (dropped.length > 0) why.push(`packages removed: ${dropped.join(' ')}`);
+  return why;
+}
+
+/**
+ * A machine rebuilt by apply: its host files first (they take effect at the rebuild's start), then
+ * the rebuild, which writes the files inside the new root, installs the packages, records it and
+ * starts the machine (one stop, one start) with the old root kept for rollback.
+ */
+function planRebuild(m: DesiredMachine, o: ObservedMachine, record: MachineRecord, why: string[], state: HostState, options: PlanOptions) {
+  const name = m.machine.name;
+  const owner: Owner = { type: 'machine', name };
+  const steps: Step[] = [];
+  const conflicts: Conflict[] = [];
+  const changes: string[] = [];
+  let needsReload = false;
+  for (const e of m.hostEntries) {
+    const diff = compareEntry(e, state.files[e.hostPath]);
+    if (diff === 'same') continue;
+    if (diff === 'blocked') {
+      conflicts.push({ owner, path: e.hostPath, message: blockedMessage(e.hostPath, state.files[e.hostPath]) });
+      continue;
+    }
+    steps.push({ kind: 'write-file', owner, entry: e, change: diff, reason: diff === 'create' ? 'missing' : 'content differs from the manifest' });
+    changes.push(`${diff} ${e.hostPath}`);
+    if (isWithin(e.hostPath, unitDropInDir(name))) needsReload = true;
+  }
+  const wanted = new Set([...m.hostEntries, ...m.rootfsEntries].map((e) => e.hostPath));
+  for (const path of record.files) {
+    // Files inside the old root go with it; host files no longer generated are removed.
+    if (wanted.has(path) || isWithin(path, m.rootfs) || !state.files[path]) continue;
+    if (state.files[path]?.type === 'unsafe') {
+      conflicts.push({ owner, path, message: (state.files[path] as { reason: string }).reason });
+      continue;
+    }
+    steps.push({ kind: 'remove-file', owner, path, reason: 'no longer in the manifest' });
+    changes.push(`remove ${path}`);
+    if (isWithin(path, unitDropInDir(name))) needsReload = true;
+  }
+  if (conflicts.length > 0) {
+    return { steps: [], conflicts, notices: [] as Notice[], summary: { owner, action: 'conflict', changes: conflicts.map((c) => c.message) } as Summary };
+  }
+  if (needsReload) steps.push({ kind: 'reload-units', machine: name, reason: 'drop-ins of its unit changed' });
+  steps.push({ kind: 'rebuild-machine', machine: name, spec: m.machine, entries: m.rootfsEntries, record: newMachineRecord(m, options.manifestPath, record.created), why, reason: 'only a fresh root filesystem brings these changes' });
+  changes.push(`rebuild (${why.join('; ')}); the old root filesystem is kept for rollback`);
+  if (m.machine.autostart && !o.enabled) {
+    steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
+    changes.push('enable at boot');
+  } else if (!m.machine.autostart && o.enabled) {
+    steps.push({ kind: 'disable-machine', machine: name, reason: 'autostart: false' });
+    changes.push('disable at boot');
+  }
+  return { steps, conflicts, notices: [] as Notice[], summary: { owner, action: 'rebuild', changes } as Summary };
+}
+
+/** The record of a root filesystem built from the manifest (by create-machine, or by rebuild). */
+export function newMachineRecord(m: DesiredMachine, manifestPath: string, created: string): MachineRecord {
+  return {
+    version: 1,
+    kind: 'machine',
+    name: m.machine.name,
+    manifest: manifestPath,
+    created,
+    bootstrap: {
+      distribution: m.machine.distribution,
+      suite: m.machine.suite,
+      mirror: m.machine.mirror,
+      variant: m.machine.variant,
+      bootstrapper: m.machine.bootstrapper,
+    },
+    packages: m.machine.packages,
+    provision: m.machine.provision,
+    files: [...m.hostEntries, ...m.rootfsEntries].map((e) => e.hostPath).sort(),
+  };
 }
 
 /**
