@@ -151,13 +151,15 @@ export function shortfallFix(s: LimitShortfall, value: number, options: { manife
 
 /**
  * The machines that would run once `plan` is applied: those running now (nspawnctl's or not) and
- * those it starts, creates or boots to install packages into.
+ * those it starts, creates, rebuilds or boots to install packages into.
  */
 export function machinesAfter(plan: Plan, running: string[]): { running: string[]; starting: string[] } {
   const now = new Set(running);
   const starting = new Set<string>();
   for (const s of plan.steps) {
-    if ((s.kind === 'create-machine' || s.kind === 'start-machine' || s.kind === 'restart-machine' || s.kind === 'install-packages') && !now.has(s.machine)) starting.add(s.machine);
+    // A rebuild starts the machine on its new root filesystem, whether it ran before or not.
+    const starts = s.kind === 'create-machine' || s.kind === 'start-machine' || s.kind === 'restart-machine' || s.kind === 'install-packages' || s.kind === 'rebuild-machine';
+    if (starts && !now.has(s.machine)) starting.add(s.machine);
   }
   return { running: [...now].sort(), starting: [...starting].sort() };
 }

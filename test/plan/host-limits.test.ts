@@ -161,6 +161,17 @@ describe('which machines count', () => {
     expect(machinesAfter(plan, stopped.running)).toEqual({ running: ['m00', 'm02'], starting: ['m01'] });
   });
 
+  test('a rebuilt machine that is stopped now is started by the rebuild, and counts; a running one is not counted twice', () => {
+    const desired = renderDesiredState(parseManifest('machines.yaml', manifestOf(2)));
+    const state = convergedState(desired);
+    const changed = renderDesiredState(parseManifest('machines.yaml', manifestOf(2).replace('m00: {}', 'm00: { suite: trixie }')));
+    const stopped = { ...state, machines: { ...state.machines, m00: { ...state.machines.m00, running: false } }, running: ['m01'] };
+    const plan = planChanges(changed, stopped, { manifestPath: MANIFEST_PATH, now: NOW });
+    expect(plan.steps.filter((s) => s.kind.endsWith('-machine')).map((s) => s.kind)).toEqual(['rebuild-machine']);
+    expect(machinesAfter(plan, stopped.running)).toEqual({ running: ['m01'], starting: ['m00'] });
+    expect(machinesAfter(planChanges(changed, state, { manifestPath: MANIFEST_PATH, now: NOW }), state.running!)).toEqual({ running: ['m00', 'm01'], starting: [] });
+  });
+
   test('a running machine that is restarted is not counted twice', () => {
     const desired = renderDesiredState(parseManifest('machines.yaml', manifestOf(2)));
     const state = convergedState(desired);
