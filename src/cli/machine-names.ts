@@ -8,8 +8,11 @@ import { MACHINE_NAME } from '../manifest/schema';
 export const MACHINE_ARGUMENTS: Readonly<Record<string, string>> = {
   audit: 'machines',
   destroy: 'name',
+  exec: 'name',
+  logs: 'name',
   rebuild: 'name',
   rollback: 'name',
+  shell: 'name',
   status: 'name',
   'profile:syscalls': 'machine',
 };
