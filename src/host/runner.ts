@@ -1,6 +1,7 @@
 // Runs external programs with argument arrays only (never a shell), through execa.
 import { accessSync, constants } from 'node:fs';
 import { CommandFailedError, escapeControl, InterruptedError } from '../errors';
+import type { PipeCommand, PipelineOptions, PipelineResult } from './archive-io';
 
 /** Directories searched for programs; fixed, so PATH tricks cannot change what runs as root. */
 export const PROGRAM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
@@ -34,6 +35,11 @@ export interface RunOptions {
    * (setpriv --pdeathsig), so no orphan keeps writing into a directory the next run cleans.
    */
   dieWithParent?: boolean;
+  /**
+   * Runs even after SIGINT/SIGTERM and is not stopped by it: for putting back what nspawnctl
+   * took down (starting a machine that a backup stopped), never for new work.
+   */
+  evenIfInterrupted?: boolean;
 }
 
 export interface RunResult {
@@ -45,6 +51,11 @@ export interface RunResult {
 // The seam every external command goes through; tests use a recording fake.
 export interface Runner {
   run(file: string, args: string[], options?: RunOptions): Promise<RunResult>;
+  /**
+   * Runs programs with each one's output piped into the next (tar into zstd), through Node,
+   * which hashes and counts the bytes; see src/host/archive-io.ts.
+   */
+  pipeline(commands: PipeCommand[], options: PipelineOptions): Promise<PipelineResult>;
 }
 
 /**
@@ -62,6 +73,11 @@ export function outputLines(text: string): string[] {
 /** The real runner. execa is ESM-only and loaded on first use, which keeps startup fast. */
 export function createExecaRunner(signal?: AbortSignal): Runner {
   return {
+    async pipeline(commands, options) {
+      // Loaded on first use, like execa: most commands never run a pipeline.
+      const { runPipeline } = require('./archive-io') as typeof import('./archive-io');
+      return runPipeline(commands, options, signal);
+    },
     async run(file, args, options = {}) {
       const argv = [file, ...args];
       const program = resolveProgram(file);
@@ -71,7 +87,8 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
         if (options.allowFailure) return { exitCode: 127, stdout: '', stderr: message };
         throw new CommandFailedError(argv, undefined, message);
       }
-      if (signal?.aborted) throw new InterruptedError();
+      const cancel = options.evenIfInterrupted ? undefined : signal;
+      if (cancel?.aborted) throw new InterruptedError();
       const setpriv = options.dieWithParent ? resolveProgram('setpriv') : undefined;
       const [exe, exeArgs] = setpriv ? [setpriv, ['--pdeathsig', 'TERM', '--', program, ...args]] : [program, args];
       const { execa } = await import('execa');
@@ -79,7 +96,7 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
         // Long-running children get their own process group, so an interrupt stops the whole
         // tree (mmdebstrap's apt and dpkg too), not just the process nspawnctl started.
         detached: options.dieWithParent === true,
-        cancelSignal: options.dieWithParent ? undefined : signal,
+        cancelSignal: options.dieWithParent ? undefined : cancel,
         reject: false,
         shell: false,
         input: options.input,
@@ -112,14 +129,14 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
         kill('SIGTERM');
         setTimeout(() => kill('SIGKILL'), 5000).unref();
       };
-      if (options.dieWithParent && signal) signal.addEventListener('abort', stopGroup, { once: true });
+      if (options.dieWithParent && cancel) cancel.addEventListener('abort', stopGroup, { once: true });
       let r;
       try {
         r = await child;
       } finally {
-        signal?.removeEventListener('abort', stopGroup);
+        cancel?.removeEventListener('abort', stopGroup);
       }
-      if (r.isCanceled || signal?.aborted) throw new InterruptedError(argv);
+      if (r.isCanceled || cancel?.aborted) throw new InterruptedError(argv);
       const stdout = String(r.stdout ?? '');
       const stderr = String(r.stderr ?? '');
       if (r.exitCode === undefined) {
