@@ -352,7 +352,7 @@ function isEpipe(err: unknown): boolean {
  * Runs `commands` with each one's standard output piped (through Node) into the next one's
  * standard input. Programs are found in PROGRAM_DIRS, run without a shell and with LC_ALL=C
  * (tar's listing is parsed). On a failure the error names the program that caused it: the sink,
- * else the first program that did not just die of a closed pipe. SIGINT/SIGTERM (`signal`) stops
+ * else the first program that did not just lose its output pipe. SIGINT/SIGTERM (`signal`) stops
  * every program.
  */
 export async function runPipeline(commands: PipeCommand[], options: PipelineOptions, signal?: AbortSignal): Promise<PipelineResult> {
@@ -475,7 +475,11 @@ export async function runPipeline(commands: PipeCommand[], options: PipelineOpti
     .map((r, i) => ({ r, i }))
     .filter(({ r, i }) => (r.code !== 0 || r.signal !== null) && !(stoppedEarly && i < last));
   if (failed.length > 0) {
-    const cause = failed.find(({ r }) => r.signal !== 'SIGPIPE' && r.signal !== 'SIGTERM') ?? failed[0];
+    // A program that lost its output (killed by SIGPIPE, or reporting the write error itself, in
+    // English under LC_ALL=C: Node's stdio pipes are socket pairs, so a closed reader can also be
+    // "Connection reset by peer") did not cause the failure.
+    const victim = ({ r, i }: { r: Exit; i: number }) => r.signal === 'SIGPIPE' || r.signal === 'SIGTERM' || /broken pipe|connection reset by peer/i.test(stderr[i]);
+    const cause = failed.find((f) => !victim(f)) ?? failed[0];
     const c = commands[cause.i];
     const why = cause.r.signal ? `${stderr[cause.i]}\nkilled by ${cause.r.signal}` : stderr[cause.i];
     throw new CommandFailedError([c.file, ...c.args], cause.r.code ?? undefined, why);
