@@ -461,7 +461,8 @@ export class FakeRunner implements Runner {
     const input = options.input ? (await options.input.file.read(options.input.start, options.input.end - options.input.start)) : undefined;
     if ((r.exitCode ?? 0) !== 0) throw new CommandFailedError(argv, r.exitCode, r.stderr ?? '');
     const stdout = r.stdout ?? '';
-    const progress = { input: input?.length ?? 0, stages: commands.map((_c, i) => (i === commands.length - 1 ? Buffer.byteLength(stdout, 'latin1') : 0)) };
+    // Every program is taken to have written as much as the last one printed.
+    const progress = { input: input?.length ?? 0, stages: commands.map(() => Buffer.byteLength(stdout, 'latin1')) };
     options.onProgress?.(progress);
     const out = options.output;
     let outputSha256: string | undefined;
