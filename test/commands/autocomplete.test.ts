@@ -36,7 +36,7 @@ function complete(words: string[]): string[] {
 
 describe('the bash completion', () => {
   test.each([
-    [['nspawnctl', ''], ['apply', 'autocomplete', 'backup', 'cache', 'destroy', 'help', 'host', 'init', 'list', 'plan', 'profile', 'render', 'status']],
+    [['nspawnctl', ''], ['apply', 'autocomplete', 'backup', 'cache', 'destroy', 'help', 'host', 'init', 'list', 'plan', 'profile', 'render', 'restore', 'status']],
     [['nspawnctl', 'a'], ['apply', 'autocomplete']],
     [['nspawnctl', 'host', ''], ['init']],
     [['nspawnctl', 'cache', ''], ['list', 'prune']],
@@ -71,7 +71,7 @@ describe('the bash completion', () => {
     [['nspawnctl', 'autocomplete', ''], ['bash', 'zsh']],
     [['nspawnctl', 'autocomplete', 'z'], ['zsh']],
     // help COMMAND...: command words only
-    [['nspawnctl', 'help', ''], ['apply', 'autocomplete', 'backup', 'cache', 'destroy', 'help', 'host', 'init', 'list', 'plan', 'profile', 'render', 'status']],
+    [['nspawnctl', 'help', ''], ['apply', 'autocomplete', 'backup', 'cache', 'destroy', 'help', 'host', 'init', 'list', 'plan', 'profile', 'render', 'restore', 'status']],
     [['nspawnctl', 'help', 'host', ''], ['init']],
     [['nspawnctl', 'help', '-'], []],
   ])('%j -> %j', (words, expected) => {
