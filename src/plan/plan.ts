@@ -40,6 +40,14 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
     steps.push({ kind: 'reload-networkd', reconfigure, bridges, reason: 'bridge configuration changed' });
   }
 
+  // A read-write source can belong to one machine's UID range only: of the machines that mount it
+  // read-write, the first by name gets it (the order of desired.machines).
+  const firstWriter = new Map<string, string>();
+  for (const m of desired.machines) {
+    if (!shiftsUids(m.machine.security)) continue;
+    for (const b of m.machine.bind) if (!b.readOnly && !firstWriter.has(b.source)) firstWriter.set(b.source, m.machine.name);
+  }
+
   for (const m of desired.machines) {
     const r = planMachine(m, state.machines[m.machine.name], state, options);
     // systemd-nspawn refuses to start when a bind source is missing. Only an entry with
@@ -54,7 +62,7 @@ export function planChanges(desired: DesiredState, state: HostState, options: Pl
     }
     steps.push(...r.steps);
     if (r.conflicts.length === 0) {
-      const handed = planBindOwnership(m, state);
+      const handed = planBindOwnership(m, state, firstWriter);
       steps.push(...handed.steps);
       r.summary.changes.push(...handed.paths.map((p) => `give ${p} to the machine's root`));
       if (handed.steps.length > 0 && r.summary.action === 'unchanged') r.summary.action = 'update';
@@ -387,7 +395,7 @@ function summarize(step: Step): string {
  * is handed to the machine once it runs (the step reads the range the machine got); one that
  * still belongs to host root and that nspawnctl did not create is the admin's to hand over.
  */
-function planBindOwnership(m: DesiredMachine, state: HostState): { steps: Step[]; paths: string[]; notices: Notice[] } {
+function planBindOwnership(m: DesiredMachine, state: HostState, firstWriter: Map<string, string>): { steps: Step[]; paths: string[]; notices: Notice[] } {
   const steps: Step[] = [];
   const paths: string[] = [];
   const notices: Notice[] = [];
@@ -395,6 +403,14 @@ function planBindOwnership(m: DesiredMachine, state: HostState): { steps: Step[]
   const owner: Owner = { type: 'machine', name: m.machine.name };
   for (const [i, b] of m.machine.bind.entries()) {
     if (b.readOnly) continue;
+    const writer = firstWriter.get(b.source);
+    if (writer !== m.machine.name) {
+      notices.push({
+        owner,
+        message: `bind[${i}]: ${b.source} is also mounted read-write by ${writer}, whose root owns it; ${m.machine.name} has its own UID range, so its root can only read it (give each machine its own directory, or mount it readOnly here)`,
+      });
+      continue;
+    }
     const uid = state.bindSourceOwners?.[b.source];
     const missing = !state.existingBindSources.includes(b.source);
     if (b.create && (missing || uid === 0)) {

@@ -6,7 +6,7 @@
 # apt-cacher-ng that this script runs on the host end of a veth pair. See
 # test/e2e/README.md for the full picture.
 #
-#   bash test/e2e/sandbox.sh up [--bare]     boot it (builds/caches the rootfs first)
+#   bash test/e2e/sandbox.sh up [--bare] [--no-node]  boot it (--no-node: without our node)
 #   bash test/e2e/sandbox.sh exec [--] CMD…  run CMD inside (exit code propagates)
 #   bash test/e2e/sandbox.sh pid             PID (on this machine) of its PID 1
 #   bash test/e2e/sandbox.sh ip              HOSTIP:PORT of the apt proxy
@@ -156,7 +156,7 @@ state_set() {
 
 # Load the state file into S_* variables (empty if there is none).
 state_load() {
-  S_FLAVOUR='' S_NSPAWN_PID='' S_NSPAWN_START='' S_LEADER_PID='' S_LEADER_START=''
+  S_FLAVOUR='' S_NODE='' S_NSPAWN_PID='' S_NSPAWN_START='' S_LEADER_PID='' S_LEADER_START=''
   S_ACNG_PID='' S_ACNG_START='' S_BUILD_PID='' S_BUILD_START='' S_BUILD_TMP=''
   S_ROOTFS=''
   [[ -f $STATE_FILE ]] || return 0
@@ -376,9 +376,13 @@ nspawn_tmpfs_up() {
   exec 7>&-
 }
 
-# Start systemd-nspawn in the background and record its PID.
+# Where this machine's node is bound inside: not /usr/bin/node, so that dpkg can install the
+# distribution's nodejs there; PATH finds /usr/local/bin first, so `node` is ours when bound.
+NODE_BIND=/usr/local/bin/node
+
+# Start systemd-nspawn in the background and record its PID. $1: "yes" binds this machine's node.
 boot() {
-  local root=$RUN_DIR/rootfs node
+  local root=$RUN_DIR/rootfs node with_node=$1
   local args=(
     -b -D "$root" -M "$NAME"
     --register=no --keep-unit          # no systemd/machined on this machine
@@ -398,10 +402,12 @@ boot() {
     [[ -d $modules ]] && args+=(--bind-ro="$modules:$modules")
   fi
   node=$(command -v node 2>/dev/null || true)
-  if [[ -n $node ]]; then
-    args+=(--bind-ro="$(readlink -f "$node"):/usr/bin/node")
+  if [[ $with_node != yes ]]; then
+    say "no node of this machine inside (--no-node)"
+  elif [[ -n $node ]]; then
+    args+=(--bind-ro="$(readlink -f "$node"):$NODE_BIND")
   else
-    say "WARNING: no node on this machine; /usr/bin/node will be missing inside"
+    say "WARNING: no node on this machine; $NODE_BIND will be missing inside"
   fi
   say "booting: systemd-nspawn ${args[*]}"
   setsid systemd-nspawn "${args[@]}" </dev/null >"$RUN_DIR/console.log" 2>&1 9>&- &
@@ -459,20 +465,21 @@ wait_booted() {
 
 # ------------------------------------------------------------ subcommands --
 
-# up [--bare]: bring the sandbox up (see the header).
+# up [--bare] [--no-node]: bring the sandbox up (see the header).
 cmd_up() {
-  local flavour=full
+  local flavour=full with_node=yes
   while (($#)); do
     case $1 in
       --bare) flavour=bare ;;
-      *) echo "usage: $0 up [--bare]" >&2; exit 2 ;;
+      --no-node) with_node=no ;;
+      *) echo "usage: $0 up [--bare] [--no-node]" >&2; exit 2 ;;
     esac
     shift
   done
   need_root; check_tools
   if is_up; then
-    if [[ $S_FLAVOUR != "$flavour" ]]; then
-      die "already up with flavour '$S_FLAVOUR' (wanted '$flavour'); run '$0 down' first"
+    if [[ $S_FLAVOUR != "$flavour" || ${S_NODE:-yes} != "$with_node" ]]; then
+      die "already up with flavour '$S_FLAVOUR', node '${S_NODE:-yes}' (wanted '$flavour', node '$with_node'); run '$0 down' first"
     fi
     say "already up (flavour $S_FLAVOUR, PID 1 = $S_LEADER_PID)"
     return 0
@@ -492,22 +499,23 @@ cmd_up() {
   mkdir -p "$RUN_DIR" "$STATE_DIR"
   : >"$STATE_FILE"
   state_set FLAVOUR "$flavour"
+  state_set NODE "$with_node"
   net_up
   acng_up
   ensure_rootfs "$flavour"
   prepare_rootfs "$(cache_path "$flavour")"
   nspawn_tmpfs_up
-  boot
+  boot "$with_node"
   state_load
   find_leader || { console_tail; die "no PID 1 appeared under systemd-nspawn (pid $S_NSPAWN_PID)"; }
   wait_booted
-  if [[ -n $(command -v node 2>/dev/null) ]]; then
-    in_sandbox /usr/bin/node --version >/dev/null 2>&1 \
-      || say "WARNING: /usr/bin/node does not run inside (missing libraries?)"
+  if [[ $with_node == yes && -n $(command -v node 2>/dev/null) ]]; then
+    in_sandbox "$NODE_BIND" --version >/dev/null 2>&1 \
+      || say "WARNING: $NODE_BIND does not run inside (missing libraries?)"
   fi
   UP_DONE=1
   trap - EXIT INT TERM
-  say "up in $((SECONDS - t0)) s: flavour $flavour, nspawn pid $S_NSPAWN_PID, PID 1 = $S_LEADER_PID, proxy $HOST_IP:$PORT"
+  say "up in $((SECONDS - t0)) s: flavour $flavour, node $with_node, nspawn pid $S_NSPAWN_PID, PID 1 = $S_LEADER_PID, proxy $HOST_IP:$PORT"
 }
 
 # EXIT trap of `up`: tear down unless up completed.
@@ -549,7 +557,7 @@ cmd_ip() { echo "$HOST_IP:$PORT"; }
 # status: print up/down and the recorded PIDs.
 cmd_status() {
   if is_up; then
-    echo "up flavour=$S_FLAVOUR nspawn=$S_NSPAWN_PID pid1=$S_LEADER_PID apt-cacher-ng=$S_ACNG_PID proxy=$HOST_IP:$PORT rootfs=$S_ROOTFS"
+    echo "up flavour=$S_FLAVOUR node=$S_NODE nspawn=$S_NSPAWN_PID pid1=$S_LEADER_PID apt-cacher-ng=$S_ACNG_PID proxy=$HOST_IP:$PORT rootfs=$S_ROOTFS"
   else
     echo "down"
     [[ -f $STATE_FILE ]] && echo "(state file $STATE_FILE exists: run '$0 down' or check-clean)"

@@ -1,6 +1,6 @@
 // Drives test/e2e/sandbox.sh (the disposable systemd host) from the e2e tests.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const REPO = join(__dirname, '..', '..');
@@ -20,9 +20,12 @@ export interface Result {
 export class Sandbox {
   constructor(readonly name: string) {}
 
-  run(args: string[], input?: string, timeoutMs = 600_000): Result {
-    const env = { ...process.env, SANDBOX_NAME: this.name };
-    const r = spawnSync('bash', [SCRIPT, ...args], { input, env, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+  /** `env`: variables for the command `exec` runs inside (sandbox.sh's SANDBOX_ENV; no spaces in values). */
+  run(args: string[], input?: string | Buffer, timeoutMs = 600_000, env: Record<string, string> = {}): Result {
+    const sandboxEnv = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+    if (sandboxEnv.some((kv) => /\s/.test(kv))) throw new Error(`SANDBOX_ENV values cannot contain spaces: ${sandboxEnv.join(' ')}`);
+    const envs = { ...process.env, SANDBOX_NAME: this.name, SANDBOX_ENV: sandboxEnv.join(' ') };
+    const r = spawnSync('bash', [SCRIPT, ...args], { input, env: envs, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
     if (r.error) throw r.error;
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
@@ -38,8 +41,8 @@ export class Sandbox {
   }
 
   /** Runs a command inside the sandbox host; throws with its output when it fails and `check` is not false. */
-  exec(argv: string[], options: { input?: string; check?: boolean; timeoutMs?: number } = {}): Result {
-    const r = this.run(['exec', '--', ...argv], options.input, options.timeoutMs);
+  exec(argv: string[], options: { input?: string | Buffer; check?: boolean; timeoutMs?: number; env?: Record<string, string> } = {}): Result {
+    const r = this.run(['exec', '--', ...argv], options.input, options.timeoutMs, options.env);
     if (options.check !== false && r.code !== 0) {
       throw new Error(`in sandbox: ${argv.join(' ')} exited ${r.code}\nstdout:\n${r.stdout.slice(-4000)}\nstderr:\n${r.stderr.slice(-4000)}`);
     }
@@ -53,6 +56,11 @@ export class Sandbox {
 
   write(path: string, content: string): void {
     this.exec(['tee', path], { input: content });
+  }
+
+  /** Copies a file of this machine into the sandbox host (through the command's stdin). */
+  copyIn(hostPath: string, path: string): void {
+    this.exec(['sh', '-c', 'cat > "$1"', 'sh', path], { input: readFileSync(hostPath) });
   }
 
   /** Retries ping from the sandbox for a while: networkd inside a machine configures host0 shortly after boot. */

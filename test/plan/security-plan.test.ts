@@ -315,6 +315,15 @@ describe('read-write binds are not idmapped: their source belongs to the machine
     expect(p.notices.map((n) => n.message)).toEqual([expect.stringMatching(/^bind\[0\]: \/srv\/data is mounted read-write but belongs to host root.*chown it to the machine's UID range/)]);
   });
 
+  test('two machines mounting one source read-write: the first by name gets it, the other a notice', () => {
+    const SHARED = yaml('machines:', '  web:', '    bind: [{ host: /srv/data, create: true }]', '  app:', '    bind: [{ host: /srv/data, create: true }]', '  db:', '    bind: [{ host: /srv/data, readOnly: true }]');
+    const p = plan(desiredFrom(SHARED).desired, freshState());
+    expect(p.steps.map(stepKey).filter((k) => k.startsWith('hand-bind-source'))).toEqual(['hand-bind-source app /srv/data']);
+    expect(p.notices.map((n) => `${n.owner.name}: ${n.message}`)).toEqual([
+      'web: bind[0]: /srv/data is also mounted read-write by app, whose root owns it; web has its own UID range, so its root can only read it (give each machine its own directory, or mount it readOnly here)',
+    ]);
+  });
+
   test('read-only binds (idmapped) and machines without a user namespace keep the source as it is', () => {
     const root = (s: HostState) => {
       s.existingBindSources = ['/srv/data'];
