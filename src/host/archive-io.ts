@@ -395,9 +395,12 @@ export async function runPipeline(commands: PipeCommand[], options: PipelineOpti
   const outputHash = createHash('sha256');
   let inputStream: Readable | undefined;
   const links: Promise<void>[] = [];
+  // links[k] feeds program linkInto[k]: the input file feeds the first, program i feeds i + 1.
+  const linkInto: number[] = [];
   if (options.input) {
     const { file, start, end } = options.input;
     inputStream = file.stream(start, end);
+    linkInto.push(0);
     links.push(
       pipeline(
         inputStream,
@@ -413,6 +416,7 @@ export async function runPipeline(commands: PipeCommand[], options: PipelineOpti
     children[0].stdin!.end();
   }
   for (let i = 0; i + 1 < children.length; i++) {
+    linkInto.push(i + 1);
     links.push(
       pipeline(
         children[i].stdout!,
@@ -484,8 +488,13 @@ export async function runPipeline(commands: PipeCommand[], options: PipelineOpti
     const why = cause.r.signal ? `${stderr[cause.i]}\nkilled by ${cause.r.signal}` : stderr[cause.i];
     throw new CommandFailedError([c.file, ...c.args], cause.r.code ?? undefined, why);
   }
-  // A broken link with every program content (the input file could not be read, say).
-  const linkError = linkErrors.find((e) => e !== undefined && !(stoppedEarly && isEpipe(e)));
+  // A broken link with every program content (the input file could not be read, say). Not one
+  // between two programs that both succeeded, when the reader had simply closed its input: tar
+  // stops reading at the end-of-archive blocks and may leave the last record's padding unread,
+  // as a shell pipeline would let it. The input file's link is never excused: its hash must be
+  // of every byte.
+  const closedByContentReader = (e: unknown, k: number) => linkInto[k] > 0 && isEpipe(e) && results[linkInto[k]].code === 0 && results[linkInto[k]].signal === null;
+  const linkError = linkErrors.find((e, k) => e !== undefined && !(stoppedEarly && isEpipe(e)) && !closedByContentReader(e, k));
   if (linkError !== undefined) throw new NspawnctlError(`pipeline ${argv.join(' ')} failed: ${(linkError as Error).message}`, { cause: linkError });
   report();
   return {

@@ -71,6 +71,21 @@ describe('runPipeline', () => {
     await file.close();
   });
 
+  test('a program that succeeded after closing its input early fails nothing when the one before it also succeeded (tar leaving padding unread)', async () => {
+    const done = join(dir, 'writer-done');
+    // The writer's few bytes are written and it exits 0; the reader has closed its input and waits
+    // until the writer is done, then exits 0: Node's copy between them finds the reader gone.
+    const writer = { file: 'sh', args: ['-c', 'printf 0123456789; : > "$1"', 'sh', done] };
+    const reader = { file: 'sh', args: ['-c', 'exec 0<&-; while [ ! -e "$1" ]; do sleep 0.01; done', 'sh', done] };
+    const r = await runPipeline([writer, reader], { output: { kind: 'text', maxBytes: 10 } });
+    expect(r.stdout).toBe('');
+    // The input file's link is not excused: a first program that closes its input early fails it.
+    writeFileSync(join(dir, 'in'), bytes(4 * 1024 * 1024));
+    const file = await openArchiveFile(join(dir, 'in'));
+    await expect(runPipeline([{ file: 'sh', args: ['-c', 'exec 0<&-; exit 0'] }], { input: { file, start: 0, end: file.size }, output: { kind: 'discard' } })).rejects.toBeInstanceOf(NspawnctlError);
+    await file.close();
+  });
+
   test('lastMayStopEarly: the last program may be done before the rest (tar --occurrence)', async () => {
     writeFileSync(join(dir, 'in'), bytes(4 * 1024 * 1024));
     const file = await openArchiveFile(join(dir, 'in'));
