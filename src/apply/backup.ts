@@ -154,6 +154,9 @@ export async function backupMachine(host: Host, plan: BackupPlan, options: Backu
               report(p.stages[0]);
             },
           });
+          // The last line has the totals (the pipeline reports them last) and the average rate: off
+          // a terminal, lines come only every 10 s.
+          report.flush();
           archived = { sha256: r.outputSha256 ?? '', treeBytes: r.progress.stages[0], bytes: r.progress.stages[1] };
           task.title = `archive ${rootfs}: ${formatBytes(archived.treeBytes)} into ${formatBytes(archived.bytes)}`;
         },

@@ -168,6 +168,8 @@ export async function restoreMachine(host: Host, plan: RestorePlan, options: Res
           output: { kind: 'discard' },
           onProgress: (p) => report(p.input, archive.contentLength),
         });
+        // The last line has the total and the average rate (off a terminal, lines come every 10 s).
+        report.flush();
         if (r.inputSha256 !== archive.sha256 || !(await file.unchanged())) {
           throw new NspawnctlError(`${file.path} changed while it was being restored; nothing was restored`, { exitCode: 2 });
         }
