@@ -8,6 +8,7 @@ export interface JsonSchemaSources {
   SIZE: RegExp;
   UID_RANGE: number;
   MACHINES_DIR: string;
+  ADDRESS_FAMILIES: readonly string[];
 }
 
 /** schema/machines.schema.json, relative to the repository root. */

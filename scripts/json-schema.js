@@ -37,6 +37,7 @@ const DRAFT = 'http://json-schema.org/draft-07/schema#';
  *   SIZE: RegExp,
  *   UID_RANGE: number,
  *   MACHINES_DIR: string,
+ *   ADDRESS_FAMILIES: readonly string[],
  * }} Sources
  * @typedef {{ at: string[], apply: (schema: Json) => Json, loaderOnly?: string }} Hint
  */
@@ -181,8 +182,26 @@ function hintsFor(/** @type {Sources} */ s) {
       apply: (schema) => addPattern(schema, '^[^\\u0000]*$', 'content must not contain NUL'),
     },
     {
+      // ReadWritePaths= takes systemd's "-" in front: the path is ignored when it is missing.
+      at: ['machines.*.services.*.readWritePaths[]'],
+      apply: withPattern(`^-?${PATH}$`, `${PATH_MESSAGE}, optionally with - in front`),
+    },
+    {
+      at: ['machines.*.services.*.capabilities.keep[]', 'machines.*.services.*.capabilities.drop[]'],
+      apply: (schema) => ({ ...schema, enum: [...s.CAPABILITIES] }),
+    },
+    {
+      at: ['machines.*.services.*.capabilities'],
+      // Both together are refused; ajv's strict mode wants the two named in the same subschema.
+      apply: (schema) => ({ ...schema, not: { required: ['keep', 'drop'], properties: { keep: {}, drop: {} } } }),
+    },
+    {
+      at: ['machines.*.services.*.restrictAddressFamilies[]'],
+      apply: (schema) => ({ ...schema, enum: [...s.ADDRESS_FAMILIES] }),
+    },
+    {
       // zod's record would drop the key silently; the schema refuses it by name.
-      at: [...both('environment.<name>'), ...both('credentials.<name>')],
+      at: [...both('environment.<name>'), ...both('credentials.<name>'), 'machines.*.services.<name>'],
       apply: (schema) => ({ ...schema, not: { const: '__proto__' } }),
     },
   ];
@@ -346,6 +365,7 @@ function sourcesFrom(/** @type {string} */ dir) {
   return {
     ...require(join(dir, 'manifest', 'schema')),
     ...require(join(dir, 'manifest', 'security')),
+    ...require(join(dir, 'manifest', 'services')),
     ...require(join(dir, 'host', 'paths')),
   };
 }

@@ -8,10 +8,11 @@ import { RECORD_MODE, serializeRecord } from '../plan/records';
 import { Conflict, describeStep, Plan, Step } from '../plan/steps';
 import { createMachine, prepareReadOnly } from './bootstrap';
 import { removeOwnedFile, writeHostEntry, writeRootfsEntry } from './files';
-import { Readiness } from './in-machine';
+import { Readiness, reloadMachineUnits } from './in-machine';
 import { daemonReload, disableMachine, enableMachine, handBindSource, restartMachine, startMachine, stopMachine } from './machinectl';
 import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
+import { restartServices } from './services';
 import { removeStaging } from './staging';
 
 export interface ApplyOptions {
@@ -214,6 +215,10 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
         return await prepareReadOnly(host, spec(step.machine), step.shift, step.mountPoints, options.startTimeoutMs, onLine);
       case 'reload-units':
         return await daemonReload(host);
+      case 'reload-machine-units':
+        return await reloadMachineUnits(host, step.machine, step.restart, step.stop);
+      case 'restart-services':
+        return await restartServices(host, step, onLine);
       case 'load-filter':
         await host.runner.run('nft', ['-f', step.path]);
         return;

@@ -8,6 +8,7 @@ import { RootfsHandle } from '../host/rootfs-handle';
 import { DesiredEntry } from '../render/desired';
 import { RootfsEntry } from '../render/rootfs-files';
 import { FILTER_DIR } from '../render/filter';
+import { serviceOfDropIn } from '../manifest/services';
 
 /** Writes one entry outside any machine (a .nspawn file, a drop-in, a networkd file). */
 export async function writeHostEntry(host: Host, entry: DesiredEntry): Promise<boolean> {
@@ -33,7 +34,14 @@ export async function removeOwnedFile(host: Host, path: string): Promise<boolean
     throw new NspawnctlError(`refusing to remove ${path}: outside the directories nspawnctl manages`);
   }
   const inside = splitMachinePath(path);
-  if (inside) return withRootfs(host, inside.dir, (rootfs) => rootfs.removeFile(inside.path));
+  if (inside) {
+    return withRootfs(host, inside.dir, async (rootfs) => {
+      const removed = await rootfs.removeFile(inside.path);
+      // A service's drop-in directory goes with nspawnctl's drop-in when nothing else is in it.
+      if (removed && serviceOfDropIn(inside.path)) await rootfs.removeEmptyDir(posix.dirname(inside.path));
+      return removed;
+    });
+  }
   const removed = await host.fs.removeFile(path);
   // Directories only nspawnctl's files live in go with their last file.
   const dir = posix.dirname(path);

@@ -16,12 +16,18 @@ export function escapeForExec(arg: string): string {
 export interface InMachineOptions extends Pick<RunOptions, 'input' | 'onLine' | 'allowFailure' | 'timeoutMs' | 'dieWithParent'> {
   /** Environment variables for the command (values are passed verbatim). */
   env?: Record<string, string>;
+  /** A name for the transient unit (a listing of the machine's services can then leave it out). */
+  unit?: string;
+  /** Unit properties of the transient service, like PrivateTmp=yes. */
+  properties?: string[];
 }
 
 /** The systemd-run arguments that run `command` inside the running machine `name`, verbatim. */
-export function inMachineArgs(name: string, command: string[], env: Record<string, string> = {}): string[] {
+export function inMachineArgs(name: string, command: string[], env: Record<string, string> = {}, unit?: { unit?: string; properties?: string[] }): string[] {
   return [
     `--machine=${name}`,
+    ...(unit?.unit ? [`--unit=${unit.unit}`] : []),
+    ...(unit?.properties ?? []).map((p) => `--property=${p}`),
     // --wait returns the command's exit status; --pipe connects our stdin, stdout and stderr;
     // --collect lets a failed run vanish instead of leaving the machine "degraded".
     '--wait',
@@ -36,8 +42,8 @@ export function inMachineArgs(name: string, command: string[], env: Record<strin
 
 /** Runs `command` inside the running machine `name` as a transient service of its own systemd. */
 export function runInMachine(host: Host, name: string, command: string[], options: InMachineOptions = {}): Promise<RunResult> {
-  const { env, ...run } = options;
-  return host.runner.run('systemd-run', inMachineArgs(name, command, env), run);
+  const { env, unit, properties, ...run } = options;
+  return host.runner.run('systemd-run', inMachineArgs(name, command, env, { unit, properties }), run);
 }
 
 export interface Readiness {
@@ -141,4 +147,22 @@ async function waitForNetwork(host: Host, name: string, seconds: number): Promis
       hint: `Look inside: systemd-run --machine=${name} --wait --pipe networkctl status host0`,
     });
   }
+}
+
+/**
+ * Makes the running machine's own systemd re-read its unit files, then restarts (starting them
+ * if inactive) or stops the given units: how generated units inside a machine (autoUpgrade's
+ * timer) take effect without restarting it. systemctl talks to the machine's manager over its
+ * bus; none of the machine's programs runs on the host.
+ */
+export async function reloadMachineUnits(host: Host, name: string, restart: string[], stop: string[]): Promise<void> {
+  const options = { timeoutMs: SHORT_TIMEOUT_MS };
+  const systemctl = (...args: string[]) => host.runner.run('systemctl', [`--machine=${name}`, ...args], options);
+  // Units whose files are gone are stopped before the reload: once reloaded, a running timer
+  // whose unit file vanished turns "failed" (seen with systemd 252), and one failed unit makes
+  // the whole machine "degraded". reset-failed clears whatever failed state is left anyway.
+  if (stop.length > 0) await systemctl('stop', ...stop);
+  await systemctl('daemon-reload');
+  if (stop.length > 0) await host.runner.run('systemctl', [`--machine=${name}`, 'reset-failed', ...stop], { ...options, allowFailure: true });
+  if (restart.length > 0) await systemctl('restart', ...restart);
 }

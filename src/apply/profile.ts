@@ -59,6 +59,18 @@ export interface ProfileOptions {
   onLine?: (line: string) => void;
 }
 
+/** strace in the machine: there already, or installed by its own apt when the user agreed. */
+export async function ensureStrace(host: Host, machine: string, options: ProfileOptions): Promise<void> {
+  const hasStrace = (await runInMachine(host, machine, ['test', '-x', '/usr/bin/strace'], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS })).exitCode === 0;
+  if (hasStrace) return;
+  if (!options.installStrace && !(await options.confirmInstall?.())) {
+    throw new NspawnctlError(`strace is not installed in machine ${machine}`, {
+      hint: 'Rerun with --install-strace to install it into the machine (apt-get install strace), or add strace to its packages.',
+    });
+  }
+  await aptInstallInMachine(host, machine, ['strace'], options.onLine);
+}
+
 /**
  * Runs the command under strace inside the running machine, as a service of its own systemd:
  * with the machine's privileges and under its seccomp filter (strace still sees a call the
@@ -71,15 +83,7 @@ export async function profileSyscalls(host: Host, machine: string, command: stri
   }
   const table = await readSyscallTable(host);
   if (!table) throw new NspawnctlError('systemd-analyze syscall-filter gave no groups; the profile needs them', { hint: 'apt-get install systemd' });
-  const hasStrace = (await runInMachine(host, machine, ['test', '-x', '/usr/bin/strace'], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS })).exitCode === 0;
-  if (!hasStrace) {
-    if (!options.installStrace && !(await options.confirmInstall?.())) {
-      throw new NspawnctlError(`strace is not installed in machine ${machine}`, {
-        hint: 'Rerun with --install-strace to install it into the machine (apt-get install strace), or add strace to its packages.',
-      });
-    }
-    await aptInstallInMachine(host, machine, ['strace'], options.onLine);
-  }
+  await ensureStrace(host, machine, options);
   const inner = `/run/nspawnctl-profile-${process.pid}-${Date.now()}.txt`;
   try {
     const r = await runInMachine(host, machine, ['strace', '-f', '-c', '-o', inner, '--', ...command], { allowFailure: true, onLine: options.onLine, dieWithParent: true });

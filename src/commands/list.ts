@@ -1,7 +1,14 @@
 import { Flags } from '@oclif/core';
+import { formatAge } from '../cli/age';
 import { BaseCommand, jsonFlag } from '../command-base';
 import { formatTable } from '../plan/format';
-import { inspectMachines } from '../plan/inspect';
+import { inspectMachines, MachineReport } from '../plan/inspect';
+
+/** How long ago `nspawnctl upgrade` last upgraded it; "never", or "-" when its record could not be read. */
+function upgradedColumn(r: MachineReport, now: number): string {
+  if (!r.record) return '-';
+  return r.upgraded ? formatAge(r.upgraded, now) : 'never';
+}
 
 // One line per machine nspawnctl manages.
 export default class List extends BaseCommand {
@@ -12,12 +19,19 @@ export default class List extends BaseCommand {
     json: jsonFlag,
   };
 
+  /** The time ages are counted to (tests fix it). */
+  protected now(): number {
+    return Date.now();
+  }
+
   async run(): Promise<void> {
     const { flags } = await this.parse(List);
     const { machines: reports, notices } = await inspectMachines(this.createHost(), this.cwd(), undefined, flags.manifest);
     for (const n of notices) process.stderr.write(`note: ${n}\n`);
     if (flags.json) {
-      this.out(JSON.stringify(reports.map(({ record: _record, ...r }) => r), null, 2));
+      // Each hardened service with its score; status shows what weighs in it.
+      const brief = (r: (typeof reports)[number]) => r.services.map(({ unmet: _unmet, ...s }) => s);
+      this.out(JSON.stringify(reports.map(({ record: _record, ...r }) => ({ ...r, upgraded: r.upgraded ?? null, services: brief(r) })), null, 2));
       return;
     }
     if (reports.length === 0) {
@@ -25,7 +39,8 @@ export default class List extends BaseCommand {
       if (notices.length === 0) this.out('No machines are managed by nspawnctl on this host.');
       return;
     }
-    const rows = [['MACHINE', 'STATE', 'ADDRESS', 'MANIFEST'], ...reports.map((r) => [r.name, r.state, r.address ?? '-', r.sync])];
+    const now = this.now();
+    const rows = [['MACHINE', 'STATE', 'ADDRESS', 'MANIFEST', 'UPGRADED'], ...reports.map((r) => [r.name, r.state, r.address ?? '-', r.sync, upgradedColumn(r, now)])];
     this.out(formatTable(rows));
   }
 }

@@ -3,6 +3,7 @@ import { BaseCommand, jsonFlag } from '../command-base';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { formatPlanText, planToJson } from '../plan/format';
 import { describeUnreadable } from '../plan/observe';
+import { estimatePlannedServices, formatServiceEstimates } from '../plan/service-report';
 
 // Shows what apply would change, and changes nothing.
 export default class Plan extends BaseCommand {
@@ -15,10 +16,14 @@ export default class Plan extends BaseCommand {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Plan);
     const host = this.createHost();
-    const { plan, state } = await planManifest(host, await loadManifestFile(host, args.file), this.cwd());
+    const { plan, state, desired } = await planManifest(host, await loadManifestFile(host, args.file), this.cwd());
     // As a normal user: what could not be read (each machine behind it is a conflict saying so).
     const unreadable = describeUnreadable(state.unreadable);
     if (unreadable) process.stderr.write(`note: ${unreadable}\n`);
-    this.out(flags.json ? JSON.stringify(planToJson(plan), null, 2) : formatPlanText(plan));
+    // Services whose hardening changes: their score before and after, estimated inside their machines.
+    const services = await estimatePlannedServices(host, plan, desired, state);
+    for (const n of services.notices) process.stderr.write(`note: ${n}\n`);
+    if (flags.json) this.out(JSON.stringify({ ...planToJson(plan), ...(services.estimates.length ? { exposure: services.estimates } : {}) }, null, 2));
+    else this.out(`${formatPlanText(plan)}${formatServiceEstimates(services.estimates)}`);
   }
 }

@@ -1,12 +1,27 @@
 import { Args, Flags } from '@oclif/core';
+import { formatAge } from '../cli/age';
 import { BaseCommand, jsonFlag } from '../command-base';
 import { inspectMachines } from '../plan/inspect';
+import { exposureCell, ServiceReport } from '../plan/service-report';
 
 /** Where root inside lands on the host: what a read-write bind source must be chowned to. */
 function usersLine(users: { base: number; count: number } | undefined): string {
   if (!users) return '-';
   if (users.base === 0) return 'host UIDs (no user namespace: root inside is host root)';
   return `host UIDs ${users.base}-${users.base + users.count - 1} (root inside is ${users.base}:${users.base})`;
+}
+
+/** Each hardened service with its exposure and the three settings that weigh most in it. */
+function serviceLines(services: ServiceReport[]): string[] {
+  if (services.length === 0) return [];
+  const width = Math.max(...services.map((s) => s.name.length));
+  return [
+    'services:  exposure (systemd-analyze security inside the machine; 0 is best, 10 worst)',
+    ...services.map((s) => {
+      const top = (s.unmet ?? []).slice(0, 3).map((u) => `${u.name} ${u.exposure.toFixed(1)}`);
+      return `  ${s.name.padEnd(width)}  ${exposureCell(s)}${top.length ? `  unmet: ${top.join(', ')}` : ''}`;
+    }),
+  ];
 }
 
 // Everything nspawnctl knows about one machine.
@@ -36,6 +51,8 @@ export default class Status extends BaseCommand {
       `manifest:  ${r.manifest ?? '-'} (${r.sync})`,
       `built:     ${r.record ? `${r.record.bootstrap.distribution} ${r.record.bootstrap.suite} with ${r.record.bootstrap.bootstrapper}, ${r.record.created}` : '-'}`,
       `files:     ${r.record?.files.length ?? 0} managed`,
+      `upgraded:  ${r.upgraded ? `${r.upgraded} (${formatAge(r.upgraded, Date.now())})` : r.record ? 'never (by nspawnctl upgrade)' : '-'}`,
+      ...serviceLines(r.services),
       ...(r.changes.length ? ['pending:', ...r.changes.map((c) => `  ${c}`)] : []),
     ];
     this.out(lines.join('\n'));

@@ -137,7 +137,9 @@ function headRequest(target: URL, proxyText: string | undefined, timeoutMs: numb
       const tls = tlsConnect({ socket, servername: target.hostname });
       tls.on('error', onError);
       cleanups.push(() => tls.destroy());
-      track(https.request({ host: target.hostname, port, method: 'HEAD', path, agent: false, createConnection: () => tls }, onResponse)).end();
+      // No agent: with one (even agent: false, which makes a fresh one) Node ignores
+      // createConnection and connects to the mirror by itself, around the proxy.
+      track(https.request({ host: target.hostname, port, method: 'HEAD', path, createConnection: () => tls }, onResponse)).end();
     });
     connect.end();
   });

@@ -186,6 +186,8 @@ function unwrap(schema: z.ZodTypeAny): z.ZodTypeAny {
     if (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable) schema = schema.unwrap();
     else if (schema instanceof z.ZodDefault) schema = schema.removeDefault();
     else if (schema instanceof z.ZodEffects) schema = schema.innerType();
+    // A mapping or a scalar (autoUpgrade: { ... } or false): the keys are the mapping's.
+    else if (schema instanceof z.ZodUnion && (schema.options as z.ZodTypeAny[]).some((o) => o instanceof z.ZodObject)) schema = (schema.options as z.ZodTypeAny[]).find((o) => o instanceof z.ZodObject)!;
     else return schema;
   }
 }

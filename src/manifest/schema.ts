@@ -7,6 +7,11 @@ import { Distribution, DISTRIBUTION_TITLES, mirrorDistribution, suiteDistributio
 import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
 import { closestMatch } from './suggest';
+import { resolveServices, SERVICE_NAME, SERVICE_NAME_MESSAGE, ServiceHardening, serviceIssues, serviceSchema } from './services';
+
+/** How often a machine's autoUpgrade timer runs (systemd calendar shorthands). */
+export const AUTO_UPGRADE_SCHEDULES = ['daily', 'weekly'] as const;
+export type AutoUpgradeSchedule = (typeof AUTO_UPGRADE_SCHEDULES)[number];
 
 /** System call groups and names the host's systemd accepts; without it only the syntax is checked. */
 export interface KnownSyscalls {
@@ -52,6 +57,7 @@ export const KEY_MESSAGES = {
   network: 'network names become bridge interface names: 1-15 characters, a lowercase letter first, then a-z 0-9 _ -',
   environment: 'expected an environment variable name (letters, digits and _, not starting with a digit)',
   credential: 'credential names are 1-64 characters of A-Z a-z 0-9 _ . -, not starting with a dot (systemd makes them file names)',
+  service: SERVICE_NAME_MESSAGE,
 };
 
 // A credential's name becomes a file name in the machine's credentials directory; systemd also
@@ -83,6 +89,37 @@ const { debian, ubuntu } = DISTRIBUTION_DEFAULTS;
 
 const noNewline = (what: string) =>
   z.string().refine((s) => !/[\n\r\0]/.test(s), { message: `${what} must be one line (no newline or NUL)` });
+
+// Upgrades the machine runs by itself: a systemd timer inside it runs what `nspawnctl upgrade`
+// runs (src/render/auto-upgrade.ts). `false` on a machine turns off one set in defaults.
+const autoUpgradeObject = z
+  .object({
+    schedule: z
+      .enum(AUTO_UPGRADE_SCHEDULES)
+      .default('daily')
+      .describe('How often the timer inside the machine runs apt-get update and full-upgrade (default daily; each run is delayed by up to an hour at random).'),
+  })
+  .strict();
+
+const AUTO_UPGRADE_FORMS = 'expected { schedule: daily } (or weekly), or false';
+
+const autoUpgradeSchema = z
+  .union([autoUpgradeObject, z.literal(false)], {
+    // A union says only "invalid input" when no form fits; say what is wrong in the mapping.
+    errorMap: (issue, ctx) => {
+      if (issue.code !== z.ZodIssueCode.invalid_union) return { message: ctx.defaultError };
+      const data = ctx.data as unknown;
+      if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+        const inner = issue.unionErrors[0]?.issues[0];
+        if (inner) {
+          const key = inner.path.slice(issue.path.length).join('.');
+          return { message: key ? `${key}: ${inner.message}` : inner.message };
+        }
+      }
+      return { message: AUTO_UPGRADE_FORMS };
+    },
+  })
+  .describe('A systemd timer inside the machine that upgrades its packages (apt-get update and full-upgrade, keeping changed configuration files); false turns off one set in defaults. Needs a network and a writable root.');
 
 // Keys a machine may take from `defaults:` or set itself.
 const inheritable = {
@@ -127,6 +164,7 @@ const inheritable = {
   ).describe(`NAME: host file, a systemd credential the machine gets each time it starts, merged with defaults by name. The file must be outside ${MACHINES_DIR} and outside read-write binds.`),
   security: securitySchema,
   limits: limitsSchema,
+  autoUpgrade: autoUpgradeSchema,
 };
 
 const defaultsSchema = z
@@ -224,6 +262,15 @@ const machineSchema = z
       .array(z.array(noNewline('an argument')).min(1, { message: 'a provision command needs at least the program name' }))
       .describe('Commands run once, inside the new root filesystem, when the machine is created. Each is an argument list, not a shell line: [sh, -c, "..."] for a shell.'),
     autostart: z.boolean().describe('Start the machine at boot (machinectl enable); default false.'),
+    services: z
+      .record(
+        z
+          .string()
+          .regex(SERVICE_NAME, { message: KEY_MESSAGES.service })
+          .refine((k) => k !== '__proto__', { message: KEY_MESSAGES.service }),
+        serviceSchema,
+      )
+      .describe('Hardening of services inside the machine, by unit name without .service: a drop-in for each, applied with a restart of that service. See docs/security.md.'),
   })
   .partial()
   .strict();
@@ -424,8 +471,47 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     }
     sectionIssues(machine, ['machines', name], add, known);
     credentialIssues(machine, ['machines', name], writable, add);
+    autoUpgradeIssues(asObj(root.defaults), name, machine, add);
+    serviceIssues(machine, asObj(root.defaults), ['machines', name], add, known);
   }
   return issues;
+}
+
+/** The machine's autoUpgrade: its own setting (false turns it off), else the one in defaults. */
+function resolveAutoUpgrade(fromDefaults: RawAutoUpgrade | undefined, own: RawAutoUpgrade | undefined): Pick<Machine, 'autoUpgrade'> {
+  const chosen = own ?? fromDefaults;
+  return chosen ? { autoUpgrade: { schedule: chosen.schedule } } : {};
+}
+
+type RawAutoUpgrade = z.infer<typeof autoUpgradeSchema>;
+
+/**
+ * autoUpgrade changes the machine's root while it runs, with apt downloading over its network: a
+ * read-only or volatile root, or a machine without network, cannot take it. Located at the
+ * machine's autoUpgrade when it sets one, else at what makes its root unwritable (or defaults).
+ */
+function autoUpgradeIssues(defaults: Obj, name: string, machine: Obj, add: (path: (string | number)[], message: string) => void): void {
+  const own = machine.autoUpgrade;
+  const inherited = own === undefined ? defaults.autoUpgrade : undefined;
+  const wanted = own ?? inherited;
+  if (wanted === undefined || wanted === false || wanted === null || typeof wanted !== 'object') return;
+  const from = own === undefined ? ' (from defaults)' : '';
+  const off = own === undefined ? '; set autoUpgrade: false on this machine' : '';
+  const security = asObj(machine.security);
+  const defaultSecurity = asObj(defaults.security);
+  const layer = (key: string): { value: unknown; path: (string | number)[] } | undefined =>
+    security[key] !== undefined ? { value: security[key], path: ['machines', name, 'security', key] } : defaultSecurity[key] !== undefined ? { value: defaultSecurity[key], path: ['defaults', 'security', key] } : undefined;
+  const at = (fallback: (string | number)[]) => (own !== undefined ? ['machines', name, 'autoUpgrade'] : fallback);
+  const readOnly = layer('readOnly');
+  const volatile = layer('volatile');
+  if (readOnly?.value === true) {
+    add(at(readOnly.path), `autoUpgrade${from} needs a writable root, but machine ${shown(name)} is read-only (security.readOnly)${off}`);
+  } else if (volatile !== undefined && volatile.value !== 'no' && volatile.value !== false) {
+    add(at(volatile.path), `autoUpgrade${from} needs a root whose changes last, but machine ${shown(name)} is volatile (security.volatile: ${String(volatile.value)}); its upgrades would be lost at the next start${off}`);
+  }
+  if (machine.network === undefined || machine.network === null) {
+    add(at(['defaults', 'autoUpgrade']), `autoUpgrade${from} needs a network: apt inside machine ${shown(name)} downloads the upgrades${off}`);
+  }
 }
 
 const DISTRIBUTIONS = ['debian', 'ubuntu'] as const;
@@ -651,8 +737,12 @@ export interface Machine {
   files: ManagedFileSpec[];
   provision: string[][];
   autostart: boolean;
+  /** A timer inside the machine upgrades it on this schedule (undefined: no automatic upgrades). */
+  autoUpgrade?: { schedule: AutoUpgradeSchedule };
   security: Security;
   limits: Limits;
+  /** Services inside the machine that nspawnctl hardens, sorted by name. */
+  services: ServiceHardening[];
 }
 
 export interface Manifest {
@@ -712,8 +802,10 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
       files: (m.files ?? []).map((f) => ({ path: f.path, content: f.content, mode: parseInt(f.mode, 8) })),
       provision: m.provision ?? [],
       autostart: m.autostart ?? false,
+      ...resolveAutoUpgrade(d.autoUpgrade, m.autoUpgrade),
       security: resolveSecurity(d.security, m.security),
       limits: resolveLimits(d.limits, m.limits),
+      services: resolveServices(m.services),
     };
   }
   return { file, networks, machines };

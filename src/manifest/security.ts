@@ -14,7 +14,7 @@ export const CAPABILITIES = [
 ] as const;
 
 // One spelling per name: "cap_net_raw" and "NET_RAW" are refused with a suggestion.
-const capability = z.string().superRefine((s, ctx) => {
+export const capability = z.string().superRefine((s, ctx) => {
   if ((CAPABILITIES as readonly string[]).includes(s)) return;
   const guess = `CAP_${s.toUpperCase().replace(/^CAP_/, '')}`;
   const hint = (CAPABILITIES as readonly string[]).includes(guess) ? ` (did you mean ${guess}?)` : ' (see capabilities(7), e.g. CAP_NET_RAW)';

@@ -74,6 +74,10 @@ export function stepToJson(step: Step): Record<string, unknown> {
       return { ...base, network: step.owner.name, path: step.path };
     case 'unload-filter':
       return { ...base, network: step.owner.name, table: step.table, chain: step.chain };
+    case 'reload-machine-units':
+      return { ...base, machine: step.machine, restart: step.restart, stop: step.stop };
+    case 'restart-services':
+      return { ...base, machine: step.machine, units: step.units, released: step.released, afterBoot: step.afterBoot };
     case 'create-bind-source':
     case 'hand-bind-source':
     case 'remove-staging':

@@ -5,6 +5,7 @@ import { machineLeader, machineUserRange } from '../apply/machinectl';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { deniedMessage, describeUnreadable, isSystemdBooted, listManagedMachines, listRunningMachines, readMachineRecord } from './observe';
 import { MachineRecord } from './records';
+import { reportServices, ServiceReport } from './service-report';
 import { Summary } from './steps';
 
 export interface MachineReport {
@@ -18,7 +19,11 @@ export interface MachineReport {
   /** "in sync", "drift", or why it could not be compared ("needs root": its files could not be read). */
   sync: 'in sync' | 'drift' | 'not in manifest' | 'manifest unreadable' | 'needs root';
   changes: string[];
+  /** When `nspawnctl upgrade` last brought its packages up to date (from its record); absent: never. */
+  upgraded?: string;
   record?: MachineRecord;
+  /** Services nspawnctl hardens in it, with their exposure when it runs. */
+  services: ServiceReport[];
 }
 
 export interface Inspection {
@@ -105,7 +110,9 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
       manifest: manifestOverride ?? records.get(n)?.manifest,
       sync: s.sync,
       changes: s.summary?.changes ?? [],
+      upgraded: records.get(n)?.upgraded,
       record: records.get(n),
+      services: await reportServices(host, n, records.get(n), isRunning, notice),
     });
   }
   return { machines: reports, notices };

@@ -1,6 +1,8 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, splitMachinePath, stagingPath, unitDropInDir } from '../host/paths';
+import { liveUnitOf } from '../render/auto-upgrade';
+import { serviceOfDropIn } from '../manifest/services';
 import { shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
@@ -222,6 +224,9 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     if (m.machine.autostart && !o.enabled) steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
     if (o.running) steps.push({ kind: 'restart-machine', machine: name, reason: 'root filesystem was recreated' });
     else steps.push({ kind: 'start-machine', machine: name, reason: 'new machine' });
+    if (m.machine.services.length > 0) {
+      steps.push({ kind: 'restart-services', machine: name, units: m.machine.services.map((s) => s.name), released: [], afterBoot: true, reason: 'new machine: its services must exist and run with their hardening' });
+    }
     return { steps, conflicts, notices, summary: { owner, action: 'create', changes: steps.map(summarize) } as Summary };
   }
 
@@ -229,6 +234,17 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   const changes: string[] = [];
   let needsRestart = false;
   let needsReload = false;
+  // Units of the machine's own systemd whose files change (autoUpgrade's timer): they take effect
+  // live, with a daemon-reload inside and the unit restarted, or stopped once its files are gone.
+  const restartUnits = new Set<string>();
+  const stopUnits = new Set<string>();
+  const liveUnitAt = (hostPath: string) => {
+    const inside = isWithin(hostPath, m.rootfs) ? splitMachinePath(hostPath) : undefined;
+    return inside ? liveUnitOf(inside.path) : undefined;
+  };
+  // Services whose hardening drop-in is written or removed: restarted inside the machine, not the machine.
+  const hardened = new Set<string>();
+  const released = new Set<string>();
   for (const e of allEntries) {
     const diff = compareEntry(e, state.files[e.hostPath]);
     if (diff === 'same') continue;
@@ -244,8 +260,12 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       reason: diff === 'create' ? 'missing' : record.files.includes(e.hostPath) ? 'differs from the manifest (changed by hand, or the manifest changed)' : 'content differs from the manifest',
     });
     changes.push(`${diff} ${e.hostPath}`);
+    const service = e.inRootfs ? serviceOfDropIn(e.path) : undefined;
+    if (service) hardened.add(service);
     if (e.restart) needsRestart = true;
     if (isWithin(e.hostPath, unitDropInDir(name))) needsReload = true;
+    const unit = liveUnitAt(e.hostPath);
+    if (unit) restartUnits.add(unit);
   }
   const wanted = new Set(files);
   for (const path of record.files) {
@@ -255,11 +275,16 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     } else if (!wanted.has(path) && current) {
       steps.push({ kind: 'remove-file', owner, path, reason: 'no longer in the manifest' });
       changes.push(`remove ${path}`);
-      if (isWithin(path, unitDropInDir(name))) {
+      const service = isWithin(path, m.rootfs) ? serviceOfDropIn(splitMachinePath(path)?.path ?? '') : undefined;
+      if (service) {
+        released.add(service);
+      } else if (isWithin(path, unitDropInDir(name))) {
         needsReload = true;
         // Limits go back live on reload; an AppArmor profile and credentials only change with a
         // new systemd-nspawn process.
         if (path === appArmorDropInPath(name) || path === credentialsDropInPath(name)) needsRestart = true;
+      } else if (liveUnitAt(path)) {
+        stopUnits.add(liveUnitAt(path)!);
       } else if (path.endsWith('.nspawn') || (isWithin(path, m.rootfs) && path.includes('/etc/systemd/'))) {
         // Files that take effect at start: the .nspawn file and systemd/networkd config inside.
         needsRestart = true;
@@ -320,6 +345,13 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       if (o.running) needsRestart = true;
     }
   }
+  for (const unit of restartUnits) stopUnits.delete(unit);
+  if (o.running && !needsRestart && (restartUnits.size > 0 || stopUnits.size > 0)) {
+    const restart = [...restartUnits].sort();
+    const stop = [...stopUnits].sort();
+    steps.push({ kind: 'reload-machine-units', machine: name, restart, stop, reason: 'units of the machine\'s own systemd changed; they take effect without a restart' });
+    changes.push(`reload units inside${restart.length ? `, restart ${restart.join(' ')}` : ''}${stop.length ? `, stop ${stop.join(' ')}` : ''}`);
+  }
   if (needsReload) {
     steps.push({ kind: 'reload-units', machine: name, reason: o.running && !needsRestart ? 'limits changed; systemd applies them to the running machine' : 'drop-ins of its unit changed' });
   }
@@ -331,6 +363,16 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     steps.push({ kind: 'restart-machine', machine: name, reason: 'settings that only apply at start changed' });
     changes.push('restart');
     action = 'restart';
+  }
+  if (hardened.size > 0 || released.size > 0) {
+    // A machine (re)started by this plan boots its services with the new drop-ins already.
+    const afterBoot = !o.running || needsRestart;
+    const units = [...hardened].sort();
+    const gone = [...released].sort();
+    if (units.length > 0 || (gone.length > 0 && !afterBoot)) {
+      steps.push({ kind: 'restart-services', machine: name, units, released: gone, afterBoot, reason: afterBoot ? 'their hardening changed; the machine starts with it' : 'their hardening changed' });
+      changes.push(afterBoot ? `check services ${units.join(' ')}` : `restart services ${[...units, ...gone].join(' ')}`);
+    }
   }
   if (conflicts.length > 0) {
     // Nothing is done to a machine with a conflict; the other machines are planned as usual.

@@ -19,6 +19,8 @@ export const machineRecordSchema = z.object({
   provision: z.array(z.array(z.string())),
   /** Host-absolute paths of every file and symlink nspawnctl wrote for this machine. */
   files: z.array(z.string()),
+  /** When `nspawnctl upgrade` last brought the machine's packages up to date (ISO 8601); absent: never. */
+  upgraded: z.string().optional(),
 });
 export type MachineRecord = z.infer<typeof machineRecordSchema>;
 

@@ -19,6 +19,14 @@ export type Step =
   | { kind: 'start-machine'; machine: string; reason: string }
   | { kind: 'restart-machine'; machine: string; reason: string }
   | { kind: 'reload-units'; machine: string; reason: string }
+  /** The machine's own systemd re-reads its units, then (re)starts or stops these (autoUpgrade's timer). */
+  | { kind: 'reload-machine-units'; machine: string; restart: string[]; stop: string[]; reason: string }
+  /**
+   * Inside the machine: its systemd reloaded, each of `units` checked to exist with its hardening
+   * drop-in loaded and restarted when it runs; `released` (drop-in removed) restarted when it
+   * runs. After a (re)start of the machine (`afterBoot`), only the check.
+   */
+  | { kind: 'restart-services'; machine: string; units: string[]; released: string[]; afterBoot: boolean; reason: string }
   | { kind: 'prepare-read-only'; machine: string; shift?: 'pick' | number; mountPoints: string[]; stopFirst: boolean; reason: string }
   | { kind: 'load-filter'; owner: Owner; path: string; reason: string }
   | { kind: 'unload-filter'; owner: Owner; table: string; chain: string; reason: string };
@@ -91,6 +99,12 @@ export function describeStep(step: Step): string {
       return `prepare the read-only root of ${step.machine}:${step.shift !== undefined ? ` shift its files to ${step.shift === 'pick' ? 'a picked UID range' : `UID ${step.shift}`}` : ''}${step.mountPoints.length ? ` create mount points ${step.mountPoints.join(' ')}` : ''}`;
     case 'reload-units':
       return `reload systemd units (limits of ${step.machine} take effect)`;
+    case 'reload-machine-units':
+      return `reload the units of ${step.machine}'s own systemd${step.restart.length ? `, restart ${step.restart.join(' ')}` : ''}${step.stop.length ? `, stop ${step.stop.join(' ')}` : ''}`;
+    case 'restart-services':
+      return step.afterBoot
+        ? `check services in ${step.machine}: ${step.units.join(' ')} (loaded with their hardening, not failed)`
+        : `reload systemd in ${step.machine} and restart those that run: ${[...step.units.map((u) => `${u} (new hardening)`), ...step.released.map((u) => `${u} (hardening removed)`)].join(', ')}`;
     case 'load-filter':
       return `load packet filter ${step.path} (nft -f)`;
     case 'unload-filter':

@@ -1,6 +1,8 @@
 // Renders the files nspawnctl writes inside a machine's root filesystem.
 import { Machine } from '../manifest/schema';
+import { renderAutoUpgradeEntries } from './auto-upgrade';
 import { renderHeader, renderUnit } from './common';
+import { renderServiceEntries } from './service-dropins';
 import { APT_PROXY_FILE, AUTHORIZED_KEYS_FILE, ENVIRONMENT_DROPIN, ENVIRONMENT_FILE, HOST0_NETWORK_FILE, HOSTNAME_FILE, NETWORKD_LINKS, RESOLV_CONF_FILE } from './rootfs-paths';
 
 /** One entry inside a rootfs (path relative to the machine's /). */
@@ -98,8 +100,11 @@ export function renderRootfsEntries(machine: Machine, manifestFile: string): Roo
     });
   }
 
+  entries.push(...renderAutoUpgradeEntries(machine, manifestFile));
+
   for (const f of machine.files) {
     entries.push({ kind: 'file', path: f.path, content: f.content, mode: f.mode, restart: false });
   }
+  entries.push(...renderServiceEntries(machine, manifestFile));
   return entries.sort((a, b) => a.path.localeCompare(b.path));
 }

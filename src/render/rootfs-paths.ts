@@ -29,6 +29,13 @@ export const NETWORKD_LINKS: readonly (readonly [link: string, target: string])[
   ['/etc/systemd/system/sockets.target.wants/systemd-networkd.socket', '/lib/systemd/system/systemd-networkd.socket'],
 ];
 
+// autoUpgrade: a service that upgrades the machine's packages, its timer, and the link that
+// enables the timer (what `systemctl enable` would make).
+export const AUTO_UPGRADE_UNIT = 'nspawnctl-upgrade';
+export const AUTO_UPGRADE_SERVICE_FILE = `/etc/systemd/system/${AUTO_UPGRADE_UNIT}.service`;
+export const AUTO_UPGRADE_TIMER_FILE = `/etc/systemd/system/${AUTO_UPGRADE_UNIT}.timer`;
+export const AUTO_UPGRADE_TIMER_LINK = `/etc/systemd/system/timers.target.wants/${AUTO_UPGRADE_UNIT}.timer`;
+
 // Written by apply itself, not rendered: src/apply/bootstrap.ts writes these two (withPolicyRcD
 // and createMachine); it spells them as relative paths of its own.
 export const POLICY_RC_D_FILE = '/usr/sbin/policy-rc.d';
@@ -44,6 +51,9 @@ export const GENERATED_ROOTFS_PATHS: readonly GeneratedRootfsPath[] = [
   { path: ENVIRONMENT_DROPIN, kind: 'file', key: 'environment' },
   { path: AUTHORIZED_KEYS_FILE, kind: 'file', key: 'authorizedKeys' },
   { path: APT_PROXY_FILE, kind: 'file', key: 'aptProxy' },
+  { path: AUTO_UPGRADE_SERVICE_FILE, kind: 'file', key: 'autoUpgrade' },
+  { path: AUTO_UPGRADE_TIMER_FILE, kind: 'file', key: 'autoUpgrade' },
+  { path: AUTO_UPGRADE_TIMER_LINK, kind: 'symlink', key: 'autoUpgrade' },
   { path: POLICY_RC_D_FILE, kind: 'file', when: 'while it installs packages' },
   { path: MACHINE_ID_FILE, kind: 'file', when: 'when it copies a machine from a base image' },
 ];

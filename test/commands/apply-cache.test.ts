@@ -352,6 +352,7 @@ machines:
     authorizedKeys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGU me@example.org]
     files: [{ path: /etc/motd, content: "hi\\n" }]
     provision: [[mkdir, -p, /srv/www]]
+    autoUpgrade: { schedule: daily }
 `;
     const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } }));
     simulateImageTools(host);

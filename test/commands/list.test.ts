@@ -62,7 +62,7 @@ describe('nspawnctl list', () => {
     const host = exampleHost();
     const r = await runCommand(listWith(host), []);
     expect(r.error).toBeUndefined();
-    expect(r.stdout).toBe(['MACHINE  STATE    ADDRESS     MANIFEST', 'db       stopped  10.77.0.12  drift', 'web      running  10.77.0.11  in sync', ''].join('\n'));
+    expect(r.stdout).toBe(['MACHINE  STATE    ADDRESS     MANIFEST  UPGRADED', 'db       stopped  10.77.0.12  drift     never', 'web      running  10.77.0.11  in sync   never', ''].join('\n'));
     expect(host.fs.changes).toEqual([]);
     host.assertNoUnmatchedCalls();
   });
@@ -72,7 +72,7 @@ describe('nspawnctl list', () => {
     host.inputs.clear();
     const r = await runCommand(listWith(host), []);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toBe(['MACHINE  STATE    ADDRESS  MANIFEST', 'db       stopped  -        manifest unreadable', 'web      running  -        manifest unreadable', ''].join('\n'));
+    expect(r.stdout).toBe(['MACHINE  STATE    ADDRESS  MANIFEST             UPGRADED', 'db       stopped  -        manifest unreadable  never', 'web      running  -        manifest unreadable  never', ''].join('\n'));
   });
 });
 
@@ -90,6 +90,7 @@ describe('nspawnctl status', () => {
         'manifest:  /srv/conf/machines.yaml (drift)',
         'built:     debian bookworm with mmdebstrap, 2024-05-06T07:08:09.000Z',
         'files:     9 managed',
+        'upgraded:  never (by nspawnctl upgrade)',
         'pending:',
         '  start',
         '',

@@ -158,7 +158,7 @@ describe('list and status as a normal user', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toBe(RECORDS_NOTE);
     expect(r.stdout).toBe(
-      ['machine:   web', 'state:     running (leader PID 4321)', 'address:   -', 'users:     -', 'manifest:  - (needs root)', 'built:     -', 'files:     0 managed', ''].join('\n'),
+      ['machine:   web', 'state:     running (leader PID 4321)', 'address:   -', 'users:     -', 'manifest:  - (needs root)', 'built:     -', 'files:     0 managed', 'upgraded:  -', ''].join('\n'),
     );
   });
 
@@ -169,7 +169,7 @@ describe('list and status as a normal user', () => {
     const r = await runCommand(withHost(List, host), []);
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toBe('note: could not read /var/lib/machines: permission denied; run as root to see the machines and networks\n');
-    expect(r.stdout).toBe(['MACHINE  STATE    ADDRESS     MANIFEST', 'db       stopped  10.77.0.12  needs root', 'web      running  10.77.0.11  needs root', ''].join('\n'));
+    expect(r.stdout).toBe(['MACHINE  STATE    ADDRESS     MANIFEST    UPGRADED', 'db       stopped  10.77.0.12  needs root  never', 'web      running  10.77.0.11  needs root  never', ''].join('\n'));
   });
 });
 

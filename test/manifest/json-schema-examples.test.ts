@@ -16,6 +16,8 @@ const FRAGMENTS = [
   { file: 'docs/manifest.md', start: 'networks:\n  examplevlan:', why: 'networks: alone, without machines:' },
   { file: 'docs/manifest.md', start: 'machines:\n  web:\n    hostname: web', why: 'machines on the networks of the example before it' },
   { file: 'docs/manifest.md', start: 'bind:\n  - /srv/shared', why: 'bind: alone, the entries of one machine' },
+  { file: 'docs/security.md', start: '    services:\n      nginx:', why: 'services: added to the machine of the worked example' },
+  { file: 'docs/security.md', start: '    security:\n      preset: strict\n      capabilities', why: 'security: of the worked example, loosened to profile' },
 ];
 
 const fragmentOf = (block: YamlBlock) => FRAGMENTS.filter((f) => block.where.startsWith(`${f.file}:`) && block.text.startsWith(f.start));

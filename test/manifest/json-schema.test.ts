@@ -88,7 +88,7 @@ describe('what editors get from it', () => {
     expect(open).toEqual([]);
   });
 
-  test('every map has its key rule: machine, network, environment and credential names', () => {
+  test('every map has its key rule: machine, network, environment, credential and service names', () => {
     const maps: Record<string, string> = {};
     walk(schema, '', (s, path) => {
       if (s.propertyNames) maps[path] = s.propertyNames.pattern;
@@ -100,6 +100,7 @@ describe('what editors get from it', () => {
       '.defaults.credentials': '^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$',
       '.machines.*.environment': '^[A-Za-z_][A-Za-z0-9_]*$',
       '.machines.*.credentials': '^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$',
+      '.machines.*.services': '^(?=.{1,247}$)(?!.*\\.\\.)(?!.*\\.service$)[A-Za-z0-9_][A-Za-z0-9_.:-]*(@[A-Za-z0-9_.:-]+)?$',
     });
   });
 

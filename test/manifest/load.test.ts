@@ -13,8 +13,8 @@ const FILE = 'machines.yaml';
 const REPO = join(__dirname, '..', '..');
 
 const TOP_KEYS = 'defaults, networks, machines';
-const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits';
-const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart`;
+const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, autoUpgrade';
+const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart, services`;
 const NETWORK_KEYS = 'subnet, gateway, nat, isolated';
 const MACHINE_NAME_RULE = 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)';
 const BRIDGE_NAME_RULE = 'network names become bridge interface names: 1-15 characters, a lowercase letter first, then a-z 0-9 _ -';
@@ -383,7 +383,7 @@ describe('parseManifest rejects bad input with every problem located', () => {
         'machines.yaml:5:9: machines.web.bind[1]: host: is required',
         'machines.yaml:6:17: machines.web.bind[2].host: expected an absolute path of letters, digits and . _ @ + - /',
         'machines.yaml:7:34: machines.web.bind[3].machine: path must not contain "." or ".." segments',
-        'machines.yaml:8:25: machines.web.bind[4].readonly: unknown key',
+        'machines.yaml:8:25: machines.web.bind[4].readonly: unknown key (did you mean readOnly?); expected one of: host, machine, readOnly, create',
         'machines.yaml:9:9: machines.web.bind[5]: create: expected a boolean, got a string',
         'machines.yaml:10:9: machines.web.bind[6]: expected HOST_PATH[:MACHINE_PATH][:ro|rw] like /srv/www:/var/www:ro, or a mapping like { host: /srv/www, machine: /var/www, readOnly: true }, got a number',
         'machines.yaml:11:9: machines.web.bind[7]: expected HOST_PATH[:MACHINE_PATH][:ro|rw] like /srv/www:/var/www:ro, or a mapping like { host: /srv/www, machine: /var/www, readOnly: true }, got a list',
@@ -747,6 +747,7 @@ describe('parseManifest resolves valid manifests', () => {
       autostart: true,
       security: resolveSecurity({ preset: 'strict' }, undefined),
       limits: resolveLimits(undefined, undefined),
+      services: [],
     };
     expect(m.machines.web).toEqual({
       ...common,
@@ -794,6 +795,7 @@ describe('parseManifest resolves valid manifests', () => {
       files: [],
       provision: [],
       autostart: false,
+      services: [],
       security: {
         preset: 'default' as const,
         privateUsers: 'pick',

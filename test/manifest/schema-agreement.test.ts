@@ -36,6 +36,7 @@ const VALID: [string, string][] = [
 ];
 const EXAMPLE = read('machines.example.yaml');
 const FULL = read('test', 'render', 'fixtures', 'full-machine', 'machines.yaml');
+const SERVICES = read('test', 'render', 'fixtures', 'services', 'machines.yaml');
 const SPECS = MACHINES_YAML;
 
 /** Rules only the loader checks, each with the start of its message. */
@@ -60,6 +61,10 @@ const LOADER_ONLY: { rule: string; message: RegExp }[] = [
   { rule: 'a credential file is not in a read-write bind', message: /^\S+ is inside \S+, which machine .+ mounts read-write; that machine could replace it with a symlink to any host file$/ },
   { rule: 'a bind source is not inside a read-write bind source', message: /^\S+ is inside \S+, which machine .+ mounts read-write: that machine could replace it with a symlink to any host directory/ },
   { rule: "system call names this host's systemd knows", message: /^this host's systemd knows no system call / },
+  { rule: 'autoUpgrade needs a writable root', message: /^autoUpgrade( \(from defaults\))? needs a (writable root|root whose changes last), but machine / },
+  { rule: 'autoUpgrade needs a network', message: /^autoUpgrade( \(from defaults\))? needs a network: / },
+  { rule: "a files path is not a service's drop-in, above or below it", message: /^\S+ is .+ nspawnctl (?:itself|writes itself) \(from services\.\S+:\)/ },
+  { rule: "services need a machine /etc that is not a fresh tmpfs", message: /^services need the machine's own \/etc/ },
 ];
 
 const loaderOnlyRule = (message: string) => LOADER_ONLY.find((r) => r.message.test(message))?.rule;
@@ -130,6 +135,9 @@ describe('valid manifests: both accept', () => {
     ['systemCallFilter: names, groups, denied ones', SPECS, ['machines', 'app', 'security', 'systemCallFilter'], ['getcpu', '~getcpu', '@system-service', '~@clock']],
     ['devices: read-only', SPECS, ['machines', 'app', 'security', 'devices'], [{ path: '/dev/net/tun', access: 'r' }]],
     ['apparmorProfile with a slash and dots', SPECS, ['machines', 'app', 'security', 'apparmorProfile'], 'a/b.c-d_e'],
+    ['services: unit names at the edges', SERVICES, ['machines', 'web', 'services'], { a: {}, 'php8.2-fpm': {}, 'user@1000': {}, 'a:b_c-d': {}, [`x${'y'.repeat(246)}`]: { preset: 'none' } }],
+    ['services: every key', SERVICES, ['machines', 'web', 'services', 'nginx'], { preset: 'none', protectSystem: false, protectHome: 'read-only', privateTmp: false, restrictSUIDSGID: true, systemCallArchitectures: 'native', systemCallFilter: [], readWritePaths: ['-/run', '/var/lib/x'], deviceAllow: ['/dev/null rw', 'block-loop', 'char-pts rwm'], capabilities: { keep: [] }, restrictAddressFamilies: ['AF_DECnet', 'AF_MCTP'] }],
+    ['services: capabilities to drop, and an empty list of families', SERVICES, ['machines', 'web', 'services', 'nginx'], { capabilities: { drop: ['CAP_SYS_ADMIN'] }, restrictAddressFamilies: [] }],
   ])('%s', (_name, base, path, value) => {
     expect(judge(validate, changed(base, path, value))).toEqual({ schema: [], loader: [], loaderMessages: [] });
   });
@@ -157,6 +165,11 @@ const TYPES: Refused[] = [
   ['tasks as a string', SPECS, ['machines', 'app', 'limits', 'tasks'], '256'],
   ['a port as a string', EXAMPLE, ['machines', 'web', 'ports', 0, 'host'], '8080'],
   ['capabilities as a list', SPECS, ['machines', 'app', 'security', 'capabilities'], ['CAP_MKNOD']],
+  ['services as a list', SERVICES, ['machines', 'web', 'services'], ['nginx']],
+  ['a service as a string', SERVICES, ['machines', 'web', 'services', 'nginx'], 'strict'],
+  ['a service switch as a string', SERVICES, ['machines', 'web', 'services', 'nginx', 'privateTmp'], 'yes'],
+  ['protectSystem as a number', SERVICES, ['machines', 'web', 'services', 'nginx', 'protectSystem'], 1],
+  ['systemCallArchitectures as true', SERVICES, ['machines', 'web', 'services', 'nginx', 'systemCallArchitectures'], true],
 ];
 
 const REQUIRED: Refused[] = [
@@ -184,6 +197,8 @@ const UNKNOWN_KEYS: Refused[] = [
   ['in security', SPECS, ['machines', 'app', 'security', 'seccomp'], true],
   ['in limits', SPECS, ['machines', 'app', 'limits', 'memoryMax'], '1G'],
   ['in a device', SPECS, ['machines', 'app', 'security', 'devices', 0, 'mode'], 'rw'],
+  ['in a service', SERVICES, ['machines', 'web', 'services', 'nginx', 'protectSytem'], 'strict'],
+  ["in a service's capabilities", SERVICES, ['machines', 'web', 'services', 'nginx', 'capabilities'], { add: ['CAP_CHOWN'] }, 'machines.web.services.nginx.capabilities.add'],
 ];
 
 const ENUMS: Refused[] = [
@@ -200,6 +215,13 @@ const ENUMS: Refused[] = [
   ['a capability in lower case', SPECS, ['machines', 'app', 'security', 'capabilities', 'drop', 0], 'cap_mknod'],
   ['a capability without CAP_', SPECS, ['machines', 'app', 'security', 'capabilities', 'drop', 0], 'MKNOD'],
   ['a capability that does not exist', SPECS, ['machines', 'app', 'security', 'capabilities', 'add'], ['CAP_NET_RAWR'], 'machines.app.security.capabilities.add[0]'],
+  ['a service preset', SERVICES, ['machines', 'web', 'services', 'nginx', 'preset'], 'paranoid'],
+  ['protectSystem', SERVICES, ['machines', 'web', 'services', 'nginx', 'protectSystem'], 'yes'],
+  ['protectHome', SERVICES, ['machines', 'web', 'services', 'nginx', 'protectHome'], 'ro'],
+  ['a kept capability in lower case', SERVICES, ['machines', 'web', 'services', 'nginx', 'capabilities'], { keep: ['cap_chown'] }, 'machines.web.services.nginx.capabilities.keep[0]'],
+  ['capabilities to keep and to drop', SERVICES, ['machines', 'web', 'services', 'nginx', 'capabilities'], { keep: ['CAP_CHOWN'], drop: ['CAP_SYS_ADMIN'] }],
+  ['an address family that does not exist', SERVICES, ['machines', 'web', 'services', 'nginx', 'restrictAddressFamilies'], ['AF_INETT'], 'machines.web.services.nginx.restrictAddressFamilies[0]'],
+  ['an address family without AF_', SERVICES, ['machines', 'web', 'services', 'nginx', 'restrictAddressFamilies'], ['INET'], 'machines.web.services.nginx.restrictAddressFamilies[0]'],
 ];
 
 const NAMES: Refused[] = [
@@ -220,6 +242,10 @@ const NAMES: Refused[] = [
   ['an authorized key without its type', FULL, ['defaults', 'authorizedKeys', 0], 'AAAAC3NzaC1lZDI1NTE5 admin'],
   ['an authorized key of two lines', FULL, ['defaults', 'authorizedKeys', 0], 'ssh-ed25519 AAAA a\nssh-rsa BBBB b'],
   ['an authorized key with two spaces after its type', FULL, ['defaults', 'authorizedKeys', 0], 'ssh-ed25519  AAAA'],
+  ['a service syscall entry in capitals', SERVICES, ['machines', 'web', 'services', 'nginx', 'systemCallFilter'], ['@System-service'], 'machines.web.services.nginx.systemCallFilter[0]'],
+  ['a device ACL with a bad access', SERVICES, ['machines', 'web', 'services', 'nginx', 'deviceAllow'], ['/dev/null x'], 'machines.web.services.nginx.deviceAllow[0]'],
+  ['a device ACL outside /dev', SERVICES, ['machines', 'web', 'services', 'nginx', 'deviceAllow'], ['/etc/shadow r'], 'machines.web.services.nginx.deviceAllow[0]'],
+  ['a device ACL through ..', SERVICES, ['machines', 'web', 'services', 'nginx', 'deviceAllow'], ['/dev/../etc/shadow r'], 'machines.web.services.nginx.deviceAllow[0]'],
 ];
 
 /** The example with one nameserver under defaults (it has no dns: of its own). */
@@ -275,6 +301,11 @@ const PATHS: Refused[] = [
   ['credentials: inside /var/lib/machines', EXAMPLE, ['machines', 'web', 'credentials'], { key: '/var/lib/machines/web/key' }, 'machines.web.credentials.key'],
   ['credentials: /var/lib/machines itself', EXAMPLE, ['defaults', 'credentials'], { key: '/var/lib/machines' }, 'defaults.credentials.key'],
   ['credentials: //', EXAMPLE, ['defaults', 'credentials'], { key: '/etc//key' }, 'defaults.credentials.key'],
+  ['readWritePaths: relative', SERVICES, ['machines', 'web', 'services', 'nginx', 'readWritePaths'], ['var/lib/nginx'], 'machines.web.services.nginx.readWritePaths[0]'],
+  ['readWritePaths: two dashes', SERVICES, ['machines', 'web', 'services', 'nginx', 'readWritePaths'], ['--/x'], 'machines.web.services.nginx.readWritePaths[0]'],
+  ['readWritePaths: a .. segment', SERVICES, ['machines', 'web', 'services', 'nginx', 'readWritePaths'], ['-/var/../etc'], 'machines.web.services.nginx.readWritePaths[0]'],
+  ['readWritePaths: a trailing /', SERVICES, ['machines', 'web', 'services', 'nginx', 'readWritePaths'], ['/run/'], 'machines.web.services.nginx.readWritePaths[0]'],
+  ['readWritePaths: /', SERVICES, ['machines', 'web', 'services', 'nginx', 'readWritePaths'], ['-/'], 'machines.web.services.nginx.readWritePaths[0]'],
 ];
 
 // The paths nspawnctl writes itself, a directory above one, a path below one: a fixed list the
@@ -365,6 +396,12 @@ describe('what a JSON Schema can express: both refuse, at the same key', () => {
     ['a network name with a dot', EXAMPLE, ['networks', 'examplevlan'], 'lan.1'],
     ['an environment name starting with a digit', EXAMPLE, ['defaults', 'environment', 'TZ'], '1TZ'],
     ['an environment name with -', EXAMPLE, ['defaults', 'environment', 'TZ'], 'TZ-X'],
+    ['a service named with .service', SERVICES, ['machines', 'web', 'services', 'cron'], 'cron.service'],
+    ['a service named like a path', SERVICES, ['machines', 'web', 'services', 'cron'], '../cron'],
+    ['a service name starting with -', SERVICES, ['machines', 'web', 'services', 'cron'], '-cron'],
+    ['a service name with ..', SERVICES, ['machines', 'web', 'services', 'cron'], 'a..b'],
+    ['a template without its instance', SERVICES, ['machines', 'web', 'services', 'cron'], 'getty@'],
+    ['a service name of 248 characters', SERVICES, ['machines', 'web', 'services', 'cron'], 'c'.repeat(248)],
   ])('%s', (_name, base, path, name) => {
     const at = printed([...path.slice(0, -1), name]);
     const v = judge(validate, renamed(base, path, name));
@@ -376,6 +413,7 @@ describe('what a JSON Schema can express: both refuse, at the same key', () => {
     ['a credential name with a space', yaml('machines:', '  web:', '    credentials: { "a b": /k }'), 'machines.web.credentials."a b"'],
     ['a credential name of 65 characters', yaml('machines:', '  web:', `    credentials: { ${'k'.repeat(65)}: /k }`), `machines.web.credentials.${'k'.repeat(65)}`],
     ['__proto__ as a credential name', yaml('machines:', '  web:', '    credentials: { __proto__: /k }'), 'machines.web.credentials.__proto__'],
+    ['__proto__ as a service name', yaml('machines:', '  web:', '    services: { __proto__: {} }'), 'machines.web.services.__proto__'],
     ['__proto__ as an environment name', yaml('defaults:', '  environment: { __proto__: x }', 'machines: {}'), 'defaults.environment.__proto__'],
     ['a document that is a list', yaml('- machines: {}'), ''],
     ['an empty document', yaml('# nothing'), ''],
@@ -410,6 +448,12 @@ describe('what only the loader can decide: the schema accepts, the loader refuse
     ['cpus or cpuQuota, not both', changed(SPECS, ['machines', 'app', 'limits', 'cpuQuota'], '150%')],
     ['a credential file is not in a read-write bind', changed(changed(EXAMPLE, ['machines', 'db', 'bind'], ['/srv/keys:/keys']), ['machines', 'web', 'credentials'], { key: '/srv/keys/web.pem' })],
     ['a bind source is not inside a read-write bind source', changed(changed(EXAMPLE, ['machines', 'db', 'bind'], ['/srv/app:/app']), ['machines', 'web', 'bind'], ['/srv/app/conf:/etc/app:ro'])],
+    ['autoUpgrade needs a writable root', changed(SPECS, ['machines', 'app', 'autoUpgrade'], { schedule: 'daily' })],
+    ['autoUpgrade needs a writable root', changed(SPECS, ['machines', 'vol', 'autoUpgrade'], { schedule: 'weekly' })],
+    ['autoUpgrade needs a network', changed(SPECS, ['machines', 'solo', 'autoUpgrade'], {})],
+    ["a files path is not a service's drop-in, above or below it", changed(SERVICES, ['machines', 'web', 'files', 0, 'path'], '/etc/systemd/system/cron.service.d/50-nspawnctl-hardening.conf')],
+    ["a files path is not a service's drop-in, above or below it", changed(SERVICES, ['machines', 'web', 'files', 0, 'path'], '/etc/systemd/system/cron.service.d')],
+    ['services need a machine /etc that is not a fresh tmpfs', changed(SERVICES, ['machines', 'web', 'security'], { volatile: 'yes' })],
   ];
 
   test('every rule has a case', () => {
