@@ -13,6 +13,7 @@ import { daemonReload, disableMachine, enableMachine, handBindSource, restartMac
 import { CacheOptions, ImageCache } from './image-cache';
 import { installPackages } from './packages';
 import { restartServices } from './services';
+import { rebuildMachine } from './rebuild';
 import { removeStaging } from './staging';
 
 export interface ApplyOptions {
@@ -127,7 +128,7 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
 }
 
 /** One ImageCache per apply, and the architecture asked of dpkg once, when first needed. */
-function imageCacheFor(host: Host, cache: CacheOptions): StepOptions['cache'] {
+export function imageCacheFor(host: Host, cache: CacheOptions): StepOptions['cache'] {
   let arch: Promise<string> | undefined;
   return {
     images: new ImageCache(host, cache),
@@ -183,6 +184,11 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
       case 'write-record':
         await host.fs.writeFile(step.path, serializeRecord(step.record), { mode: RECORD_MODE, dirMode: 0o700 });
         return;
+      case 'rebuild-machine': {
+        const r = await rebuildMachine(host, { spec: step.spec, entries: step.entries, record: step.record, timeoutMs: options.startTimeoutMs, cache: options.cache, onLine });
+        onLine(`rebuilt ${step.machine}: downtime ${(r.downtimeMs / 1000).toFixed(1)} s; the old root filesystem is kept at ${r.previous}`);
+        return reportReadiness(step.machine, r.readiness, onLine);
+      }
       case 'install-packages':
         return await installPackages(host, spec(step.machine), step.packages, { timeoutMs: options.startTimeoutMs, onLine });
       case 'remove-staging':

@@ -66,6 +66,31 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
   const { spec } = input;
   const staging = stagingPath(spec.name);
   const rootfs = rootfsPath(spec.name);
+  const tool = await buildRootfs(host, input);
+  try {
+    if (await host.fs.stat(rootfs)) {
+      // The record says the machine is ours but its rootfs reappeared half-way; never merge.
+      throw new NspawnctlError(`${rootfs} appeared while machine ${spec.name} was being created`);
+    }
+    // The record goes first: killed between the two, the next plan sees a recorded machine
+    // whose rootfs is missing and creates it again, instead of an unowned rootfs.
+    const record: MachineRecord = { ...input.record, bootstrap: { ...input.record.bootstrap, bootstrapper: tool } };
+    await host.fs.writeFile(machineRecordPath(spec.name), serializeRecord(record), { mode: RECORD_MODE, dirMode: 0o700 });
+    await host.fs.rename(staging, rootfs);
+  } catch (err) {
+    await removeStaging(host, staging).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Builds the machine's root filesystem in its staging directory (base, packages, files inside,
+ * provision) and returns the bootstrapper used; on any failure the staging directory is removed.
+ * create-machine renames the result into place; rebuild swaps it with the running one.
+ */
+export async function buildRootfs(host: Host, input: Omit<CreateMachineInput, 'record'>): Promise<Bootstrapper> {
+  const { spec } = input;
+  const staging = stagingPath(spec.name);
   const tool = await chooseBootstrapper(host, spec.bootstrapper);
   if (!tool) {
     throw new NspawnctlError(`machine ${spec.name}: no bootstrapper found (${spec.bootstrapper === 'auto' ? 'mmdebstrap or debootstrap' : spec.bootstrapper})`, {
@@ -118,15 +143,7 @@ export async function createMachine(host: Host, input: CreateMachineInput): Prom
         await writeEntries();
       }
     });
-    if (await host.fs.stat(rootfs)) {
-      // The record says the machine is ours but its rootfs reappeared half-way; never merge.
-      throw new NspawnctlError(`${rootfs} appeared while machine ${spec.name} was being created`);
-    }
-    // The record goes first: killed between the two, the next plan sees a recorded machine
-    // whose rootfs is missing and creates it again, instead of an unowned rootfs.
-    const record: MachineRecord = { ...input.record, bootstrap: { ...input.record.bootstrap, bootstrapper: tool } };
-    await host.fs.writeFile(machineRecordPath(spec.name), serializeRecord(record), { mode: RECORD_MODE, dirMode: 0o700 });
-    await host.fs.rename(staging, rootfs);
+    return tool;
   } catch (err) {
     await removeStaging(host, staging).catch(() => undefined);
     throw err;

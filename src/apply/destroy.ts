@@ -1,7 +1,7 @@
 // Removes a machine and exactly what nspawnctl recorded for it, nothing else.
 import { NspawnctlError, OwnershipError, PreflightError } from '../errors';
 import { Host } from '../host/host';
-import { appArmorDropInPath, autostartLinkPath, backupSnapshotPath, credentialsDropInPath, isWithin, limitsDropInPath, machineRecordPath, MACHINES_DIR, nspawnFilePath, rootfsPath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, autostartLinkPath, backupSnapshotPath, credentialsDropInPath, isWithin, limitsDropInPath, machineRecordPath, MACHINES_DIR, nspawnFilePath, previousRootfsPath, rootfsPath, stagingPath, swapRootfsPath, unitDropInDir } from '../host/paths';
 import { MACHINE_NAME } from '../manifest/schema';
 import { isSystemdBooted, readMachineRecord } from '../plan/observe';
 import { removeOwnedFile } from './files';
@@ -81,6 +81,14 @@ export async function destroyMachine(host: Host, name: string, options: DestroyO
   if (await host.fs.stat(backupSnapshotPath(name))) {
     await host.runner.run('btrfs', ['subvolume', 'delete', backupSnapshotPath(name)]);
     removed.push(backupSnapshotPath(name));
+  }
+  // The root filesystem a rebuild set aside (and one a killed rollback left parked) go with it.
+  for (const dir of [previousRootfsPath(name), swapRootfsPath(name)]) {
+    if (!(await host.fs.stat(dir))) continue;
+    await assertNothingMounted(host, dir);
+    say(`removing ${dir}`);
+    await host.fs.removeTree(dir);
+    removed.push(dir);
   }
   if (await host.fs.removeFile(machineRecordPath(name))) removed.push(machineRecordPath(name));
   return { machine: name, stopped, removed };

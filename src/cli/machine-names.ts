@@ -9,6 +9,8 @@ export const MACHINE_ARGUMENTS: Readonly<Record<string, string>> = {
   audit: 'machines',
   backup: 'name',
   destroy: 'name',
+  rebuild: 'name',
+  rollback: 'name',
   status: 'name',
   'profile:syscalls': 'machine',
 };

@@ -3,7 +3,7 @@ import { applyPlan, summarizeFailures } from '../apply/apply';
 import { DEFAULT_CACHE_DIR } from '../apply/image-cache';
 import { assertReady } from '../apply/preflight';
 import { BaseCommand, jsonFlag, waitFlag } from '../command-base';
-import { OwnershipError } from '../errors';
+import { ExitCode, NspawnctlError, OwnershipError } from '../errors';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { formatPlanText, hostConflicts, planToJson, stepToJson } from '../plan/format';
 import { describeUnreadable } from '../plan/observe';
@@ -18,6 +18,7 @@ export default class Apply extends BaseCommand {
     json: jsonFlag,
     wait: waitFlag,
     'dry-run': Flags.boolean({ description: 'Show the plan and stop.', default: false }),
+    yes: Flags.boolean({ char: 'y', description: 'Rebuild machines the plan rebuilds without asking (required when stdin is not a terminal).', default: false }),
     'start-timeout': Flags.integer({ description: 'Seconds a machine may take to reach "running".', default: 90, min: 1 }),
     jobs: Flags.integer({ char: 'j', description: 'How many machines to create, configure and start at the same time.', default: 2, min: 1 }),
     'cache-dir': Flags.string({ description: 'Where base images are kept.', default: DEFAULT_CACHE_DIR, env: 'NSPAWNCTL_CACHE_DIR' }),
@@ -49,6 +50,13 @@ export default class Apply extends BaseCommand {
       }
       await assertReady(host, plan);
       if (!flags.json) process.stderr.write(formatPlanText(plan));
+      const rebuilt = plan.steps.flatMap((st) => (st.kind === 'rebuild-machine' ? [st.machine] : []));
+      if (rebuilt.length > 0 && !flags.yes) {
+        const what = `the plan rebuilds ${rebuilt.join(', ')} (a fresh root filesystem; the old one is kept for rollback)`;
+        if (!process.stdin.isTTY) throw new NspawnctlError(`refusing to apply: ${what}; run apply with --yes (stdin is not a terminal)`, { exitCode: ExitCode.invalidManifest });
+        const answer = await this.ask(`${what}. Rebuild? [y/N] `);
+        if (!/^y(es)?$/i.test(answer.trim())) throw new NspawnctlError('not confirmed; nothing was changed');
+      }
       const result = await applyPlan(host, plan, {
         renderer: this.progressRenderer(flags.json),
         startTimeoutMs: flags['start-timeout'] * 1000,

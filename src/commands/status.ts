@@ -50,6 +50,7 @@ export default class Status extends BaseCommand {
       `users:     ${usersLine(r.users)}`,
       `manifest:  ${r.manifest ?? '-'} (${r.sync})`,
       `built:     ${r.record ? `${r.record.bootstrap.distribution} ${r.record.bootstrap.suite} with ${r.record.bootstrap.bootstrapper}, ${r.record.created}` : '-'}`,
+      ...(r.record?.previous ? [`previous:  ${r.record.previous.path} (${r.record.previous.bootstrap.distribution} ${r.record.previous.bootstrap.suite}, set aside ${r.record.previous.kept}; nspawnctl rollback ${r.name} swaps it back)`] : []),
       `files:     ${r.record?.files.length ?? 0} managed`,
       `upgraded:  ${r.upgraded ? `${r.upgraded} (${formatAge(r.upgraded, Date.now())})` : r.record ? 'never (by nspawnctl upgrade)' : '-'}`,
       ...serviceLines(r.services),

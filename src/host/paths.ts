@@ -33,6 +33,19 @@ export function backupSnapshotPath(machine: string): string {
 /** Root's scratch space for a backup's metadata file, on /run (gone at reboot). */
 export const BACKUP_WORK_DIR = '/run/nspawnctl';
 
+/**
+ * The root filesystem a rebuild set aside (hidden like staging), until the next rebuild replaces
+ * it or a rollback swaps it back; the machine's record names it.
+ */
+export function previousRootfsPath(machine: string): string {
+  return `${MACHINES_DIR}/.nspawnctl-${machine}.previous`;
+}
+
+/** Where a rollback parks the current root filesystem for a moment while the two change places. */
+export function swapRootfsPath(machine: string): string {
+  return `${MACHINES_DIR}/.nspawnctl-${machine}.swap`;
+}
+
 export function nspawnFilePath(machine: string): string {
   return `${NSPAWN_DIR}/${machine}.nspawn`;
 }

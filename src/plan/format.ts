@@ -2,7 +2,7 @@
 import { posix } from 'node:path';
 import { describeStep, Plan, Step } from './steps';
 
-const MARK: Record<string, string> = { create: '+', update: '~', restart: '~', start: '>', unchanged: '=', conflict: '!' };
+const MARK: Record<string, string> = { create: '+', update: '~', rebuild: '~', restart: '~', start: '>', unchanged: '=', conflict: '!' };
 
 export function formatPlanText(plan: Plan): string {
   const out: string[] = [];
@@ -66,6 +66,8 @@ export function stepToJson(step: Step): Record<string, unknown> {
       return { ...base, owner: step.owner, path: step.path };
     case 'install-packages':
       return { ...base, machine: step.machine, packages: step.packages };
+    case 'rebuild-machine':
+      return { ...base, machine: step.machine, why: step.why, distribution: step.spec.distribution, suite: step.spec.suite, packages: step.spec.packages, files: step.entries.map((e) => e.hostPath) };
     case 'reload-networkd':
       return { ...base, reconfigure: step.reconfigure };
     case 'enable-networkd':

@@ -192,23 +192,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
 
   // A new machine (or one whose rootfs vanished): bootstrap, configure, start.
   if (!o.record || !o.rootfsExists) {
-    const record: MachineRecord = {
-      version: 1,
-      kind: 'machine',
-      name,
-      manifest: options.manifestPath,
-      created: o.record?.created ?? options.now,
-      bootstrap: {
-        distribution: m.machine.distribution,
-        suite: m.machine.suite,
-        mirror: m.machine.mirror,
-        variant: m.machine.variant,
-        bootstrapper: m.machine.bootstrapper,
-      },
-      packages: m.machine.packages,
-      provision: m.machine.provision,
-      files,
-    };
+    const record = newMachineRecord(m, options.manifestPath, o.record?.created ?? options.now);
     const reason = o.record ? `its root filesystem ${m.rootfs} is missing` : 'not on this host yet';
     steps.push({ kind: 'create-machine', machine: name, spec: m.machine, entries: m.rootfsEntries, record, reason });
     for (const e of m.hostEntries) {
@@ -231,6 +215,9 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   }
 
   const record = o.record;
+  // What only a fresh root filesystem brings (a read-only root is not rebuilt yet: notices below).
+  const why = rebuildReasons(m, record);
+  if (why.length > 0 && !m.machine.security.readOnly) return planRebuild(m, o, record, why, state, options);
   const changes: string[] = [];
   let needsRestart = false;
   let needsReload = false;
@@ -304,16 +291,16 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   }
   const dropped = record.packages.filter((p) => !m.machine.packages.includes(p));
   if (dropped.length > 0) {
-    notices.push({ owner, message: `packages no longer listed stay installed (nspawnctl does not remove packages): ${dropped.join(' ')}` });
+    notices.push({ owner, message: `packages no longer listed stay installed (a read-only machine is not rebuilt yet): ${dropped.join(' ')}` });
   }
   const b = record.bootstrap;
   for (const key of ['distribution', 'suite', 'variant'] as const) {
     if (b[key] !== m.machine[key]) {
-      notices.push({ owner, message: `${key} is ${m.machine[key]} in the manifest but the machine was built with ${b[key]}; nspawnctl never rebuilds a machine in place: destroy it and apply again to rebuild` });
+      notices.push({ owner, message: `${key} is ${m.machine[key]} in the manifest but the machine was built with ${b[key]}; a read-only machine is not rebuilt yet: destroy it and apply again to rebuild` });
     }
   }
   if (JSON.stringify(record.provision) !== JSON.stringify(m.machine.provision)) {
-    notices.push({ owner, message: 'provision commands changed; they run only when a machine is created, so they were not run again' });
+    notices.push({ owner, message: 'provision commands changed; they run only when a root filesystem is built, and a read-only machine is not rebuilt yet, so they were not run again' });
   }
 
   if (m.machine.autostart && !o.enabled) {
@@ -381,6 +368,90 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     return { steps: [], conflicts: unique, notices, summary: { owner, action: 'conflict', changes: unique.map((c) => c.message) } as Summary };
   }
   return { steps, conflicts, notices, summary: { owner, action, changes } as Summary };
+}
+
+/** Why the machine needs a fresh root filesystem: what apply cannot change in the one it has. */
+function rebuildReasons(m: DesiredMachine, record: MachineRecord): string[] {
+  const why: string[] = [];
+  for (const key of ['distribution', 'suite', 'variant'] as const) {
+    if (record.bootstrap[key] !== m.machine[key]) why.push(`${key} ${record.bootstrap[key]} -> ${m.machine[key]}`);
+  }
+  if (JSON.stringify(record.provision) !== JSON.stringify(m.machine.provision)) why.push('provision commands changed');
+  const dropped = record.packages.filter((p) => !m.machine.packages.includes(p));
+  if (dropped.length > 0) why.push(`packages removed: ${dropped.join(' ')}`);
+  return why;
+}
+
+/**
+ * A machine rebuilt by apply: its host files first (they take effect at the rebuild's start), then
+ * the rebuild, which writes the files inside the new root, installs the packages, records it and
+ * starts the machine (one stop, one start) with the old root kept for rollback.
+ */
+function planRebuild(m: DesiredMachine, o: ObservedMachine, record: MachineRecord, why: string[], state: HostState, options: PlanOptions) {
+  const name = m.machine.name;
+  const owner: Owner = { type: 'machine', name };
+  const steps: Step[] = [];
+  const conflicts: Conflict[] = [];
+  const changes: string[] = [];
+  let needsReload = false;
+  for (const e of m.hostEntries) {
+    const diff = compareEntry(e, state.files[e.hostPath]);
+    if (diff === 'same') continue;
+    if (diff === 'blocked') {
+      conflicts.push({ owner, path: e.hostPath, message: blockedMessage(e.hostPath, state.files[e.hostPath]) });
+      continue;
+    }
+    steps.push({ kind: 'write-file', owner, entry: e, change: diff, reason: diff === 'create' ? 'missing' : 'content differs from the manifest' });
+    changes.push(`${diff} ${e.hostPath}`);
+    if (isWithin(e.hostPath, unitDropInDir(name))) needsReload = true;
+  }
+  const wanted = new Set([...m.hostEntries, ...m.rootfsEntries].map((e) => e.hostPath));
+  for (const path of record.files) {
+    // Files inside the old root go with it; host files no longer generated are removed.
+    if (wanted.has(path) || isWithin(path, m.rootfs) || !state.files[path]) continue;
+    if (state.files[path]?.type === 'unsafe') {
+      conflicts.push({ owner, path, message: (state.files[path] as { reason: string }).reason });
+      continue;
+    }
+    steps.push({ kind: 'remove-file', owner, path, reason: 'no longer in the manifest' });
+    changes.push(`remove ${path}`);
+    if (isWithin(path, unitDropInDir(name))) needsReload = true;
+  }
+  if (conflicts.length > 0) {
+    return { steps: [], conflicts, notices: [] as Notice[], summary: { owner, action: 'conflict', changes: conflicts.map((c) => c.message) } as Summary };
+  }
+  if (needsReload) steps.push({ kind: 'reload-units', machine: name, reason: 'drop-ins of its unit changed' });
+  steps.push({ kind: 'rebuild-machine', machine: name, spec: m.machine, entries: m.rootfsEntries, record: newMachineRecord(m, options.manifestPath, record.created), why, reason: 'only a fresh root filesystem brings these changes' });
+  changes.push(`rebuild (${why.join('; ')}); the old root filesystem is kept for rollback`);
+  if (m.machine.autostart && !o.enabled) {
+    steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
+    changes.push('enable at boot');
+  } else if (!m.machine.autostart && o.enabled) {
+    steps.push({ kind: 'disable-machine', machine: name, reason: 'autostart: false' });
+    changes.push('disable at boot');
+  }
+  return { steps, conflicts, notices: [] as Notice[], summary: { owner, action: 'rebuild', changes } as Summary };
+}
+
+/** The record of a root filesystem built from the manifest (by create-machine, or by rebuild). */
+export function newMachineRecord(m: DesiredMachine, manifestPath: string, created: string): MachineRecord {
+  return {
+    version: 1,
+    kind: 'machine',
+    name: m.machine.name,
+    manifest: manifestPath,
+    created,
+    bootstrap: {
+      distribution: m.machine.distribution,
+      suite: m.machine.suite,
+      mirror: m.machine.mirror,
+      variant: m.machine.variant,
+      bootstrapper: m.machine.bootstrapper,
+    },
+    packages: m.machine.packages,
+    provision: m.machine.provision,
+    files: [...m.hostEntries, ...m.rootfsEntries].map((e) => e.hostPath).sort(),
+  };
 }
 
 /**

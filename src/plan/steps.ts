@@ -7,6 +7,7 @@ export type Step =
   | { kind: 'create-machine'; machine: string; spec: Machine; entries: DesiredEntry[]; record: MachineRecord; reason: string }
   | { kind: 'write-file'; owner: Owner; entry: DesiredEntry; change: 'create' | 'update'; reason: string }
   | { kind: 'remove-file'; owner: Owner; path: string; reason: string }
+  | { kind: 'rebuild-machine'; machine: string; spec: Machine; entries: DesiredEntry[]; record: MachineRecord; why: string[]; reason: string }
   | { kind: 'install-packages'; machine: string; packages: string[]; aptProxy?: string; stopFirst?: boolean; reason: string }
   | { kind: 'write-record'; owner: Owner; path: string; record: MachineRecord | NetworkRecord; reason: string }
   | { kind: 'remove-staging'; machine: string; path: string; reason: string }
@@ -46,7 +47,7 @@ export interface Notice {
   message: string;
 }
 
-export type Action = 'create' | 'update' | 'restart' | 'start' | 'unchanged' | 'conflict';
+export type Action = 'create' | 'update' | 'rebuild' | 'restart' | 'start' | 'unchanged' | 'conflict';
 
 export interface Summary {
   owner: Owner;
@@ -73,6 +74,8 @@ export function describeStep(step: Step): string {
       return `${step.change === 'create' ? 'create' : 'update'} ${step.entry.hostPath}${step.entry.kind === 'symlink' ? ` -> ${step.entry.target}` : ''}`;
     case 'remove-file':
       return `remove ${step.path}`;
+    case 'rebuild-machine':
+      return `rebuild ${step.machine}: build a fresh root filesystem (${step.why.join('; ')}), swap it in with one stop and one start, keep the old one for rollback`;
     case 'install-packages':
       return `install into ${step.machine}: ${step.packages.join(' ')}${step.stopFirst ? ' (stopped and booted once with a writable root: it is read-only or volatile while it runs)' : ''}`;
     case 'write-record':

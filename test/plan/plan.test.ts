@@ -172,10 +172,10 @@ const rows: Row[] = [
     actions: ['network br0: unchanged', 'machine db: unchanged', 'machine web: update'],
   },
   {
-    name: 'a removed package stays installed, with a notice',
+    name: 'a removed package makes apply plan a rebuild of the machine (packages are never removed in place)',
     appliedFrom: variant('    autostart: true', '    packages: [curl]\n    autostart: true'),
-    steps: [],
-    notices: [{ owner: { type: 'machine', name: 'web' }, message: 'packages no longer listed stay installed (nspawnctl does not remove packages): curl' }],
+    steps: ['rebuild-machine web'],
+    actions: ['network br0: unchanged', 'machine db: unchanged', 'machine web: rebuild'],
   },
   {
     name: 'a user file removed from the manifest is removed, without a restart',
@@ -319,22 +319,31 @@ const rows: Row[] = [
     steps: [],
   },
   {
-    name: 'a changed suite gives a notice and never a rebuild',
-    manifest: variant('    autostart: true', '    suite: trixie\n    autostart: true'),
+    name: 'a changed suite plans a rebuild, and host files first',
+    manifest: variant('    autostart: true', '    suite: trixie\n    autostart: true\n    ports: [{ host: 8080, container: 80 }]'),
+    steps: [`write-file update ${P.webNspawn}`, 'rebuild-machine web'],
+    actions: ['network br0: unchanged', 'machine db: unchanged', 'machine web: rebuild'],
+  },
+  {
+    name: 'changed provision commands plan a rebuild',
+    manifest: variant('    autostart: true', '    provision: [[touch, /x]]\n    autostart: true'),
+    steps: ['rebuild-machine web'],
+  },
+  {
+    name: 'a read-only machine is not rebuilt: a changed suite gives a notice',
+    manifest: variant('    autostart: true', '    suite: trixie\n    autostart: true\n    security: { readOnly: true }'),
+    appliedFrom: variant('    autostart: true', '    autostart: true\n    security: { readOnly: true }'),
+    // Its files were shifted into a picked UID range when it was prepared.
+    state: withState((s) => {
+      s.machines.web.rootfsUid = 65536 * 7;
+    }),
     steps: [],
     notices: [
       {
         owner: { type: 'machine', name: 'web' },
-        message: 'suite is trixie in the manifest but the machine was built with bookworm; nspawnctl never rebuilds a machine in place: destroy it and apply again to rebuild',
+        message: 'suite is trixie in the manifest but the machine was built with bookworm; a read-only machine is not rebuilt yet: destroy it and apply again to rebuild',
       },
     ],
-  },
-  {
-    name: 'changed provision commands give a notice and are not run',
-    manifest: variant('    autostart: true', '    provision: [[touch, /x]]\n    autostart: true'),
-    // The record keeps the commands that did run, so the notice stays until the machine is rebuilt.
-    steps: [],
-    notices: [{ owner: { type: 'machine', name: 'web' }, message: 'provision commands changed; they run only when a machine is created, so they were not run again' }],
   },
   {
     name: 'a managed machine not in the manifest is listed as unmanaged and left alone',
@@ -620,19 +629,20 @@ describe('plan output', () => {
         `    create ${P.network}`,
         '! machine db: conflict',
         '    /var/lib/machines/db exists and was not created by nspawnctl',
-        '= machine web: unchanged',
-        'note: machine web: suite is trixie in the manifest but the machine was built with bookworm; nspawnctl never rebuilds a machine in place: destroy it and apply again to rebuild',
+        '~ machine web: rebuild',
+        '    rebuild (suite bookworm -> trixie); the old root filesystem is kept for rollback',
         'note: machine old is managed by nspawnctl but not in machines.yaml; it is left alone (nspawnctl destroy old removes it)',
         '',
         // A machine's conflict leaves only that machine alone.
         '1 conflict(s); apply leaves db alone and applies the rest:',
         '  ! machine db: /var/lib/machines/db exists and was not created by nspawnctl',
         '',
-        '4 step(s):',
+        '5 step(s):',
         '  1. record network br0 as managed by nspawnctl  (new network)',
         `  2. create ${P.netdev}  (missing)`,
         `  3. create ${P.network}  (missing)`,
         '  4. reload systemd-networkd  (bridge configuration changed)',
+        '  5. rebuild web: build a fresh root filesystem (suite bookworm -> trixie), swap it in with one stop and one start, keep the old one for rollback  (only a fresh root filesystem brings these changes)',
         '',
       ].join('\n'),
     );
