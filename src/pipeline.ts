@@ -7,6 +7,7 @@ import { Manifest } from './manifest/schema';
 import { assertCredentialsUsable } from './plan/credentials';
 import { assertArchivesExist } from './plan/archives';
 import { assertBindSourcesExist } from './plan/binds';
+import { assertMachinesFit } from './plan/host-limits';
 import { HostState, observeHost, observeHostResolver } from './plan/observe';
 import { planChanges } from './plan/plan';
 import { Plan } from './plan/steps';
@@ -36,11 +37,17 @@ export interface PlanManifestOptions {
    * list and status, which only compare, do not go on the network).
    */
   checkArchives?: boolean;
+  /**
+   * Check that the machines that would run fit under the kernel's limits (default true; list and
+   * status, which only compare, do not).
+   */
+  checkLimits?: boolean;
 }
 
 /**
  * Plans the changes that would bring the host to `manifest`. Throws PreflightError (exit 3) first
  * when a credential's file cannot be handed to its machine or a bind mount's source is missing,
+ * then when the machines that would run exceed a kernel limit (fs.inotify.max_user_instances),
  * and, when the plan creates machines, ManifestError (exit 2) for a suite their mirror does not
  * have or PreflightError (exit 3) for a mirror that does not answer: plan fails as apply would.
  */
@@ -53,6 +60,7 @@ export async function planManifest(host: Host, manifest: Manifest, cwd: string, 
   // Records name the manifest to compare with later (list, status); standard input has no path.
   const manifestPath = manifest.file === STDIN_LABEL ? STDIN_LABEL : posix.resolve(cwd, manifest.file);
   const plan = planChanges(desired, state, { manifestPath, now });
+  if (options.checkLimits !== false) await assertMachinesFit(host, plan, state, manifest.file === STDIN_LABEL ? undefined : manifest.file);
   if (options.checkArchives !== false) await assertArchivesExist(host, manifest, plan);
   return { manifest, desired, state, plan };
 }

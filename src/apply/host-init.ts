@@ -4,6 +4,7 @@ import { findProgram, Host } from '../host/host';
 import { isWithin } from '../host/paths';
 import { Manifest } from '../manifest/schema';
 import { HOST_RECORD_PATH, HostInitObserved, HostInitStep, HostRecord, requiredPackages } from '../plan/host-init';
+import { findUnwritableSysctls, LIMITS_PATH, MEMINFO_PATH, parseMemTotal, parseSysctl, readSysctls, sysctlPath } from '../plan/host-limits';
 import { isSystemdBooted, listManagedMachines, observeHost } from '../plan/observe';
 import { renderDesiredState } from '../render/desired';
 import { runStep } from './apply';
@@ -55,7 +56,7 @@ export async function observeHostInit(host: Host, manifest: Manifest | undefined
   const ubuntuKeyring = (await host.fs.stat('/usr/share/keyrings/ubuntu-archive-keyring.gpg')) !== undefined;
   const wanted = requiredPackages(manifest, { networkdBinary, ubuntuKeyring });
   const files: Record<string, string> = {};
-  for (const p of ['/etc/sysctl.d/50-nspawnctl-forward.conf', '/etc/systemd/networkd.conf.d/50-nspawnctl.conf']) {
+  for (const p of ['/etc/sysctl.d/50-nspawnctl-forward.conf', '/etc/systemd/networkd.conf.d/50-nspawnctl.conf', LIMITS_PATH]) {
     const t = await readText(p);
     if (t !== undefined) files[p] = t;
   }
@@ -76,6 +77,9 @@ export async function observeHostInit(host: Host, manifest: Manifest | undefined
     ubuntuKeyring,
     networkState: await observeHost(host, renderDesiredState({ file: manifest?.file ?? '', networks: manifest?.networks ?? {}, machines: {} })),
     record: recordText ? (JSON.parse(recordText) as HostRecord) : undefined,
+    sysctls: await readSysctls(host),
+    sysctlsUnwritable: await findUnwritableSysctls(host),
+    memTotalKiB: parseMemTotal(await host.fs.readText(MEMINFO_PATH)),
   };
   // iptables -S and nft list ruleset need CAP_NET_ADMIN; for anyone else they fail.
   if (host.uid !== 0) denied.push('the firewall rules (iptables -S FORWARD, nft list ruleset)');
@@ -112,6 +116,20 @@ export async function runHostInitStep(host: Host, step: HostInitStep, onLine: (l
       await host.runner.run('sysctl', ['-w', `${step.key}=${step.value}`]);
       return;
     }
+    case 'raise-sysctl': {
+      // Read again: a limit someone raised further meanwhile stays where it is.
+      const current = parseSysctl(await host.fs.readText(sysctlPath(step.key)));
+      if (current !== undefined && current >= step.value) return;
+      try {
+        await host.runner.run('sysctl', ['-w', `${step.key}=${step.value}`]);
+      } catch (err) {
+        throw new NspawnctlError(`could not raise ${step.key} from ${current ?? step.from} to ${step.value}: ${(err as Error).message}`, {
+          hint: `${LIMITS_PATH} already holds the value for the next boot. To raise it now: sysctl -w ${step.key}=${step.value} (in a container whose /proc/sys is read-only, on the host that runs it).`,
+          cause: err,
+        });
+      }
+      return;
+    }
     case 'network':
       return runStep(host, step.step, { startTimeoutMs: 90_000 }, onLine);
     case 'write-host-record':
@@ -125,6 +143,10 @@ export interface UndoResult {
   disabled: string[];
   bridges: string[];
   packages: string[];
+  /** Kernel limits set back to the value they had before host init raised them. */
+  restored: { key: string; from: number; to: number }[];
+  /** Kernel limits host init raised that are left as they are, and why. */
+  leftAlone: { key: string; value?: number; reason: string }[];
   /** There was no record: host init has not changed this host, or --undo already ran. */
   nothingToUndo: boolean;
 }
@@ -135,7 +157,7 @@ export interface UndoResult {
  */
 export async function undoHostInit(host: Host, force: boolean, onLine: (line: string) => void): Promise<UndoResult> {
   const text = await host.fs.readText(HOST_RECORD_PATH);
-  if (!text) return { removed: [], disabled: [], bridges: [], packages: [], nothingToUndo: true };
+  if (!text) return { removed: [], disabled: [], bridges: [], packages: [], restored: [], leftAlone: [], nothingToUndo: true };
   const record = JSON.parse(text) as HostRecord;
   const machines = await listManagedMachines(host);
   if (machines.length > 0 && !force) {
@@ -162,6 +184,35 @@ export async function undoHostInit(host: Host, force: boolean, onLine: (line: st
     await host.runner.run('systemctl', ['disable', unit], { allowFailure: true });
     onLine(`disabled ${unit}`);
   }
+  const { restored, leftAlone } = await restoreSysctls(host, record, onLine);
   await host.fs.removeFile(HOST_RECORD_PATH);
-  return { removed, disabled: record.enabledUnits, bridges, packages: record.installedPackages, nothingToUndo: false };
+  return { removed, disabled: record.enabledUnits, bridges, packages: record.installedPackages, restored, leftAlone, nothingToUndo: false };
+}
+
+/**
+ * Sets each limit host init raised back to its value from before, but only while it still has the
+ * value host init set: one that someone changed since is theirs, and stays.
+ */
+async function restoreSysctls(host: Host, record: HostRecord, onLine: (line: string) => void): Promise<Pick<UndoResult, 'restored' | 'leftAlone'>> {
+  const restored: UndoResult['restored'] = [];
+  const leftAlone: UndoResult['leftAlone'] = [];
+  for (const [key, { before, set }] of Object.entries(record.sysctls ?? {})) {
+    const current = parseSysctl(await host.fs.readText(sysctlPath(key)));
+    if (current !== set) {
+      const reason = current === undefined ? 'it cannot be read' : `it is ${current} now, not the ${set} host init set: someone changed it since`;
+      leftAlone.push({ key, ...(current !== undefined ? { value: current } : {}), reason });
+      onLine(`left ${key} alone: ${reason}`);
+      continue;
+    }
+    const r = await host.runner.run('sysctl', ['-w', `${key}=${before}`], { allowFailure: true });
+    if (r.exitCode === 0) {
+      restored.push({ key, from: set, to: before });
+      onLine(`restored ${key} = ${before}`);
+    } else {
+      const reason = `sysctl -w ${key}=${before} failed (${r.stderr.trim() || `exit ${r.exitCode}`}); it stays ${current} until the next boot`;
+      leftAlone.push({ key, value: current, reason });
+      onLine(`left ${key} alone: ${reason}`);
+    }
+  }
+  return { restored, leftAlone };
 }

@@ -56,7 +56,14 @@ export interface HostFs {
   chown(path: string, uid: number, gid: number): Promise<void>;
   /** Opens a machine's root filesystem (or any tree nspawnctl must not follow symlinks in). */
   openRootfs(dir: string): Promise<RootfsHandle>;
+  /**
+   * Whether this process may write `path` (access(2) with W_OK), without writing it: 'read-only'
+   * for a read-only mount (/proc/sys in a container), 'denied' when the kernel refuses it.
+   */
+  writeAccess(path: string): Promise<WriteAccess>;
 }
+
+export type WriteAccess = 'ok' | 'read-only' | 'denied' | 'missing';
 
 /** Refuses a host path that lies inside a machine's root filesystem (see RootfsHandle). */
 export function assertHostPath(path: string): void {
@@ -232,6 +239,19 @@ export function createNodeFs(root: string): HostFs {
       assertHostPath(dir);
       return openRootfsHandle(real(dir));
     },
+    async writeAccess(path) {
+      assertHostPath(path);
+      try {
+        await fsp.access(real(path), constants.W_OK);
+        return 'ok';
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (isMissing(err)) return 'missing';
+        if (code === 'EROFS') return 'read-only';
+        if (code === 'EACCES' || code === 'EPERM') return 'denied';
+        throw err;
+      }
+    },
     async createExclusive(path, content, mode) {
       assertHostPath(path);
       await mkdirp(posix.dirname(path), 0o755);
@@ -293,6 +313,8 @@ function withPermissionErrors(fs: HostFs, real: (p: string) => string, asRoot: b
     mkdir: mapped('create', fs.mkdir),
     chown: mapped('chown', fs.chown),
     openRootfs: mapped('open', fs.openRootfs),
+    // Answers a refusal itself ('denied'): nothing to map.
+    writeAccess: fs.writeAccess,
   };
 }
 

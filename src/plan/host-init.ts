@@ -2,6 +2,18 @@
 import { Manifest } from '../manifest/schema';
 import { renderDesiredState } from '../render/desired';
 import { renderHeader } from '../render/common';
+import {
+  describeShortfall,
+  findShortfalls,
+  HOST_LIMITS,
+  LIMITS_PATH,
+  machinesForMemory,
+  MACHINE_MEMORY_MIB,
+  renderLimitsFile,
+  shortfallFix,
+  sizedValue,
+  SysctlValues,
+} from './host-limits';
 import { HostState } from './observe';
 import { planChanges } from './plan';
 import { describeStep, Step } from './steps';
@@ -27,9 +39,15 @@ export interface HostInitObserved {
   forwardPolicyDrop: boolean;
   firewalldActive: boolean;
   ubuntuKeyring: boolean;
-  /** The network part of the regular observed state (files and records of the bridges). */
+  /** The network part of the regular observed state (files and records of the bridges, running machines). */
   networkState: HostState;
   record?: HostRecord;
+  /** Current values of the kernel limits machines use up (src/plan/host-limits.ts); absent keys are unknown. */
+  sysctls: SysctlValues;
+  /** Keys of HOST_LIMITS that cannot be raised here: /proc/sys read-only (a container), or refused. */
+  sysctlsUnwritable: Record<string, 'read-only' | 'denied'>;
+  /** MemTotal of /proc/meminfo, in KiB. */
+  memTotalKiB?: number;
 }
 
 export interface HostRecord {
@@ -40,6 +58,8 @@ export interface HostRecord {
   installedPackages: string[];
   /** Bridges whose networkd files host init wrote. */
   bridges: string[];
+  /** Kernel limits host init raised: the value before the first raise, and the one it set (for --undo). */
+  sysctls?: Record<string, { before: number; set: number }>;
 }
 
 export type HostInitStep =
@@ -47,6 +67,8 @@ export type HostInitStep =
   | { kind: 'write-file'; path: string; content: string; reason: string }
   | { kind: 'enable-unit'; unit: string; now: boolean; reason: string }
   | { kind: 'set-sysctl'; key: string; value: string; reason: string }
+  /** Sets a sysctl now, unless it is already at least `value`: a limit is never lowered. */
+  | { kind: 'raise-sysctl'; key: string; from: number; value: number; reason: string }
   | { kind: 'network'; step: Step; reason: string }
   | { kind: 'write-host-record'; record: HostRecord; reason: string };
 
@@ -54,6 +76,8 @@ export interface Finding {
   severity: 'error' | 'warning';
   what: string;
   fix: string;
+  /** The step of this plan that fixes it (--check reports it; a run that did the step is past it). */
+  fixedBy?: string;
 }
 
 export interface HostInitPlan {
@@ -149,6 +173,8 @@ export function planHostInit(manifest: Manifest | undefined, o: HostInitObserved
     }
   }
 
+  planHostLimits(manifest, o, header, steps, findings, record, next);
+
   if (!o.machinesTargetEnabled) {
     steps.push({ kind: 'enable-unit', unit: 'machines.target', now: false, reason: 'machines with autostart: true start at boot through it' });
     next.enabledUnits = union(next.enabledUnits, ['machines.target']);
@@ -177,6 +203,72 @@ export function planHostInit(manifest: Manifest | undefined, o: HostInitObserved
   return { steps, findings };
 }
 
+/**
+ * The kernel limits booted machines use up: LIMITS_PATH holds each at the value sized for this
+ * host's memory (or for the manifest's machines and those running, when that is more), never
+ * below the value the kernel has; a value below that is raised now. What cannot be raised here
+ * (read-only /proc/sys) and leaves the manifest's machines without room is an error finding.
+ */
+function planHostLimits(manifest: Manifest | undefined, o: HostInitObserved, header: string, steps: HostInitStep[], findings: Finding[], record: HostRecord, next: HostRecord): void {
+  const running = o.networkState.running ?? [];
+  const inManifest = Object.keys(manifest?.machines ?? {});
+  const count = new Set([...inManifest, ...running]).size;
+  const fit = machinesForMemory(o.memTotalKiB);
+  const room = count > fit ? `room for ${count} machines (${manifest ? `those of ${manifest.file} and ` : ''}those running)` : `room for ${fit} machines (${MACHINE_MEMORY_MIB} MiB each in ${formatGiB(o.memTotalKiB)} of memory)`;
+  const lines: [string, number][] = [];
+  const raised = new Map<string, HostInitStep>();
+  const sysctls = { ...record.sysctls };
+  for (const limit of HOST_LIMITS) {
+    const current = o.sysctls[limit.key];
+    if (current === undefined) continue;
+    const target = sizedValue(limit, o.memTotalKiB, count);
+    lines.push([limit.key, Math.max(target, current)]);
+    if (current >= target) continue;
+    const blocked = o.sysctlsUnwritable[limit.key];
+    if (blocked) {
+      // Without room for the manifest's machines this is the shortfall's error below; otherwise a warning.
+      if (!manifest || current >= limit.host + limit.perMachine * count) {
+        findings.push({
+          severity: 'warning',
+          what: `${limit.key} = ${current} cannot be raised to ${target} here (/proc/sys is ${blocked === 'read-only' ? 'read-only: a container' : 'not writable by root here'}): ${count > 0 ? `the ${count} machines have room, more may not boot` : 'few machines will boot'}`,
+          fix: `On the host that runs this container: sysctl -w ${limit.key}=${target}, and keep it with the line "${limit.key} = ${target}" in a file in /etc/sysctl.d/`,
+        });
+      }
+      continue;
+    }
+    const step: HostInitStep = { kind: 'raise-sysctl', key: limit.key, from: current, value: target, reason: `${room}: ${limit.perMachine} ${limit.unit} each, ${limit.host} for the host` };
+    raised.set(limit.key, step);
+    sysctls[limit.key] = { before: record.sysctls?.[limit.key]?.before ?? current, set: target };
+  }
+  if (lines.length > 0) {
+    const content = renderLimitsFile(header, lines);
+    if (o.files[LIMITS_PATH] !== content) {
+      steps.push({ kind: 'write-file', path: LIMITS_PATH, content, reason: 'the kernel limits booted machines use up, for the next boot too' });
+      next.files = union(next.files, [LIMITS_PATH]);
+    }
+  }
+  steps.push(...raised.values());
+  if (Object.keys(sysctls).length > 0) next.sysctls = Object.fromEntries(Object.entries(sysctls).sort(([a], [b]) => a.localeCompare(b)));
+
+  if (!manifest || count === 0) return;
+  const others = count - inManifest.length;
+  const whose = `${count} would run (the ${inManifest.length} of ${manifest.file}${others > 0 ? ` and ${others} other running machine${others === 1 ? '' : 's'}` : ''})`;
+  for (const s of findShortfalls(o.sysctls, count)) {
+    const step = s.key === s.limit.key ? raised.get(s.key) : undefined;
+    const value = step?.kind === 'raise-sysctl' ? step.value : sizedValue(s.limit, o.memTotalKiB, count);
+    findings.push({
+      severity: 'error',
+      what: describeShortfall(s, whose),
+      fix: shortfallFix(s, value, { manifest: manifest.file, readOnly: o.sysctlsUnwritable[s.key] !== undefined }),
+      ...(step ? { fixedBy: describeHostInitStep(step) } : {}),
+    });
+  }
+}
+
+function formatGiB(kib: number | undefined): string {
+  return kib === undefined ? 'an unknown amount' : `${(kib / 1024 / 1024).toFixed(1)} GiB`;
+}
+
 export function describeHostInitStep(step: HostInitStep): string {
   switch (step.kind) {
     case 'install-packages':
@@ -187,6 +279,8 @@ export function describeHostInitStep(step: HostInitStep): string {
       return `enable ${step.now ? 'and start ' : ''}${step.unit}`;
     case 'set-sysctl':
       return `set ${step.key}=${step.value}`;
+    case 'raise-sysctl':
+      return `raise ${step.key} from ${step.from} to ${step.value}`;
     case 'network':
       return describeStep(step.step);
     case 'write-host-record':

@@ -79,8 +79,8 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
     }
     try {
       const manifest = await loadManifestFile(host, file);
-      // Comparing needs no mirror: a machine to create is reported as drift, not checked online.
-      const { plan, state } = await planManifest(host, manifest, cwd, undefined, { checkArchives: false });
+      // Comparing needs no mirror and no kernel limit: a machine to create is reported as drift.
+      const { plan, state } = await planManifest(host, manifest, cwd, undefined, { checkArchives: false, checkLimits: false });
       notice(describeUnreadable(state.unreadable));
       for (const n of machines) {
         const summary = plan.summary.find((s) => s.owner.type === 'machine' && s.owner.name === n);

@@ -68,6 +68,11 @@ export interface HostState {
   networkdActive?: boolean;
   machines: Record<string, ObservedMachine>;
   networks: Record<string, ObservedNetwork>;
+  /**
+   * Every machine machinectl lists as running, nspawnctl's or not (they all use up the same kernel
+   * limits: src/plan/host-limits.ts); undefined when systemd is not PID 1.
+   */
+  running?: string[];
   /** Every path the plan compares, keyed by host path; missing paths are absent. */
   files: Record<string, ObservedEntry>;
   /** Machine names of staging directories left by interrupted runs. */
@@ -242,6 +247,7 @@ export async function observeHost(host: Host, desired: DesiredState): Promise<Ho
     networkdActive,
     machines: {},
     networks: {},
+    ...(systemdBooted ? { running: [...running].sort() } : {}),
     files: {},
     existingBindSources: [],
     managedMachines: await unlessDenied(denied, [], () => listManagedMachines(host)),

@@ -860,3 +860,65 @@ machines:
     });
   });
 });
+
+describe('nspawnctl apply: the machines must fit under the kernel limits', () => {
+  /** N machines without a network. */
+  const many = (n: number, prefix = 'm') => `machines:\n${Array.from({ length: n }, (_, i) => `  ${prefix}${i}: {}\n`).join('')}`;
+  function hostWithLimit(manifest: string, instances: number, running: string[] = []): FakeHost {
+    // Booted, and `running` registered with machined (not nspawnctl's: they have no records).
+    const host = answerObserveQueries(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } })), { running });
+    host.fs.addFile('/proc/sys/fs/inotify/max_user_instances', `${instances}\n`);
+    host.fs.addFile('/proc/sys/user/max_inotify_instances', `${instances}\n`);
+    host.fs.addFile('/proc/sys/fs/inotify/max_user_watches', '32861\n');
+    host.fs.addFile('/proc/sys/kernel/pty/max', '4096\n');
+    host.fs.addFile('/proc/meminfo', 'MemTotal:        4194304 kB\n');
+    return host;
+  }
+
+  test('15 new machines on the default 128: exit 3 before anything is created or started; nothing run but the query, nothing changed but the lock', async () => {
+    const host = hostWithLimit(many(15), 128);
+    const before = host.fs.paths();
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect({ exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr }).toEqual({
+      exitCode: 3,
+      stdout: '',
+      stderr: [
+        'nspawnctl: this host is not ready:',
+        '  - fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 15 would run (0 running now, 15 to start): they need 136 inotify instances (8 per machine, 16 for the host)',
+        'hint: nspawnctl host init machines.yaml (raises it to 4096 now and keeps it in /etc/sysctl.d/50-nspawnctl.conf), or by hand: sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line "fs.inotify.max_user_instances = 4096" in a file in /etc/sysctl.d/',
+        '',
+      ].join('\n'),
+    });
+    expect(host.runner.argvs()).toEqual([LIST_MACHINES]);
+    expect(host.http.calls).toEqual([]);
+    expect(changesBesidesLock(host)).toEqual([]);
+    expect(host.fs.paths()).toEqual(before);
+    // --dry-run says the same.
+    const dry = await runCommand(applyWith(host), ['machines.yaml', '--dry-run']);
+    expect([dry.exitCode, dry.stderr]).toEqual([3, r.stderr]);
+  });
+
+  test('machines already running count: 10 running (not in the manifest) and 5 new is 15, refused; 9 and 5 is 14, applied', async () => {
+    const refused = hostWithLimit(many(5, 'new'), 128, Array.from({ length: 10 }, (_, i) => `other${i}`));
+    const r = await runCommand(applyWith(refused), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toContain('and 15 would run (10 running now, 5 to start): they need 136 inotify instances');
+    expect(changesBesidesLock(refused)).toEqual([]);
+
+    const fits = hostWithLimit(many(5, 'new'), 128, Array.from({ length: 9 }, (_, i) => `other${i}`));
+    simulateSystemd(fits);
+    const ok = await runCommand(applyWith(fits), ['machines.yaml', ...SEQUENTIAL]);
+    expect(ok.error).toBeUndefined();
+    expect(ok.exitCode).toBe(0);
+    expect(fits.runner.argvs()).toContainEqual(['machinectl', 'start', 'new4']);
+  });
+
+  test('a converged host already over the limit: apply starts nothing, so it has nothing to refuse (exit 0, no change)', async () => {
+    const { desired } = desiredFrom(many(20));
+    const host = convergeFakeHost(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': many(20) } })), desired);
+    host.fs.addFile('/proc/sys/fs/inotify/max_user_instances', '128\n');
+    const r = await runCommand(applyWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(0);
+    expect(changesBesidesLock(host)).toEqual([]);
+  });
+});

@@ -5,10 +5,11 @@ import HostInit from '../../src/commands/host/init';
 import { Host } from '../../src/host/host';
 import { parseManifest } from '../../src/manifest/load';
 import { NETWORKD_CONF_PATH, SYSCTL_PATH } from '../../src/plan/host-init';
+import { LIMITS_PATH } from '../../src/plan/host-limits';
 import { renderDesiredState } from '../../src/render/desired';
 import { LIST_INTERFACES } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
-import { HOST_RECORD, makeDebianHost, makeReadyDebianHost, NETWORKD_CONF, SYSCTL_CONF } from '../helpers/host-init-state';
+import { HOST_RECORD, LIMITS_CONF, LIMITS_CONF_NO_MANIFEST, makeDebianHost, makeReadyDebianHost, NETWORKD_CONF, SYSCTL_CONF } from '../helpers/host-init-state';
 import { runCommand, TEST_CWD } from '../helpers/run-command';
 
 const MANIFEST = `networks:
@@ -83,6 +84,8 @@ const FRESH_REPORT = [
   '  - reload systemd-networkd  (bridge configuration changed)',
   '  - write /etc/sysctl.d/50-nspawnctl-forward.conf  (nat: true on br0)',
   '  - set net.ipv4.ip_forward=1  (forward NATed traffic now, not only after a reboot)',
+  '  - write /etc/sysctl.d/50-nspawnctl.conf  (the kernel limits booted machines use up, for the next boot too)',
+  '  - raise fs.inotify.max_user_instances from 128 to 4096  (room for 256 machines (16 MiB each in 4.0 GiB of memory): 8 inotify instances each, 16 for the host)',
   '  - enable machines.target  (machines with autostart: true start at boot through it)',
   '  - record what host init changed in /var/lib/nspawnctl/host.json  (remember what host init changed, for --undo)',
 ];
@@ -184,6 +187,8 @@ describe('nspawnctl host init --dry-run', () => {
       'network',
       'write-file',
       'set-sysctl',
+      'write-file',
+      'raise-sysctl',
       'enable-unit',
       'write-host-record',
     ]);
@@ -215,7 +220,7 @@ describe('nspawnctl host init', () => {
     const r = await runCommand(initWith(host), ['machines.yaml']);
     expect(r.error).toBeUndefined();
     expect(r.exitCode).toBe(0);
-    expect(r.stdout.endsWith('Host init done: 11 step(s).\n')).toBe(true);
+    expect(r.stdout.endsWith('Host init done: 13 step(s).\n')).toBe(true);
     expect(r.stderr).toBe(`host init:\n${FRESH_REPORT.join('\n')}\n`);
     expect(host.runner.argvs().slice(0, FRESH_OBSERVE_CALLS.length)).toEqual(FRESH_OBSERVE_CALLS);
     expect(effects(host)).toEqual([
@@ -225,6 +230,7 @@ describe('nspawnctl host init', () => {
       ['networkctl', 'reload'],
       ['ip', 'link', 'show', 'dev', 'br0'],
       ['sysctl', '-w', 'net.ipv4.ip_forward=1'],
+      ['sysctl', '-w', 'fs.inotify.max_user_instances=4096'],
       ['systemctl', 'enable', 'machines.target'],
     ]);
     host.assertNoUnmatchedCalls();
@@ -238,11 +244,15 @@ describe('nspawnctl host init', () => {
       `write ${P.netdev}`,
       `write ${P.network}`,
       `write ${SYSCTL_PATH}`,
+      `write ${LIMITS_PATH}`,
       `write ${HOST_RECORD}`,
     ]);
     const file = (p: string) => host.fs.nodes.get(p);
     expect(file(NETWORKD_CONF_PATH)).toEqual({ type: 'file', content: NETWORKD_CONF, mode: 0o644, uid: 0, gid: 0 });
     expect(file(SYSCTL_PATH)).toEqual({ type: 'file', content: SYSCTL_CONF, mode: 0o644, uid: 0, gid: 0 });
+    expect(file(LIMITS_PATH)).toEqual({ type: 'file', content: LIMITS_CONF, mode: 0o644, uid: 0, gid: 0 });
+    // Raised now too: fs.inotify.max_user_instances and, the same value in the initial user namespace, user.max_inotify_instances.
+    expect([host.fs.textAt('/proc/sys/fs/inotify/max_user_instances'), host.fs.textAt('/proc/sys/user/max_inotify_instances')]).toEqual(['4096\n', '4096\n']);
     for (const e of renderDesiredState({ ...parseManifest('machines.yaml', MANIFEST), machines: {} }).networks[0].entries) {
       expect(file(e.hostPath)).toEqual({ type: 'file', content: e.kind === 'file' ? e.content : undefined, mode: 0o644, uid: 0, gid: 0 });
     }
@@ -250,10 +260,11 @@ describe('nspawnctl host init', () => {
     expect(record?.type === 'file' && JSON.parse(record.content)).toEqual({
       version: 1,
       kind: 'host',
-      files: [SYSCTL_PATH, P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord],
+      files: [SYSCTL_PATH, LIMITS_PATH, P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord],
       enabledUnits: ['machines.target', 'systemd-networkd.service'],
       installedPackages: PACKAGES,
       bridges: ['br0'],
+      sysctls: { 'fs.inotify.max_user_instances': { before: 128, set: 4096 } },
     });
     expect([...sim.installed].sort()).toEqual(PACKAGES);
     expect([...sim.enabled].sort()).toEqual(['machines.target', 'systemd-networkd.service']);
@@ -292,9 +303,11 @@ describe('nspawnctl host init', () => {
       ['apt-get', 'update'],
       ['apt-get', 'install', '-y', ...packages],
       ['systemctl', 'enable', '--now', 'systemd-networkd.service'],
+      ['sysctl', '-w', 'fs.inotify.max_user_instances=4096'],
       ['systemctl', 'enable', 'machines.target'],
     ]);
-    expect(changes(host).filter((c) => c.startsWith('write '))).toEqual([`write ${NETWORKD_CONF_PATH}`, `write ${HOST_RECORD}`]);
+    expect(changes(host).filter((c) => c.startsWith('write '))).toEqual([`write ${NETWORKD_CONF_PATH}`, `write ${LIMITS_PATH}`, `write ${HOST_RECORD}`]);
+    expect(host.fs.textAt(LIMITS_PATH)).toBe(LIMITS_CONF_NO_MANIFEST);
     expect(sim.bridges.size).toBe(0);
   });
 
@@ -412,7 +425,7 @@ describe('nspawnctl host init --undo', () => {
     const { host } = initializedHost();
     const r = await runCommand(initWith(host), ['--undo', '--json']);
     expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ removed: RECORD.files, disabled: RECORD.enabledUnits, bridges: ['br0'], packages: PACKAGES, nothingToUndo: false });
+    expect(JSON.parse(r.stdout)).toEqual({ removed: RECORD.files, disabled: RECORD.enabledUnits, bridges: ['br0'], packages: PACKAGES, restored: [], leftAlone: [], nothingToUndo: false });
   });
 
   test('a recorded path outside the directories host init writes is never removed', async () => {
@@ -436,7 +449,7 @@ describe('nspawnctl host init --undo', () => {
     expect(changes(host)).toEqual([]);
     expect(host.runner.calls).toEqual([]);
     const json = await runCommand(initWith(host), ['--undo', '--json']);
-    expect(JSON.parse(json.stdout)).toEqual({ removed: [], disabled: [], bridges: [], packages: [], nothingToUndo: true });
+    expect(JSON.parse(json.stdout)).toEqual({ removed: [], disabled: [], bridges: [], packages: [], restored: [], leftAlone: [], nothingToUndo: true });
   });
 
   test('--undo twice: the second finds nothing to undo and exits 0, changing nothing', async () => {
@@ -493,5 +506,172 @@ describe('nspawnctl host init --undo', () => {
     expect(r.exitCode).toBe(2);
     expect(host.runner.calls).toEqual([]);
     expect(changes(host)).toEqual([]);
+  });
+});
+
+describe('nspawnctl host init: kernel limits for many machines', () => {
+  /** 20 machines on br0: more than Debian's 128 inotify instances leave room for (14). */
+  const MANY = `networks:\n  br0: { subnet: 10.0.0.0/24 }\nmachines:\n${Array.from({ length: 20 }, (_, i) => `  m${i}:\n    network: { bridge: br0, address: 10.0.0.${i + 10} }\n`).join('')}`;
+  const FINDING = [
+    'error: fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 20 would run (the 20 of machines.yaml): they need 176 inotify instances (8 per machine, 16 for the host)',
+    '  fix: nspawnctl host init machines.yaml (raises it to 4096 now and keeps it in /etc/sysctl.d/50-nspawnctl.conf), or by hand: sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line "fs.inotify.max_user_instances = 4096" in a file in /etc/sysctl.d/',
+  ].join('\n');
+  const INSTANCES = '/proc/sys/fs/inotify/max_user_instances';
+  /** A host ready but for the kernel limits (Debian's defaults, no 50-nspawnctl.conf). */
+  function defaultLimitsHost() {
+    const made = makeReadyDebianHost(parseManifest('machines.yaml', MANY), { inputs: { 'machines.yaml': MANY }, sysctls: { 'fs.inotify.max_user_instances': 128, 'user.max_inotify_instances': 128, 'fs.inotify.max_user_watches': 32861, 'user.max_inotify_watches': 32861, 'kernel.pty.max': 4096 } });
+    made.host.fs.nodes.delete(LIMITS_PATH);
+    return made;
+  }
+
+  test('--check: the raise is missing, and the limit too low for the manifest is an error finding with the exact fix (exit 1, nothing changed)', async () => {
+    const { host } = defaultLimitsHost();
+    const before = snapshot(host);
+    const r = await runCommand(initWith(host), ['machines.yaml', '--check']);
+    expect({ exitCode: r.exitCode, stdout: r.stdout }).toEqual({
+      exitCode: 1,
+      stdout: [
+        'Missing:',
+        '  - write /etc/sysctl.d/50-nspawnctl.conf  (the kernel limits booted machines use up, for the next boot too)',
+        '  - raise fs.inotify.max_user_instances from 128 to 4096  (room for 256 machines (16 MiB each in 4.0 GiB of memory): 8 inotify instances each, 16 for the host)',
+        '  - record what host init changed in /var/lib/nspawnctl/host.json  (remember what host init changed, for --undo)',
+        FINDING,
+        '',
+      ].join('\n'),
+    });
+    const json = JSON.parse((await runCommand(initWith(host), ['machines.yaml', '--check', '--json'])).stdout);
+    expect(json.ready).toBe(false);
+    expect(json.findings).toEqual([expect.objectContaining({ severity: 'error', fixedBy: 'raise fs.inotify.max_user_instances from 128 to 4096' })]);
+    expect(snapshot(host)).toEqual(before);
+    expect(host.runner.argvs().filter(CHANGING)).toEqual([]);
+  });
+
+  test('a run raises it and keeps it: the finding its step fixed is not reported, exit 0; a second run changes nothing', async () => {
+    const { host } = defaultLimitsHost();
+    const r = await runCommand(initWith(host), ['machines.yaml']);
+    expect(r.error).toBeUndefined();
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).not.toContain('error:');
+    expect(effects(host)).toEqual([['sysctl', '-w', 'fs.inotify.max_user_instances=4096']]);
+    expect(host.fs.textAt(INSTANCES)).toBe('4096\n');
+    expect(host.fs.textAt(LIMITS_PATH)).toBe(LIMITS_CONF);
+    const record = JSON.parse(host.fs.textAt(HOST_RECORD)!);
+    expect(record.sysctls).toEqual({ 'fs.inotify.max_user_instances': { before: 128, set: 4096 } });
+    expect(record.files).toEqual([LIMITS_PATH]);
+
+    const changed = host.fs.changes.length;
+    const again = await runCommand(initWith(host), ['machines.yaml']);
+    expect({ exitCode: again.exitCode, stdout: again.stdout }).toEqual({ exitCode: 0, stdout: 'The host is ready for nspawnctl.\n' });
+    expect(changes(host).slice(changed).filter((c) => !c.startsWith('lock') && !c.startsWith('unlock'))).toEqual([]);
+    expect((await runCommand(initWith(host), ['machines.yaml', '--check'])).exitCode).toBe(0);
+  });
+
+  test('a value raised further by someone between the plan and the step is left where it is (never lowered)', async () => {
+    const { host } = defaultLimitsHost();
+    // The admin raises it after host init planned (under the lock), just before the raise runs.
+    const write = host.fs.writeFile.bind(host.fs);
+    host.fs.writeFile = async (path, content, options) => {
+      const written = await write(path, content, options);
+      if (path === LIMITS_PATH) host.fs.addFile(INSTANCES, '100000\n');
+      return written;
+    };
+    const r = await runCommand(initWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(0);
+    expect(effects(host)).toEqual([]);
+    expect(host.fs.textAt(INSTANCES)).toBe('100000\n');
+  });
+
+  test('/proc/sys read-only and the values too low: the file is written, nothing is set, exit 1 with the fix from outside', async () => {
+    const { host } = defaultLimitsHost();
+    host.fs.readOnly.add('/proc/sys');
+    const r = await runCommand(initWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(1);
+    expect(effects(host)).toEqual([]);
+    expect(host.fs.textAt(LIMITS_PATH)).toContain('fs.inotify.max_user_instances = 4096\n');
+    expect(host.fs.textAt(INSTANCES)).toBe('128\n');
+    expect(r.stderr).toContain(
+      'error: fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 20 would run (the 20 of machines.yaml): they need 176 inotify instances (8 per machine, 16 for the host)\n' +
+        "  fix: /proc/sys is read-only here (nspawnctl runs in a container, and the limit is the kernel's): on the host that runs this container, sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line \"fs.inotify.max_user_instances = 4096\" in a file in /etc/sysctl.d/\n",
+    );
+    expect(r.stderr).toContain('nspawnctl: 1 problem(s) need a manual fix (see above)\n');
+  });
+
+  // Regression: with --json the report was followed by the error as a second JSON document, so
+  // stdout did not parse. The report is the one document; the error goes to stderr.
+  test('--json, /proc/sys read-only and the values too low: stdout is one document (the report), exit 1; a second run the same, with no steps', async () => {
+    const { host } = defaultLimitsHost();
+    host.fs.readOnly.add('/proc/sys');
+    const fix = "/proc/sys is read-only here (nspawnctl runs in a container, and the limit is the kernel's): on the host that runs this container, sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line \"fs.inotify.max_user_instances = 4096\" in a file in /etc/sysctl.d/";
+    for (const applied of [true, false]) {
+      const r = await runCommand(initWith(host), ['machines.yaml', '--json']);
+      expect({ exitCode: r.exitCode, error: r.stderr.split('\n').filter((l) => l.startsWith('nspawnctl:')) }).toEqual({ exitCode: 1, error: ['nspawnctl: 1 problem(s) need a manual fix (see above)'] });
+      const json = JSON.parse(r.stdout);
+      expect({ ...json, steps: json.steps.map((s: { kind: string }) => s.kind) }).toEqual({
+        ready: false,
+        steps: applied ? ['write-file', 'write-host-record'] : [],
+        findings: [{ severity: 'error', what: 'fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 20 would run (the 20 of machines.yaml): they need 176 inotify instances (8 per machine, 16 for the host)', fix }],
+        ...(applied ? { applied: true } : {}),
+      });
+    }
+    expect(effects(host)).toEqual([]);
+  });
+
+  test('/proc/sys read-only and the values already sufficient (set from outside): the file only, exit 0', async () => {
+    const { host } = defaultLimitsHost();
+    host.fs.addFile(INSTANCES, '4096\n');
+    host.fs.addFile('/proc/sys/user/max_inotify_instances', '4096\n');
+    host.fs.readOnly.add('/proc/sys');
+    const r = await runCommand(initWith(host), ['machines.yaml']);
+    expect(r.error).toBeUndefined();
+    expect(r.exitCode).toBe(0);
+    expect(effects(host)).toEqual([]);
+    expect(host.fs.textAt(LIMITS_PATH)).toBe(LIMITS_CONF);
+    expect(JSON.parse(host.fs.textAt(HOST_RECORD)!).sysctls).toBeUndefined();
+  });
+
+  test('sysctl -w failing anyway: exit 1 naming the key, the values and the fix; the file is written already', async () => {
+    const { host } = makeReadyDebianHost(parseManifest('machines.yaml', MANY), {
+      inputs: { 'machines.yaml': MANY },
+      sysctls: { 'fs.inotify.max_user_instances': 128, 'user.max_inotify_instances': 128, 'fs.inotify.max_user_watches': 32861, 'kernel.pty.max': 4096 },
+      before: (h) => h.runner.on(['sysctl', '-w', 'fs.inotify.max_user_instances=4096'], { exitCode: 255, stderr: 'sysctl: permission denied on key "fs.inotify.max_user_instances"\n' }),
+    });
+    host.fs.nodes.delete(LIMITS_PATH);
+    const r = await runCommand(initWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(
+      'nspawnctl: could not raise fs.inotify.max_user_instances from 128 to 4096: command sysctl -w fs.inotify.max_user_instances=4096 exited with code 255:\n    sysctl: permission denied on key "fs.inotify.max_user_instances"\n' +
+        'hint: /etc/sysctl.d/50-nspawnctl.conf already holds the value for the next boot. To raise it now: sysctl -w fs.inotify.max_user_instances=4096 (in a container whose /proc/sys is read-only, on the host that runs it).\n',
+    );
+    expect(host.fs.textAt(LIMITS_PATH)).toContain('fs.inotify.max_user_instances = 4096\n');
+  });
+
+  test('--undo removes the file and sets the limit back to its value from before', async () => {
+    const { host } = defaultLimitsHost();
+    expect((await runCommand(initWith(host), ['machines.yaml'])).exitCode).toBe(0);
+    const calls = host.runner.calls.length;
+    const r = await runCommand(initWith(host), ['--undo']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe('Undone: removed 1 file(s), disabled 0 unit(s), restored fs.inotify.max_user_instances = 128.\n');
+    expect(r.stderr).toBe(`removed ${LIMITS_PATH}\nrestored fs.inotify.max_user_instances = 128\n`);
+    expect(host.runner.argvs().slice(calls)).toEqual([['sysctl', '-w', 'fs.inotify.max_user_instances=128']]);
+    expect([host.fs.textAt(INSTANCES), host.fs.nodes.has(LIMITS_PATH), host.fs.nodes.has(HOST_RECORD)]).toEqual(['128\n', false, false]);
+    // And --check names what is missing again.
+    expect((await runCommand(initWith(host), ['machines.yaml', '--check'])).exitCode).toBe(1);
+  });
+
+  test('--undo leaves a limit alone that someone changed after host init raised it', async () => {
+    const { host } = defaultLimitsHost();
+    expect((await runCommand(initWith(host), ['machines.yaml'])).exitCode).toBe(0);
+    host.fs.addFile(INSTANCES, '65536\n');
+    const calls = host.runner.calls.length;
+    const r = await runCommand(initWith(host), ['--undo', '--json']);
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      removed: [LIMITS_PATH],
+      restored: [],
+      leftAlone: [{ key: 'fs.inotify.max_user_instances', value: 65536, reason: 'it is 65536 now, not the 4096 host init set: someone changed it since' }],
+    });
+    expect(host.runner.argvs().slice(calls)).toEqual([]);
+    expect(host.fs.textAt(INSTANCES)).toBe('65536\n');
   });
 });

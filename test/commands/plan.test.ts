@@ -199,3 +199,55 @@ describe('nspawnctl plan', () => {
     expect(host.runner.calls).toEqual([]);
   });
 });
+
+describe('nspawnctl plan: the machines must fit under the kernel limits', () => {
+  /** N machines without a network. */
+  const many = (n: number, prefix = 'm') => `machines:\n${Array.from({ length: n }, (_, i) => `  ${prefix}${i}: {}\n`).join('')}`;
+  function hostWithLimit(manifest: string, instances: number, running: string[] = []): FakeHost {
+    const host = answerObserveQueries(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } })), { running });
+    host.fs.addFile('/proc/sys/fs/inotify/max_user_instances', `${instances}\n`);
+    host.fs.addFile('/proc/sys/user/max_inotify_instances', `${instances}\n`);
+    host.fs.addFile('/proc/meminfo', 'MemTotal:        4194304 kB\n');
+    return host;
+  }
+  const TOO_MANY = [
+    'nspawnctl: this host is not ready:',
+    '  - fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 15 would run (0 running now, 15 to start): they need 136 inotify instances (8 per machine, 16 for the host)',
+    'hint: nspawnctl host init machines.yaml (raises it to 4096 now and keeps it in /etc/sysctl.d/50-nspawnctl.conf), or by hand: sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line "fs.inotify.max_user_instances = 4096" in a file in /etc/sysctl.d/',
+    '',
+  ].join('\n');
+
+  test('15 new machines on Debian\'s default of 128 inotify instances: exit 3 naming the sysctl, the numbers and the fix; the mirror is not asked', async () => {
+    const host = hostWithLimit(many(15), 128);
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect({ exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr }).toEqual({ exitCode: 3, stdout: '', stderr: TOO_MANY });
+    expect(host.runner.argvs()).toEqual([LIST_MACHINES]);
+    expect(host.http.calls).toEqual([]);
+    expect(host.fs.changes).toEqual([]);
+    const json = await runCommand(planWith(host), ['machines.yaml', '--json']);
+    expect(json.exitCode).toBe(3);
+    expect(JSON.parse(json.stdout).error).toMatchObject({ kind: 'PreflightError', exitCode: 3 });
+  });
+
+  test('14 fit exactly (16 + 8 x 14 = 128): the plan is shown, exit 0', async () => {
+    const r = await runCommand(planWith(hostWithLimit(many(14), 128)), ['machines.yaml']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('+ machine m13: create');
+  });
+
+  test('machines already running count, though they are not in this manifest', async () => {
+    const host = hostWithLimit(many(5, 'new'), 128, Array.from({ length: 10 }, (_, i) => `other${i}`));
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toContain('  - fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 15 would run (10 running now, 5 to start):');
+  });
+
+  test('a converged host over the limit starts nothing: no problem, the plan is empty (exit 0)', async () => {
+    const { desired } = desiredFrom(many(20));
+    const host = convergeFakeHost(makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': many(20) } })), desired);
+    host.fs.addFile('/proc/sys/fs/inotify/max_user_instances', '128\n');
+    const r = await runCommand(planWith(host), ['machines.yaml']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('No changes');
+  });
+});

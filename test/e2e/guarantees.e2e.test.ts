@@ -74,8 +74,11 @@ function lockIsFree(): boolean {
 }
 
 function noBootstrapperRunning(): void {
-  // pdeathsig: killing apply (even with SIGKILL) takes its mmdebstrap down with it.
-  const r = sb.exec(['sh', '-c', 'for i in $(seq 1 100); do pgrep -x mmdebstrap >/dev/null || exit 0; sleep 0.1; done; exit 1'], { check: false });
+  // pdeathsig: killing apply (even with SIGKILL) takes its mmdebstrap down with it. mmdebstrap
+  // finishes the step it is in (an apt or dpkg child) before it exits, which took over 10 s on a
+  // loaded CI machine: wait for the processes themselves to end (pidwait), bounded only so that
+  // an orphan that goes on bootstrapping fails the test instead of hanging it.
+  const r = sb.exec(['sh', '-c', 'timeout 120 pidwait -x mmdebstrap; ! pgrep -x mmdebstrap >/dev/null'], { check: false });
   expect({ mmdebstrapGone: r.code === 0 }).toEqual({ mmdebstrapGone: true });
 }
 

@@ -6,7 +6,8 @@
 # apt-cacher-ng that this script runs on the host end of a veth pair. See
 # test/e2e/README.md for the full picture.
 #
-#   bash test/e2e/sandbox.sh up [--bare] [--no-node]  boot it (--no-node: without our node)
+#   bash test/e2e/sandbox.sh up [--bare] [--no-node] [--machines-fs=SIZE]  boot it (--no-node: without
+#                                            our node; --machines-fs: /var/lib/machines on its own ext4)
 #   bash test/e2e/sandbox.sh exec [--] CMD…  run CMD inside (exit code propagates)
 #   bash test/e2e/sandbox.sh pid             PID (on this machine) of its PID 1
 #   bash test/e2e/sandbox.sh ip              HOSTIP:PORT of the apt proxy
@@ -300,6 +301,21 @@ prepare_rootfs() {
     >"$root/etc/nspawnctl-sandbox"
 }
 
+# /var/lib/machines of the sandbox on an ext4 filesystem of its own, in a sparse file of SIZE in
+# the run directory (mounted before boot, so the sandbox sees it). Many machines' root
+# filesystems are then removed by `down` with one unmount and one file, not file by file.
+machines_fs_up() {
+  local size=$1 img=$RUN_DIR/machines.img dir=$RUN_DIR/rootfs/var/lib/machines
+  say "/var/lib/machines on its own ext4 ($size, sparse: $img)"
+  truncate -s "$size" "$img"
+  mkfs.ext4 -q -F -m 0 -O ^has_journal "$img"
+  mkdir -p "$dir"
+  mount -o loop "$img" "$dir"
+  # machined would list lost+found as an image.
+  rmdir "$dir/lost+found"
+  chmod 0700 "$dir"
+}
+
 # ------------------------------------------------------------ the network --
 
 # Create the namespace and veth pair with the /30 addresses.
@@ -467,12 +483,15 @@ wait_booted() {
 
 # up [--bare] [--no-node]: bring the sandbox up (see the header).
 cmd_up() {
-  local flavour=full with_node=yes
+  local flavour=full with_node=yes machines_fs=
   while (($#)); do
     case $1 in
       --bare) flavour=bare ;;
       --no-node) with_node=no ;;
-      *) echo "usage: $0 up [--bare] [--no-node]" >&2; exit 2 ;;
+      --machines-fs=*)
+        machines_fs=${1#--machines-fs=}
+        [[ $machines_fs =~ ^[1-9][0-9]*[MG]$ ]] || { echo "usage: --machines-fs=SIZE, such as 16G (got '$machines_fs')" >&2; exit 2; } ;;
+      *) echo "usage: $0 up [--bare] [--no-node] [--machines-fs=SIZE (e.g. 16G)]" >&2; exit 2 ;;
     esac
     shift
   done
@@ -504,6 +523,7 @@ cmd_up() {
   acng_up
   ensure_rootfs "$flavour"
   prepare_rootfs "$(cache_path "$flavour")"
+  [[ -z $machines_fs ]] || machines_fs_up "$machines_fs"
   nspawn_tmpfs_up
   boot "$with_node"
   state_load
@@ -687,7 +707,7 @@ cmd_check_clean() {
 
 # Print usage.
 usage() {
-  sed -n '9,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '9,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # Dispatch; up and down hold a per-name lock so they never overlap.

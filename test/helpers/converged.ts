@@ -59,6 +59,7 @@ export function convergedState(desired: DesiredState, manifestPath = MANIFEST_PA
     files: {},
     existingBindSources: [...new Set(desired.machines.flatMap((m) => m.machine.bind.map((b) => b.source)))],
     managedMachines: desired.machines.map((m) => m.machine.name).sort(),
+    running: desired.machines.map((m) => m.machine.name).sort(),
   };
   for (const n of desired.networks) {
     const record = networkRecordFor(n, manifestPath);
@@ -83,7 +84,7 @@ export function convergedState(desired: DesiredState, manifestPath = MANIFEST_PA
 
 /** A fresh, booted host: nothing of nspawnctl's exists yet. */
 export function freshState(overrides: Partial<HostState> = {}): HostState {
-  return { systemdBooted: true, networkdActive: true, machines: {}, networks: {}, files: {}, existingBindSources: [], managedMachines: [], ...overrides };
+  return { systemdBooted: true, networkdActive: true, machines: {}, networks: {}, running: [], files: {}, existingBindSources: [], managedMachines: [], ...overrides };
 }
 
 /** Marks the fake host as booted with systemd and the tools apply needs installed (nsenter is not one of them). */

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { CommandFailedError, InterruptedError, NspawnctlError, UnsafePathError } from '../../src/errors';
-import { assertHostPath, FileInfo, HostFs, WriteOptions } from '../../src/host/fs';
+import { assertHostPath, FileInfo, HostFs, WriteAccess, WriteOptions } from '../../src/host/fs';
 import { Host, LockFile } from '../../src/host/host';
 import { HeadOptions, HeadResult, Http, HttpError } from '../../src/host/http';
 import { isWithin } from '../../src/host/paths';
@@ -25,6 +25,9 @@ export class FakeFs implements HostFs {
   readonly root = '/';
   readonly nodes = new Map<string, FakeNode>([['/', { type: 'dir', mode: 0o755, uid: 0, gid: 0 }]]);
   readonly changes: string[] = [];
+  /** Paths (and everything below them) on a read-only mount, and paths the kernel refuses to let this process write. */
+  readonly readOnly = new Set<string>();
+  readonly writeDenied = new Set<string>();
 
   async createExclusive(path: string, content: string, mode: number): Promise<boolean> {
     assertHostPath(path);
@@ -207,6 +210,14 @@ export class FakeFs implements HostFs {
     if (top?.type !== 'dir') throw new UnsafePathError(dir, 'is not a directory (or is a symlink)');
     this.opened.push(norm(dir));
     return new FakeRootfsHandle(this, norm(dir));
+  }
+
+  async writeAccess(path: string): Promise<WriteAccess> {
+    assertHostPath(path);
+    const p = this.realpath(path);
+    if (!this.nodes.has(p)) return 'missing';
+    if ([...this.readOnly].some((r) => isWithin(p, norm(r)))) return 'read-only';
+    return this.writeDenied.has(p) ? 'denied' : 'ok';
   }
 
   /** Every directory a RootfsHandle was opened on, in order. */

@@ -28,6 +28,21 @@ describe('createNodeFs and permission denials', () => {
     );
   });
 
+  test('writeAccess asks access(2) and writes nothing: ok for a writable file, missing for none, denied for a normal user on root\'s file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nspawnctl-fs-'));
+    try {
+      writeFileSync(join(dir, 'file'), 'x');
+      const fs = createNodeFs(dir);
+      expect(await fs.writeAccess('/file')).toBe('ok');
+      expect(await fs.writeAccess('/nope')).toBe('missing');
+      // Root may write a sysctl unless /proc/sys is mounted read-only (in a container): never 'denied'.
+      const sysctl = await createNodeFs('/').writeAccess('/proc/sys/fs/inotify/max_user_instances');
+      expect(asRoot ? ['ok', 'read-only'] : ['denied']).toContain(sysctl);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('what is missing stays missing (undefined, []), and other errors pass unchanged', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nspawnctl-fs-'));
     try {

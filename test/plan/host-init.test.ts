@@ -14,7 +14,8 @@ import {
 } from '../../src/plan/host-init';
 import { renderDesiredState } from '../../src/render/desired';
 import { convergedState, freshState, MANIFEST_PATH } from '../helpers/converged';
-import { freshObserved, hostRecord, NETWORKD_CONF, readyObserved, SYSCTL_CONF } from '../helpers/host-init-state';
+import { LIMITS_PATH } from '../../src/plan/host-limits';
+import { freshObserved, hostRecord, LIMITS_CONF, LIMITS_CONF_NO_MANIFEST, NETWORKD_CONF, readyObserved, SYSCTL_CONF } from '../helpers/host-init-state';
 
 const NOW = '2025-01-01T00:00:00.000Z';
 const OPTIONS = { manifestPath: MANIFEST_PATH, now: NOW };
@@ -49,6 +50,8 @@ function stepKey(s: HostInitStep): string {
       return `enable-unit ${s.unit}${s.now ? ' --now' : ''}`;
     case 'set-sysctl':
       return `set-sysctl ${s.key}=${s.value}`;
+    case 'raise-sysctl':
+      return `raise-sysctl ${s.key} ${s.from}->${s.value}`;
     case 'network': {
       const n = s.step;
       if (n.kind === 'write-file') return `network write-file ${n.change} ${n.entry.hostPath}`;
@@ -67,6 +70,10 @@ const recordOf = (plan: HostInitPlan): HostRecord | undefined => {
   return s?.kind === 'write-host-record' ? s.record : undefined;
 };
 const errorsOf = (plan: HostInitPlan) => plan.findings.filter((f) => f.severity === 'error');
+
+/** On a fresh 4 GiB host: the limits file, and the one limit below its sized value raised. */
+const LIMIT_STEPS = [`write-file ${LIMITS_PATH}`, 'raise-sysctl fs.inotify.max_user_instances 128->4096'];
+const LIMITS_RECORD = { 'fs.inotify.max_user_instances': { before: 128, set: 4096 } };
 
 const NETWORK_STEPS = [
   `network write-record ${P.netRecord}`,
@@ -108,6 +115,7 @@ describe('planHostInit on a fresh host', () => {
       ...NETWORK_STEPS,
       `write-file ${SYSCTL_PATH}`,
       'set-sysctl net.ipv4.ip_forward=1',
+      ...LIMIT_STEPS,
       'enable-unit machines.target',
       'write-host-record',
     ]);
@@ -121,6 +129,8 @@ describe('planHostInit on a fresh host', () => {
       'reload systemd-networkd',
       'write /etc/sysctl.d/50-nspawnctl-forward.conf',
       'set net.ipv4.ip_forward=1',
+      'write /etc/sysctl.d/50-nspawnctl.conf',
+      'raise fs.inotify.max_user_instances from 128 to 4096',
       'enable machines.target',
       'record what host init changed in /var/lib/nspawnctl/host.json',
     ]);
@@ -134,6 +144,8 @@ describe('planHostInit on a fresh host', () => {
       'bridge configuration changed',
       'nat: true on br0',
       'forward NATed traffic now, not only after a reboot',
+      'the kernel limits booted machines use up, for the next boot too',
+      'room for 256 machines (16 MiB each in 4.0 GiB of memory): 8 inotify instances each, 16 for the host',
       'machines with autostart: true start at boot through it',
       'remember what host init changed, for --undo',
     ]);
@@ -141,17 +153,18 @@ describe('planHostInit on a fresh host', () => {
     expect(recordOf(plan)).toEqual({
       version: 1,
       kind: 'host',
-      files: [SYSCTL_PATH, P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord],
+      files: [SYSCTL_PATH, LIMITS_PATH, P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord],
       enabledUnits: ['machines.target', 'systemd-networkd.service'],
       installedPackages: ['dbus', 'mmdebstrap', 'nftables', 'systemd-container', 'zstd'],
       bridges: ['br0'],
+      sysctls: LIMITS_RECORD,
     });
   });
 
   test('the files it writes have exactly the rendered content', () => {
     const plan = planHostInit(manifestOf(NAT), freshObserved(), OPTIONS);
     const contents = Object.fromEntries(plan.steps.flatMap((s) => (s.kind === 'write-file' ? [[s.path, s.content]] : [])));
-    expect(contents).toEqual({ [NETWORKD_CONF_PATH]: NETWORKD_CONF, [SYSCTL_PATH]: SYSCTL_CONF });
+    expect(contents).toEqual({ [NETWORKD_CONF_PATH]: NETWORKD_CONF, [SYSCTL_PATH]: SYSCTL_CONF, [LIMITS_PATH]: LIMITS_CONF });
     const desired = renderDesiredState({ ...manifestOf(NAT), machines: {} });
     const networkWrites = plan.steps.flatMap((s) => (s.kind === 'network' && s.step.kind === 'write-file' ? [s.step.entry] : []));
     expect(networkWrites).toEqual(desired.networks[0].entries);
@@ -166,18 +179,20 @@ describe('planHostInit on a fresh host', () => {
       `write-file ${NETWORKD_CONF_PATH}`,
       'enable-unit systemd-networkd.service --now',
       ...NETWORK_STEPS,
+      ...LIMIT_STEPS,
       'enable-unit machines.target',
       'write-host-record',
     ]);
-    expect(recordOf(plan)?.files).toEqual([P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord]);
+    expect(recordOf(plan)?.files).toEqual([LIMITS_PATH, P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord]);
   });
 
-  test('with no manifest at all: packages, networkd and machines.target only', () => {
+  test('with no manifest at all: packages, networkd, the kernel limits and machines.target only', () => {
     const plan = planHostInit(undefined, freshObserved({ forwardPolicyDrop: true, firewalldActive: true }), OPTIONS);
     expect(keys(plan)).toEqual([
       'install-packages dbus mmdebstrap systemd-container zstd',
       `write-file ${NETWORKD_CONF_PATH}`,
       'enable-unit systemd-networkd.service --now',
+      ...LIMIT_STEPS,
       'enable-unit machines.target',
       'write-host-record',
     ]);
@@ -191,8 +206,10 @@ describe('planHostInit on a fresh host', () => {
       '# Do not edit: nspawnctl apply rewrites this file; change the manifest instead.\n\n[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n',
     );
     expect(recordOf(plan)).toEqual(
-      hostRecord({ files: [NETWORKD_CONF_PATH], enabledUnits: ['machines.target', 'systemd-networkd.service'], installedPackages: ['dbus', 'mmdebstrap', 'systemd-container', 'zstd'] }),
+      hostRecord({ files: [LIMITS_PATH, NETWORKD_CONF_PATH], enabledUnits: ['machines.target', 'systemd-networkd.service'], installedPackages: ['dbus', 'mmdebstrap', 'systemd-container', 'zstd'], sysctls: LIMITS_RECORD }),
     );
+    const limits = plan.steps.find((s) => s.kind === 'write-file' && s.path === LIMITS_PATH);
+    expect(limits?.kind === 'write-file' && limits.content).toBe(LIMITS_CONF_NO_MANIFEST);
   });
 
   // Regression test for a fixed bug (it was in src/render/common.ts renderHeader, called from src/plan/host-init.ts planHostInit):
@@ -268,6 +285,7 @@ describe('planHostInit on a partly ready host', () => {
       ...NETWORK_STEPS,
       `write-file ${SYSCTL_PATH}`,
       'set-sysctl net.ipv4.ip_forward=1',
+      ...LIMIT_STEPS,
       'enable-unit machines.target',
       'write-host-record',
     ]);
@@ -282,14 +300,14 @@ describe('planHostInit on a partly ready host', () => {
 
   test('networkd enabled but inactive: started (conf written), but not recorded as enabled by host init', () => {
     const manifest = manifestOf(PLAIN);
-    const plan = planHostInit(manifest, readyObserved(manifest, { networkdActive: false, files: {} }), OPTIONS);
+    const plan = planHostInit(manifest, readyObserved(manifest, { networkdActive: false, files: { [LIMITS_PATH]: LIMITS_CONF } }), OPTIONS);
     expect(keys(plan)).toEqual([`write-file ${NETWORKD_CONF_PATH}`, 'enable-unit systemd-networkd.service --now', 'write-host-record']);
     expect(recordOf(plan)).toEqual(hostRecord({ files: [NETWORKD_CONF_PATH] }));
   });
 
   test('networkd active but not enabled: enable --now, recorded, no conf file', () => {
     const manifest = manifestOf(PLAIN);
-    const plan = planHostInit(manifest, readyObserved(manifest, { networkdEnabled: false, files: {} }), OPTIONS);
+    const plan = planHostInit(manifest, readyObserved(manifest, { networkdEnabled: false, files: { [LIMITS_PATH]: LIMITS_CONF } }), OPTIONS);
     expect(keys(plan)).toEqual(['enable-unit systemd-networkd.service --now', 'write-host-record']);
     expect(recordOf(plan)).toEqual(hostRecord({ enabledUnits: ['systemd-networkd.service'] }));
   });
@@ -381,10 +399,10 @@ describe('the networkd.conf.d file', () => {
 
 describe('forwarding for nat networks', () => {
   test.each<[string, string, Partial<HostInitObserved>, string[]]>([
-    ['nat, ip_forward 0, no file: file and sysctl', NAT, { ipForward: false, files: { [NETWORKD_CONF_PATH]: NETWORKD_CONF } }, [`write-file ${SYSCTL_PATH}`, 'set-sysctl net.ipv4.ip_forward=1', 'write-host-record']],
-    ['nat, ip_forward 1, no file: only the file', NAT, { ipForward: true, files: {} }, [`write-file ${SYSCTL_PATH}`, 'write-host-record']],
+    ['nat, ip_forward 0, no file: file and sysctl', NAT, { ipForward: false, files: { [NETWORKD_CONF_PATH]: NETWORKD_CONF, [LIMITS_PATH]: LIMITS_CONF } }, [`write-file ${SYSCTL_PATH}`, 'set-sysctl net.ipv4.ip_forward=1', 'write-host-record']],
+    ['nat, ip_forward 1, no file: only the file', NAT, { ipForward: true, files: { [LIMITS_PATH]: LIMITS_CONF } }, [`write-file ${SYSCTL_PATH}`, 'write-host-record']],
     ['nat, ip_forward 0, file exact: only sysctl', NAT, { ipForward: false }, ['set-sysctl net.ipv4.ip_forward=1']],
-    ['nat, file with other content: rewritten', NAT, { files: { [SYSCTL_PATH]: 'net.ipv4.ip_forward = 0\n' } }, [`write-file ${SYSCTL_PATH}`, 'write-host-record']],
+    ['nat, file with other content: rewritten', NAT, { files: { [SYSCTL_PATH]: 'net.ipv4.ip_forward = 0\n', [LIMITS_PATH]: LIMITS_CONF } }, [`write-file ${SYSCTL_PATH}`, 'write-host-record']],
     ['no nat, ip_forward 0: nothing', PLAIN, { ipForward: false }, []],
   ])('%s', (_name, text, overrides, expected) => {
     const manifest = manifestOf(text);
@@ -484,15 +502,17 @@ describe('the host record', () => {
   test('accumulates: what an earlier run recorded is kept, new changes are added (sorted)', () => {
     const manifest = manifestOf(NAT);
     const earlier = hostRecord({
-      files: [NETWORKD_CONF_PATH],
+      files: [LIMITS_PATH, NETWORKD_CONF_PATH],
       enabledUnits: ['systemd-networkd.service'],
       installedPackages: ['dbus', 'mmdebstrap', 'systemd-container', 'zstd'],
       bridges: ['old0'],
+      sysctls: LIMITS_RECORD,
     });
     // The earlier run was without a manifest; now one with a nat network (nftables, br0, forwarding).
+    // The limits file is rewritten only for its header, which names the manifest now.
     const observed = readyObserved(undefined, {
       installed: ['dbus', 'mmdebstrap', 'systemd-container', 'zstd'],
-      files: { [NETWORKD_CONF_PATH]: NETWORKD_CONF },
+      files: { [NETWORKD_CONF_PATH]: NETWORKD_CONF, [LIMITS_PATH]: LIMITS_CONF_NO_MANIFEST },
       ipForward: false,
       machinesTargetEnabled: false,
       networkState: freshState(),
@@ -504,16 +524,18 @@ describe('the host record', () => {
       ...NETWORK_STEPS,
       `write-file ${SYSCTL_PATH}`,
       'set-sysctl net.ipv4.ip_forward=1',
+      `write-file ${LIMITS_PATH}`,
       'enable-unit machines.target',
       'write-host-record',
     ]);
     expect(recordOf(plan)).toEqual({
       version: 1,
       kind: 'host',
-      files: [SYSCTL_PATH, P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord],
+      files: [SYSCTL_PATH, LIMITS_PATH, P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord],
       enabledUnits: ['machines.target', 'systemd-networkd.service'],
       installedPackages: ['dbus', 'mmdebstrap', 'nftables', 'systemd-container', 'zstd'],
       bridges: ['br0', 'old0'],
+      sysctls: LIMITS_RECORD,
     });
   });
 
@@ -537,5 +559,160 @@ describe('the host record', () => {
     const plan = planHostInit(manifest, readyObserved(manifest, { networkdActive: false }), OPTIONS);
     expect(keys(plan)).toEqual(['enable-unit systemd-networkd.service --now', 'write-host-record']);
     expect(recordOf(plan)).toEqual(hostRecord());
+  });
+});
+
+describe('kernel limits for many machines', () => {
+  const limitKeys = (plan: HostInitPlan) => keys(plan).filter((k) => k.includes('sysctl') && !k.includes('ip_forward') || k === `write-file ${LIMITS_PATH}`);
+  const limitsFile = (plan: HostInitPlan) => {
+    const s = plan.steps.find((x) => x.kind === 'write-file' && x.path === LIMITS_PATH);
+    return s?.kind === 'write-file' ? s.content : undefined;
+  };
+  /** N machines without a network. */
+  const many = (n: number) => `machines:\n${Array.from({ length: n }, (_, i) => `  m${i}: {}\n`).join('')}`;
+  const DEFAULTS = freshObserved().sysctls;
+  const BODY = '# Kernel limits that every booted machine uses up, sized for this host\'s memory by nspawnctl host init\n# (docs/fresh-host.md). A value the kernel already had higher is kept as it was.\n';
+
+  test('sized for the memory: 24 GiB raises the instances to 16384; watches and pseudo-terminals had more, and keep it', () => {
+    // The kernel's own default for the watches is 1% of the memory: 192536 for 24 GiB.
+    const sysctls = { ...DEFAULTS, 'fs.inotify.max_user_watches': 192536, 'user.max_inotify_watches': 192536 };
+    const plan = planHostInit(undefined, freshObserved({ memTotalKiB: 24105 * 1024, sysctls }), OPTIONS);
+    expect(limitKeys(plan)).toEqual([`write-file ${LIMITS_PATH}`, 'raise-sysctl fs.inotify.max_user_instances 128->16384']);
+    expect(limitsFile(plan)).toBe(
+      `# Generated by nspawnctl from nspawnctl host init for this host.\n# Do not edit: nspawnctl apply rewrites this file; change the manifest instead.\n\n${BODY}fs.inotify.max_user_instances = 16384\nfs.inotify.max_user_watches = 192536\nkernel.pty.max = 4096\n`,
+    );
+    const raise = plan.steps.find((s) => s.kind === 'raise-sysctl');
+    expect(raise?.reason).toBe('room for 1506 machines (16 MiB each in 23.5 GiB of memory): 8 inotify instances each, 16 for the host');
+  });
+
+  test('sized for the memory: 1 GiB with the kernel\'s floor of 8192 watches: instances to 1024 only', () => {
+    const plan = planHostInit(undefined, freshObserved({ memTotalKiB: 1024 * 1024, sysctls: { ...DEFAULTS, 'fs.inotify.max_user_watches': 8192, 'user.max_inotify_watches': 8192 } }), OPTIONS);
+    expect(limitKeys(plan)).toEqual([`write-file ${LIMITS_PATH}`, 'raise-sysctl fs.inotify.max_user_instances 128->1024']);
+    expect(limitsFile(plan)).toContain('fs.inotify.max_user_instances = 1024\nfs.inotify.max_user_watches = 8192\nkernel.pty.max = 4096\n');
+  });
+
+  test('sized for the memory: 256 GiB raises the pseudo-terminals too', () => {
+    const plan = planHostInit(undefined, freshObserved({ memTotalKiB: 256 * 1024 * 1024, sysctls: { ...DEFAULTS, 'fs.inotify.max_user_watches': 1048576, 'user.max_inotify_watches': 1048576 } }), OPTIONS);
+    expect(limitKeys(plan)).toEqual([`write-file ${LIMITS_PATH}`, 'raise-sysctl fs.inotify.max_user_instances 128->262144', 'raise-sysctl kernel.pty.max 4096->32768']);
+    expect(recordOf(plan)?.sysctls).toEqual({ 'fs.inotify.max_user_instances': { before: 128, set: 262144 }, 'kernel.pty.max': { before: 4096, set: 32768 } });
+  });
+
+  test('a manifest with more machines than the memory holds: sized for them (and those running)', () => {
+    const running = Array.from({ length: 100 }, (_, i) => `other${i}`);
+    const plan = planHostInit(manifestOf(many(500)), freshObserved({ networkState: freshState({ networkdActive: false, running }) }), OPTIONS);
+    // 600 machines: 16 + 8 x 600 = 4816 -> 8192 instances, 1024 + 26 x 600 = 16624 -> 32768 watches.
+    expect(limitKeys(plan)).toEqual([`write-file ${LIMITS_PATH}`, 'raise-sysctl fs.inotify.max_user_instances 128->8192']);
+    expect(limitsFile(plan)).toContain('fs.inotify.max_user_instances = 8192\nfs.inotify.max_user_watches = 32861\n');
+    expect(plan.steps.find((s) => s.kind === 'raise-sysctl')?.reason).toBe('room for 600 machines (those of machines.yaml and those running): 8 inotify instances each, 16 for the host');
+  });
+
+  test('never lowers: a value the admin set higher stays, in the file too, and nothing is raised or recorded', () => {
+    const sysctls = { ...DEFAULTS, 'fs.inotify.max_user_instances': 1000000, 'user.max_inotify_instances': 1000000 };
+    const plan = planHostInit(undefined, freshObserved({ sysctls }), OPTIONS);
+    expect(limitKeys(plan)).toEqual([`write-file ${LIMITS_PATH}`]);
+    expect(limitsFile(plan)).toContain('fs.inotify.max_user_instances = 1000000\n');
+    expect(recordOf(plan)?.sysctls).toBeUndefined();
+    expect(recordOf(plan)?.files).toContain(LIMITS_PATH);
+  });
+
+  test('idempotent: with the file and the raised values in place, a second run plans nothing', () => {
+    const first = planHostInit(undefined, freshObserved(), OPTIONS);
+    const record = recordOf(first);
+    const again = planHostInit(undefined, freshObserved({ installed: ['dbus', 'mmdebstrap', 'systemd-container', 'zstd'], networkdEnabled: true, networkdActive: true, machinesTargetEnabled: true, files: { [LIMITS_PATH]: limitsFile(first)! }, sysctls: { ...DEFAULTS, 'fs.inotify.max_user_instances': 4096, 'user.max_inotify_instances': 4096 }, record }), OPTIONS);
+    expect(again.steps).toEqual([]);
+    expect(again.findings).toEqual([]);
+  });
+
+  test('a second raise (a bigger manifest) keeps the value from before the first one for --undo', () => {
+    const record = hostRecord({ files: [LIMITS_PATH], sysctls: { 'fs.inotify.max_user_instances': { before: 128, set: 4096 } } });
+    const manifest = manifestOf(many(600));
+    const plan = planHostInit(manifest, readyObserved(manifest, { record }), OPTIONS);
+    expect(limitKeys(plan)).toEqual([`write-file ${LIMITS_PATH}`, 'raise-sysctl fs.inotify.max_user_instances 4096->8192']);
+    expect(recordOf(plan)?.sysctls).toEqual({ 'fs.inotify.max_user_instances': { before: 128, set: 8192 } });
+  });
+
+  test('a kernel without these keys: no file, no step', () => {
+    const plan = planHostInit(undefined, freshObserved({ sysctls: {} }), OPTIONS);
+    expect(limitKeys(plan)).toEqual([]);
+    expect(recordOf(plan)?.files).not.toContain(LIMITS_PATH);
+  });
+
+  describe('--check with a manifest: a limit too low for its machines is an error finding with the exact fix', () => {
+    const FINDING = {
+      severity: 'error',
+      what: 'fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 20 would run (the 20 of machines.yaml): they need 176 inotify instances (8 per machine, 16 for the host)',
+      fix: 'nspawnctl host init machines.yaml (raises it to 4096 now and keeps it in /etc/sysctl.d/50-nspawnctl.conf), or by hand: sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line "fs.inotify.max_user_instances = 4096" in a file in /etc/sysctl.d/',
+      fixedBy: 'raise fs.inotify.max_user_instances from 128 to 4096',
+    };
+
+    test('20 machines on the default 128: the finding, fixed by the raise step of this plan', () => {
+      const manifest = manifestOf(many(20));
+      const plan = planHostInit(manifest, freshObserved(), OPTIONS);
+      expect(plan.findings).toEqual([FINDING]);
+      expect(keys(plan)).toContain('raise-sysctl fs.inotify.max_user_instances 128->4096');
+    });
+
+    test('machines already running count: 10 in the manifest and 10 others running', () => {
+      const manifest = manifestOf(many(10));
+      const running = Array.from({ length: 10 }, (_, i) => `other${i}`);
+      const plan = planHostInit(manifest, freshObserved({ networkState: freshState({ networkdActive: false, running }) }), OPTIONS);
+      expect(plan.findings.map((f) => f.what)).toEqual([
+        'fs.inotify.max_user_instances = 128 leaves room for 14 machines, and 20 would run (the 10 of machines.yaml and 10 other running machines): they need 176 inotify instances (8 per machine, 16 for the host)',
+      ]);
+    });
+
+    test('14 machines fit in 128: no finding (the raise for the memory is a step only)', () => {
+      const plan = planHostInit(manifestOf(many(14)), freshObserved(), OPTIONS);
+      expect(plan.findings).toEqual([]);
+      expect(keys(plan)).toContain('raise-sysctl fs.inotify.max_user_instances 128->4096');
+    });
+
+    test('without a manifest: no finding', () => {
+      expect(planHostInit(undefined, freshObserved(), OPTIONS).findings).toEqual([]);
+    });
+
+    test('/proc/sys read-only (a container): no raise step, the file is still written, the finding says where to fix it', () => {
+      const manifest = manifestOf(many(20));
+      const plan = planHostInit(manifest, freshObserved({ sysctlsUnwritable: { 'fs.inotify.max_user_instances': 'read-only', 'fs.inotify.max_user_watches': 'read-only', 'kernel.pty.max': 'read-only' } }), OPTIONS);
+      expect(limitKeys(plan)).toEqual([`write-file ${LIMITS_PATH}`]);
+      expect(recordOf(plan)?.sysctls).toBeUndefined();
+      expect(plan.findings).toEqual([
+        {
+          severity: 'error',
+          what: FINDING.what,
+          fix: '/proc/sys is read-only here (nspawnctl runs in a container, and the limit is the kernel\'s): on the host that runs this container, sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line "fs.inotify.max_user_instances = 4096" in a file in /etc/sysctl.d/',
+        },
+      ]);
+    });
+
+    test('/proc/sys read-only, the manifest fits but the memory-sized value is not reached: a warning', () => {
+      const plan = planHostInit(manifestOf(many(2)), freshObserved({ sysctlsUnwritable: { 'fs.inotify.max_user_instances': 'read-only' } }), OPTIONS);
+      expect(plan.findings).toEqual([
+        {
+          severity: 'warning',
+          what: 'fs.inotify.max_user_instances = 128 cannot be raised to 4096 here (/proc/sys is read-only: a container): the 2 machines have room, more may not boot',
+          fix: 'On the host that runs this container: sysctl -w fs.inotify.max_user_instances=4096, and keep it with the line "fs.inotify.max_user_instances = 4096" in a file in /etc/sysctl.d/',
+        },
+      ]);
+    });
+
+    test('/proc/sys read-only but the values are already sufficient (set from outside): no finding, only the file', () => {
+      const sysctls = { ...DEFAULTS, 'fs.inotify.max_user_instances': 4096, 'user.max_inotify_instances': 4096 };
+      const plan = planHostInit(manifestOf(many(20)), freshObserved({ sysctls, sysctlsUnwritable: { 'fs.inotify.max_user_instances': 'read-only' } }), OPTIONS);
+      expect(plan.findings).toEqual([]);
+      expect(limitKeys(plan)).toEqual([`write-file ${LIMITS_PATH}`]);
+    });
+
+    test("the user namespace's own limit is the lower (nspawnctl in a container): named, with the fix by hand, no fixedBy", () => {
+      const sysctls = { ...DEFAULTS, 'fs.inotify.max_user_instances': 8192, 'user.max_inotify_instances': 100 };
+      const plan = planHostInit(manifestOf(many(20)), freshObserved({ sysctls }), OPTIONS);
+      expect(plan.findings).toEqual([
+        {
+          severity: 'error',
+          what: 'user.max_inotify_instances = 100 leaves room for 10 machines, and 20 would run (the 20 of machines.yaml): they need 176 inotify instances (8 per machine, 16 for the host)',
+          fix: 'sysctl -w user.max_inotify_instances=4096 (the limit of the user namespace nspawnctl runs in), and keep it with the line "user.max_inotify_instances = 4096" in a file in /etc/sysctl.d/',
+        },
+      ]);
+    });
   });
 });

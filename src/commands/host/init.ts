@@ -11,7 +11,7 @@ import { describeUnreadable } from '../../plan/observe';
 // Prepares a fresh Debian/Ubuntu host: packages, networkd, bridges, forwarding, machines.target.
 export default class HostInit extends BaseCommand {
   static override summary = 'Make a fresh Debian or Ubuntu host ready for apply (idempotent).';
-  static override description = 'Installs systemd-container and the bootstrapper (and nftables for nat networks), enables systemd-networkd without letting it touch links it does not manage, creates the bridges of the manifest, enables IPv4 forwarding for nat networks, and enables machines.target. Each step is skipped when already true; a second run changes nothing. Also reports what silently breaks bridged machines (a FORWARD policy of DROP, firewalld, a missing 80-container-vb.network).';
+  static override description = 'Installs systemd-container and the bootstrapper (and nftables for nat networks), enables systemd-networkd without letting it touch links it does not manage, creates the bridges of the manifest, enables IPv4 forwarding for nat networks, raises the kernel limits many machines use up (inotify instances and watches, pseudo-terminals; sized for the memory, kept in /etc/sysctl.d/50-nspawnctl.conf), and enables machines.target. Each step is skipped when already true; a second run changes nothing. Also reports what silently breaks bridged machines (a FORWARD policy of DROP, firewalld, a missing 80-container-vb.network) and a kernel limit too low for the manifest\'s machines.';
   static override examples = [
     '<%= config.bin %> host init machines.yaml',
     '<%= config.bin %> host init machines.yaml --check',
@@ -22,7 +22,7 @@ export default class HostInit extends BaseCommand {
   static override flags = {
     check: Flags.boolean({ description: 'Report what is missing and exit 1 if anything is; change nothing.', default: false }),
     'dry-run': Flags.boolean({ description: 'Show the steps and stop.', default: false }),
-    undo: Flags.boolean({ description: 'Remove the files host init wrote and disable the units it enabled.', default: false, exclusive: ['check', 'dry-run'] }),
+    undo: Flags.boolean({ description: 'Remove the files host init wrote, disable the units it enabled, and set the kernel limits it raised back.', default: false, exclusive: ['check', 'dry-run'] }),
     force: Flags.boolean({ description: 'With --undo: even while managed machines exist.', default: false }),
     json: jsonFlag,
     wait: waitFlag,
@@ -34,9 +34,9 @@ export default class HostInit extends BaseCommand {
     const say = (line: string) => (flags.json ? undefined : process.stderr.write(`${line}\n`));
     if (flags.undo) {
       const r = await this.withLock(host, 'host init --undo', flags.wait, () => undoHostInit(host, flags.force, say));
-      if (flags.json) this.out(JSON.stringify(r, null, 2));
+      if (flags.json) this.outJson(r);
       else if (r.nothingToUndo) this.out(`Nothing to undo: host init has not changed this host (no record in ${HOST_RECORD_PATH}).`);
-      else this.out(`Undone: removed ${r.removed.length} file(s), disabled ${r.disabled.length} unit(s).${r.packages.length ? ` Packages host init installed are kept; remove them with: apt-get remove ${r.packages.join(' ')}` : ''}`);
+      else this.out(`Undone: removed ${r.removed.length} file(s), disabled ${r.disabled.length} unit(s)${r.restored.length ? `, restored ${r.restored.map((x) => `${x.key} = ${x.to}`).join(', ')}` : ''}.${r.packages.length ? ` Packages host init installed are kept; remove them with: apt-get remove ${r.packages.join(' ')}` : ''}`);
       return;
     }
     // --check and --dry-run only look, and say what a normal user could not see; the rest changes the host.
@@ -55,7 +55,7 @@ export default class HostInit extends BaseCommand {
     const json = () => ({ ready: plan.steps.length === 0 && errors.length === 0, steps: stepsJson(plan), findings: plan.findings });
 
     if (flags.check || flags['dry-run'] || plan.steps.length === 0) {
-      if (flags.json) this.out(JSON.stringify(json(), null, 2));
+      if (flags.json) this.outJson(json());
       else if (plan.steps.length > 0) this.out(`${flags.check ? 'Missing' : 'Would do'}:\n${report}`);
       else if (errors.length > 0) this.out(`Nothing to install or write, but the host is not ready:\n${report}`);
       else this.out(`The host is ready for nspawnctl.${report ? `\n${report}` : ''}`);
@@ -75,11 +75,13 @@ export default class HostInit extends BaseCommand {
       await new Listr(tasks, { renderer: this.progressRenderer(flags.json), exitOnError: true, registerSignalListeners: false } as never).run();
       return locked;
     });
-    const doneErrors = done.findings.filter((f) => f.severity === 'error');
+    // What a step of this run fixed (a kernel limit it raised) is no longer a problem.
+    const remaining = done.findings.filter((f) => f.fixedBy === undefined);
+    const doneErrors = remaining.filter((f) => f.severity === 'error');
     if (flags.json) {
-      this.out(JSON.stringify({ ready: doneErrors.length === 0, steps: stepsJson(done), findings: done.findings, applied: true }, null, 2));
+      this.outJson({ ready: doneErrors.length === 0, steps: stepsJson(done), findings: done.findings, applied: true });
     } else {
-      for (const f of done.findings) say(`${f.severity}: ${f.what}\n  fix: ${f.fix.replace(/\n/g, '\n       ')}`);
+      for (const f of remaining) say(`${f.severity}: ${f.what}\n  fix: ${f.fix.replace(/\n/g, '\n       ')}`);
       this.out(`Host init done: ${done.steps.length} step(s).`);
     }
     if (doneErrors.length > 0) throw new NspawnctlError(`${doneErrors.length} problem(s) need a manual fix (see above)`);
