@@ -23,7 +23,8 @@ export abstract class BaseCommand extends Command {
     this.onSignal = (signal) => {
       if (this.interrupt.signal.aborted) process.exit(ExitCode.interrupted);
       process.stderr.write(`nspawnctl: ${signal} received, stopping (again to force)\n`);
-      this.interrupt.abort();
+      // The reason names the signal: exec passes it on to the command it runs in a machine.
+      this.interrupt.abort(signal);
     };
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);

@@ -8,6 +8,7 @@ import { RECORD_MODE, serializeRecord } from '../plan/records';
 import { Conflict, describeStep, Plan, Step } from '../plan/steps';
 import { createMachine, prepareReadOnly } from './bootstrap';
 import { removeOwnedFile, writeHostEntry, writeRootfsEntry } from './files';
+import { HealthReport, reloadHealth, waitHealthy } from './health';
 import { Readiness, reloadMachineUnits } from './in-machine';
 import { daemonReload, disableMachine, enableMachine, handBindSource, restartMachine, startMachine, stopMachine } from './machinectl';
 import { CacheOptions, ImageCache } from './image-cache';
@@ -34,6 +35,12 @@ export interface StepOptions {
   startTimeoutMs: number;
   cache?: { images: ImageCache; architecture: () => Promise<string> };
   machines?: Record<string, Machine>;
+  /** Told what a machine's systemd said once the machine was ready (after a start or restart). */
+  onReady?: (machine: string, readiness: Readiness) => void;
+  /** Told a machine's health once its check passed. */
+  onHealthy?: (machine: string, report: HealthReport) => void;
+  /** The wait between two looks at a failing health check (tests). */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** The group of host-wide steps (bridges, networkd); ":" keeps it apart from machine names. */
@@ -51,6 +58,10 @@ export interface ApplyResult {
   failures: ApplyFailure[];
   /** Groups not attempted because an earlier failure made them pointless (or an interrupt). */
   skipped: string[];
+  /** What the systemd of each machine this apply started or restarted said once it was ready. */
+  ready: Record<string, Readiness>;
+  /** The health of each machine whose check apply waited for. */
+  health: Record<string, HealthReport>;
 }
 
 /** Which group a step belongs to: a machine's name, or HOST_GROUP for bridges and networkd. */
@@ -79,8 +90,18 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
     if (existing) existing.steps.push(step);
     else groups.push({ name, steps: [step] });
   }
-  const result: ApplyResult = { done: [], failures: [], skipped: [] };
-  const stepOptions: StepOptions = { startTimeoutMs: options.startTimeoutMs, cache: options.cache ? imageCacheFor(host, options.cache) : undefined, machines: options.machines ?? {} };
+  const result: ApplyResult = { done: [], failures: [], skipped: [], ready: {}, health: {} };
+  const stepOptions: StepOptions = {
+    startTimeoutMs: options.startTimeoutMs,
+    cache: options.cache ? imageCacheFor(host, options.cache) : undefined,
+    machines: options.machines ?? {},
+    onReady: (machine, readiness) => {
+      result.ready[machine] = readiness;
+    },
+    onHealthy: (machine, report) => {
+      result.health[machine] = report;
+    },
+  };
   // registerSignalListeners off: listr2 would exit(127) on SIGINT before nspawnctl cleans up.
   const listrOptions = { exitOnError: true, registerSignalListeners: false, renderer: options.renderer, rendererOptions: { collapseErrors: false, showErrorMessage: false, collapseSubtasks: false } };
 
@@ -140,7 +161,7 @@ export function imageCacheFor(host: Host, cache: CacheOptions): StepOptions['cac
 }
 
 /** The error apply ends with when some groups failed or were left alone for a conflict: one line each. */
-export function summarizeFailures(result: ApplyResult, conflicts: Conflict[] = []): NspawnctlError {
+export function summarizeFailures(result: Pick<ApplyResult, 'done' | 'failures' | 'skipped'>, conflicts: Conflict[] = []): NspawnctlError {
   const interrupted = result.failures.some((f) => f.error instanceof InterruptedError);
   const lines = result.failures.map((f) => {
     const who = groupLabel(f.group);
@@ -213,9 +234,20 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
       case 'disable-machine':
         return await disableMachine(host, step.machine);
       case 'start-machine':
-        return reportReadiness(step.machine, await startMachine(host, step.machine, wait(step.machine)), onLine);
+        await resetRestartLimit(host, step.machine, options.machines?.[step.machine]);
+        return reportReadiness(step.machine, await startMachine(host, step.machine, wait(step.machine)), onLine, options.onReady);
       case 'restart-machine':
-        return reportReadiness(step.machine, await restartMachine(host, step.machine, wait(step.machine)), onLine);
+        await resetRestartLimit(host, step.machine, options.machines?.[step.machine]);
+        return reportReadiness(step.machine, await restartMachine(host, step.machine, wait(step.machine)), onLine, options.onReady);
+      case 'reload-health':
+        return await reloadHealth(host, step.machine, step.action);
+      case 'wait-healthy': {
+        const check = spec(step.machine).health;
+        if (!check) throw new NspawnctlError(`internal: machine ${step.machine} has no health check`);
+        const report = await waitHealthy(host, step.machine, check, { timeoutMs: options.startTimeoutMs, sleep: options.sleep });
+        options.onHealthy?.(step.machine, report);
+        return;
+      }
       case 'prepare-read-only':
         if (step.stopFirst) await stopMachine(host, step.machine, { timeoutMs: options.startTimeoutMs });
         return await prepareReadOnly(host, spec(step.machine), step.shift, step.mountPoints, options.startTimeoutMs, onLine);
@@ -239,9 +271,26 @@ export async function runStep(host: Host, step: Step, options: StepOptions, onLi
   }
 }
 
-/** A degraded machine runs, but says which of its units failed. */
-function reportReadiness(name: string, readiness: Readiness, onLine: (line: string) => void): void {
-  if (readiness.state === 'degraded') onLine(`machine ${name} is running but degraded; failed units: ${readiness.failedUnits.join(', ') || '(none listed)'}`);
+/**
+ * A machine whose failing health check restarts it has a start limit on its unit (the health
+ * drop-in). A start or restart by apply is the admin's, not a health restart: the count starts
+ * afresh, and a machine the limit left stopped (start-limit-hit) can start again.
+ */
+async function resetRestartLimit(host: Host, name: string, machine: Machine | undefined): Promise<void> {
+  if (machine?.health?.onFailure !== 'restart') return;
+  await host.runner.run('systemctl', ['reset-failed', `systemd-nspawn@${name}.service`], { allowFailure: true });
+}
+
+/** A degraded machine runs, but says which of its units failed (as progress, and in apply's summary). */
+function reportReadiness(name: string, readiness: Readiness, onLine: (line: string) => void, onReady?: StepOptions['onReady']): void {
+  if (readiness.state === 'degraded') onLine(describeReadiness(name, readiness));
+  onReady?.(name, readiness);
+}
+
+/** One line on a machine that is ready: "machine web is running but degraded; failed units: ...". */
+export function describeReadiness(name: string, readiness: Readiness): string {
+  if (readiness.state === 'running') return `machine ${name} is running`;
+  return `machine ${name} is running but degraded; failed units: ${readiness.failedUnits.join(', ') || '(none listed)'}`;
 }
 
 /** Deletes one chain of nspawnctl's table, and the table once no chain is left. */

@@ -235,7 +235,7 @@ async function discard(output: ArchiveOutput): Promise<void> {
 async function startAgain(host: Host, plan: BackupPlan, options: BackupOptions, stopClock: () => void): Promise<unknown> {
   const { machine } = plan;
   if (host.signal?.aborted) {
-    await host.runner.run('machinectl', ['start', machine], { evenIfInterrupted: true, allowFailure: true });
+    await host.runner.run('machinectl', ['start', machine], { afterInterrupt: true, allowFailure: true, timeoutMs: 60_000 });
     return undefined;
   }
   try {

@@ -13,6 +13,23 @@ export function escapeForExec(arg: string): string {
   return arg.replace(/\$/g, '$$$$');
 }
 
+/**
+ * The command's arguments as systemd-run must be given them. systemd-run sends its first one
+ * twice: as the program's path, which systemd uses as it is, and as argv[0], which it expands
+ * like every other argument. No spelling of a "$" there comes out right in both, so such a
+ * program name is refused (exit 2) instead of running something else.
+ */
+export function execArgv(command: string[]): string[] {
+  if (command.length === 0) throw new NspawnctlError('internal: no command to run inside the machine');
+  if (command[0].includes('$')) {
+    throw new NspawnctlError(`cannot run a program whose name contains "$" (${JSON.stringify(command[0])}) through systemd-run`, {
+      exitCode: 2,
+      hint: 'Name the program without "$", or run it through a shell inside the machine: sh -c \'...\'',
+    });
+  }
+  return command.map(escapeForExec);
+}
+
 export interface InMachineOptions extends Pick<RunOptions, 'input' | 'onLine' | 'allowFailure' | 'timeoutMs' | 'dieWithParent'> {
   /** Environment variables for the command (values are passed verbatim). */
   env?: Record<string, string>;
@@ -36,7 +53,7 @@ export function inMachineArgs(name: string, command: string[], env: Record<strin
     '--collect',
     ...Object.entries(env).map(([k, v]) => `--setenv=${k}=${v}`),
     '--',
-    ...command.map(escapeForExec),
+    ...execArgv(command),
   ];
 }
 
@@ -126,14 +143,35 @@ async function pendingJobs(host: Host, name: string): Promise<string> {
   return jobs ? `; jobs still waiting:\n${jobs}` : '';
 }
 
-async function listFailedUnits(host: Host, name: string): Promise<string[]> {
-  const r = await host.runner.run('systemctl', [`--machine=${name}`, 'list-units', '--failed', '--no-legend', '--plain', '--full'], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS });
-  // Unit names come from the machine's own systemd: escaped like any other output of a machine.
-  return r.stdout
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/)[0])
-    .filter((u) => u !== undefined && u !== '')
-    .map(escapeControl);
+/** The failed units of a running machine, as its own systemd lists them. */
+export async function listFailedUnits(host: Host, name: string): Promise<string[]> {
+  const r = await host.runner.run('systemctl', [`--machine=${name}`, 'list-units', '--failed', '--output=json', '--no-pager'], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS });
+  return r.exitCode === 0 ? parseFailedUnits(r.stdout) : [];
+}
+
+/** At most this many failed units are named, each cut to MAX_UNIT_NAME characters. */
+export const MAX_FAILED_UNITS = 20;
+const MAX_UNIT_NAME = 256;
+
+/**
+ * The unit names in `systemctl list-units --output=json`. The list comes from the machine's own
+ * systemd, so it is read as untrusted: JSON rather than columns (a unit's description may hold a
+ * newline, which the plain listing prints as a line of its own), only string names, control
+ * characters escaped, the length of the list and of each name capped.
+ */
+export function parseFailedUnits(json: string): string[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(data)) return [];
+  const names = data.flatMap((u: unknown) => {
+    const unit = u !== null && typeof u === 'object' ? (u as { unit?: unknown }).unit : undefined;
+    return typeof unit === 'string' && unit !== '' ? [escapeControl(unit.length > MAX_UNIT_NAME ? `${unit.slice(0, MAX_UNIT_NAME)}...` : unit)] : [];
+  });
+  return names.length > MAX_FAILED_UNITS ? [...names.slice(0, MAX_FAILED_UNITS), `(${names.length - MAX_FAILED_UNITS} more)`] : names;
 }
 
 async function waitForNetwork(host: Host, name: string, seconds: number): Promise<void> {

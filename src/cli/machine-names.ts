@@ -9,8 +9,11 @@ export const MACHINE_ARGUMENTS: Readonly<Record<string, string>> = {
   audit: 'machines',
   backup: 'name',
   destroy: 'name',
+  exec: 'name',
+  logs: 'name',
   rebuild: 'name',
   rollback: 'name',
+  shell: 'name',
   status: 'name',
   'profile:syscalls': 'machine',
 };

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { applyPlan, summarizeFailures } from '../apply/apply';
+import { applyPlan, describeReadiness, summarizeFailures } from '../apply/apply';
 import { DEFAULT_CACHE_DIR } from '../apply/image-cache';
 import { assertReady } from '../apply/preflight';
 import { BaseCommand, jsonFlag, waitFlag } from '../command-base';
@@ -66,9 +66,11 @@ export default class Apply extends BaseCommand {
       });
       if (flags.json) {
         const failures = result.failures.map((f) => ({ group: f.group, step: stepToJson(f.step), message: f.error.message }));
-        this.outJson({ ...planToJson(plan), applied: result.done.map(stepToJson), failures, skipped: result.skipped });
+        this.outJson({ ...planToJson(plan), applied: result.done.map(stepToJson), failures, skipped: result.skipped, ready: result.ready, health: result.health });
       } else {
-        this.out(`Applied ${result.done.length} of ${plan.steps.length} step(s).`);
+        // A degraded machine runs: apply succeeds, and says which of its units failed.
+        const degraded = Object.entries(result.ready).filter(([, r]) => r.state === 'degraded');
+        this.out([`Applied ${result.done.length} of ${plan.steps.length} step(s).`, ...degraded.map(([name, r]) => describeReadiness(name, r))].join('\n'));
       }
       if (result.failures.length > 0 || plan.conflicts.length > 0) throw summarizeFailures(result, plan.conflicts);
     });

@@ -12,7 +12,7 @@ function upgradedColumn(r: MachineReport, now: number): string {
 
 // One line per machine nspawnctl manages.
 export default class List extends BaseCommand {
-  static override summary = 'List the machines nspawnctl manages, with state, address and drift.';
+  static override summary = 'List the machines nspawnctl manages, with state, address, drift and health.';
   static override examples = ['<%= config.bin %> list', '<%= config.bin %> list --json', '<%= config.bin %> list --manifest machines.yaml'];
   static override flags = {
     manifest: Flags.string({ char: 'f', description: 'Compare with this manifest instead of the one each machine was applied from.' }),
@@ -40,7 +40,12 @@ export default class List extends BaseCommand {
       return;
     }
     const now = this.now();
-    const rows = [['MACHINE', 'STATE', 'ADDRESS', 'MANIFEST', 'UPGRADED'], ...reports.map((r) => [r.name, r.state, r.address ?? '-', r.sync, upgradedColumn(r, now)])];
+    // The HEALTH column appears once some machine has a health check.
+    const health = reports.some((r) => r.health);
+    const rows = [
+      ['MACHINE', 'STATE', 'ADDRESS', 'MANIFEST', 'UPGRADED', ...(health ? ['HEALTH'] : [])],
+      ...reports.map((r) => [r.name, r.state, r.address ?? '-', r.sync, upgradedColumn(r, now), ...(health ? [r.health?.state ?? '-'] : [])]),
+    ];
     this.out(formatTable(rows));
   }
 }

@@ -26,7 +26,7 @@ function serviceLines(services: ServiceReport[]): string[] {
 
 // Everything nspawnctl knows about one machine.
 export default class Status extends BaseCommand {
-  static override summary = 'Show one managed machine: state, address, leader PID, files, and pending changes.';
+  static override summary = 'Show one managed machine: state, address, leader PID, files, health, and pending changes.';
   static override examples = ['<%= config.bin %> status web', '<%= config.bin %> status web --json'];
   static override args = { name: Args.string({ description: 'machine name', required: true }) };
   static override flags = {
@@ -36,7 +36,7 @@ export default class Status extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Status);
-    const { machines, notices } = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest);
+    const { machines, notices } = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest, { detail: true });
     for (const n of notices) process.stderr.write(`note: ${n}\n`);
     const [r] = machines;
     if (flags.json) {
@@ -53,6 +53,8 @@ export default class Status extends BaseCommand {
       ...(r.record?.previous ? [`previous:  ${r.record.previous.path} (${r.record.previous.bootstrap.distribution} ${r.record.previous.bootstrap.suite}, set aside ${r.record.previous.kept}; nspawnctl rollback ${r.name} swaps it back)`] : []),
       `files:     ${r.record?.files.length ?? 0} managed`,
       `upgraded:  ${r.upgraded ? `${r.upgraded} (${formatAge(r.upgraded, Date.now())})` : r.record ? 'never (by nspawnctl upgrade)' : '-'}`,
+      ...(r.system ? [`system:    ${r.system.state}${r.system.failedUnits.length ? ` (failed: ${r.system.failedUnits.join(', ')})` : ''}`] : []),
+      ...(r.health ? [`health:    ${r.health.state}: ${r.health.detail}`, ...(r.health.output ?? []).map((l) => `  | ${l}`)] : []),
       ...serviceLines(r.services),
       ...(r.changes.length ? ['pending:', ...r.changes.map((c) => `  ${c}`)] : []),
     ];

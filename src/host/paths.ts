@@ -124,3 +124,8 @@ export function appArmorDropInPath(machine: string): string {
 export function credentialsDropInPath(machine: string): string {
   return `${unitDropInDir(machine)}/50-nspawnctl-credentials.conf`;
 }
+
+/** The start limit of the machine's unit: how often a failing health check may restart it. */
+export function healthDropInPath(machine: string): string {
+  return `${unitDropInDir(machine)}/50-nspawnctl-health.conf`;
+}

@@ -1,5 +1,6 @@
 // Runs external programs with argument arrays only (never a shell), through execa.
 import { accessSync, constants } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { CommandFailedError, escapeControl, InterruptedError } from '../errors';
 import type { PipeCommand, PipelineOptions, PipelineResult } from './archive-io';
 
@@ -36,10 +37,28 @@ export interface RunOptions {
    */
   dieWithParent?: boolean;
   /**
-   * Runs even after SIGINT/SIGTERM and is not stopped by it: for putting back what nspawnctl
-   * took down (starting a machine that a backup stopped), never for new work.
+   * The program uses nspawnctl's own stdin, stdout and stderr (nothing is captured: the result's
+   * stdout and stderr are empty). For a program that talks to the user directly: a command run
+   * inside a machine, a shell there.
    */
-  evenIfInterrupted?: boolean;
+  inheritStdio?: boolean;
+  /**
+   * Each piece of output is handed over as it arrives, as text, and none is kept (the result's
+   * stdout and stderr are empty): for output that may never end (journalctl --follow).
+   */
+  onOutput?: (text: string, stream: 'stdout' | 'stderr') => void;
+  /**
+   * An interrupt (SIGINT/SIGTERM) does not stop the program: the caller stops what the program
+   * started (a unit inside a machine), and the program then ends by itself; its result is
+   * returned as usual. It runs in its own process group, so a Ctrl-C at the terminal reaches
+   * nspawnctl alone, and it gets SIGTERM when nspawnctl dies (as with dieWithParent).
+   */
+  waitOnInterrupt?: boolean;
+  /**
+   * Runs even after an interrupt, and is not stopped by it: a short command that ends what an
+   * interrupted one started (a unit inside a machine), or reads how it ended. Give it a timeout.
+   */
+  afterInterrupt?: boolean;
 }
 
 export interface RunResult {
@@ -87,20 +106,24 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
         if (options.allowFailure) return { exitCode: 127, stdout: '', stderr: message };
         throw new CommandFailedError(argv, undefined, message);
       }
-      const cancel = options.evenIfInterrupted ? undefined : signal;
-      if (cancel?.aborted) throw new InterruptedError();
-      const setpriv = options.dieWithParent ? resolveProgram('setpriv') : undefined;
+      if (signal?.aborted && !options.afterInterrupt) throw new InterruptedError();
+      const ownGroup = options.dieWithParent === true || options.waitOnInterrupt === true;
+      const setpriv = ownGroup ? resolveProgram('setpriv') : undefined;
       const [exe, exeArgs] = setpriv ? [setpriv, ['--pdeathsig', 'TERM', '--', program, ...args]] : [program, args];
       const { execa } = await import('execa');
+      const streamed = options.onOutput !== undefined;
       const child = execa(exe, exeArgs, {
         // Long-running children get their own process group, so an interrupt stops the whole
         // tree (mmdebstrap's apt and dpkg too), not just the process nspawnctl started.
-        detached: options.dieWithParent === true,
-        cancelSignal: options.dieWithParent ? undefined : cancel,
+        detached: ownGroup,
+        cancelSignal: ownGroup || options.afterInterrupt ? undefined : signal,
         reject: false,
         shell: false,
         input: options.input,
-        stdin: options.input === undefined ? 'ignore' : undefined,
+        stdin: options.inheritStdio ? 'inherit' : options.input === undefined ? 'ignore' : undefined,
+        stdout: options.inheritStdio ? 'inherit' : 'pipe',
+        stderr: options.inheritStdio ? 'inherit' : 'pipe',
+        buffer: !streamed && !options.inheritStdio,
         env: options.env,
         extendEnv: true,
         timeout: options.timeoutMs,
@@ -109,6 +132,21 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
         stripFinalNewline: false,
         encoding: 'utf8',
       });
+      if (options.onOutput) {
+        const onOutput = options.onOutput;
+        for (const stream of ['stdout', 'stderr'] as const) {
+          // A character split between two chunks is kept until its end arrives.
+          const decoder = new StringDecoder('utf8');
+          child[stream]?.on('data', (chunk: Buffer | string) => {
+            const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
+            if (text) onOutput(text, stream);
+          });
+          child[stream]?.on('end', () => {
+            const rest = decoder.end();
+            if (rest) onOutput(rest, stream);
+          });
+        }
+      }
       if (options.onLine) {
         const onLine = options.onLine;
         const forward = (chunk: Buffer | string) => {
@@ -129,14 +167,14 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
         kill('SIGTERM');
         setTimeout(() => kill('SIGKILL'), 5000).unref();
       };
-      if (options.dieWithParent && cancel) cancel.addEventListener('abort', stopGroup, { once: true });
+      if (options.dieWithParent && !options.waitOnInterrupt && signal) signal.addEventListener('abort', stopGroup, { once: true });
       let r;
       try {
         r = await child;
       } finally {
-        cancel?.removeEventListener('abort', stopGroup);
+        signal?.removeEventListener('abort', stopGroup);
       }
-      if (r.isCanceled || cancel?.aborted) throw new InterruptedError(argv);
+      if (r.isCanceled || (signal?.aborted && !options.waitOnInterrupt && !options.afterInterrupt)) throw new InterruptedError(argv);
       const stdout = String(r.stdout ?? '');
       const stderr = String(r.stderr ?? '');
       if (r.exitCode === undefined) {

@@ -6,6 +6,7 @@ import { isWithin, MACHINES_DIR } from '../host/paths';
 import { Distribution, DISTRIBUTION_TITLES, mirrorDistribution, suiteDistribution } from './distributions';
 import { GENERATED_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { Limits, limitsSchema, resolveLimits, resolveSecurity, SAFE_PATH, SAFE_PATH_MESSAGE, Security, securitySchema, SYSCALL_ENTRY } from './security';
+import { HealthCheck, HEALTH_PROGRAM, HEALTH_PROGRAM_MESSAGE, healthSchema, resolveHealth } from './health';
 import { closestMatch } from './suggest';
 import { resolveServices, SERVICE_NAME, SERVICE_NAME_MESSAGE, ServiceHardening, serviceIssues, serviceSchema } from './services';
 
@@ -164,6 +165,7 @@ const inheritable = {
   ).describe(`NAME: host file, a systemd credential the machine gets each time it starts, merged with defaults by name. The file must be outside ${MACHINES_DIR} and outside read-write binds.`),
   security: securitySchema,
   limits: limitsSchema,
+  health: healthSchema,
   autoUpgrade: autoUpgradeSchema,
 };
 
@@ -386,6 +388,7 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   };
 
   sectionIssues(asObj(root.defaults), ['defaults'], add, known);
+  healthIssues(asObj(root.defaults), ['defaults'], add);
   distributionIssues(asObj(root.defaults), machines, add);
   const writable = writableBindSources(machines);
   credentialIssues(asObj(root.defaults), ['defaults'], writable, add);
@@ -470,6 +473,7 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
       add(['machines', name, 'network', 'allow'], `allow rules only mean something on an isolated network; set networks.${shown(bridge)}.isolated: true (on a network that is not isolated, every machine already reaches every other)`);
     }
     sectionIssues(machine, ['machines', name], add, known);
+    healthIssues(machine, ['machines', name], add, asObj(root.defaults));
     credentialIssues(machine, ['machines', name], writable, add);
     autoUpgradeIssues(asObj(root.defaults), name, machine, add);
     serviceIssues(machine, asObj(root.defaults), ['machines', name], add, known);
@@ -632,6 +636,20 @@ function sectionIssues(section: Obj, base: (string | number)[], add: (path: (str
   if (limits.cpus !== undefined && limits.cpuQuota !== undefined) add([...base, 'limits', 'cpuQuota'], 'set cpus or cpuQuota, not both (cpus: 1.5 is cpuQuota: 150%)');
 }
 
+/**
+ * Rules of one `health:` (of defaults, or of a machine, which `defaults` completes): its program is
+ * one systemd takes as a program, and a machine's check has a command, its own or the default.
+ */
+function healthIssues(section: Obj, base: (string | number)[], add: (path: (string | number)[], message: string) => void, defaults?: Obj): void {
+  if (section.health === undefined || section.health === null || typeof section.health !== 'object' || Array.isArray(section.health)) return;
+  const health = asObj(section.health);
+  const program = asArr(health.command)[0];
+  if (typeof program === 'string' && !HEALTH_PROGRAM.test(program)) add([...base, 'health', 'command', 0], HEALTH_PROGRAM_MESSAGE);
+  if (defaults && health.command === undefined && asObj(defaults.health).command === undefined) {
+    add([...base, 'health'], 'a health check needs a command (here, or in defaults.health)');
+  }
+}
+
 /** Paths inside a rootfs that nspawnctl writes itself (rendered or written by apply). */
 export const RESERVED_ROOTFS_PATHS: readonly string[] = GENERATED_ROOTFS_PATHS.map((g) => g.path);
 
@@ -741,6 +759,8 @@ export interface Machine {
   autoUpgrade?: { schedule: AutoUpgradeSchedule };
   security: Security;
   limits: Limits;
+  /** The health check its own systemd runs, if any (`health:` with a command, merged with defaults). */
+  health?: HealthCheck;
   /** Services inside the machine that nspawnctl hardens, sorted by name. */
   services: ServiceHardening[];
 }
@@ -778,6 +798,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
     const base = new Set([...REQUIRED_PACKAGES, ...(d.packages ?? []), ...(m.network ? ['iproute2'] : [])]);
     const packages = new Set([...base, ...(m.packages ?? [])]);
     const net = m.network && Object.prototype.hasOwnProperty.call(networks, m.network.bridge) ? networks[m.network.bridge] : undefined;
+    const health = resolveHealth(d.health, m.health);
     machines[name] = {
       name,
       distribution,
@@ -805,6 +826,7 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
       ...resolveAutoUpgrade(d.autoUpgrade, m.autoUpgrade),
       security: resolveSecurity(d.security, m.security),
       limits: resolveLimits(d.limits, m.limits),
+      ...(health ? { health } : {}),
       services: resolveServices(m.services),
     };
   }

@@ -70,6 +70,8 @@ export function stepToJson(step: Step): Record<string, unknown> {
       return { ...base, machine: step.machine, why: step.why, distribution: step.spec.distribution, suite: step.spec.suite, packages: step.spec.packages, files: step.entries.map((e) => e.hostPath) };
     case 'reload-networkd':
       return { ...base, reconfigure: step.reconfigure };
+    case 'reload-health':
+      return { ...base, machine: step.machine, action: step.action };
     case 'enable-networkd':
       return base;
     case 'load-filter':

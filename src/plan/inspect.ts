@@ -1,6 +1,10 @@
 // What list and status report: managed machines, their state, address, and drift from the manifest.
 import { Host } from '../host/host';
-import { ManifestError, NspawnctlError, PermissionDeniedError } from '../errors';
+import { escapeControl, ManifestError, NspawnctlError, PermissionDeniedError } from '../errors';
+import { HealthReport, readHealth } from '../apply/health';
+import { listFailedUnits, SHORT_TIMEOUT_MS } from '../apply/in-machine';
+import { healthDropInPath, inRootfs, rootfsPath } from '../host/paths';
+import { HEALTH_SERVICE_FILE } from '../render/rootfs-paths';
 import { machineLeader, machineUserRange } from '../apply/machinectl';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { deniedMessage, describeUnreadable, isSystemdBooted, listManagedMachines, listRunningMachines, readMachineRecord } from './observe';
@@ -24,6 +28,15 @@ export interface MachineReport {
   record?: MachineRecord;
   /** Services nspawnctl hardens in it, with their exposure when it runs. */
   services: ServiceReport[];
+  /** Its health check, when it has one (status adds the last check's output). */
+  health?: HealthReport;
+  /** What a running machine's own systemd says (status only, as root). */
+  system?: { state: string; failedUnits: string[] };
+}
+
+export interface InspectOptions {
+  /** One machine in full (status): the health check's last output and the machine's systemd state. */
+  detail?: boolean;
 }
 
 export interface Inspection {
@@ -33,7 +46,7 @@ export interface Inspection {
 }
 
 /** Reports on the given managed machines (all of them when `names` is undefined). */
-export async function inspectMachines(host: Host, cwd: string, names?: string[], manifestOverride?: string): Promise<Inspection> {
+export async function inspectMachines(host: Host, cwd: string, names?: string[], manifestOverride?: string, options: InspectOptions = {}): Promise<Inspection> {
   const notices: string[] = [];
   const notice = (text: string | undefined) => {
     if (text !== undefined && !notices.includes(text)) notices.push(text);
@@ -101,6 +114,9 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
     const s = summaries.get(n) ?? { sync: hidden.has(n) ? ('needs root' as const) : ('manifest unreadable' as const) };
     const isRunning = running.has(n);
     const leader = isRunning ? await machineLeader(host, n) : undefined;
+    const record = records.get(n);
+    const health = record?.files.includes(inRootfs(rootfsPath(n), HEALTH_SERVICE_FILE)) ? await healthOf(host, n, isRunning, record, options) : undefined;
+    const system = options.detail && isRunning && host.uid === 0 ? await systemOf(host, n) : undefined;
     reports.push({
       name: n,
       state: isRunning ? 'running' : 'stopped',
@@ -112,8 +128,35 @@ export async function inspectMachines(host: Host, cwd: string, names?: string[],
       changes: s.summary?.changes ?? [],
       upgraded: records.get(n)?.upgraded,
       record: records.get(n),
+      ...(health ? { health } : {}),
+      ...(system ? { system } : {}),
       services: await reportServices(host, n, records.get(n), isRunning, notice),
     });
   }
   return { machines: reports, notices };
+}
+
+/**
+ * A machine's health, as its own systemd has it. Unknown when it is not running (then, for a
+ * machine whose failing check restarts it, whether its unit's start limit stopped it) or when
+ * only root could ask.
+ */
+async function healthOf(host: Host, name: string, running: boolean, record: MachineRecord, options: InspectOptions): Promise<HealthReport> {
+  if (!running) {
+    if (!record.files.includes(healthDropInPath(name))) return { state: 'unknown', detail: 'the machine is not running' };
+    const unit = await host.runner.run('systemctl', ['show', `systemd-nspawn@${name}.service`, '--property=Result', '--value'], { allowFailure: true });
+    return unit.stdout.trim() === 'start-limit-hit'
+      ? { state: 'unhealthy', detail: 'the machine is not running: its failing check restarted it until its restart limit was hit (apply starts it again)' }
+      : { state: 'unknown', detail: 'the machine is not running' };
+  }
+  if (host.uid !== 0) return { state: 'unknown', detail: "only root can ask the machine's systemd" };
+  return readHealth(host, name, { output: options.detail });
+}
+
+/** What a running machine's systemd says of itself: running, degraded (with its failed units), ... */
+async function systemOf(host: Host, name: string): Promise<{ state: string; failedUnits: string[] } | undefined> {
+  const r = await host.runner.run('systemctl', [`--machine=${name}`, 'is-system-running'], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS });
+  const state = escapeControl(r.stdout.trim().slice(0, 40));
+  if (!state) return undefined;
+  return { state, failedUnits: state === 'degraded' ? await listFailedUnits(host, name) : [] };
 }

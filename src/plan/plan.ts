@@ -1,10 +1,11 @@
 // The planner: a pure function from (desired state, observed host) to the steps apply will run.
 // Nothing is done twice: an unchanged manifest on a converged host plans no step.
-import { appArmorDropInPath, credentialsDropInPath, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, splitMachinePath, stagingPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, credentialsDropInPath, healthDropInPath, inRootfs, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, splitMachinePath, stagingPath, unitDropInDir } from '../host/paths';
 import { liveUnitOf } from '../render/auto-upgrade';
 import { serviceOfDropIn } from '../manifest/services';
 import { shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
+import { HEALTH_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
 import { HostState, isLoopbackNameserver, ObservedEntry, ObservedMachine, readOnlyMountPoints } from './observe';
 import { MachineRecord, NetworkRecord, serializeRecord } from './records';
@@ -211,6 +212,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     if (m.machine.services.length > 0) {
       steps.push({ kind: 'restart-services', machine: name, units: m.machine.services.map((s) => s.name), released: [], afterBoot: true, reason: 'new machine: its services must exist and run with their hardening' });
     }
+    if (m.machine.health) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
     return { steps, conflicts, notices, summary: { owner, action: 'create', changes: steps.map(summarize) } as Summary };
   }
 
@@ -221,6 +223,11 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   const changes: string[] = [];
   let needsRestart = false;
   let needsReload = false;
+  // The health check's units inside a running machine changed: its own systemd reloads them.
+  let otherDropIns = false;
+  let healthWritten = false;
+  let healthRemoved = false;
+  const healthPaths = new Set(HEALTH_ROOTFS_PATHS.map((p) => inRootfs(m.rootfs, p)));
   // Units of the machine's own systemd whose files change (autoUpgrade's timer): they take effect
   // live, with a daemon-reload inside and the unit restarted, or stopped once its files are gone.
   const restartUnits = new Set<string>();
@@ -235,6 +242,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   for (const e of allEntries) {
     const diff = compareEntry(e, state.files[e.hostPath]);
     if (diff === 'same') continue;
+    if (healthPaths.has(e.hostPath) && diff !== 'blocked') healthWritten = true;
     if (diff === 'blocked') {
       conflicts.push({ owner, path: e.hostPath, message: blockedMessage(e.hostPath, state.files[e.hostPath]) });
       continue;
@@ -250,7 +258,10 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     const service = e.inRootfs ? serviceOfDropIn(e.path) : undefined;
     if (service) hardened.add(service);
     if (e.restart) needsRestart = true;
-    if (isWithin(e.hostPath, unitDropInDir(name))) needsReload = true;
+    if (isWithin(e.hostPath, unitDropInDir(name))) {
+      needsReload = true;
+      if (e.hostPath !== healthDropInPath(name)) otherDropIns = true;
+    }
     const unit = liveUnitAt(e.hostPath);
     if (unit) restartUnits.add(unit);
   }
@@ -267,9 +278,13 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
         released.add(service);
       } else if (isWithin(path, unitDropInDir(name))) {
         needsReload = true;
+        if (path !== healthDropInPath(name)) otherDropIns = true;
         // Limits go back live on reload; an AppArmor profile and credentials only change with a
         // new systemd-nspawn process.
         if (path === appArmorDropInPath(name) || path === credentialsDropInPath(name)) needsRestart = true;
+      } else if (healthPaths.has(path)) {
+        // The check goes: the machine's systemd stops it and forgets its units, no restart.
+        healthRemoved = true;
       } else if (liveUnitAt(path)) {
         stopUnits.add(liveUnitAt(path)!);
       } else if (path.endsWith('.nspawn') || (isWithin(path, m.rootfs) && path.includes('/etc/systemd/'))) {
@@ -340,16 +355,27 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
     changes.push(`reload units inside${restart.length ? `, restart ${restart.join(' ')}` : ''}${stop.length ? `, stop ${stop.join(' ')}` : ''}`);
   }
   if (needsReload) {
-    steps.push({ kind: 'reload-units', machine: name, reason: o.running && !needsRestart ? 'limits changed; systemd applies them to the running machine' : 'drop-ins of its unit changed' });
+    const live = otherDropIns ? 'limits changed; systemd applies them to the running machine' : 'the start limit of its unit changed (health restartLimit, restartWindow)';
+    steps.push({ kind: 'reload-units', machine: name, reason: o.running && !needsRestart ? live : 'drop-ins of its unit changed' });
   }
+  const health = m.machine.health;
+  // After the machine and its services are (re)started: the check may need them.
+  let waitForHealth = false;
   if (!o.running) {
     steps.push({ kind: 'start-machine', machine: name, reason: 'not running' });
     changes.push('start');
     action = changes.length > 1 ? 'update' : 'start';
+    waitForHealth = Boolean(health);
   } else if (needsRestart) {
     steps.push({ kind: 'restart-machine', machine: name, reason: 'settings that only apply at start changed' });
     changes.push('restart');
     action = 'restart';
+    waitForHealth = Boolean(health);
+  } else if (healthWritten && health) {
+    steps.push({ kind: 'reload-health', machine: name, action: 'start', reason: 'the health check changed in a running machine' });
+    waitForHealth = true;
+  } else if (healthRemoved) {
+    steps.push({ kind: 'reload-health', machine: name, action: 'stop', reason: 'the health check was removed from the manifest' });
   }
   if (hardened.size > 0 || released.size > 0) {
     // A machine (re)started by this plan boots its services with the new drop-ins already.
@@ -361,6 +387,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       changes.push(afterBoot ? `check services ${units.join(' ')}` : `restart services ${[...units, ...gone].join(' ')}`);
     }
   }
+  if (waitForHealth) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
   if (conflicts.length > 0) {
     // Nothing is done to a machine with a conflict; the other machines are planned as usual.
     // One symlink on the way to several files is one conflict.
@@ -430,6 +457,8 @@ function planRebuild(m: DesiredMachine, o: ObservedMachine, record: MachineRecor
     steps.push({ kind: 'disable-machine', machine: name, reason: 'autostart: false' });
     changes.push('disable at boot');
   }
+  // The rebuilt machine's check runs in its new root: apply returns once it passes there.
+  if (m.machine.health) steps.push({ kind: 'wait-healthy', machine: name, reason: 'apply returns once the check passes' });
   return { steps, conflicts, notices: [] as Notice[], summary: { owner, action: 'rebuild', changes } as Summary };
 }
 
@@ -497,6 +526,8 @@ function summarize(step: Step): string {
       return 'start';
     case 'restart-machine':
       return 'restart';
+    case 'wait-healthy':
+      return 'wait until its health check passes';
     default:
       return step.kind;
   }

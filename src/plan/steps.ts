@@ -20,6 +20,10 @@ export type Step =
   | { kind: 'start-machine'; machine: string; reason: string }
   | { kind: 'restart-machine'; machine: string; reason: string }
   | { kind: 'reload-units'; machine: string; reason: string }
+  /** Inside a running machine: its systemd re-reads the health check's units; the timer is (re)started, or stopped when the check goes. */
+  | { kind: 'reload-health'; machine: string; action: 'start' | 'stop'; reason: string }
+  /** Run the machine's health check now and wait until it passes (bounded by --start-timeout). */
+  | { kind: 'wait-healthy'; machine: string; reason: string }
   /** The machine's own systemd re-reads its units, then (re)starts or stops these (autoUpgrade's timer). */
   | { kind: 'reload-machine-units'; machine: string; restart: string[]; stop: string[]; reason: string }
   /**
@@ -102,6 +106,12 @@ export function describeStep(step: Step): string {
       return `prepare the read-only root of ${step.machine}:${step.shift !== undefined ? ` shift its files to ${step.shift === 'pick' ? 'a picked UID range' : `UID ${step.shift}`}` : ''}${step.mountPoints.length ? ` create mount points ${step.mountPoints.join(' ')}` : ''}`;
     case 'reload-units':
       return `reload systemd units (limits of ${step.machine} take effect)`;
+    case 'reload-health':
+      return step.action === 'start'
+        ? `reload the units of ${step.machine}'s own systemd and restart its health check timer`
+        : `stop ${step.machine}'s health check and reload its own systemd's units`;
+    case 'wait-healthy':
+      return `wait until the health check of ${step.machine} passes`;
     case 'reload-machine-units':
       return `reload the units of ${step.machine}'s own systemd${step.restart.length ? `, restart ${step.restart.join(' ')}` : ''}${step.stop.length ? `, stop ${step.stop.join(' ')}` : ''}`;
     case 'restart-services':

@@ -1,10 +1,11 @@
 // What the host should look like for a manifest: every file nspawnctl writes, as host paths.
 import { Machine, Manifest, Network } from '../manifest/schema';
-import { appArmorDropInPath, credentialsDropInPath, bridgeNetworkPath, inRootfs, limitsDropInPath, netdevPath, nspawnFilePath, rootfsPath, SYSTEMD_SYSTEM_DIR } from '../host/paths';
+import { appArmorDropInPath, credentialsDropInPath, healthDropInPath, bridgeNetworkPath, inRootfs, limitsDropInPath, netdevPath, nspawnFilePath, rootfsPath, SYSTEMD_SYSTEM_DIR } from '../host/paths';
 import { filterFilePath, filterUnitName, renderFilter, renderFilterUnit } from './filter';
 import { HostResolver, renderNspawnFile } from './nspawn';
 import { renderAppArmorDropIn, renderCredentialsDropIn, renderLimitsDropIn } from './unit-dropins';
 import { renderBridgeNetdev, renderBridgeNetwork } from './networkd';
+import { renderHealthDropIn } from './health';
 import { renderRootfsEntries, RootfsEntry } from './rootfs-files';
 
 /** A file or symlink at a host-absolute path. `inRootfs` marks files inside a machine. */
@@ -76,6 +77,7 @@ export function renderDesiredMachine(machine: Machine, manifestFile: string, fac
   const limits = renderLimitsDropIn(machine, manifestFile);
   const apparmor = renderAppArmorDropIn(machine, manifestFile);
   const credentials = renderCredentialsDropIn(machine, manifestFile);
+  const health = renderHealthDropIn(machine, manifestFile);
   return {
     machine,
     rootfs,
@@ -86,6 +88,8 @@ export function renderDesiredMachine(machine: Machine, manifestFile: string, fac
       ...(apparmor ? [hostFile(appArmorDropInPath(machine.name), apparmor, true)] : []),
       // systemd-nspawn loads credentials only when it starts the machine.
       ...(credentials ? [hostFile(credentialsDropInPath(machine.name), credentials, true)] : []),
+      // The unit's start limit takes effect on daemon-reload.
+      ...(health ? [hostFile(healthDropInPath(machine.name), health, false)] : []),
     ],
     rootfsEntries: renderRootfsEntries(machine, manifestFile).map((e) => ({ ...e, hostPath: inRootfs(rootfs, e.path), inRootfs: true })),
   };

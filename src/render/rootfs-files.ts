@@ -2,6 +2,7 @@
 import { Machine } from '../manifest/schema';
 import { renderAutoUpgradeEntries } from './auto-upgrade';
 import { renderHeader, renderUnit } from './common';
+import { renderHealthEntries } from './health';
 import { renderServiceEntries } from './service-dropins';
 import { APT_PROXY_FILE, AUTHORIZED_KEYS_FILE, ENVIRONMENT_DROPIN, ENVIRONMENT_FILE, HOST0_NETWORK_FILE, HOSTNAME_FILE, NETWORKD_LINKS, RESOLV_CONF_FILE } from './rootfs-paths';
 
@@ -100,6 +101,7 @@ export function renderRootfsEntries(machine: Machine, manifestFile: string): Roo
     });
   }
 
+  entries.push(...renderHealthEntries(machine, header));
   entries.push(...renderAutoUpgradeEntries(machine, manifestFile));
 
   for (const f of machine.files) {

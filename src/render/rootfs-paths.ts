@@ -29,6 +29,14 @@ export const NETWORKD_LINKS: readonly (readonly [link: string, target: string])[
   ['/etc/systemd/system/sockets.target.wants/systemd-networkd.socket', '/lib/systemd/system/systemd-networkd.socket'],
 ];
 
+// The health check (`health:`): a service the machine's own systemd runs on a timer, and the
+// link that enables the timer (what `systemctl enable` would make).
+export const HEALTH_SERVICE = 'nspawnctl-health.service';
+export const HEALTH_TIMER = 'nspawnctl-health.timer';
+export const HEALTH_SERVICE_FILE = `/etc/systemd/system/${HEALTH_SERVICE}`;
+export const HEALTH_TIMER_FILE = `/etc/systemd/system/${HEALTH_TIMER}`;
+export const HEALTH_TIMER_LINK = `/etc/systemd/system/timers.target.wants/${HEALTH_TIMER}`;
+export const HEALTH_ROOTFS_PATHS: readonly string[] = [HEALTH_SERVICE_FILE, HEALTH_TIMER_FILE, HEALTH_TIMER_LINK];
 // autoUpgrade: a service that upgrades the machine's packages, its timer, and the link that
 // enables the timer (what `systemctl enable` would make).
 export const AUTO_UPGRADE_UNIT = 'nspawnctl-upgrade';
@@ -51,6 +59,9 @@ export const GENERATED_ROOTFS_PATHS: readonly GeneratedRootfsPath[] = [
   { path: ENVIRONMENT_DROPIN, kind: 'file', key: 'environment' },
   { path: AUTHORIZED_KEYS_FILE, kind: 'file', key: 'authorizedKeys' },
   { path: APT_PROXY_FILE, kind: 'file', key: 'aptProxy' },
+  { path: HEALTH_SERVICE_FILE, kind: 'file', key: 'health' },
+  { path: HEALTH_TIMER_FILE, kind: 'file', key: 'health' },
+  { path: HEALTH_TIMER_LINK, kind: 'symlink', key: 'health' },
   { path: AUTO_UPGRADE_SERVICE_FILE, kind: 'file', key: 'autoUpgrade' },
   { path: AUTO_UPGRADE_TIMER_FILE, kind: 'file', key: 'autoUpgrade' },
   { path: AUTO_UPGRADE_TIMER_LINK, kind: 'symlink', key: 'autoUpgrade' },

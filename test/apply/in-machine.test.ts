@@ -2,7 +2,7 @@
 // --machine), with "$" escaped; "started" means its systemd finished starting up and, with a
 // network, host0 is configured. The waits poll only through the injected sleep and clock.
 import { runStep } from '../../src/apply/apply';
-import { escapeForExec, inMachineArgs, READY_ATTEMPT_MS, runInMachine, SHORT_TIMEOUT_MS, waitUntilReady } from '../../src/apply/in-machine';
+import { escapeForExec, execArgv, inMachineArgs, MAX_FAILED_UNITS, parseFailedUnits, READY_ATTEMPT_MS, runInMachine, SHORT_TIMEOUT_MS, waitUntilReady } from '../../src/apply/in-machine';
 import { startMachine } from '../../src/apply/machinectl';
 import { CommandFailedError, NspawnctlError } from '../../src/errors';
 import { desiredFrom } from '../helpers/converged';
@@ -10,7 +10,10 @@ import { FakeHost } from '../helpers/fake-host';
 import { inMachineArgv, readyCalls } from '../helpers/simulated-systemd';
 
 const IS_RUNNING = ['systemctl', '--machine=web', 'is-system-running', '--wait'];
-const FAILED_UNITS = ['systemctl', '--machine=web', 'list-units', '--failed', '--no-legend', '--plain', '--full'];
+const FAILED_UNITS = ['systemctl', '--machine=web', 'list-units', '--failed', '--output=json', '--no-pager'];
+/** What systemctl list-units --output=json prints for these failed units (systemd 252's keys). */
+const failedJson = (...units: [unit: string, description: string][]) =>
+  `${JSON.stringify(units.map(([unit, description]) => ({ unit, load: 'loaded', active: 'failed', sub: 'failed', description })))}\n`;
 const WAIT_ONLINE = (seconds: number) => [
   'systemd-run',
   '--machine=web',
@@ -70,6 +73,11 @@ describe('inMachineArgs', () => {
     expect(inMachineArgv('web', ['sh', '-c', 'echo $x'], { A: 'b' })).toEqual(['systemd-run', ...inMachineArgs('web', ['sh', '-c', 'echo $x'], { A: 'b' })]);
   });
 
+  test('a program name with "$" is refused (exit 2): systemd-run sends it as the path, taken as it is, and as argv[0], expanded', () => {
+    expect(() => inMachineArgs('web', ['/opt/$app/run'])).toThrow(expect.objectContaining({ exitCode: 2, message: 'cannot run a program whose name contains "$" ("/opt/$app/run") through systemd-run' }));
+    expect(execArgv(['sh', '-c', 'echo $1', 'a$b'])).toEqual(['sh', '-c', 'echo $$1', 'a$$b']);
+  });
+
   test('runInMachine runs systemd-run with the run options, and the environment only as --setenv', async () => {
     const host = new FakeHost();
     const onLine = () => undefined;
@@ -77,6 +85,33 @@ describe('inMachineArgs', () => {
     const r = await runInMachine(host, 'web', ['true'], { env: { X: '1' }, allowFailure: true, onLine, dieWithParent: true, timeoutMs: 5000 });
     expect(r).toEqual({ exitCode: 0, stdout: 'ok\n', stderr: '' });
     expect(host.runner.calls[0].options).toEqual({ allowFailure: true, onLine, dieWithParent: true, timeoutMs: 5000 });
+  });
+});
+
+describe('parseFailedUnits: the list of a machine\'s own systemd, read as untrusted', () => {
+  test('the unit names of systemctl list-units --output=json', () => {
+    expect(parseFailedUnits(failedJson(['nginx.service', 'web'], ['srv-data.mount', '/srv/data']))).toEqual(['nginx.service', 'srv-data.mount']);
+    expect(parseFailedUnits('[]\n')).toEqual([]);
+  });
+
+  test('a description with a newline (which the plain listing prints as a line of its own) is no unit', () => {
+    expect(parseFailedUnits(failedJson(['bad.service', 'bad\ndesc.service loaded failed failed x']))).toEqual(['bad.service']);
+  });
+
+  test('control characters in a name are escaped; names and the list are capped', () => {
+    expect(parseFailedUnits(failedJson(['x\u001b]0;owned\u0007.service', '']))).toEqual(['x\\x1b]0;owned\\x07.service']);
+    const long = 'a'.repeat(300);
+    expect(parseFailedUnits(failedJson([long, '']))).toEqual([`${'a'.repeat(256)}...`]);
+    const many = Array.from({ length: MAX_FAILED_UNITS + 5 }, (_, i): [string, string] => [`u${i}.service`, '']);
+    const parsed = parseFailedUnits(failedJson(...many));
+    expect(parsed).toHaveLength(MAX_FAILED_UNITS + 1);
+    expect(parsed[MAX_FAILED_UNITS]).toBe('(5 more)');
+  });
+
+  test('anything else is no list: not JSON, not an array, entries without a string name', () => {
+    expect(parseFailedUnits('nginx.service loaded failed failed nginx\n')).toEqual([]);
+    expect(parseFailedUnits('{"unit":"x.service"}')).toEqual([]);
+    expect(parseFailedUnits('[null, 3, {"unit": 5}, {"unit": ""}, {"unit": "ok.service"}]')).toEqual(['ok.service']);
   });
 });
 
@@ -112,7 +147,7 @@ describe('waitUntilReady', () => {
       }
       return { exitCode: 1, stdout: 'degraded\n' };
     });
-    host.runner.on(FAILED_UNITS, { stdout: 'systemd-logind.service loaded failed failed User Login Management\n' });
+    host.runner.on(FAILED_UNITS, { stdout: failedJson(['systemd-logind.service', 'User Login Management']) });
     const ready = await waitUntilReady(host, 'web', { deadline: time.now() + 30_000, network: false, sleep: time.sleep, now: time.now });
     expect(ready).toEqual({ state: 'degraded', failedUnits: ['systemd-logind.service'] });
     expect(host.runner.calls.map((c) => [c.args.join(' '), c.options?.timeoutMs])).toEqual([
@@ -137,7 +172,7 @@ describe('waitUntilReady', () => {
     const host = new FakeHost();
     host.runner
       .on(IS_RUNNING, { exitCode: 1, stdout: 'degraded\n' })
-      .on(FAILED_UNITS, { stdout: 'nginx.service loaded failed failed A high performance web server\nsrv-data.mount loaded failed failed /srv/data\n' })
+      .on(FAILED_UNITS, { stdout: failedJson(['nginx.service', 'A high performance web server'], ['srv-data.mount', '/srv/data']) })
       .on(WAIT_ONLINE(30), {});
     const time = fakeTime();
     const ready = await waitUntilReady(host, 'web', { deadline: time.now() + 30_000, network: true, sleep: time.sleep, now: time.now });
@@ -203,7 +238,7 @@ describe('startMachine and the start-machine step', () => {
       .on(['machinectl', 'start', 'web'], {})
       .on(['machinectl', 'show', 'web', '--property=State', '--value'], { stdout: 'running\n' })
       .on(IS_RUNNING, { exitCode: 1, stdout: 'degraded\n' })
-      .on(FAILED_UNITS, { stdout: 'nginx.service loaded failed failed nginx\n' })
+      .on(FAILED_UNITS, { stdout: failedJson(['nginx.service', 'nginx']) })
       .on((argv) => argv[0] === 'systemd-run' && argv[1] === '--machine=web', {});
     return host;
   }

@@ -353,9 +353,13 @@ machines:
     files: [{ path: /etc/motd, content: "hi\\n" }]
     provision: [[mkdir, -p, /srv/www]]
     autoUpgrade: { schedule: daily }
+    health: { command: [/bin/true] }
 `;
     const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': manifest } }));
     simulateImageTools(host);
+    // apply waits for the check once web runs: a fresh count, then one run that passes.
+    host.runner.on(['systemctl', '--machine=web', 'reset-failed', 'nspawnctl-health.service'], {});
+    host.runner.on(['systemctl', '--machine=web', 'start', 'nspawnctl-health.service'], {});
     simulateSystemd(host, { bridges: ['lan'] });
     const r = await runCommand(applyWith(host), ['machines.yaml', '--start-timeout', '5']);
     expect(r.error).toBeUndefined();

@@ -36,7 +36,7 @@ function complete(words: string[]): string[] {
 
 describe('the bash completion', () => {
   test.each([
-    [['nspawnctl', ''], ['apply', 'audit', 'autocomplete', 'backup', 'cache', 'destroy', 'help', 'host', 'init', 'list', 'plan', 'profile', 'rebuild', 'render', 'restore', 'rollback', 'status', 'upgrade']],
+    [['nspawnctl', ''], ['apply', 'audit', 'autocomplete', 'backup', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'rebuild', 'render', 'restore', 'rollback', 'shell', 'status', 'upgrade']],
     [['nspawnctl', 'a'], ['apply', 'audit', 'autocomplete']],
     [['nspawnctl', 'host', ''], ['init']],
     [['nspawnctl', 'cache', ''], ['list', 'prune']],
@@ -71,7 +71,7 @@ describe('the bash completion', () => {
     [['nspawnctl', 'autocomplete', ''], ['bash', 'zsh']],
     [['nspawnctl', 'autocomplete', 'z'], ['zsh']],
     // help COMMAND...: command words only
-    [['nspawnctl', 'help', ''], ['apply', 'audit', 'autocomplete', 'backup', 'cache', 'destroy', 'help', 'host', 'init', 'list', 'plan', 'profile', 'rebuild', 'render', 'restore', 'rollback', 'status', 'upgrade']],
+    [['nspawnctl', 'help', ''], ['apply', 'audit', 'autocomplete', 'backup', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'rebuild', 'render', 'restore', 'rollback', 'shell', 'status', 'upgrade']],
     [['nspawnctl', 'help', 'host', ''], ['init']],
     [['nspawnctl', 'help', '-'], []],
   ])('%j -> %j', (words, expected) => {
@@ -95,7 +95,7 @@ describe('nspawnctl autocomplete', () => {
     const r = await runCli(['autocomplete', 'bash']);
     expect([r.exitCode, r.stderr]).toEqual([0, '']);
     expect(r.stdout.split('\n').slice(0, 6)).toEqual([
-      '# bash completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, rebuild, rollback, status and profile syscalls.',
+      '# bash completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.',
       '# Printed by `nspawnctl autocomplete bash`. Load it into this shell with',
       '#   source <(nspawnctl autocomplete bash)',
       '# and into every new one by saving it where bash-completion looks:',
@@ -113,7 +113,7 @@ describe('nspawnctl autocomplete', () => {
     expect([r.exitCode, r.stderr]).toEqual([0, '']);
     const [header, body] = [r.stdout.split('\n').slice(0, 7), r.stdout.split('\n').slice(7).join('\n')];
     expect(header).toEqual([
-      '# zsh completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, rebuild, rollback, status and profile syscalls.',
+      '# zsh completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.',
       '# Printed by `nspawnctl autocomplete zsh`. Load it from ~/.zshrc with',
       '#   source <(nspawnctl autocomplete zsh)',
       "# It is the bash completion run by zsh's bashcompinit, so both shells complete alike.",
@@ -133,9 +133,9 @@ describe('nspawnctl autocomplete', () => {
 
   test('without SHELL argument: the shell $SHELL names', async () => {
     const zsh = await runCli(['autocomplete'], { SHELL: '/usr/bin/zsh' });
-    expect([zsh.exitCode, zsh.stdout.split('\n')[0]]).toEqual([0, '# zsh completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, rebuild, rollback, status and profile syscalls.']);
+    expect([zsh.exitCode, zsh.stdout.split('\n')[0]]).toEqual([0, '# zsh completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.']);
     const bash = await runCli(['autocomplete'], { SHELL: '/bin/bash' });
-    expect([bash.exitCode, bash.stdout.split('\n')[0]]).toEqual([0, '# bash completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, rebuild, rollback, status and profile syscalls.']);
+    expect([bash.exitCode, bash.stdout.split('\n')[0]]).toEqual([0, '# bash completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.']);
   });
 
   test('another shell, or none, is a usage error (exit 2) naming the choices', async () => {

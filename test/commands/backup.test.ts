@@ -205,7 +205,7 @@ describe('nspawnctl backup', () => {
     const r = await runCommand(backupWith(host), ['web', '--to', 'web.tar.zst']);
     expect(r.exitCode).toBe(130);
     const start = host.runner.calls.find((c) => c.file === 'machinectl' && c.args[0] === 'start');
-    expect(start).toEqual({ file: 'machinectl', args: ['start', 'web'], options: { evenIfInterrupted: true, allowFailure: true } });
+    expect(start).toEqual({ file: 'machinectl', args: ['start', 'web'], options: { afterInterrupt: true, allowFailure: true, timeoutMs: 60_000 } });
     expect([...host.archives.keys()]).toEqual([]);
     expect(host.isLocked(LOCK_PATH)).toBe(false);
   });

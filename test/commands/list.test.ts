@@ -116,3 +116,105 @@ describe('nspawnctl status', () => {
     expect(r.stderr).toBe('nspawnctl: no machine named ghost is managed by nspawnctl\nhint: nspawnctl list shows the machines nspawnctl manages.\n');
   });
 });
+
+/** The example with a health check on web (with onFailure: restart when `restart`). */
+function manifestWithCheck(restart = false): string {
+  const extra = restart ? ', onFailure: restart' : '';
+  const text = EXAMPLE.replace('    hostname: web\n', `    hostname: web\n    health: { command: [curl, -fsS, http://localhost/], retries: 2${extra} }\n`);
+  expect(text).not.toBe(EXAMPLE);
+  return text;
+}
+const HEALTH_SHOW = ['systemctl', '--machine=web', 'show', 'nspawnctl-health.service', '--property=LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,InvocationID'];
+const INVOCATION = '0123456789abcdef0123456789abcdef';
+const props = (p: Record<string, string>) => ({ stdout: `${Object.entries(p).map(([k, v]) => `${k}=${v}`).join('\n')}\n` });
+const FAILED = { LoadState: 'loaded', ActiveState: 'failed', SubState: 'failed', Result: 'exit-code', ExecMainCode: '1', ExecMainStatus: '22', ExecMainExitTimestampMonotonic: '9', InvocationID: INVOCATION };
+const PASSED = { LoadState: 'loaded', ActiveState: 'inactive', SubState: 'dead', Result: 'success', ExecMainCode: '1', ExecMainStatus: '0', ExecMainExitTimestampMonotonic: '9', InvocationID: INVOCATION };
+const journalOf = (a: string[]) => a[0] === 'systemd-run' && a[1] === '--machine=web' && a.includes('journalctl') && a.includes(`_SYSTEMD_INVOCATION_ID=${INVOCATION}`);
+
+/** web (with the check) and db applied; `running` run; the check's service answers with `show`. */
+function healthHost(show: Record<string, string> | undefined, options: { running?: string[]; restart?: boolean; journal?: string } = {}): FakeHost {
+  const text = manifestWithCheck(options.restart);
+  const host = makeBootedHost(new FakeHost({ inputs: { [MANIFEST_PATH]: text } }));
+  if (show) host.runner.on(HEALTH_SHOW, props(show));
+  host.runner.on(journalOf, { stdout: options.journal ?? '' });
+  simulateSystemd(host, { running: options.running ?? ['web'], leaderPid: 4321 });
+  convergeFakeHost(host, desiredFrom(text).desired, { queries: false });
+  return host;
+}
+
+describe('health in list and status', () => {
+  test('list: a HEALTH column once a machine has a check ("-" for one without); --json has state and detail', async () => {
+    const host = healthHost(FAILED);
+    const r = await runCommand(listWith(host), []);
+    expect(r.error).toBeUndefined();
+    expect(r.stdout).toBe(
+      ['MACHINE  STATE    ADDRESS     MANIFEST  UPGRADED  HEALTH', 'db       stopped  10.77.0.12  drift     never     -', 'web      running  10.77.0.11  in sync   never     unhealthy', ''].join('\n'),
+    );
+    const json = JSON.parse((await runCommand(listWith(healthHost(FAILED)), ['--json'])).stdout);
+    expect(json.map((m: { name: string; health?: unknown }) => [m.name, m.health])).toEqual([
+      ['db', undefined],
+      ['web', { state: 'unhealthy', detail: 'the last check failed (exit status 22), and the retries are used up' }],
+    ]);
+    // list does not read the journal (one question per machine); status does.
+    expect(host.runner.calls.some((c) => journalOf([c.file, ...c.args]))).toBe(false);
+  });
+
+  test('status: unhealthy with the last output from the machine\'s journal, escaped; --json too', async () => {
+    const journal = 'curl: (22) The requested URL returned error: 503\n\u001b[31mred\n';
+    const r = await runCommand(statusWith(healthHost(FAILED, { journal })), ['web']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain(
+      [
+        'system:    running',
+        'health:    unhealthy: the last check failed (exit status 22), and the retries are used up',
+        '  | curl: (22) The requested URL returned error: 503',
+        '  | \\x1b[31mred',
+        '',
+      ].join('\n'),
+    );
+    const json = JSON.parse((await runCommand(statusWith(healthHost(FAILED, { journal })), ['web', '--json'])).stdout);
+    expect(json.health).toEqual({
+      state: 'unhealthy',
+      detail: 'the last check failed (exit status 22), and the retries are used up',
+      output: ['curl: (22) The requested URL returned error: 503', '\\x1b[31mred'],
+    });
+    expect(json.system).toEqual({ state: 'running', failedUnits: [] });
+  });
+
+  test('status: healthy after a passing run; a failing run with retries left is unhealthy too', async () => {
+    expect(JSON.parse((await runCommand(statusWith(healthHost(PASSED)), ['web', '--json'])).stdout).health).toEqual({ state: 'healthy', detail: 'the last check passed' });
+    const retrying = { ...FAILED, ActiveState: 'activating', SubState: 'auto-restart' };
+    const r = await runCommand(statusWith(healthHost(retrying)), ['web']);
+    expect(r.stdout).toContain('\nhealth:    unhealthy: the last check failed (exit status 22); it runs again after the interval\n');
+  });
+
+  test('a machine whose systemd does not answer, or a stopped one, is unknown', async () => {
+    const silent = healthHost(undefined);
+    silent.runner.on(HEALTH_SHOW, { exitCode: 1, stderr: 'Failed to connect to bus\n' });
+    expect(JSON.parse((await runCommand(statusWith(silent), ['web', '--json'])).stdout).health).toEqual({ state: 'unknown', detail: "the machine's systemd did not answer" });
+    const stopped = healthHost(undefined, { running: [] });
+    const r = await runCommand(statusWith(stopped), ['web', '--json']);
+    expect(JSON.parse(r.stdout).health).toEqual({ state: 'unknown', detail: 'the machine is not running' });
+    // Nothing was asked of a machine that does not run.
+    expect(stopped.runner.calls.some((c) => c.args.includes('--machine=web'))).toBe(false);
+  });
+
+  test('onFailure: restart, stopped by its start limit: unhealthy, from the host unit\'s Result', async () => {
+    const host = healthHost(undefined, { running: [], restart: true });
+    host.runner.on(['systemctl', 'show', 'systemd-nspawn@web.service', '--property=Result', '--value'], { stdout: 'start-limit-hit\n' });
+    const r = await runCommand(statusWith(host), ['web']);
+    expect(r.stdout).toContain('\nhealth:    unhealthy: the machine is not running: its failing check restarted it until its restart limit was hit (apply starts it again)\n');
+    const other = healthHost(undefined, { running: [], restart: true });
+    other.runner.on(['systemctl', 'show', 'systemd-nspawn@web.service', '--property=Result', '--value'], { stdout: 'success\n' });
+    expect(JSON.parse((await runCommand(statusWith(other), ['web', '--json'])).stdout).health.state).toBe('unknown');
+  });
+
+  test('as a normal user: unknown, and the machine\'s systemd is not asked', async () => {
+    const host = healthHost(FAILED);
+    host.uid = 1000;
+    const r = await runCommand(listWith(host), ['--json']);
+    const web = JSON.parse(r.stdout).find((m: { name: string }) => m.name === 'web');
+    expect(web.health).toEqual({ state: 'unknown', detail: "only root can ask the machine's systemd" });
+    expect(host.runner.calls.some((c) => c.args[1] === 'show' && c.args.includes('nspawnctl-health.service'))).toBe(false);
+  });
+});

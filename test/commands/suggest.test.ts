@@ -21,7 +21,7 @@ describe('editDistance', () => {
 });
 
 describe('closestName', () => {
-  const top = ['apply', 'autocomplete', 'cache', 'destroy', 'help', 'host', 'init', 'list', 'plan', 'profile', 'render', 'status'];
+  const top = ['apply', 'autocomplete', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'render', 'shell', 'status'];
   test.each([
     ['aply', 'apply'],
     ['APPLY', 'apply'],

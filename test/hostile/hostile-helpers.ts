@@ -21,7 +21,7 @@ export const PACKAGE_RULE = 'expected a Debian package name like nginx';
 export const URL_RULE = 'expected an http:// or https:// URL';
 export const IPV4_RULE = 'expected an IPv4 address like 10.77.0.11';
 export const HOSTNAME_RULE = 'expected a hostname like web or web.example.org';
-export const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, autoUpgrade';
+export const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, health, autoUpgrade';
 export const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart, services`;
 
 /** Joins lines into manifest text ending with a newline. */

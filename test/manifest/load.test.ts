@@ -13,7 +13,7 @@ const FILE = 'machines.yaml';
 const REPO = join(__dirname, '..', '..');
 
 const TOP_KEYS = 'defaults, networks, machines';
-const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, autoUpgrade';
+const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, health, autoUpgrade';
 const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart, services`;
 const NETWORK_KEYS = 'subnet, gateway, nat, isolated';
 const MACHINE_NAME_RULE = 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)';

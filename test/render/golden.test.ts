@@ -80,7 +80,7 @@ function writeTree(dir: string, tree: Map<string, string>): void {
 }
 
 test('the fixture cases are all there', () => {
-  expect(cases).toEqual(['auto-upgrade', 'credentials', 'example', 'full-machine', 'nat-network', 'no-network', 'services', 'ubuntu']);
+  expect(cases).toEqual(['auto-upgrade', 'credentials', 'example', 'full-machine', 'health', 'nat-network', 'no-network', 'services', 'ubuntu']);
 });
 
 test('the example case is a copy of the repository root machines.example.yaml', () => {

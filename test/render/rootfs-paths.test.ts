@@ -20,6 +20,7 @@ machines:
     environment: { TZ: UTC }
     authorizedKeys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGU me@example.org]
     files: [{ path: /etc/motd, content: "hi\\n" }]
+    health: { command: [/bin/true] }
     autoUpgrade: { schedule: weekly }
 `;
 
