@@ -4,6 +4,8 @@
 # one "name<TAB>median seconds<TAB>all runs" line per measurement.
 set -euo pipefail
 : "${PROXY:?}" "${RUNS:=3}"
+# SKIP: parts to leave out of this run, comma-separated (debootstrap, four), for a shorter run.
+skip() { [[ ",${SKIP:-}," == *",$1,"* ]]; }
 MIRROR=http://$PROXY/deb.debian.org/debian
 PKGS=dbus,iproute2,systemd,systemd-sysv
 CLI=(node /opt/nspawnctl/bin/run.js)
@@ -35,8 +37,16 @@ destroy_all() { for m in "$@"; do quiet "${CLI[@]}" destroy "$m" --yes; done; }
 # 1. raw bootstrappers
 t=""; for _ in $(seq "$RUNS"); do rm -rf /var/lib/machines/.raw; s=$(now); quiet mmdebstrap --variant=minbase --include=$PKGS bookworm /var/lib/machines/.raw "$MIRROR"; t="$t $(elapsed "$s")"; done
 report "raw mmdebstrap" "$t"; rm -rf /var/lib/machines/.raw
-t=""; for _ in $(seq "$RUNS"); do rm -rf /var/lib/machines/.raw; s=$(now); quiet debootstrap --variant=minbase --include=$PKGS bookworm /var/lib/machines/.raw "$MIRROR"; t="$t $(elapsed "$s")"; done
-report "raw debootstrap" "$t"; rm -rf /var/lib/machines/.raw
+# The two ways to skip dpkg's syncs (src/apply/unsafe-io.ts), by hand, same disk: dpkg's own
+# force-unsafe-io, and mmdebstrap's eatmydata hook (only where its dpkg-architecture exists).
+t=""; for _ in $(seq "$RUNS"); do rm -rf /var/lib/machines/.raw; s=$(now); quiet mmdebstrap --variant=minbase --include=$PKGS --dpkgopt=force-unsafe-io bookworm /var/lib/machines/.raw "$MIRROR"; t="$t $(elapsed "$s")"; done
+report "raw mmdebstrap, force-unsafe-io" "$t"; rm -rf /var/lib/machines/.raw
+if command -v dpkg-architecture >/dev/null && [ -d /usr/share/mmdebstrap/hooks/eatmydata ]; then
+  t=""; for _ in $(seq "$RUNS"); do rm -rf /var/lib/machines/.raw; s=$(now); quiet mmdebstrap --variant=minbase --include=$PKGS --hook-dir=/usr/share/mmdebstrap/hooks/eatmydata bookworm /var/lib/machines/.raw "$MIRROR"; t="$t $(elapsed "$s")"; done
+  report "raw mmdebstrap, eatmydata hook" "$t"; rm -rf /var/lib/machines/.raw
+fi
+if ! skip debootstrap; then t=""; for _ in $(seq "$RUNS"); do rm -rf /var/lib/machines/.raw; s=$(now); quiet debootstrap --variant=minbase --include=$PKGS bookworm /var/lib/machines/.raw "$MIRROR"; t="$t $(elapsed "$s")"; done
+report "raw debootstrap" "$t"; rm -rf /var/lib/machines/.raw; fi
 
 # The bridge exists before the first timed apply, as it would on a prepared host.
 manifest "$W/net.yaml"; quiet "${CLI[@]}" apply "$W/net.yaml"
@@ -54,10 +64,20 @@ done
 report "apply 1 machine, cold cache" "$cold"
 report "apply 1 more machine, warm cache" "$warm"
 
+# Readiness: machinectl start until apply calls the machine ready (bench/readiness.js), against
+# the same waits typed by hand; 5 runs each, interleaved, the machine stopped before each.
+quiet "${CLI[@]}" apply "$W/one.yaml"
+ready=$(node /opt/nspawnctl/bench/readiness.js b1 5)
+echo "$ready" >"$W/readiness.json"
+field() { echo "$ready" | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => { const r = JSON.parse(s)[process.argv[1]]; console.log(`${r.median}\t${r.runs.join(" ")}`); });' "$1"; }
+printf 'readiness nspawnctl\t%s\n' "$(field nspawnctl)"
+printf 'readiness by hand\t%s\n' "$(field byHand)"
+destroy_all b1
+
 # 4. four machines over two bases (networked ones get iproute2 in their base), cold and warm
 manifest "$W/four.yaml" c1:net c2:net c3:none c4:none
 cold=""; warm=""; noop=""
-for _ in $(seq "$RUNS"); do
+if ! skip four; then for _ in $(seq "$RUNS"); do
   quiet "${CLI[@]}" cache prune --all
   s=$(now); quiet "${CLI[@]}" apply "$W/four.yaml"; cold="$cold $(elapsed "$s")"
   destroy_all c1 c2 c3 c4
@@ -69,6 +89,7 @@ done
 report "apply 4 machines / 2 bases, cold" "$cold"
 report "apply 4 machines / 2 bases, warm" "$warm"
 report "no-op re-apply of 4 machines" "$noop"
+fi
 
 # 6. start-up
 quiet "${CLI[@]}" apply "$W/four.yaml"

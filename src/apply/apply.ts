@@ -83,13 +83,7 @@ function groupLabel(group: string): string {
 export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): Promise<ApplyResult> {
   // listr2 costs about 0.1 s to load; an apply with nothing to do never gets here.
   const { Listr } = require('listr2') as typeof import('listr2');
-  const groups: { name: string; steps: Step[] }[] = [];
-  for (const step of plan.steps) {
-    const name = stepGroup(step);
-    const existing = groups.find((g) => g.name === name);
-    if (existing) existing.steps.push(step);
-    else groups.push({ name, steps: [step] });
-  }
+  const groups = groupSteps(plan.steps);
   const result: ApplyResult = { done: [], failures: [], skipped: [], ready: {}, health: {} };
   const stepOptions: StepOptions = {
     startTimeoutMs: options.startTimeoutMs,
@@ -146,6 +140,18 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
   );
   await list.run().catch(() => undefined);
   return result;
+}
+
+/** The steps by group, in the order each group first appears; one pass (a Map), not a search per step. */
+export function groupSteps(steps: Step[]): { name: string; steps: Step[] }[] {
+  const groups = new Map<string, Step[]>();
+  for (const step of steps) {
+    const name = stepGroup(step);
+    const group = groups.get(name);
+    if (group) group.push(step);
+    else groups.set(name, [step]);
+  }
+  return [...groups].map(([name, own]) => ({ name, steps: own }));
 }
 
 /** One ImageCache per apply, and the architecture asked of dpkg once, when first needed. */

@@ -12,6 +12,7 @@ import { writeRootfsEntry } from './files';
 import { copyImage, ImageCache } from './image-cache';
 import { shiftOwnership } from './maintenance';
 import { removeStaging } from './staging';
+import { APT_UNSAFE_IO, chooseUnsafeIo, dropUnsafeIoConfig, syncFilesystem, UnsafeIo, unsafeIoArgs, writeUnsafeIoConfig } from './unsafe-io';
 
 export type Bootstrapper = 'mmdebstrap' | 'debootstrap';
 
@@ -23,8 +24,12 @@ export async function chooseBootstrapper(host: Host, wanted: Machine['bootstrapp
   return undefined;
 }
 
-/** The argv that bootstraps `spec` into `target` (an argument array; nothing goes through a shell). */
-export function bootstrapCommand(tool: Bootstrapper, spec: Machine, target: string): { file: string; args: string[]; env: Record<string, string> } {
+/**
+ * The argv that bootstraps `spec` into `target` (an argument array; nothing goes through a shell).
+ * With `unsafeIo`, mmdebstrap's dpkg skips its syncs (debootstrap's gets it from a file: see
+ * bootstrapInto); only for a target that is synced and renamed into place afterwards.
+ */
+export function bootstrapCommand(tool: Bootstrapper, spec: Machine, target: string, unsafeIo?: UnsafeIo): { file: string; args: string[]; env: Record<string, string> } {
   const include = `--include=${spec.packages.join(',')}`;
   const components = spec.distribution === 'ubuntu' ? ['--components=main,universe'] : [];
   if (tool === 'mmdebstrap') {
@@ -34,6 +39,7 @@ export function bootstrapCommand(tool: Bootstrapper, spec: Machine, target: stri
         `--variant=${spec.variant}`,
         include,
         ...components,
+        ...(unsafeIo ? unsafeIoArgs(tool, unsafeIo) : []),
         ...(spec.aptProxy ? [`--aptopt=Acquire::http::Proxy "${spec.aptProxy}"`] : []),
         spec.suite,
         target,
@@ -47,6 +53,26 @@ export function bootstrapCommand(tool: Bootstrapper, spec: Machine, target: stri
     args: [...(spec.variant === 'important' ? [] : [`--variant=${spec.variant}`]), include, ...components, spec.suite, target, spec.mirror],
     env: spec.aptProxy ? { http_proxy: spec.aptProxy } : {},
   };
+}
+
+/**
+ * Bootstraps `spec` into `target`, a directory that is published only by a rename after
+ * syncFilesystem: with dpkg's syncs skipped (see unsafe-io.ts), and without the bootstrap's own
+ * apt and dpkg options left behind. `target` must not exist, or be an empty directory.
+ */
+export async function bootstrapInto(host: Host, tool: Bootstrapper, spec: Machine, target: string, onLine?: (line: string) => void): Promise<void> {
+  const unsafeIo = await chooseUnsafeIo(host, tool);
+  if (tool === 'debootstrap') {
+    // Its dpkg runs inside the target and reads its options there: put them in first.
+    if (!(await host.fs.stat(target))) await host.fs.mkdir(target, 0o755);
+    await withRootfs(host, target, writeUnsafeIoConfig);
+  }
+  const cmd = bootstrapCommand(tool, spec, target, unsafeIo);
+  await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine, dieWithParent: true });
+  await withRootfs(host, target, async (tree) => {
+    await dropAptOptionsOfBootstrap(tree);
+    await dropUnsafeIoConfig(tree);
+  });
 }
 
 export interface CreateMachineInput {
@@ -107,9 +133,8 @@ export async function buildRootfs(host: Host, input: Omit<CreateMachineInput, 'r
       input.onLine?.(`copying base image into ${staging}`);
       await copyImage(host, base, staging);
     } else {
-      const cmd = bootstrapCommand(tool, spec, staging);
       input.onLine?.(`${tool} ${spec.suite} (${spec.packages.length} packages)`);
-      await host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine: input.onLine, dieWithParent: true });
+      await bootstrapInto(host, tool, spec, staging, input.onLine);
     }
     // The staging tree never booted, so it is trusted; it is still written only through its
     // handle, like every root filesystem.
@@ -117,8 +142,6 @@ export async function buildRootfs(host: Host, input: Omit<CreateMachineInput, 'r
       if (input.cache) {
         // Every copy needs its own identity: an empty machine-id is filled in at first boot.
         await tree.writeFile('/etc/machine-id', '', { mode: 0o444 });
-      } else {
-        await dropAptOptionsOfBootstrap(tree);
       }
       const writeEntries = async () => {
         for (const entry of input.entries) await writeRootfsEntry(tree, entry);
@@ -128,7 +151,8 @@ export async function buildRootfs(host: Host, input: Omit<CreateMachineInput, 'r
         input.onLine?.(`installing on top of the base image: ${extras.join(' ')}`);
         await withPolicyRcD(tree, async () => {
           await runInRootfs(host, spec.name, staging, ['apt-get', 'update'], { onLine: input.onLine });
-          await runInRootfs(host, spec.name, staging, [...APT_INSTALL, ...extras], { onLine: input.onLine });
+          // The staging directory is synced once before it is renamed (below): dpkg need not sync.
+          await runInRootfs(host, spec.name, staging, [...APT_INSTALL, ...APT_UNSAFE_IO, ...extras], { onLine: input.onLine });
           await runInRootfs(host, spec.name, staging, ['apt-get', 'clean'], { onLine: input.onLine });
         });
       }
@@ -143,6 +167,9 @@ export async function buildRootfs(host: Host, input: Omit<CreateMachineInput, 'r
         await writeEntries();
       }
     });
+    // Nothing above synced what it wrote (a copy, dpkg with unsafe I/O): one syncfs makes the
+    // whole tree durable before the caller's rename publishes it.
+    await syncFilesystem(host, staging);
     return tool;
   } catch (err) {
     await removeStaging(host, staging).catch(() => undefined);
@@ -182,10 +209,6 @@ export async function runInRootfs(host: Host, name: string, dir: string, command
  * mmdebstrap keeps its --aptopt lines (our proxy) in the rootfs; apt settings inside a machine are
  * the manifest's (aptProxy renders its own file), so the bootstrap's are removed.
  */
-export async function dropBootstrapAptOptions(host: Host, rootfs: string): Promise<void> {
-  await withRootfs(host, rootfs, dropAptOptionsOfBootstrap);
-}
-
 async function dropAptOptionsOfBootstrap(tree: RootfsHandle): Promise<void> {
   await tree.removeFile('/etc/apt/apt.conf.d/99mmdebstrap');
 }

@@ -5,9 +5,9 @@ import { posix } from 'node:path';
 import { NspawnctlError, OwnershipError } from '../errors';
 import { findProgram, Host } from '../host/host';
 import { Machine } from '../manifest/schema';
-import { Bootstrapper, bootstrapCommand, dropBootstrapAptOptions } from './bootstrap';
+import { Bootstrapper, bootstrapInto } from './bootstrap';
 import { removeUnmounting } from './staging';
-import { removeStaging } from './staging';
+import { syncFilesystem } from './unsafe-io';
 
 /** Bumped when the layout of a cache entry changes; old entries then miss. */
 export const CACHE_FORMAT = 1;
@@ -194,9 +194,8 @@ export class ImageCache {
       await writeMarker(this.host, tmp, key);
       // On btrfs the image is a subvolume, so each machine made from it is a snapshot.
       if (await useSubvolumes(this.host, tmp)) await this.host.runner.run('btrfs', ['subvolume', 'create', posix.join(tmp, 'rootfs')]);
-      const cmd = bootstrapCommand(tool, { ...spec, packages: spec.basePackages }, posix.join(tmp, 'rootfs'));
-      await this.host.runner.run(cmd.file, cmd.args, { env: cmd.env, onLine, dieWithParent: true });
-      await dropBootstrapAptOptions(this.host, posix.join(tmp, 'rootfs'));
+      // Unsafe I/O: nothing uses the tree before the rename below, and it is synced first.
+      await bootstrapInto(this.host, tool, { ...spec, packages: spec.basePackages }, posix.join(tmp, 'rootfs'), onLine);
       const fresh: ImageMeta = {
         format: CACHE_FORMAT,
         key,
@@ -210,6 +209,8 @@ export class ImageCache {
         created: new Date(this.now()).toISOString(),
       };
       await this.host.fs.writeFile(posix.join(tmp, 'meta.json'), `${JSON.stringify(fresh, null, 2)}\n`, { mode: 0o644 });
+      // One syncfs for everything the bootstrap wrote without syncing, before the image is published.
+      await syncFilesystem(this.host, tmp);
       if (await this.host.fs.stat(dir)) {
         const old = entryPath(this.options, key, 'old');
         await this.host.fs.removeTree(old);

@@ -1,7 +1,7 @@
 // applyPlan groups the steps (the host's network steps, then one group per machine): a failing
 // machine stops only its own steps, a host failure or an interrupt stops everything after it;
 // summarizeFailures turns the result into the error apply exits with.
-import { applyPlan, stepGroup, summarizeFailures } from '../../src/apply/apply';
+import { applyPlan, groupSteps, stepGroup, summarizeFailures } from '../../src/apply/apply';
 import { InterruptedError, NspawnctlError } from '../../src/errors';
 import { planChanges } from '../../src/plan/plan';
 import { Step } from '../../src/plan/steps';
@@ -45,6 +45,19 @@ describe('stepGroup', () => {
   });
 });
 
+describe('groupSteps', () => {
+  test('one group per machine (and the host), in the order each first appears, each with its steps in plan order', () => {
+    const p = freshPlan(MANIFEST, ['old']);
+    const steps = [...p.steps, p.steps[0]];
+    expect(groupSteps(steps).map((g) => [g.name, g.steps.map((s) => s.kind)])).toEqual([
+      ['old', ['remove-staging', 'remove-staging']],
+      [':host', ['write-record', 'write-file', 'write-file', 'reload-networkd']],
+      ['db', ['create-machine', 'write-file', 'start-machine']],
+      ['web', ['create-machine', 'write-file', 'start-machine']],
+    ]);
+  });
+});
+
 /** Applies MACHINES_ONLY on a fresh host where SIGINT arrives while db is being bootstrapped. */
 async function applyInterruptedDuringBootstrap() {
   const host = makeBootedHost(new FakeHost());
@@ -67,7 +80,7 @@ describe('applyPlan', () => {
     expect(result.done).toEqual([plan.steps[0]]);
     expect(result.failures.map((f) => [f.group, f.error instanceof InterruptedError, f.error.message])).toEqual([['db', true, 'interrupted; the next apply continues from here']]);
     expect(result.skipped).toEqual(['web']);
-    expect(host.runner.argvs().map((a) => a[0])).toEqual(['mmdebstrap']);
+    expect(host.runner.argvs().map((a) => a[0])).toEqual(['mmdebstrap', 'sync']);
     expect(host.fs.nodes.get('/var/lib/machines/db')?.type).toBe('dir');
     expect(host.fs.nodes.has('/etc/systemd/nspawn/db.nspawn')).toBe(false);
 

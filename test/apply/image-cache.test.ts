@@ -33,7 +33,12 @@ const DB_KEY = '12c27972b1aa0ec9';
 const NOW = Date.parse('2025-03-10T12:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
-const MMDEBSTRAP_INTO = (dir: string, include = 'dbus,iputils-ping,systemd,systemd-sysv') => ['mmdebstrap', '--variant=minbase', `--include=${include}`, 'bookworm', dir, 'http://deb.debian.org/debian'];
+// With dpkg's syncs off (no eatmydata hook on the fake host): the tree is synced once before it is published.
+const MMDEBSTRAP_INTO = (dir: string, include = 'dbus,iputils-ping,systemd,systemd-sysv') => ['mmdebstrap', '--variant=minbase', `--include=${include}`, '--dpkgopt=force-unsafe-io', 'bookworm', dir, 'http://deb.debian.org/debian'];
+/** syncfs of the filesystem holding `dir`. */
+const SYNC = (dir: string) => ['sync', '--file-system', dir];
+/** What building the image of `key` runs: the bootstrap into its hidden directory, then one syncfs. */
+const BUILD = (key: string, include?: string) => [MMDEBSTRAP_INTO(`${BUILDING(key)}/rootfs`, include), SYNC(BUILDING(key))];
 const BUILDING = (key: string) => `${IMAGES}/.${key}.building`;
 
 function cacheHost(): FakeHost {
@@ -210,7 +215,10 @@ describe('ImageCache.ensure', () => {
     const path = await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH, (l) => lines.push(l));
     expect(path).toBe(`${IMAGES}/${DB_KEY}/rootfs`);
     // The base packages only (not postgresql), into the hidden build directory; long-running, so it dies with us.
-    expect(host.runner.calls).toEqual([{ file: 'mmdebstrap', args: MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).slice(1), options: { env: {}, onLine: expect.any(Function), dieWithParent: true } }]);
+    expect(host.runner.calls).toEqual([
+      { file: 'mmdebstrap', args: MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).slice(1), options: { env: {}, onLine: expect.any(Function), dieWithParent: true } },
+      { file: 'sync', args: SYNC(BUILDING(DB_KEY)).slice(1), options: undefined },
+    ]);
     expect(host.fs.changes).toEqual([
       'mkdir /var',
       'mkdir /var/cache',
@@ -218,9 +226,14 @@ describe('ImageCache.ensure', () => {
       `mkdir ${IMAGES}`,
       `mkdir ${BUILDING(DB_KEY)}`,
       `write ${BUILDING(DB_KEY)}/${MARKER}`,
+      // mmdebstrap's dpkg options (force-unsafe-io) stay out of the image; the one sync comes
+      // after the last write and before the rename that publishes the image.
+      `remove ${BUILDING(DB_KEY)}/rootfs/etc/dpkg/dpkg.cfg.d/99mmdebstrap`,
       `write ${BUILDING(DB_KEY)}/meta.json`,
+      `syncfs ${BUILDING(DB_KEY)}`,
       `rename ${BUILDING(DB_KEY)} -> ${IMAGES}/${DB_KEY}`,
     ]);
+    expect(host.fs.paths().filter((p) => p.includes('dpkg.cfg.d/'))).toEqual([]);
     expect(host.fs.nodes.get(`${IMAGES}/${DB_KEY}/${MARKER}`)).toEqual({ type: 'file', content: markerText(DB_KEY), mode: 0o644, uid: 0, gid: 0 });
     expect(JSON.parse(markerText(DB_KEY))).toEqual({ kind: 'nspawnctl-base-image', format: 1, key: DB_KEY });
     expect(host.fs.nodes.get(`${IMAGES}/${DB_KEY}/meta.json`)).toEqual({ type: 'file', content: `${JSON.stringify(metaFor(DB, iso(NOW)), null, 2)}\n`, mode: 0o644, uid: 0, gid: 0 });
@@ -250,7 +263,7 @@ describe('ImageCache.ensure', () => {
     const stale = cacheHost();
     seedImage(stale, metaFor(DB, iso(NOW - 7 * DAY_MS - 1)));
     await new ImageCache(stale, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
-    expect(stale.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(stale.runner.argvs()).toEqual(BUILD(DB_KEY));
   });
 
   test('an expired entry (8 days old) is rebuilt beside it, then replaces it: the old tree is gone, meta.json says now', async () => {
@@ -260,12 +273,14 @@ describe('ImageCache.ensure', () => {
     const lines: string[] = [];
     const path = await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH, (l) => lines.push(l));
     expect(path).toBe(`${dir}/rootfs`);
-    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(host.runner.argvs()).toEqual(BUILD(DB_KEY));
     // The entry has its marker already: nothing is written into it before it is moved aside.
     expect(host.fs.changes).toEqual([
       `mkdir ${BUILDING(DB_KEY)}`,
       `write ${BUILDING(DB_KEY)}/${MARKER}`,
+      `remove ${BUILDING(DB_KEY)}/rootfs/etc/dpkg/dpkg.cfg.d/99mmdebstrap`,
       `write ${BUILDING(DB_KEY)}/meta.json`,
+      `syncfs ${BUILDING(DB_KEY)}`,
       `remove-tree ${IMAGES}/.${DB_KEY}.old`,
       `rename ${dir} -> ${IMAGES}/.${DB_KEY}.old`,
       `remove-tree ${IMAGES}/.${DB_KEY}.old`,
@@ -278,6 +293,9 @@ describe('ImageCache.ensure', () => {
       `${dir}/meta.json`,
       `${dir}/${MARKER}`,
       `${dir}/rootfs`,
+      `${dir}/rootfs/etc`,
+      `${dir}/rootfs/etc/dpkg`,
+      `${dir}/rootfs/etc/dpkg/dpkg.cfg.d`,
       `${dir}/rootfs/usr`,
       `${dir}/rootfs/usr/lib`,
       `${dir}/rootfs/usr/lib/systemd`,
@@ -295,7 +313,7 @@ describe('ImageCache.ensure', () => {
     const host = cacheHost();
     seedImage(host, metaFor(DB, iso(NOW)), { markers: ['usr/lib/systemd/systemd'] });
     await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
-    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(host.runner.argvs()).toEqual(BUILD(DB_KEY));
     expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toEqual(metaFor(DB, iso(NOW)));
   });
 
@@ -303,7 +321,7 @@ describe('ImageCache.ensure', () => {
     const host = cacheHost();
     seedImage(host, { ...metaFor(DB, iso(NOW)), created: 'yesterday' });
     await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
-    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(host.runner.argvs()).toEqual(BUILD(DB_KEY));
     expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toEqual(metaFor(DB, iso(NOW)));
   });
 
@@ -318,7 +336,7 @@ describe('ImageCache.ensure', () => {
       return {};
     });
     await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
-    expect(host.runner.argvs()).toEqual([['umount', '--lazy', `${leftover}/rootfs/proc`], MMDEBSTRAP_INTO(`${leftover}/rootfs`)]);
+    expect(host.runner.argvs()).toEqual([['umount', '--lazy', `${leftover}/rootfs/proc`], ...BUILD(DB_KEY)]);
     expect(host.fs.changes.slice(0, 2)).toEqual([`remove-tree ${leftover}`, `mkdir ${leftover}`]);
     expect(host.fs.nodes.has(`${IMAGES}/${DB_KEY}/rootfs/half-written`)).toBe(false);
   });
@@ -360,7 +378,9 @@ describe('ImageCache.ensure', () => {
     expect(host.fs.changes).toEqual([
       `mkdir ${BUILDING(DB_KEY)}`,
       `write ${BUILDING(DB_KEY)}/${MARKER}`,
+      `remove ${BUILDING(DB_KEY)}/rootfs/etc/dpkg/dpkg.cfg.d/99mmdebstrap`,
       `write ${BUILDING(DB_KEY)}/meta.json`,
+      `syncfs ${BUILDING(DB_KEY)}`,
       `remove-tree ${old}`,
       `write ${dir}/${MARKER}`,
       `rename ${dir} -> ${old}`,
@@ -422,7 +442,7 @@ describe('ImageCache.ensure', () => {
     const second = cache.ensure(WEB, 'mmdebstrap', ARCH);
     release();
     expect(await Promise.all([first, second])).toEqual([`${IMAGES}/${DB_KEY}/rootfs`, `${IMAGES}/${DB_KEY}/rootfs`]);
-    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(host.runner.argvs()).toEqual(BUILD(DB_KEY));
     expect(host.fs.changes.filter((c) => c.startsWith('rename'))).toEqual([`rename ${BUILDING(DB_KEY)} -> ${IMAGES}/${DB_KEY}`]);
   });
 
@@ -432,9 +452,7 @@ describe('ImageCache.ensure', () => {
     const appKey = imageKey(machines.app, 'mmdebstrap', ARCH);
     const paths = await Promise.all([cache.ensure(DB, 'mmdebstrap', ARCH), cache.ensure(machines.app, 'mmdebstrap', ARCH)]);
     expect(paths).toEqual([`${IMAGES}/${DB_KEY}/rootfs`, `${IMAGES}/${appKey}/rootfs`]);
-    expect(host.runner.argvs().sort()).toEqual(
-      [MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`), MMDEBSTRAP_INTO(`${BUILDING(appKey)}/rootfs`, 'dbus,iproute2,iputils-ping,systemd,systemd-sysv')].sort(),
-    );
+    expect(host.runner.argvs().sort()).toEqual([...BUILD(DB_KEY), ...BUILD(appKey, 'dbus,iproute2,iputils-ping,systemd,systemd-sysv')].sort());
   });
 
   test('a failed bootstrap leaves nothing (no entry, no .building), both waiters get its error, and the next request tries again', async () => {
@@ -454,11 +472,12 @@ describe('ImageCache.ensure', () => {
     const [a, b] = results as PromiseRejectedResult[];
     expect(a.reason).toBeInstanceOf(CommandFailedError);
     expect(b.reason).toBe(a.reason);
+    // Nothing is synced for a build that is thrown away.
     expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
     expect(host.fs.paths().filter((p) => p.startsWith(`${IMAGES}/`))).toEqual([]);
 
     expect(await cache.ensure(DB, 'mmdebstrap', ARCH)).toBe(`${IMAGES}/${DB_KEY}/rootfs`);
-    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`), MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)]);
+    expect(host.runner.argvs()).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`), ...BUILD(DB_KEY)]);
     expect(await host.fs.readText(`${IMAGES}/${DB_KEY}/rootfs/var/lib/dpkg/status`)).toBe(dpkgStatus(DB.basePackages));
   });
 
@@ -480,14 +499,15 @@ describe('ImageCache.ensure', () => {
         host.fs.addFile(`${target}/var/lib/dpkg/status`, dpkgStatus(include));
         const options = args.filter((a) => a.startsWith('--aptopt=')).map((a) => `${a.slice('--aptopt='.length)};\n`);
         host.fs.addFile(`${target}/etc/apt/apt.conf.d/99mmdebstrap`, options.join(''));
+        host.fs.addFile(`${target}/etc/dpkg/dpkg.cfg.d/99mmdebstrap`, 'force-unsafe-io\n');
         return {};
       },
     );
     simulateImageTools(host);
     await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(WEB, 'mmdebstrap', ARCH);
     const withProxy = [...MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`)];
-    withProxy.splice(3, 0, '--aptopt=Acquire::http::Proxy "http://proxy.example:3142"');
-    expect(host.runner.argvs()).toEqual([withProxy]);
+    withProxy.splice(4, 0, '--aptopt=Acquire::http::Proxy "http://proxy.example:3142"');
+    expect(host.runner.argvs()).toEqual([withProxy, SYNC(BUILDING(DB_KEY))]);
     expect(host.fs.changes).toEqual([
       'mkdir /var',
       'mkdir /var/cache',
@@ -496,11 +516,59 @@ describe('ImageCache.ensure', () => {
       `mkdir ${BUILDING(DB_KEY)}`,
       `write ${BUILDING(DB_KEY)}/${MARKER}`,
       `remove ${aptConf}`,
+      `remove ${BUILDING(DB_KEY)}/rootfs/etc/dpkg/dpkg.cfg.d/99mmdebstrap`,
       `write ${BUILDING(DB_KEY)}/meta.json`,
+      `syncfs ${BUILDING(DB_KEY)}`,
       `rename ${BUILDING(DB_KEY)} -> ${IMAGES}/${DB_KEY}`,
     ]);
     expect(host.fs.paths().filter((p) => p.endsWith('99mmdebstrap'))).toEqual([]);
     expect(await readImage(host, CACHE_OPTIONS, DB_KEY)).toEqual(metaFor(DB, iso(NOW)));
+  });
+});
+
+describe('unsafe I/O while an image is built', () => {
+  test('mmdebstrap runs dpkg under eatmydata (its own hook) when the host has the hook and dpkg-architecture, which the hook runs', async () => {
+    const host = cacheHost();
+    host.fs.addDir('/usr/share/mmdebstrap/hooks/eatmydata');
+    host.fs.addFile('/usr/bin/dpkg-architecture', '#!/usr/bin/perl\n', { mode: 0o755 });
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    const withHook = MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).map((a) => (a === '--dpkgopt=force-unsafe-io' ? '--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata' : a));
+    expect(host.runner.argvs()).toEqual([withHook, SYNC(BUILDING(DB_KEY))]);
+    expect(host.fs.changes.slice(-2)).toEqual([`syncfs ${BUILDING(DB_KEY)}`, `rename ${BUILDING(DB_KEY)} -> ${IMAGES}/${DB_KEY}`]);
+  });
+
+  test('the hook without dpkg-architecture (no dpkg-dev) would fail: dpkg gets force-unsafe-io instead', async () => {
+    const host = cacheHost();
+    host.fs.addDir('/usr/share/mmdebstrap/hooks/eatmydata');
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
+    expect(host.runner.argvs()).toEqual(BUILD(DB_KEY));
+  });
+
+  test('debootstrap has no such option: its dpkg finds force-unsafe-io in the target, put there before it starts and removed before the image is published', async () => {
+    const host = cacheHost();
+    const key = imageKey(DB, 'debootstrap', ARCH);
+    const dir = BUILDING(key);
+    const cfg = `${dir}/rootfs/etc/dpkg/dpkg.cfg.d/00nspawnctl-unsafe-io`;
+    let seen: string | undefined;
+    const run = host.runner.run.bind(host.runner);
+    host.runner.run = async (file, args, options) => {
+      if (file === 'debootstrap') seen = await host.fs.readText(cfg);
+      return run(file, args, options);
+    };
+    await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'debootstrap', ARCH);
+    expect(seen).toBe('# nspawnctl: removed once the bootstrap is done\nforce-unsafe-io\n');
+    expect(host.runner.argvs()).toEqual([
+      ['debootstrap', '--variant=minbase', '--include=dbus,iputils-ping,systemd,systemd-sysv', 'bookworm', `${dir}/rootfs`, 'http://deb.debian.org/debian'],
+      SYNC(dir),
+    ]);
+    expect(host.fs.changes.filter((c) => c.includes('dpkg.cfg.d/') || c.startsWith('syncfs') || c.startsWith('rename'))).toEqual([
+      `write ${dir}/rootfs/etc/dpkg/dpkg.cfg.d/00nspawnctl-unsafe-io`,
+      `remove ${dir}/rootfs/etc/dpkg/dpkg.cfg.d/00nspawnctl-unsafe-io`,
+      `syncfs ${dir}`,
+      `rename ${dir} -> ${IMAGES}/${key}`,
+    ]);
+    expect(host.fs.nodes.get(`${IMAGES}/${key}/rootfs`)).toEqual({ type: 'dir', mode: 0o755, uid: 0, gid: 0 });
+    expect(host.fs.paths().filter((p) => p.includes('dpkg.cfg.d/'))).toEqual([]);
   });
 });
 
@@ -672,16 +740,16 @@ describe('on btrfs', () => {
     });
     await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
     expect(marked).toBe(true);
-    expect(argvs(host)).toEqual([STAT(BUILDING(DB_KEY)).join(' '), `btrfs subvolume create ${BUILDING(DB_KEY)}/rootfs`, MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).join(' ')]);
+    expect(argvs(host)).toEqual([STAT(BUILDING(DB_KEY)).join(' '), `btrfs subvolume create ${BUILDING(DB_KEY)}/rootfs`, ...BUILD(DB_KEY).map((a) => a.join(' '))]);
   });
 
   test('on ext4 (or without btrfs-progs) the image is a plain directory', async () => {
     const host = btrfsHost({ [BUILDING(DB_KEY)]: 'ext2/ext3' });
     await new ImageCache(host, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
-    expect(argvs(host)).toEqual([STAT(BUILDING(DB_KEY)).join(' '), MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).join(' ')]);
+    expect(argvs(host)).toEqual([STAT(BUILDING(DB_KEY)).join(' '), ...BUILD(DB_KEY).map((a) => a.join(' '))]);
     const plain = cacheHost();
     await new ImageCache(plain, CACHE_OPTIONS, () => NOW).ensure(DB, 'mmdebstrap', ARCH);
-    expect(argvs(plain)).toEqual([MMDEBSTRAP_INTO(`${BUILDING(DB_KEY)}/rootfs`).join(' ')]);
+    expect(argvs(plain)).toEqual(BUILD(DB_KEY).map((a) => a.join(' ')));
   });
 
   test('a copy of a subvolume image on the same btrfs is a snapshot (no cp)', async () => {

@@ -51,7 +51,11 @@ const ENTRY = `${IMAGES}/${KEY}`;
 const STAGING = (n: string) => `/var/lib/machines/.nspawnctl-${n}.staging`;
 const LIST = ['machinectl', 'list', '--no-legend', '--no-pager', '--full'];
 const DPKG_ARCH = ['dpkg', '--print-architecture'];
-const MMDEBSTRAP_CACHE = ['mmdebstrap', '--variant=minbase', `--include=${BASE.join(',')}`, 'bookworm', `${IMAGES}/.${KEY}.building/rootfs`, 'http://deb.debian.org/debian'];
+// Built without dpkg's syncs, then synced once (SYNC_CACHE) before it is renamed into place.
+const MMDEBSTRAP_CACHE = ['mmdebstrap', '--variant=minbase', `--include=${BASE.join(',')}`, '--dpkgopt=force-unsafe-io', 'bookworm', `${IMAGES}/.${KEY}.building/rootfs`, 'http://deb.debian.org/debian'];
+const SYNC_CACHE = ['sync', '--file-system', `${IMAGES}/.${KEY}.building`];
+/** The one syncfs of a machine's staging directory, before its rename. */
+const SYNC = (n: string) => ['sync', '--file-system', STAGING(n)];
 const NSPAWN = (n: string, ...command: string[]) => [
   'systemd-nspawn',
   '--quiet',
@@ -66,14 +70,17 @@ const NSPAWN = (n: string, ...command: string[]) => [
   '--',
   ...command,
 ];
-const APT_INSTALL = ['apt-get', 'install', '-y', '--no-install-recommends', '-o', 'Dpkg::Options::=--force-confold'];
-/** The commands that create machine `n` from the cached base and put `extras` on top. */
+/** apt-get install in a staging directory: dpkg need not sync there either. */
+const APT_INSTALL = ['apt-get', 'install', '-y', '--no-install-recommends', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Options::=--force-unsafe-io'];
+/** The commands that copy machine `n` from the cached base and put `extras` on top (its sync comes after its provision). */
 const FROM_CACHE = (n: string, extras: string[]) => [
   CP(`${ENTRY}/rootfs`, STAGING(n)),
   NSPAWN(n, 'apt-get', 'update'),
   NSPAWN(n, ...APT_INSTALL, ...extras),
   NSPAWN(n, 'apt-get', 'clean'),
 ];
+/** FROM_CACHE for a machine without provision commands, and its sync. */
+const CREATE = (n: string, extras: string[]) => [...FROM_CACHE(n, extras), SYNC(n)];
 /** Enabled, started, and waited for: registered as running, then its systemd done starting up (no network here). */
 const START = (n: string) => [
   ['machinectl', 'enable', n],
@@ -124,9 +131,10 @@ describe('nspawnctl apply with the base-image cache', () => {
       LIST,
       DPKG_ARCH,
       MMDEBSTRAP_CACHE,
-      ...FROM_CACHE('db', ['postgresql']),
+      SYNC_CACHE,
+      ...CREATE('db', ['postgresql']),
       ...START('db'),
-      ...FROM_CACHE('web', ['curl', 'nginx']),
+      ...CREATE('web', ['curl', 'nginx']),
       ...START('web'),
     ]);
     host.assertNoUnmatchedCalls();
@@ -155,13 +163,17 @@ describe('nspawnctl apply with the base-image cache', () => {
     // The base stays in the cache, complete, and untouched by the machines' files.
     expect((await readImage(host, CACHE_OPTIONS, KEY))?.packages).toEqual(BASE);
     expect(await host.fs.listDir(IMAGES)).toEqual([KEY]);
-    expect(host.fs.paths().filter((p) => p.startsWith(`${ENTRY}/rootfs/etc`))).toEqual([]);
+    expect(host.fs.paths().filter((p) => p.startsWith(`${ENTRY}/rootfs/etc`) && host.fs.nodes.get(p)?.type !== 'dir')).toEqual([]);
     const changes = changesBesidesLock(host);
     // Written into each staging copy, never into the cached base.
     expect(changes.filter((c) => c.endsWith('/machine-id'))).toEqual([`write ${STAGING('db')}/etc/machine-id`, `write ${STAGING('web')}/etc/machine-id`]);
-    expect(changes.filter((c) => c.startsWith('rename'))).toEqual([
+    // Each tree is synced once, right before the rename that publishes it.
+    expect(changes.filter((c) => c.startsWith('rename') || c.startsWith('syncfs'))).toEqual([
+      `syncfs ${IMAGES}/.${KEY}.building`,
       `rename ${IMAGES}/.${KEY}.building -> ${ENTRY}`,
+      `syncfs ${STAGING('db')}`,
       `rename ${STAGING('db')} -> /var/lib/machines/db`,
+      `syncfs ${STAGING('web')}`,
       `rename ${STAGING('web')} -> /var/lib/machines/web`,
     ]);
   });
@@ -181,6 +193,7 @@ describe('nspawnctl apply with the base-image cache', () => {
       DPKG_ARCH,
       ...FROM_CACHE('app', ['redis-server']),
       NSPAWN('app', 'mkdir', '-p', '/srv/app'),
+      SYNC('app'),
       ...START('app'),
     ]);
     expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap')).toEqual([MMDEBSTRAP_CACHE]);
@@ -197,8 +210,10 @@ describe('nspawnctl apply with the base-image cache', () => {
     expect(host.runner.argvs()).toEqual([
       LIST,
       DPKG_ARCH,
-      ['mmdebstrap', '--variant=minbase', '--include=dbus,systemd,systemd-sysv', 'bookworm', `${IMAGES}/.${key}.building/rootfs`, 'http://deb.debian.org/debian'],
+      ['mmdebstrap', '--variant=minbase', '--include=dbus,systemd,systemd-sysv', '--dpkgopt=force-unsafe-io', 'bookworm', `${IMAGES}/.${key}.building/rootfs`, 'http://deb.debian.org/debian'],
+      ['sync', '--file-system', `${IMAGES}/.${key}.building`],
       CP(`${IMAGES}/${key}/rootfs`, STAGING('solo')),
+      SYNC('solo'),
       ['machinectl', 'start', 'solo'],
       ['machinectl', 'show', 'solo', '--property=State', '--value'],
       ...readyCalls('solo'),
@@ -210,7 +225,7 @@ describe('nspawnctl apply with the base-image cache', () => {
     const r = await runCommand(applyWith(host), ['machines.yaml', '--jobs', '1', '--cache-dir', '/srv/cache', '--start-timeout', '5']);
     expect(r.exitCode).toBe(0);
     expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap' || a[0] === 'cp')).toEqual([
-      [...MMDEBSTRAP_CACHE.slice(0, 4), `/srv/cache/images/.${KEY}.building/rootfs`, MMDEBSTRAP_CACHE[5]],
+      [...MMDEBSTRAP_CACHE.slice(0, 5), `/srv/cache/images/.${KEY}.building/rootfs`, MMDEBSTRAP_CACHE[6]],
       CP(`/srv/cache/images/${KEY}/rootfs`, STAGING('db')),
       CP(`/srv/cache/images/${KEY}/rootfs`, STAGING('web')),
     ]);
@@ -224,13 +239,13 @@ describe('nspawnctl apply with the base-image cache', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout.endsWith('Applied 8 of 8 step(s).\n')).toBe(true);
     expect(sorted(host.runner.argvs())).toEqual(
-      sorted([LIST, DPKG_ARCH, MMDEBSTRAP_CACHE, ...FROM_CACHE('db', ['postgresql']), ...START('db'), ...FROM_CACHE('web', ['curl', 'nginx']), ...START('web')]),
+      sorted([LIST, DPKG_ARCH, MMDEBSTRAP_CACHE, SYNC_CACHE, ...CREATE('db', ['postgresql']), ...START('db'), ...CREATE('web', ['curl', 'nginx']), ...START('web')]),
     );
     host.assertNoUnmatchedCalls();
     // Each machine's own steps stay in order.
     for (const n of ['db', 'web']) {
       const own = host.runner.argvs().filter((a) => a.includes(n) || a.includes(`--machine=${n}`) || a.includes(STAGING(n)));
-      expect(own).toEqual([...FROM_CACHE(n, n === 'db' ? ['postgresql'] : ['curl', 'nginx']), ...START(n)]);
+      expect(own).toEqual([...CREATE(n, n === 'db' ? ['postgresql'] : ['curl', 'nginx']), ...START(n)]);
     }
     expect(['db', 'web'].map((n) => host.fs.nodes.get(`/var/lib/machines/${n}`)?.type)).toEqual(['dir', 'dir']);
   });
@@ -286,7 +301,7 @@ describe('nspawnctl apply with the base-image cache', () => {
     expect(report(r.stderr)).toBe(`nspawnctl: apply failed (applied: web):\n  - machine db: command ${formatArgv(installDb)} exited with code 100:\n    E: Unable to locate package postgresql\n${HINT}`);
     expect(r.stdout.endsWith('Applied 4 of 8 step(s).\n')).toBe(true);
     expect(sorted(host.runner.argvs())).toEqual(
-      sorted([LIST, DPKG_ARCH, MMDEBSTRAP_CACHE, ...FROM_CACHE('db', ['postgresql']).slice(0, 3), ...FROM_CACHE('web', ['curl', 'nginx']), ...START('web')]),
+      sorted([LIST, DPKG_ARCH, MMDEBSTRAP_CACHE, SYNC_CACHE, ...FROM_CACHE('db', ['postgresql']).slice(0, 3), ...CREATE('web', ['curl', 'nginx']), ...START('web')]),
     );
     host.assertNoUnmatchedCalls();
     expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines/') && !p.startsWith('/var/lib/machines/web'))).toEqual([]);
@@ -324,14 +339,18 @@ describe('nspawnctl apply with the base-image cache', () => {
     const { host } = cacheHost(TWO);
     const r = await runCommand(applyWith(host), ['machines.yaml', '--no-cache', '--jobs', '1', '--start-timeout', '5']);
     expect(r.exitCode).toBe(0);
-    const mm = (n: string, include: string) => ['mmdebstrap', '--variant=minbase', `--include=${include}`, 'bookworm', STAGING(n), 'http://deb.debian.org/debian'];
+    const mm = (n: string, include: string) => ['mmdebstrap', '--variant=minbase', `--include=${include}`, '--dpkgopt=force-unsafe-io', 'bookworm', STAGING(n), 'http://deb.debian.org/debian'];
     expect(host.runner.argvs()).toEqual([
       LIST,
       mm('db', 'dbus,iputils-ping,postgresql,systemd,systemd-sysv'),
+      SYNC('db'),
       ...START('db'),
       mm('web', 'curl,dbus,iputils-ping,nginx,systemd,systemd-sysv'),
+      SYNC('web'),
       ...START('web'),
     ]);
+    // mmdebstrap's dpkg options (force-unsafe-io) stay out of the machines.
+    expect(host.fs.paths().filter((p) => p.includes('/etc/dpkg/dpkg.cfg.d/'))).toEqual([]);
     expect(host.fs.nodes.has('/var/cache/nspawnctl')).toBe(false);
   });
 

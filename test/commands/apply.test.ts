@@ -43,7 +43,9 @@ function freshHost(options: { uid?: number; booted?: boolean; manifest?: string 
  */
 const SEQUENTIAL = ['--no-cache', '--jobs', '1'];
 const STAGING = (n: string) => `/var/lib/machines/.nspawnctl-${n}.staging`;
-const MMDEBSTRAP = (n: string, include = 'dbus,iproute2,iputils-ping,systemd,systemd-sysv') => ['mmdebstrap', '--variant=minbase', `--include=${include}`, 'bookworm', STAGING(n), 'http://deb.debian.org/debian'];
+// dpkg skips its syncs in the staging directory; it is synced once (SYNC) before it is renamed into place.
+const MMDEBSTRAP = (n: string, include = 'dbus,iproute2,iputils-ping,systemd,systemd-sysv') => ['mmdebstrap', '--variant=minbase', `--include=${include}`, '--dpkgopt=force-unsafe-io', 'bookworm', STAGING(n), 'http://deb.debian.org/debian'];
+const SYNC = (n: string) => ['sync', '--file-system', STAGING(n)];
 const SHOW = (n: string) => ['machinectl', 'show', n, '--property=State', '--value'];
 const CONVERGED_TEXT = '= network examplevlan: unchanged\n= machine db: unchanged\n= machine web: unchanged\n\nNo changes: the host matches machines.yaml.\n';
 const HINT = 'hint: Fix the cause and run apply again: it continues from where this run stopped.\n';
@@ -406,6 +408,7 @@ describe('nspawnctl apply', () => {
         '-p',
         '/var/www',
       ],
+      SYNC('web'),
       ['machinectl', 'enable', 'web'],
       ['machinectl', 'start', 'web'],
       SHOW('web'),
@@ -431,6 +434,7 @@ describe('nspawnctl apply', () => {
     expect(host.runner.argvs()).toEqual([
       LIST_MACHINES,
       MMDEBSTRAP('db'),
+      SYNC('db'),
       ['machinectl', 'enable', 'db'],
       ['machinectl', 'start', 'db'],
       SHOW('db'),
@@ -462,6 +466,7 @@ describe('nspawnctl apply', () => {
     expect(host.runner.argvs().map((a) => a.slice(0, 2).join(' '))).toEqual([
       'machinectl list',
       'mmdebstrap --variant=minbase',
+      'sync --file-system',
       'machinectl enable',
       'machinectl start',
       'machinectl show',
@@ -490,7 +495,7 @@ describe('nspawnctl apply', () => {
     const r = await runCommand(applyWith(host), ['machines.yaml', ...SEQUENTIAL]);
     expect(r.exitCode).toBe(1);
     expect(report(r.stderr)).toBe(`nspawnctl: apply failed (applied: a, z):\n  - ${bootstrapFailure('host', 'dbus,systemd,systemd-sysv')}\n${HINT}`);
-    expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap').map((a) => a[4])).toEqual([STAGING('a'), STAGING('host'), STAGING('z')]);
+    expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap').map((a) => a[5])).toEqual([STAGING('a'), STAGING('host'), STAGING('z')]);
   });
 
   test('a failure in the host group (networkd) stops everything after it; the machines are not attempted', async () => {
@@ -535,7 +540,7 @@ describe('nspawnctl apply', () => {
     expect(r.error).toBeUndefined();
     expect(r.exitCode).toBe(0);
     expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap')).toEqual([
-      ['mmdebstrap', '--variant=minbase', '--include=dbus,systemd,systemd-sysv', '--aptopt=Acquire::http::Proxy "http://proxy.example:3142"', 'bookworm', staging, 'http://deb.debian.org/debian'],
+      ['mmdebstrap', '--variant=minbase', '--include=dbus,systemd,systemd-sysv', '--dpkgopt=force-unsafe-io', '--aptopt=Acquire::http::Proxy "http://proxy.example:3142"', 'bookworm', staging, 'http://deb.debian.org/debian'],
     ]);
     const changes = changesBesidesLock(host).filter((c) => c.includes('/etc/apt/'));
     expect(changes).toEqual([`remove ${staging}/etc/apt/apt.conf.d/99mmdebstrap`, `write ${staging}/etc/apt/apt.conf.d/01nspawnctl-proxy`]);
@@ -573,12 +578,14 @@ describe('nspawnctl apply', () => {
       ['networkctl', 'reload'],
       ['ip', 'link', 'show', 'dev', 'examplevlan'],
       MMDEBSTRAP('db'),
+      SYNC('db'),
       ['machinectl', 'enable', 'db'],
       ['machinectl', 'start', 'db'],
       SHOW('db'),
       ...readyCalls('db', 5),
       MMDEBSTRAP('web'),
       nspawnMkdir,
+      SYNC('web'),
       ['machinectl', 'enable', 'web'],
       ['machinectl', 'start', 'web'],
       SHOW('web'),
@@ -685,6 +692,7 @@ describe('nspawnctl apply', () => {
       expect(host.runner.argvs()).toEqual([
         ...OBSERVE_CALLS,
         MMDEBSTRAP('db'),
+        SYNC('db'),
         ['machinectl', 'enable', 'db'],
         ['machinectl', 'start', 'db'],
         SHOW('db'),
@@ -703,6 +711,8 @@ describe('nspawnctl apply', () => {
         dbEntries.map((e) => (e.kind === 'symlink' ? `symlink ${STAGING('db')}${e.path} -> ${e.target}` : `write ${STAGING('db')}${e.path}`)),
       );
       expect(changes.filter((c) => !inStaging.includes(c))).toEqual([
+        // The staging tree is synced once, after its last write and before its record and rename.
+        `syncfs ${STAGING('db')}`,
         'write /var/lib/nspawnctl/machines/db.json',
         `rename ${STAGING('db')} -> /var/lib/machines/db`,
         'write /etc/systemd/nspawn/db.nspawn',

@@ -42,12 +42,30 @@ export function simulateImageTools(host: FakeHost, options: { arch?: string } = 
     host.fs.addDir(target);
     host.fs.addFile(posix.join(target, 'usr/lib/systemd/systemd'), 'ELF systemd\n', { mode: 0o755 });
     host.fs.addFile(posix.join(target, 'var/lib/dpkg/status'), dpkgStatus(include));
+    // mmdebstrap keeps its --dpkgopt options in the tree, as it does its --aptopt ones.
+    const dpkgopts = args.filter((a) => a.startsWith('--dpkgopt=')).map((a) => `${a.slice('--dpkgopt='.length)}\n`);
+    if (dpkgopts.length > 0) host.fs.addFile(posix.join(target, 'etc/dpkg/dpkg.cfg.d/99mmdebstrap'), dpkgopts.join(''));
     return {};
   });
+  simulateSync(host);
   r.on((argv) => argv[0] === 'cp' && argv.length === 6 && argv.slice(1, 4).join(' ') === '--archive --reflink=auto --no-target-directory', ({ args }) => {
     copyTree(host, args[3], args[4]);
     return {};
   });
+}
+
+/**
+ * `sync --file-system DIR` (syncfs) succeeds and is logged among the filesystem's changes as
+ * `syncfs DIR`, so that tests see where it comes: after every write, before the rename.
+ */
+export function simulateSync(host: FakeHost): void {
+  host.runner.on(
+    (argv) => argv[0] === 'sync' && argv[1] === '--file-system' && argv.length === 3,
+    ({ args }) => {
+      host.fs.logChange(`syncfs ${args[1]}`);
+      return {};
+    },
+  );
 }
 
 /** The meta.json an entry for `spec` built at `created` has. */

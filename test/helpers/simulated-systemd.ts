@@ -6,6 +6,7 @@
 // bootstrapper creates its target directory.
 import { autostartLinkPath } from '../../src/host/paths';
 import { FakeHost } from './fake-host';
+import { simulateSync } from './image-cache';
 
 export interface SimulatedSystemd {
   running: Set<string>;
@@ -85,6 +86,7 @@ export function simulateSystemd(host: FakeHost, options: { running?: string[]; b
     return ok;
   });
   r.on(is('systemd-nspawn'), ok);
+  simulateSync(host);
   return sim;
 }
 

@@ -837,7 +837,7 @@ describe('where a value is accepted, it arrives verbatim and never in a shell', 
       nspawn('-oFoo', 'a b', '&&', ';', '|'),
     ]);
     expect(host.runner.argvs().filter((a) => a[0] === 'mmdebstrap')).toEqual([
-      ['mmdebstrap', '--variant=minbase', '--include=dbus,systemd,systemd-sysv', 'bookworm', staging, 'http://deb.debian.org/debian'],
+      ['mmdebstrap', '--variant=minbase', '--include=dbus,systemd,systemd-sysv', '--dpkgopt=force-unsafe-io', 'bookworm', staging, 'http://deb.debian.org/debian'],
     ]);
     host.assertNoUnmatchedCalls();
     // No host shell anywhere: programs are run by name with an argument array, and the manifest's
