@@ -16,6 +16,7 @@ import { assertArchiveTools, CheckedArchive, checkArchive, describeBytes, format
 import { BackupMeta, recordFor, settingsFor, tarExtractCommand, ZSTD_DECOMPRESS } from './backup-format';
 import { daemonReload, enableMachine, machineState, startMachine } from './machinectl';
 import { removeStaging } from './staging';
+import { syncFilesystem } from './unsafe-io';
 
 export interface RestorePlan {
   file: ArchiveFile;
@@ -198,6 +199,8 @@ export async function restoreMachine(host: Host, plan: RestorePlan, options: Res
     {
       title: `rename ${staging} to ${rootfs}`,
       task: async () => {
+        // What is renamed into place has reached the disk first (docs/guarantees.md).
+        await syncFilesystem(host, staging);
         await host.fs.rename(staging, rootfs);
       },
     },

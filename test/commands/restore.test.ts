@@ -72,6 +72,8 @@ describe('nspawnctl restore', () => {
       READ_META,
       'machinectl show web --property=State --value',
       EXTRACT('web'),
+      // synced before the rename that publishes it
+      'sync --file-system /var/lib/machines/.nspawnctl-web.staging',
       'systemctl daemon-reload',
       'machinectl enable web',
       'machinectl start web',
@@ -91,6 +93,7 @@ describe('nspawnctl restore', () => {
       'write /etc/systemd/nspawn/web.nspawn',
       'mkdir /etc/systemd/system/systemd-nspawn@web.service.d',
       'write /etc/systemd/system/systemd-nspawn@web.service.d/50-nspawnctl-limits.conf',
+      'syncfs /var/lib/machines/.nspawnctl-web.staging',
       'rename /var/lib/machines/.nspawnctl-web.staging -> /var/lib/machines/web',
     ]);
     expect(host.fs.textAt('/var/lib/nspawnctl/machines/web.json')).toBe(serializeRecord(RECORD));
@@ -117,7 +120,7 @@ describe('nspawnctl restore', () => {
       ].join('\n'),
     );
     expect(r.stdout).toMatch(/\nRestored web2 \(a copy of web\) from \/srv\/backups\/web\.tar\.zst \(6 members, sha256 [0-9a-f]{64}\); it is stopped with address 10\.77\.0\.11\.\n$/);
-    expect(host.runner.argvs().map((a) => a.join(' '))).toEqual([LIST, READ_META, SHOW('web2'), EXTRACT('web2'), 'systemctl daemon-reload']);
+    expect(host.runner.argvs().map((a) => a.join(' '))).toEqual([LIST, READ_META, SHOW('web2'), EXTRACT('web2'), 'sync --file-system /var/lib/machines/.nspawnctl-web2.staging', 'systemctl daemon-reload']);
     expect(JSON.parse(host.fs.textAt('/var/lib/nspawnctl/machines/web2.json')!)).toEqual({
       ...RECORD,
       name: 'web2',
