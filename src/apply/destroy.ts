@@ -1,7 +1,7 @@
 // Removes a machine and exactly what nspawnctl recorded for it, nothing else.
 import { NspawnctlError, OwnershipError, PreflightError } from '../errors';
 import { Host } from '../host/host';
-import { appArmorDropInPath, autostartLinkPath, credentialsDropInPath, isWithin, limitsDropInPath, machineRecordPath, MACHINES_DIR, nspawnFilePath, previousRootfsPath, rootfsPath, stagingPath, swapRootfsPath, unitDropInDir } from '../host/paths';
+import { appArmorDropInPath, autostartLinkPath, backupSnapshotPath, credentialsDropInPath, isWithin, limitsDropInPath, machineRecordPath, MACHINES_DIR, nspawnFilePath, previousRootfsPath, rootfsPath, stagingPath, swapRootfsPath, unitDropInDir } from '../host/paths';
 import { MACHINE_NAME } from '../manifest/schema';
 import { isSystemdBooted, readMachineRecord } from '../plan/observe';
 import { removeOwnedFile } from './files';
@@ -76,6 +76,11 @@ export async function destroyMachine(host: Host, name: string, options: DestroyO
   if (await host.fs.stat(stagingPath(name))) {
     await removeStaging(host, stagingPath(name));
     removed.push(stagingPath(name));
+  }
+  // A read-only snapshot a killed backup left (rm cannot remove one; btrfs can).
+  if (await host.fs.stat(backupSnapshotPath(name))) {
+    await host.runner.run('btrfs', ['subvolume', 'delete', backupSnapshotPath(name)]);
+    removed.push(backupSnapshotPath(name));
   }
   // The root filesystem a rebuild set aside (and one a killed rollback left parked) go with it.
   for (const dir of [previousRootfsPath(name), swapRootfsPath(name)]) {

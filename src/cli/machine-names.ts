@@ -7,6 +7,7 @@ import { MACHINE_NAME } from '../manifest/schema';
 /** Command id -> the argument that names a machine nspawnctl manages. */
 export const MACHINE_ARGUMENTS: Readonly<Record<string, string>> = {
   audit: 'machines',
+  backup: 'name',
   destroy: 'name',
   exec: 'name',
   logs: 'name',

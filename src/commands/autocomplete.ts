@@ -8,7 +8,7 @@ import { NspawnctlError } from '../errors';
 export default class Autocomplete extends BaseCommand {
   static override summary = 'Print a bash or zsh completion script: commands, flags and machine names.';
   static override description =
-    'Completes commands, topics, flags, and the machines nspawnctl manages (for destroy, exec, logs, shell, status and profile syscalls: the records in /var/lib/nspawnctl/machines, which only root can read). ' +
+    'Completes commands, topics, flags, and the machines nspawnctl manages (for audit, backup, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls: the records in /var/lib/nspawnctl/machines, which only root can read). ' +
     'SHELL defaults to the one $SHELL names. Load the script into the running shell with source <(nspawnctl autocomplete bash); for every new bash, save it as ~/.local/share/bash-completion/completions/nspawnctl; for zsh, put the source line in ~/.zshrc.';
   static override examples = [
     'source <(nspawnctl autocomplete bash)',

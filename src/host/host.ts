@@ -7,6 +7,7 @@ import { posix, resolve } from 'node:path';
 import { isatty, ReadStream } from 'node:tty';
 import { promisify } from 'node:util';
 import { InterruptedError, ManifestError, NspawnctlError } from '../errors';
+import type { ArchiveFile, ArchiveOutput } from './archive-io';
 import { LockFile, openLockFile } from './flock';
 import { createNodeFs, HostFs } from './fs';
 import { createNodeHttp, Http } from './http';
@@ -33,6 +34,17 @@ export interface Host {
    * more than the limit is enough to refuse it (ManifestError, exit 2).
    */
   readInput(path: string, maxBytes: number): Promise<string>;
+  /**
+   * Opens a backup archive (relative to the working directory) for reading: a regular file, read
+   * through that one descriptor by every pass (src/host/archive-io.ts).
+   */
+  openArchive(path: string): Promise<ArchiveFile>;
+  /**
+   * Starts writing a backup archive at `path` (relative to the working directory): a hidden O_EXCL
+   * temporary beside it, committed whole. Refuses a path in a machine's root filesystem, and an
+   * existing file unless `replace`.
+   */
+  createArchive(path: string, options: { replace: boolean }): Promise<ArchiveOutput>;
 }
 
 /** How standard input is named on the command line. */
@@ -41,7 +53,7 @@ export const STDIN_ARG = '-';
 export const STDIN_LABEL = '<stdin>';
 
 export { PROGRAM_DIRS };
-export type { Http, LockFile };
+export type { ArchiveFile, ArchiveOutput, Http, LockFile };
 
 /** The real host: execa and the filesystem at `root`. */
 export function createRealHost(root = '/', signal?: AbortSignal): Host {
@@ -54,6 +66,8 @@ export function createRealHost(root = '/', signal?: AbortSignal): Host {
     uid: typeof process.getuid === 'function' ? process.getuid() : -1,
     pid: process.pid,
     openLock: (path) => openLockFile(posix.join(root, path), signal),
+    openArchive: (path) => (require('./archive-io') as typeof import('./archive-io')).openArchiveFile(path),
+    createArchive: (path, options) => (require('./archive-io') as typeof import('./archive-io')).createArchiveOutput(path, options),
     async readInput(path, maxBytes) {
       const stdin = path === STDIN_ARG;
       const label = stdin ? STDIN_LABEL : path;

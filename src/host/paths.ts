@@ -23,6 +23,17 @@ export function stagingPath(machine: string): string {
 }
 
 /**
+ * A read-only btrfs snapshot of a running machine's tree, made by backup and deleted when it is
+ * archived (hidden like staging directories; a leftover is deleted by the next backup or destroy).
+ */
+export function backupSnapshotPath(machine: string): string {
+  return `${MACHINES_DIR}/.nspawnctl-${machine}.snapshot`;
+}
+
+/** Root's scratch space for a backup's metadata file, on /run (gone at reboot). */
+export const BACKUP_WORK_DIR = '/run/nspawnctl';
+
+/**
  * The root filesystem a rebuild set aside (hidden like staging), until the next rebuild replaces
  * it or a rollback swaps it back; the machine's record names it.
  */

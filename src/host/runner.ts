@@ -2,6 +2,7 @@
 import { accessSync, constants } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { CommandFailedError, escapeControl, InterruptedError } from '../errors';
+import type { PipeCommand, PipelineOptions, PipelineResult } from './archive-io';
 
 /** Directories searched for programs; fixed, so PATH tricks cannot change what runs as root. */
 export const PROGRAM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
@@ -69,6 +70,11 @@ export interface RunResult {
 // The seam every external command goes through; tests use a recording fake.
 export interface Runner {
   run(file: string, args: string[], options?: RunOptions): Promise<RunResult>;
+  /**
+   * Runs programs with each one's output piped into the next (tar into zstd), through Node,
+   * which hashes and counts the bytes; see src/host/archive-io.ts.
+   */
+  pipeline(commands: PipeCommand[], options: PipelineOptions): Promise<PipelineResult>;
 }
 
 /**
@@ -86,6 +92,11 @@ export function outputLines(text: string): string[] {
 /** The real runner. execa is ESM-only and loaded on first use, which keeps startup fast. */
 export function createExecaRunner(signal?: AbortSignal): Runner {
   return {
+    async pipeline(commands, options) {
+      // Loaded on first use, like execa: most commands never run a pipeline.
+      const { runPipeline } = require('./archive-io') as typeof import('./archive-io');
+      return runPipeline(commands, options, signal);
+    },
     async run(file, args, options = {}) {
       const argv = [file, ...args];
       const program = resolveProgram(file);

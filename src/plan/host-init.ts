@@ -88,7 +88,8 @@ export interface HostInitPlan {
 /** Packages the pipeline needs for this manifest (or for any manifest when there is none). */
 export function requiredPackages(manifest: Manifest | undefined, observed: Pick<HostInitObserved, 'networkdBinary' | 'ubuntuKeyring'>): string[] {
   const machines = Object.values(manifest?.machines ?? {});
-  const pkgs = new Set(['systemd-container', 'dbus']);
+  // zstd: backup and restore compress with it (tar is in every Debian and Ubuntu).
+  const pkgs = new Set(['systemd-container', 'dbus', 'zstd']);
   const tools = new Set(machines.map((m) => m.bootstrapper));
   if (tools.size === 0 || tools.has('auto') || tools.has('mmdebstrap')) pkgs.add('mmdebstrap');
   if (tools.has('debootstrap')) pkgs.add('debootstrap');
@@ -118,7 +119,7 @@ export function planHostInit(manifest: Manifest | undefined, o: HostInitObserved
 
   const missing = requiredPackages(manifest, o).filter((p) => !o.installed.includes(p));
   if (missing.length > 0) {
-    steps.push({ kind: 'install-packages', packages: missing, reason: 'needed by nspawnctl apply' });
+    steps.push({ kind: 'install-packages', packages: missing, reason: 'needed by nspawnctl apply, backup and restore' });
     next.installedPackages = union(next.installedPackages, missing);
   }
 

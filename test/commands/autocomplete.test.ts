@@ -36,7 +36,7 @@ function complete(words: string[]): string[] {
 
 describe('the bash completion', () => {
   test.each([
-    [['nspawnctl', ''], ['apply', 'audit', 'autocomplete', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'rebuild', 'render', 'rollback', 'shell', 'status', 'upgrade']],
+    [['nspawnctl', ''], ['apply', 'audit', 'autocomplete', 'backup', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'rebuild', 'render', 'restore', 'rollback', 'shell', 'status', 'upgrade']],
     [['nspawnctl', 'a'], ['apply', 'audit', 'autocomplete']],
     [['nspawnctl', 'host', ''], ['init']],
     [['nspawnctl', 'cache', ''], ['list', 'prune']],
@@ -46,6 +46,8 @@ describe('the bash completion', () => {
     [['nspawnctl', 'destroy', ''], ['db', 'web']],
     [['nspawnctl', 'destroy', 'w'], ['web']],
     [['nspawnctl', 'status', ''], ['db', 'web']],
+    [['nspawnctl', 'backup', ''], ['db', 'web']],
+    [['nspawnctl', 'backup', '--to', 'x.tar.zst', 'w'], ['web']],
     [['nspawnctl', 'profile', 'syscalls', ''], ['db', 'web']],
     [['nspawnctl', 'destroy', '--yes', ''], ['db', 'web']],
     [['nspawnctl', 'destroy', '--stop-timeout', '5', ''], ['db', 'web']],
@@ -69,7 +71,7 @@ describe('the bash completion', () => {
     [['nspawnctl', 'autocomplete', ''], ['bash', 'zsh']],
     [['nspawnctl', 'autocomplete', 'z'], ['zsh']],
     // help COMMAND...: command words only
-    [['nspawnctl', 'help', ''], ['apply', 'audit', 'autocomplete', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'rebuild', 'render', 'rollback', 'shell', 'status', 'upgrade']],
+    [['nspawnctl', 'help', ''], ['apply', 'audit', 'autocomplete', 'backup', 'cache', 'destroy', 'exec', 'help', 'host', 'init', 'list', 'logs', 'plan', 'profile', 'rebuild', 'render', 'restore', 'rollback', 'shell', 'status', 'upgrade']],
     [['nspawnctl', 'help', 'host', ''], ['init']],
     [['nspawnctl', 'help', '-'], []],
   ])('%j -> %j', (words, expected) => {
@@ -93,7 +95,7 @@ describe('nspawnctl autocomplete', () => {
     const r = await runCli(['autocomplete', 'bash']);
     expect([r.exitCode, r.stderr]).toEqual([0, '']);
     expect(r.stdout.split('\n').slice(0, 6)).toEqual([
-      '# bash completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.',
+      '# bash completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.',
       '# Printed by `nspawnctl autocomplete bash`. Load it into this shell with',
       '#   source <(nspawnctl autocomplete bash)',
       '# and into every new one by saving it where bash-completion looks:',
@@ -111,7 +113,7 @@ describe('nspawnctl autocomplete', () => {
     expect([r.exitCode, r.stderr]).toEqual([0, '']);
     const [header, body] = [r.stdout.split('\n').slice(0, 7), r.stdout.split('\n').slice(7).join('\n')];
     expect(header).toEqual([
-      '# zsh completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.',
+      '# zsh completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.',
       '# Printed by `nspawnctl autocomplete zsh`. Load it from ~/.zshrc with',
       '#   source <(nspawnctl autocomplete zsh)',
       "# It is the bash completion run by zsh's bashcompinit, so both shells complete alike.",
@@ -131,9 +133,9 @@ describe('nspawnctl autocomplete', () => {
 
   test('without SHELL argument: the shell $SHELL names', async () => {
     const zsh = await runCli(['autocomplete'], { SHELL: '/usr/bin/zsh' });
-    expect([zsh.exitCode, zsh.stdout.split('\n')[0]]).toEqual([0, '# zsh completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.']);
+    expect([zsh.exitCode, zsh.stdout.split('\n')[0]]).toEqual([0, '# zsh completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.']);
     const bash = await runCli(['autocomplete'], { SHELL: '/bin/bash' });
-    expect([bash.exitCode, bash.stdout.split('\n')[0]]).toEqual([0, '# bash completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.']);
+    expect([bash.exitCode, bash.stdout.split('\n')[0]]).toEqual([0, '# bash completion for nspawnctl 0.1.0: commands, flags, and the managed machines for audit, backup, destroy, exec, logs, rebuild, rollback, shell, status and profile syscalls.']);
   });
 
   test('another shell, or none, is a usage error (exit 2) naming the choices', async () => {

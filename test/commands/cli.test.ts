@@ -21,7 +21,7 @@ describe('help for the whole CLI', () => {
     expect(topics.split('\n').filter((l) => /^ {2}\S/.test(l)).map((l) => l.trim().split(/\s+/)[0])).toEqual(TOPICS);
     const top = Object.keys(COMMANDS).filter((id) => !id.includes(':'));
     expect(commands.split('\n').filter((l) => /^ {2}\S/.test(l)).map((l) => l.trim().split(/\s+/)[0])).toEqual(top);
-    expect(top).toEqual(['apply', 'audit', 'autocomplete', 'destroy', 'exec', 'help', 'init', 'list', 'logs', 'plan', 'rebuild', 'render', 'rollback', 'shell', 'status', 'upgrade']);
+    expect(top).toEqual(['apply', 'audit', 'autocomplete', 'backup', 'destroy', 'exec', 'help', 'init', 'list', 'logs', 'plan', 'rebuild', 'render', 'restore', 'rollback', 'shell', 'status', 'upgrade']);
   });
 });
 

@@ -192,6 +192,21 @@ describe('nspawnctl destroy', () => {
     expect(host.fs.paths().filter((p) => p.startsWith('/var/lib/machines/') && !p.startsWith('/var/lib/machines/db'))).toEqual([]);
   });
 
+  test('a read-only snapshot a killed backup left is deleted with btrfs (rm cannot)', async () => {
+    const host = convergedHost();
+    const snapshot = '/var/lib/machines/.nspawnctl-web.snapshot';
+    host.fs.addFile(`${snapshot}/etc/hostname`, 'web\n');
+    host.runner.on(['btrfs', 'subvolume', 'delete', snapshot], () => {
+      host.fs.nodes.forEach((_n, p) => p.startsWith(snapshot) && host.fs.nodes.delete(p));
+      return {};
+    });
+    const r = await runCommand(destroyWith(host), ['web', '--yes', '--json']);
+    expect(r.error).toBeUndefined();
+    expect(JSON.parse(r.stdout).removed).toEqual([autostartLinkPath('web'), '/etc/systemd/nspawn/web.nspawn', '/var/lib/machines/web', snapshot, '/var/lib/nspawnctl/machines/web.json']);
+    expect(host.runner.argvs().slice(-1)).toEqual([['btrfs', 'subvolume', 'delete', snapshot]]);
+    expect(host.fs.paths().filter((p) => p.startsWith(snapshot))).toEqual([]);
+  });
+
   test('--json reports what was removed', async () => {
     const host = convergedHost();
     const r = await runCommand(destroyWith(host), ['db', '--yes', '--json']);

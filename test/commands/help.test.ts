@@ -9,7 +9,7 @@ import { COMMANDS } from './helpers/src-commands';
 const commands = Object.entries(COMMANDS).map(([id, Cmd]) => [id.split(':').join(' '), id, Cmd] as [string, string, { examples?: unknown; summary?: string }]);
 
 test('every command is covered', () => {
-  expect(commands.map(([id]) => id)).toEqual(['apply', 'audit', 'autocomplete', 'cache list', 'cache prune', 'destroy', 'exec', 'help', 'host init', 'init', 'list', 'logs', 'plan', 'profile syscalls', 'rebuild', 'render', 'rollback', 'shell', 'status', 'upgrade']);
+  expect(commands.map(([id]) => id)).toEqual(['apply', 'audit', 'autocomplete', 'backup', 'cache list', 'cache prune', 'destroy', 'exec', 'help', 'host init', 'init', 'list', 'logs', 'plan', 'profile syscalls', 'rebuild', 'render', 'restore', 'rollback', 'shell', 'status', 'upgrade']);
 });
 
 describe.each(commands)('nspawnctl %s --help', (id, oclifId, Cmd) => {

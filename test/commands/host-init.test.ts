@@ -19,7 +19,7 @@ machines:
     network: { bridge: br0, address: 10.0.0.2 }
 `;
 const INPUTS = { 'machines.yaml': MANIFEST };
-const PACKAGES = ['dbus', 'mmdebstrap', 'nftables', 'systemd-container'];
+const PACKAGES = ['dbus', 'mmdebstrap', 'nftables', 'systemd-container', 'zstd'];
 const P = {
   netdev: '/etc/systemd/network/50-nspawnctl-br0.netdev',
   network: '/etc/systemd/network/50-nspawnctl-br0.network',
@@ -75,7 +75,7 @@ const CHANGING = (argv: string[]) =>
   argv[0] === 'apt-get' || (argv[0] === 'systemctl' && ['enable', 'disable', 'start'].includes(argv[1])) || argv[0] === 'sysctl' || (argv[0] === 'networkctl' && argv[1] !== 'status');
 
 const FRESH_REPORT = [
-  '  - install dbus mmdebstrap nftables systemd-container  (needed by nspawnctl apply)',
+  '  - install dbus mmdebstrap nftables systemd-container zstd  (needed by nspawnctl apply, backup and restore)',
   '  - write /etc/systemd/networkd.conf.d/50-nspawnctl.conf  (networkd must not touch routes of links it does not manage)',
   '  - enable and start systemd-networkd.service  (it creates the bridges)',
   '  - record network br0 as managed by nspawnctl  (new network)',
@@ -290,7 +290,7 @@ describe('nspawnctl host init', () => {
     const r = await runCommand(initWith(host), []);
     expect(r.error).toBeUndefined();
     expect(r.exitCode).toBe(0);
-    const packages = ['dbus', 'mmdebstrap', 'systemd-container', 'systemd-networkd'];
+    const packages = ['dbus', 'mmdebstrap', 'systemd-container', 'systemd-networkd', 'zstd'];
     expect(host.runner.argvs().slice(0, 6)).toEqual([
       ['dpkg-query', '-W', '-f=${Package} ${Status}\\n', ...packages],
       ['systemctl', 'is-enabled', 'systemd-networkd.service'],
@@ -346,7 +346,7 @@ describe('nspawnctl host init', () => {
     });
     const r = await runCommand(initWith(host), ['machines.yaml']);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toContain('nspawnctl: command apt-get install -y dbus mmdebstrap nftables systemd-container exited with code 100:\n    E: Unable to locate package mmdebstrap\n');
+    expect(r.stderr).toContain('nspawnctl: command apt-get install -y dbus mmdebstrap nftables systemd-container zstd exited with code 100:\n    E: Unable to locate package mmdebstrap\n');
     expect(effects(host)).toEqual([
       ['apt-get', 'update'],
       ['apt-get', 'install', '-y', ...PACKAGES],
@@ -406,7 +406,7 @@ describe('nspawnctl host init --undo', () => {
     const r = await runCommand(initWith(host), ['--undo']);
     expect(r.error).toBeUndefined();
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toBe('Undone: removed 5 file(s), disabled 2 unit(s). Packages host init installed are kept; remove them with: apt-get remove dbus mmdebstrap nftables systemd-container\n');
+    expect(r.stdout).toBe('Undone: removed 5 file(s), disabled 2 unit(s). Packages host init installed are kept; remove them with: apt-get remove dbus mmdebstrap nftables systemd-container zstd\n');
     expect(changes(host)).toEqual([...RECORD.files.map((p) => `remove ${p}`), `remove ${HOST_RECORD}`]);
     expect(host.fs.paths()).toEqual(before.filter((p) => !RECORD.files.includes(p) && p !== HOST_RECORD));
     expect(host.fs.nodes.has('/etc/systemd/network/10-uplink.network')).toBe(true);

@@ -1,6 +1,8 @@
 // An in-memory Host for unit tests: a filesystem with the semantics of createNodeFs, and a
 // runner that records every call and answers only from scripted responses.
+import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import { Readable, Writable } from 'node:stream';
 import { CommandFailedError, InterruptedError, NspawnctlError, UnsafePathError } from '../../src/errors';
 import { assertHostPath, FileInfo, HostFs, WriteAccess, WriteOptions } from '../../src/host/fs';
 import { Host, LockFile } from '../../src/host/host';
@@ -8,6 +10,8 @@ import { HeadOptions, HeadResult, Http, HttpError } from '../../src/host/http';
 import { isWithin } from '../../src/host/paths';
 import { MAX_ROOTFS_READ, RootfsEntryState, RootfsHandle, rootfsPathParts, RootfsWriteOptions } from '../../src/host/rootfs-handle';
 import { RunOptions, RunResult, Runner } from '../../src/host/runner';
+import { ArchiveFile, ArchiveOutput, PipeCommand, PipelineOptions, PipelineResult } from '../../src/host/archive-io';
+import { insideMachinePath } from '../../src/host/paths';
 
 export type FakeNode =
   | { type: 'file'; content: string; mode: number; uid: number; gid: number }
@@ -417,6 +421,8 @@ export interface RunCall {
   file: string;
   args: string[];
   options?: RunOptions;
+  /** For a pipeline: its options (its argv is every program's, joined by "|"). */
+  pipeline?: PipelineOptions;
 }
 
 /** Matches an exact argv (file first), or any argv a predicate accepts. */
@@ -444,6 +450,50 @@ export class FakeRunner implements Runner {
   /** The argv of every call, file first. */
   argvs(): string[][] {
     return this.calls.map((c) => [c.file, ...c.args]);
+  }
+
+  /**
+   * A pipeline is one call whose argv is each program's argv joined by "|", answered by the same
+   * scripted responses: `stdout` is what the last program prints (fed line by line to a `lines`
+   * output, written into a `file` output as latin1 bytes). Its input is read from the fake
+   * archive and hashed for real; progress is reported once, at the end.
+   */
+  async pipeline(commands: PipeCommand[], options: PipelineOptions): Promise<PipelineResult> {
+    const argv = commands.flatMap((c, i) => [...(i > 0 ? ['|'] : []), c.file, ...c.args]);
+    const call: RunCall = { file: argv[0], args: argv.slice(1), pipeline: options };
+    this.calls.push(call);
+    const s = this.scripted.find((x) => x.remaining > 0 && matches(x.matcher, argv));
+    if (!s) {
+      this.unmatched.push(argv);
+      throw new Error(`FakeRunner: unexpected command ${JSON.stringify(argv)}`);
+    }
+    s.remaining--;
+    const r = typeof s.response === 'function' ? s.response(call) : s.response;
+    const input = options.input ? (await options.input.file.read(options.input.start, options.input.end - options.input.start)) : undefined;
+    if ((r.exitCode ?? 0) !== 0) throw new CommandFailedError(argv, r.exitCode, r.stderr ?? '');
+    const stdout = r.stdout ?? '';
+    // Every program is taken to have written as much as the last one printed.
+    const progress = { input: input?.length ?? 0, stages: commands.map(() => Buffer.byteLength(stdout, 'latin1')) };
+    options.onProgress?.(progress);
+    const out = options.output;
+    let outputSha256: string | undefined;
+    if (out.kind === 'lines') {
+      const lines = stdout.split('\n');
+      if (lines[lines.length - 1] === '') lines.pop();
+      for (const line of lines) out.onLine(line);
+    } else if (out.kind === 'text' && Buffer.byteLength(stdout) > out.maxBytes) {
+      throw new NspawnctlError(`output is larger than ${out.maxBytes} bytes`, { exitCode: 2 });
+    } else if (out.kind === 'file') {
+      const bytes = Buffer.from(stdout, 'latin1');
+      await (out.file as FakeArchiveOutput).write(bytes);
+      outputSha256 = createHash('sha256').update(bytes).digest('hex');
+    }
+    return {
+      stdout: out.kind === 'text' ? stdout : '',
+      inputSha256: input ? createHash('sha256').update(input).digest('hex') : undefined,
+      outputSha256,
+      progress,
+    };
   }
 
   async run(file: string, args: string[], options?: RunOptions): Promise<RunResult> {
@@ -507,6 +557,95 @@ export class FakeHttp implements Http {
   }
 }
 
+/** A backup archive of a FakeHost: bytes, owner and mode. */
+export interface FakeArchive {
+  data: Buffer;
+  uid: number;
+  mode: number;
+}
+
+/** Reads a FakeArchive; `changeAfterReads` makes it report a change once it was read that often. */
+export class FakeArchiveFile implements ArchiveFile {
+  reads = 0;
+  constructor(
+    readonly path: string,
+    private readonly archive: FakeArchive,
+    private readonly changeAfterReads = Infinity,
+  ) {}
+
+  get size(): number {
+    return this.archive.data.length;
+  }
+
+  get uid(): number {
+    return this.archive.uid;
+  }
+
+  get mode(): number {
+    return this.archive.mode;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.reads++;
+    return Buffer.from(this.archive.data.subarray(offset, offset + length));
+  }
+
+  stream(start: number, end: number): Readable {
+    return Readable.from([this.archive.data.subarray(start, end)]);
+  }
+
+  async unchanged(): Promise<boolean> {
+    return this.reads <= this.changeAfterReads;
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Writes a FakeArchive under a temporary key of FakeHost.archives, moved to its path by commit(). */
+export class FakeArchiveOutput implements ArchiveOutput {
+  private data = Buffer.alloc(0);
+  private done = false;
+
+  constructor(
+    private readonly host: FakeHost,
+    readonly path: string,
+    readonly tempPath: string,
+  ) {
+    host.archives.set(tempPath, { data: this.data, uid: 0, mode: 0o600 });
+  }
+
+  async write(bytes: Buffer): Promise<void> {
+    this.data = Buffer.concat([this.data, bytes]);
+    this.host.archives.set(this.tempPath, { data: this.data, uid: 0, mode: 0o600 });
+  }
+
+  writable(): Writable {
+    return new Writable({ write: (chunk: Buffer, _e, cb) => void this.write(chunk).then(() => cb(), cb) });
+  }
+
+  async append(bytes: Buffer): Promise<void> {
+    await this.write(bytes);
+  }
+
+  async reopen(): Promise<ArchiveFile> {
+    return new FakeArchiveFile(this.tempPath, this.host.archives.get(this.tempPath)!);
+  }
+
+  async commit({ replace }: { replace: boolean }): Promise<void> {
+    if (this.host.archives.has(this.path) && !replace) throw new NspawnctlError(`${this.path} appeared while the backup was written; nothing was replaced`, { exitCode: 2 });
+    this.host.archives.set(this.path, this.host.archives.get(this.tempPath)!);
+    this.host.archives.delete(this.tempPath);
+    this.host.fs.changes.push(`archive ${this.path}`);
+    this.done = true;
+  }
+
+  async discard(): Promise<void> {
+    if (this.done) return;
+    this.host.archives.delete(this.tempPath);
+    this.done = true;
+  }
+}
+
 /** One lock file of a FakeHost: its text, who holds it, and who waits for it (in order). */
 interface FakeLock {
   note: string;
@@ -528,6 +667,10 @@ export class FakeHost implements Host {
   readonly http = new FakeHttp();
   readonly inputs = new Map<string, string>();
   readonly locks = new Map<string, FakeLock>();
+  /** Backup archives by path as given (relative paths are the working directory's). */
+  readonly archives = new Map<string, FakeArchive>();
+  /** The archive opened next reports a change after this many reads (a file changed under us). */
+  archiveChangesAfterReads = Infinity;
   uid = 0;
   pid = 4242;
   signal?: AbortSignal;
@@ -543,6 +686,18 @@ export class FakeHost implements Host {
     const text = this.inputs.get(path);
     if (text === undefined) throw new NspawnctlError(`cannot read ${path}: no such file`, { exitCode: 2 });
     return text;
+  }
+
+  async openArchive(path: string): Promise<ArchiveFile> {
+    const archive = this.archives.get(path);
+    if (!archive) throw new NspawnctlError(`cannot read ${path}: no such file`, { exitCode: 2 });
+    return new FakeArchiveFile(path, archive, this.archiveChangesAfterReads);
+  }
+
+  async createArchive(path: string, options: { replace: boolean }): Promise<ArchiveOutput> {
+    if (insideMachinePath(posix.resolve('/srv/conf', path))) throw new NspawnctlError(`refusing to write ${path}: ${posix.dirname(posix.resolve('/srv/conf', path))} is inside a machine's root filesystem`, { exitCode: 2 });
+    if (this.archives.has(path) && !options.replace) throw new NspawnctlError(`${path} already exists; nothing was written`, { exitCode: 2 });
+    return new FakeArchiveOutput(this, path, posix.join(posix.dirname(path), `.${posix.basename(path)}.nspawnctl-tmp`));
   }
 
   async openLock(path: string): Promise<LockFile> {

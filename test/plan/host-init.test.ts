@@ -85,21 +85,21 @@ const NETWORK_STEPS = [
 describe('requiredPackages', () => {
   const deb12 = { networkdBinary: true, ubuntuKeyring: false };
   test.each<[string, string | undefined, { networkdBinary: boolean; ubuntuKeyring: boolean }, string[]]>([
-    ['no manifest: mmdebstrap by default', undefined, deb12, ['dbus', 'mmdebstrap', 'systemd-container']],
-    ['no machines: mmdebstrap', 'machines: {}\n', deb12, ['dbus', 'mmdebstrap', 'systemd-container']],
-    ['bootstrapper auto (the default): mmdebstrap', PLAIN, deb12, ['dbus', 'mmdebstrap', 'systemd-container']],
-    ['explicit mmdebstrap', 'machines:\n  a: { bootstrapper: mmdebstrap }\n', deb12, ['dbus', 'mmdebstrap', 'systemd-container']],
-    ['only debootstrap machines: debootstrap, no mmdebstrap', 'machines:\n  a: { bootstrapper: debootstrap }\n', deb12, ['dbus', 'debootstrap', 'systemd-container']],
-    ['debootstrap from defaults', 'defaults: { bootstrapper: debootstrap }\nmachines:\n  a: {}\n  b: {}\n', deb12, ['dbus', 'debootstrap', 'systemd-container']],
-    ['one auto, one debootstrap: both', 'machines:\n  a: {}\n  b: { bootstrapper: debootstrap }\n', deb12, ['dbus', 'debootstrap', 'mmdebstrap', 'systemd-container']],
-    ['nat network: nftables', NAT, deb12, ['dbus', 'mmdebstrap', 'nftables', 'systemd-container']],
-    ['network without nat: no nftables', PLAIN, deb12, ['dbus', 'mmdebstrap', 'systemd-container']],
-    ['isolated network: nftables', ISOLATED, deb12, ['dbus', 'mmdebstrap', 'nftables', 'systemd-container']],
-    ['Debian 13 (no networkd binary): systemd-networkd', undefined, { networkdBinary: false, ubuntuKeyring: false }, ['dbus', 'mmdebstrap', 'systemd-container', 'systemd-networkd']],
-    ['ubuntu machine without the keyring: ubuntu-keyring', 'machines:\n  a: { distribution: ubuntu }\n', deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'ubuntu-keyring']],
-    ['ubuntu machine, keyring present: none', 'machines:\n  a: { distribution: ubuntu }\n', { networkdBinary: true, ubuntuKeyring: true }, ['dbus', 'mmdebstrap', 'systemd-container']],
-    ['debian machines never need ubuntu-keyring', 'machines:\n  a: {}\n', deb12, ['dbus', 'mmdebstrap', 'systemd-container']],
-    ['no manifest: no ubuntu-keyring even when missing', undefined, deb12, ['dbus', 'mmdebstrap', 'systemd-container']],
+    ['no manifest: mmdebstrap by default', undefined, deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'zstd']],
+    ['no machines: mmdebstrap', 'machines: {}\n', deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'zstd']],
+    ['bootstrapper auto (the default): mmdebstrap', PLAIN, deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'zstd']],
+    ['explicit mmdebstrap', 'machines:\n  a: { bootstrapper: mmdebstrap }\n', deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'zstd']],
+    ['only debootstrap machines: debootstrap, no mmdebstrap', 'machines:\n  a: { bootstrapper: debootstrap }\n', deb12, ['dbus', 'debootstrap', 'systemd-container', 'zstd']],
+    ['debootstrap from defaults', 'defaults: { bootstrapper: debootstrap }\nmachines:\n  a: {}\n  b: {}\n', deb12, ['dbus', 'debootstrap', 'systemd-container', 'zstd']],
+    ['one auto, one debootstrap: both', 'machines:\n  a: {}\n  b: { bootstrapper: debootstrap }\n', deb12, ['dbus', 'debootstrap', 'mmdebstrap', 'systemd-container', 'zstd']],
+    ['nat network: nftables', NAT, deb12, ['dbus', 'mmdebstrap', 'nftables', 'systemd-container', 'zstd']],
+    ['network without nat: no nftables', PLAIN, deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'zstd']],
+    ['isolated network: nftables', ISOLATED, deb12, ['dbus', 'mmdebstrap', 'nftables', 'systemd-container', 'zstd']],
+    ['Debian 13 (no networkd binary): systemd-networkd', undefined, { networkdBinary: false, ubuntuKeyring: false }, ['dbus', 'mmdebstrap', 'systemd-container', 'systemd-networkd', 'zstd']],
+    ['ubuntu machine without the keyring: ubuntu-keyring', 'machines:\n  a: { distribution: ubuntu }\n', deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'ubuntu-keyring', 'zstd']],
+    ['ubuntu machine, keyring present: none', 'machines:\n  a: { distribution: ubuntu }\n', { networkdBinary: true, ubuntuKeyring: true }, ['dbus', 'mmdebstrap', 'systemd-container', 'zstd']],
+    ['debian machines never need ubuntu-keyring', 'machines:\n  a: {}\n', deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'zstd']],
+    ['no manifest: no ubuntu-keyring even when missing', undefined, deb12, ['dbus', 'mmdebstrap', 'systemd-container', 'zstd']],
   ])('%s', (_name, text, observed, expected) => {
     expect(requiredPackages(text === undefined ? undefined : manifestOf(text), observed)).toEqual(expected);
   });
@@ -109,7 +109,7 @@ describe('planHostInit on a fresh host', () => {
   test('with a nat network: every step, in order, with its reason and the full record', () => {
     const plan = planHostInit(manifestOf(NAT), freshObserved(), OPTIONS);
     expect(keys(plan)).toEqual([
-      'install-packages dbus mmdebstrap nftables systemd-container',
+      'install-packages dbus mmdebstrap nftables systemd-container zstd',
       `write-file ${NETWORKD_CONF_PATH}`,
       'enable-unit systemd-networkd.service --now',
       ...NETWORK_STEPS,
@@ -120,7 +120,7 @@ describe('planHostInit on a fresh host', () => {
       'write-host-record',
     ]);
     expect(plan.steps.map(describeHostInitStep)).toEqual([
-      'install dbus mmdebstrap nftables systemd-container',
+      'install dbus mmdebstrap nftables systemd-container zstd',
       'write /etc/systemd/networkd.conf.d/50-nspawnctl.conf',
       'enable and start systemd-networkd.service',
       'record network br0 as managed by nspawnctl',
@@ -135,7 +135,7 @@ describe('planHostInit on a fresh host', () => {
       'record what host init changed in /var/lib/nspawnctl/host.json',
     ]);
     expect(plan.steps.map((s) => s.reason)).toEqual([
-      'needed by nspawnctl apply',
+      'needed by nspawnctl apply, backup and restore',
       'networkd must not touch routes of links it does not manage',
       'it creates the bridges',
       'new network',
@@ -155,7 +155,7 @@ describe('planHostInit on a fresh host', () => {
       kind: 'host',
       files: [SYSCTL_PATH, LIMITS_PATH, P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord],
       enabledUnits: ['machines.target', 'systemd-networkd.service'],
-      installedPackages: ['dbus', 'mmdebstrap', 'nftables', 'systemd-container'],
+      installedPackages: ['dbus', 'mmdebstrap', 'nftables', 'systemd-container', 'zstd'],
       bridges: ['br0'],
       sysctls: LIMITS_RECORD,
     });
@@ -175,7 +175,7 @@ describe('planHostInit on a fresh host', () => {
   test('without nat: no sysctl file, no set-sysctl, no nftables (ip_forward 0 is left alone)', () => {
     const plan = planHostInit(manifestOf(PLAIN), freshObserved(), OPTIONS);
     expect(keys(plan)).toEqual([
-      'install-packages dbus mmdebstrap systemd-container',
+      'install-packages dbus mmdebstrap systemd-container zstd',
       `write-file ${NETWORKD_CONF_PATH}`,
       'enable-unit systemd-networkd.service --now',
       ...NETWORK_STEPS,
@@ -189,7 +189,7 @@ describe('planHostInit on a fresh host', () => {
   test('with no manifest at all: packages, networkd, the kernel limits and machines.target only', () => {
     const plan = planHostInit(undefined, freshObserved({ forwardPolicyDrop: true, firewalldActive: true }), OPTIONS);
     expect(keys(plan)).toEqual([
-      'install-packages dbus mmdebstrap systemd-container',
+      'install-packages dbus mmdebstrap systemd-container zstd',
       `write-file ${NETWORKD_CONF_PATH}`,
       'enable-unit systemd-networkd.service --now',
       ...LIMIT_STEPS,
@@ -206,7 +206,7 @@ describe('planHostInit on a fresh host', () => {
       '# Do not edit: nspawnctl apply rewrites this file; change the manifest instead.\n\n[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n',
     );
     expect(recordOf(plan)).toEqual(
-      hostRecord({ files: [LIMITS_PATH, NETWORKD_CONF_PATH], enabledUnits: ['machines.target', 'systemd-networkd.service'], installedPackages: ['dbus', 'mmdebstrap', 'systemd-container'], sysctls: LIMITS_RECORD }),
+      hostRecord({ files: [LIMITS_PATH, NETWORKD_CONF_PATH], enabledUnits: ['machines.target', 'systemd-networkd.service'], installedPackages: ['dbus', 'mmdebstrap', 'systemd-container', 'zstd'], sysctls: LIMITS_RECORD }),
     );
     const limits = plan.steps.find((s) => s.kind === 'write-file' && s.path === LIMITS_PATH);
     expect(limits?.kind === 'write-file' && limits.content).toBe(LIMITS_CONF_NO_MANIFEST);
@@ -228,13 +228,13 @@ describe('planHostInit on a fresh host', () => {
 
   test('Debian 13 (no networkd binary): installs systemd-networkd', () => {
     const plan = planHostInit(undefined, freshObserved({ networkdBinary: false }), OPTIONS);
-    expect(plan.steps[0]).toEqual({ kind: 'install-packages', packages: ['dbus', 'mmdebstrap', 'systemd-container', 'systemd-networkd'], reason: 'needed by nspawnctl apply' });
+    expect(plan.steps[0]).toEqual({ kind: 'install-packages', packages: ['dbus', 'mmdebstrap', 'systemd-container', 'systemd-networkd', 'zstd'], reason: 'needed by nspawnctl apply, backup and restore' });
   });
 
   test('an ubuntu machine on a host without the keyring: ubuntu-keyring; with it: not', () => {
     const text = 'machines:\n  a: { distribution: ubuntu }\n';
-    expect(keys(planHostInit(manifestOf(text), freshObserved(), OPTIONS))[0]).toBe('install-packages dbus mmdebstrap systemd-container ubuntu-keyring');
-    expect(keys(planHostInit(manifestOf(text), freshObserved({ ubuntuKeyring: true }), OPTIONS))[0]).toBe('install-packages dbus mmdebstrap systemd-container');
+    expect(keys(planHostInit(manifestOf(text), freshObserved(), OPTIONS))[0]).toBe('install-packages dbus mmdebstrap systemd-container ubuntu-keyring zstd');
+    expect(keys(planHostInit(manifestOf(text), freshObserved({ ubuntuKeyring: true }), OPTIONS))[0]).toBe('install-packages dbus mmdebstrap systemd-container zstd');
   });
 });
 
@@ -278,7 +278,7 @@ describe('planHostInit on a ready host', () => {
 describe('planHostInit on a partly ready host', () => {
   test('packages installed, networkd disabled and inactive: networkd and the rest, no install', () => {
     const manifest = manifestOf(NAT);
-    const plan = planHostInit(manifest, freshObserved({ installed: ['dbus', 'mmdebstrap', 'nftables', 'systemd-container'] }), OPTIONS);
+    const plan = planHostInit(manifest, freshObserved({ installed: ['dbus', 'mmdebstrap', 'nftables', 'systemd-container', 'zstd'] }), OPTIONS);
     expect(keys(plan)).toEqual([
       `write-file ${NETWORKD_CONF_PATH}`,
       'enable-unit systemd-networkd.service --now',
@@ -293,8 +293,8 @@ describe('planHostInit on a partly ready host', () => {
   });
 
   test('some packages installed: only the missing ones are installed and recorded', () => {
-    const plan = planHostInit(manifestOf(NAT), freshObserved({ installed: ['dbus', 'systemd-container'] }), OPTIONS);
-    expect(plan.steps[0]).toEqual({ kind: 'install-packages', packages: ['mmdebstrap', 'nftables'], reason: 'needed by nspawnctl apply' });
+    const plan = planHostInit(manifestOf(NAT), freshObserved({ installed: ['dbus', 'systemd-container', 'zstd'] }), OPTIONS);
+    expect(plan.steps[0]).toEqual({ kind: 'install-packages', packages: ['mmdebstrap', 'nftables'], reason: 'needed by nspawnctl apply, backup and restore' });
     expect(recordOf(plan)?.installedPackages).toEqual(['mmdebstrap', 'nftables']);
   });
 
@@ -504,14 +504,14 @@ describe('the host record', () => {
     const earlier = hostRecord({
       files: [LIMITS_PATH, NETWORKD_CONF_PATH],
       enabledUnits: ['systemd-networkd.service'],
-      installedPackages: ['dbus', 'mmdebstrap', 'systemd-container'],
+      installedPackages: ['dbus', 'mmdebstrap', 'systemd-container', 'zstd'],
       bridges: ['old0'],
       sysctls: LIMITS_RECORD,
     });
     // The earlier run was without a manifest; now one with a nat network (nftables, br0, forwarding).
     // The limits file is rewritten only for its header, which names the manifest now.
     const observed = readyObserved(undefined, {
-      installed: ['dbus', 'mmdebstrap', 'systemd-container'],
+      installed: ['dbus', 'mmdebstrap', 'systemd-container', 'zstd'],
       files: { [NETWORKD_CONF_PATH]: NETWORKD_CONF, [LIMITS_PATH]: LIMITS_CONF_NO_MANIFEST },
       ipForward: false,
       machinesTargetEnabled: false,
@@ -533,7 +533,7 @@ describe('the host record', () => {
       kind: 'host',
       files: [SYSCTL_PATH, LIMITS_PATH, P.netdev, P.network, NETWORKD_CONF_PATH, P.netRecord],
       enabledUnits: ['machines.target', 'systemd-networkd.service'],
-      installedPackages: ['dbus', 'mmdebstrap', 'nftables', 'systemd-container'],
+      installedPackages: ['dbus', 'mmdebstrap', 'nftables', 'systemd-container', 'zstd'],
       bridges: ['br0', 'old0'],
       sysctls: LIMITS_RECORD,
     });
@@ -618,7 +618,7 @@ describe('kernel limits for many machines', () => {
   test('idempotent: with the file and the raised values in place, a second run plans nothing', () => {
     const first = planHostInit(undefined, freshObserved(), OPTIONS);
     const record = recordOf(first);
-    const again = planHostInit(undefined, freshObserved({ installed: ['dbus', 'mmdebstrap', 'systemd-container'], networkdEnabled: true, networkdActive: true, machinesTargetEnabled: true, files: { [LIMITS_PATH]: limitsFile(first)! }, sysctls: { ...DEFAULTS, 'fs.inotify.max_user_instances': 4096, 'user.max_inotify_instances': 4096 }, record }), OPTIONS);
+    const again = planHostInit(undefined, freshObserved({ installed: ['dbus', 'mmdebstrap', 'systemd-container', 'zstd'], networkdEnabled: true, networkdActive: true, machinesTargetEnabled: true, files: { [LIMITS_PATH]: limitsFile(first)! }, sysctls: { ...DEFAULTS, 'fs.inotify.max_user_instances': 4096, 'user.max_inotify_instances': 4096 }, record }), OPTIONS);
     expect(again.steps).toEqual([]);
     expect(again.findings).toEqual([]);
   });
