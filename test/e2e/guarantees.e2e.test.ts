@@ -76,10 +76,13 @@ function lockIsFree(): boolean {
 function noBootstrapperRunning(): void {
   // pdeathsig: killing apply (even with SIGKILL) takes its mmdebstrap down with it. mmdebstrap
   // finishes the step it is in (an apt or dpkg child) before it exits, which took over 10 s on a
-  // loaded CI machine: wait for the processes themselves to end (pidwait), bounded only so that
-  // an orphan that goes on bootstrapping fails the test instead of hanging it.
-  const r = sb.exec(['sh', '-c', 'timeout 120 pidwait -x mmdebstrap; ! pgrep -x mmdebstrap >/dev/null'], { check: false });
-  expect({ mmdebstrapGone: r.code === 0 }).toEqual({ mmdebstrapGone: true });
+  // loaded CI machine, and on its way out it forks helpers of the same name: wait (pidwait) until
+  // none is left, bounded only so that an orphan that goes on bootstrapping fails the test
+  // instead of hanging it.
+  const r = sb.exec(['sh', '-c', 'timeout 120 sh -c "while pgrep -x mmdebstrap >/dev/null; do pidwait -x mmdebstrap || sleep 0.2; done"'], { check: false });
+  // What is left, if anything, is shown with the failure.
+  const left = r.code === 0 ? '' : sb.exec(['ps', '-eo', 'pid,ppid,etimes,stat,args'], { check: false }).stdout.split('\n').filter((l) => /mmdebstrap|apt|dpkg/.test(l)).join('\n');
+  expect({ mmdebstrapGone: r.code === 0, left }).toEqual({ mmdebstrapGone: true, left: '' });
 }
 
 e2eSuite('never half-done', () => {
