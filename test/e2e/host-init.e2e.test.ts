@@ -47,7 +47,13 @@ e2eSuite('host init on a fresh host', () => {
   });
 
   timed('2. host init installs, enables networkd, creates the bridge, enables forwarding', () => {
-    const r = sb.nspawnctl(['host', 'init', '/root/machines.yaml']);
+    const r = sb.nspawnctl(['host', 'init', '/root/machines.yaml'], { check: false });
+    if (r.code !== 0) {
+      // Seen once in CI with other suites beside it: sysctl -w net.ipv4.ip_forward=1 refused with
+      // "permission denied". What the test host's /proc/sys and capabilities were then:
+      const why = sb.exec(['sh', '-c', 'grep Cap /proc/self/status; findmnt -o TARGET,OPTIONS /proc/sys /proc/sys/net; ls -l /proc/sys/net/ipv4/ip_forward; cat /proc/sys/net/ipv4/ip_forward; sysctl -w net.ipv4.ip_forward=1'], { check: false });
+      throw new Error(`host init exited ${r.code}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}\n--- the test host then:\n${why.stdout}${why.stderr}`);
+    }
     expect(r.stdout).toMatch(/Host init done: \d+ step\(s\)\./);
     const dpkg = sb.exec(['dpkg-query', '-W', '-f=${Package} ${Status}\\n', 'systemd-container', 'mmdebstrap', 'nftables']).stdout;
     expect(dpkg.trim().split('\n').sort()).toEqual(['mmdebstrap install ok installed', 'nftables install ok installed', 'systemd-container install ok installed']);
