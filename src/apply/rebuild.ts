@@ -6,10 +6,11 @@ import { NspawnctlError } from '../errors';
 import { Host } from '../host/host';
 import { isWithin, machineRecordPath, MACHINES_DIR, previousRootfsPath, rootfsPath, stagingPath, swapRootfsPath } from '../host/paths';
 import { Machine } from '../manifest/schema';
-import { readMachineRecord } from '../plan/observe';
+import { shiftFor } from '../manifest/security';
+import { readMachineRecord, readOnlyMountPoints } from '../plan/observe';
 import { MachineRecord, RECORD_MODE, serializeRecord } from '../plan/records';
 import { DesiredEntry } from '../render/desired';
-import { buildRootfs } from './bootstrap';
+import { buildRootfs, prepareReadOnly } from './bootstrap';
 import { ImageCache } from './image-cache';
 import { Readiness } from './in-machine';
 import { machineState, startMachine, stopMachine } from './machinectl';
@@ -58,11 +59,6 @@ export async function rebuildMachine(host: Host, input: RebuildInput): Promise<S
   const name = spec.name;
   const say = input.onLine ?? (() => undefined);
   const current = await readRecordOf(host, name);
-  if (spec.security.readOnly) {
-    throw new NspawnctlError(`machine ${name} has a read-only root; rebuild does not support read-only machines yet`, {
-      hint: `Destroy it and apply again: nspawnctl destroy ${name} --yes && nspawnctl apply MANIFEST`,
-    });
-  }
   const rootfs = rootfsPath(name);
   if (!(await host.fs.stat(rootfs))) throw new NspawnctlError(`machine ${name} has no root filesystem at ${rootfs}; apply creates it`);
   say(`building a new root filesystem in ${stagingPath(name)}`);
@@ -92,6 +88,11 @@ export async function rebuildMachine(host: Host, input: RebuildInput): Promise<S
     now: input.now,
     say,
     what: 'the new root filesystem',
+    // A read-only root cannot be shifted or given mount points by nspawn at start: the new tree
+    // gets them while the machine is down, as apply does for a new read-only machine.
+    ...(spec.security.readOnly
+      ? { prepare: () => prepareReadOnly(host, spec, shiftFor(spec.security.privateUsers, undefined), readOnlyMountPoints(spec), input.timeoutMs, input.onLine) }
+      : {}),
     swap: async () => {
       await writeRecord(host, rebuilt);
       await host.fs.rename(rootfs, previous);
@@ -173,6 +174,8 @@ interface SwapPlan {
   /** What is being put in place, for messages. */
   what: string;
   swap: () => Promise<void>;
+  /** After the swap, before the start (the machine is down): a read-only root's preparation. */
+  prepare?: () => Promise<void>;
   unswap: () => Promise<void>;
 }
 
@@ -188,9 +191,13 @@ async function swapAndStart(host: Host, name: string, p: SwapPlan): Promise<Swap
   }
   const t1 = now();
   await p.swap();
-  p.say(`starting ${name} with ${p.what}`);
   let readiness: Readiness;
   try {
+    if (p.prepare) {
+      p.say(`preparing ${p.what} for a read-only start`);
+      await p.prepare();
+    }
+    p.say(`starting ${name} with ${p.what}`);
     readiness = await startMachine(host, name, wait);
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);

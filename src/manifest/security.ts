@@ -245,6 +245,18 @@ export function sizeBytes(text: string): number {
 }
 
 /** True when the machine runs in a user namespace whose UIDs differ from the host's. */
+/**
+ * The UID shift a root filesystem whose top is owned by `rootfsUid` (undefined: a fresh tree,
+ * owned by 0) needs before a read-only root can boot: 'pick' or a base, or undefined for none.
+ */
+export function shiftFor(privateUsers: Security['privateUsers'], rootfsUid: number | undefined): 'pick' | number | undefined {
+  const uid = rootfsUid ?? 0;
+  if (privateUsers === 'pick') return uid !== 0 && uid % 65536 === 0 ? undefined : 'pick';
+  if (typeof privateUsers === 'number') return uid === privateUsers ? undefined : privateUsers;
+  // identity and no: files must be owned by the host's own IDs.
+  return uid === 0 ? undefined : 0;
+}
+
 export function shiftsUids(security: Security): boolean {
   return security.privateUsers === 'pick' || typeof security.privateUsers === 'number';
 }

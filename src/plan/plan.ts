@@ -3,7 +3,7 @@
 import { appArmorDropInPath, credentialsDropInPath, healthDropInPath, inRootfs, isWithin, machineRecordPath, netdevPath, NETWORKD_DIR, networkRecordPath, splitMachinePath, stagingPath, unitDropInDir } from '../host/paths';
 import { liveUnitOf } from '../render/auto-upgrade';
 import { serviceOfDropIn } from '../manifest/services';
-import { shiftsUids } from '../manifest/security';
+import { shiftFor, shiftsUids } from '../manifest/security';
 import { FILTER_TABLE, filterChain, filterDigestOf, filterFilePath } from '../render/filter';
 import { HEALTH_ROOTFS_PATHS } from '../render/rootfs-paths';
 import { DesiredEntry, DesiredMachine, DesiredNetwork, DesiredState } from '../render/desired';
@@ -217,9 +217,14 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   }
 
   const record = o.record;
-  // What only a fresh root filesystem brings (a read-only root is not rebuilt yet: notices below).
+  // What only a fresh root filesystem brings. A read-only root takes no package while it is in
+  // use, so its added packages come with a rebuild too (the old root is kept for rollback).
   const why = rebuildReasons(m, record);
-  if (why.length > 0 && !m.machine.security.readOnly) return planRebuild(m, o, record, why, state, options);
+  if (m.machine.security.readOnly) {
+    const added = m.machine.packages.filter((p) => !record.packages.includes(p));
+    if (added.length > 0) why.push(`packages added to a read-only root: ${added.join(' ')}`);
+  }
+  if (why.length > 0) return planRebuild(m, o, record, why, state, options);
   const changes: string[] = [];
   let needsRestart = false;
   let needsReload = false;
@@ -297,27 +302,13 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
   const installed = new Set(record.packages);
   const missing = m.machine.packages.filter((p) => !installed.has(p));
   if (missing.length > 0) {
-    // A read-only or volatile root cannot take packages while the machine runs: it is stopped,
-    // they go into its rootfs, and it starts again.
-    const stopFirst = o.running && (m.machine.security.readOnly || m.machine.security.volatile !== 'no');
+    // A volatile root cannot take packages while the machine runs: it is stopped, they go into
+    // its rootfs, and it starts again. (A read-only root's added packages are a rebuild, above.)
+    const stopFirst = o.running && m.machine.security.volatile !== 'no';
     steps.push({ kind: 'install-packages', machine: name, packages: missing, aptProxy: m.machine.aptProxy, ...(stopFirst ? { stopFirst } : {}), reason: 'added to the manifest' });
     changes.push(`install ${missing.join(' ')}`);
     if (stopFirst) needsRestart = true;
   }
-  const dropped = record.packages.filter((p) => !m.machine.packages.includes(p));
-  if (dropped.length > 0) {
-    notices.push({ owner, message: `packages no longer listed stay installed (a read-only machine is not rebuilt yet): ${dropped.join(' ')}` });
-  }
-  const b = record.bootstrap;
-  for (const key of ['distribution', 'suite', 'variant'] as const) {
-    if (b[key] !== m.machine[key]) {
-      notices.push({ owner, message: `${key} is ${m.machine[key]} in the manifest but the machine was built with ${b[key]}; a read-only machine is not rebuilt yet: destroy it and apply again to rebuild` });
-    }
-  }
-  if (JSON.stringify(record.provision) !== JSON.stringify(m.machine.provision)) {
-    notices.push({ owner, message: 'provision commands changed; they run only when a root filesystem is built, and a read-only machine is not rebuilt yet, so they were not run again' });
-  }
-
   if (m.machine.autostart && !o.enabled) {
     steps.push({ kind: 'enable-machine', machine: name, reason: 'autostart: true' });
     changes.push('enable at boot');
@@ -506,12 +497,7 @@ function blockedMessage(path: string, current: ObservedEntry | undefined): strin
  * they are shifted beforehand (nspawn's "pick" then reuses the range the files are in).
  */
 function neededShift(m: DesiredMachine, rootfsUid: number | undefined): 'pick' | number | undefined {
-  const p = m.machine.security.privateUsers;
-  const uid = rootfsUid ?? 0;
-  if (p === 'pick') return uid !== 0 && uid % 65536 === 0 ? undefined : 'pick';
-  if (typeof p === 'number') return uid === p ? undefined : p;
-  // identity and no: files must be owned by the host's own IDs.
-  return uid === 0 ? undefined : 0;
+  return shiftFor(m.machine.security.privateUsers, rootfsUid);
 }
 
 function summarize(step: Step): string {

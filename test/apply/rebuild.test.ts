@@ -132,13 +132,37 @@ describe('rebuildMachine', () => {
     expect(host.fs.nodes).toEqual(before);
   });
 
-  test('a read-only machine is refused before anything is built', async () => {
-    const ro = `machines:\n  web:\n    security: { readOnly: true }\n`;
-    const host = makeBootedHost(new FakeHost());
-    simulateSystemd(host, { running: ['web'] });
+  test('a read-only machine: the new root is shifted and given its mount points while the machine is down, then started', async () => {
+    const ro = MANIFEST.replace('    files:', '    security: { readOnly: true, privateUsers: pick }\n    files:');
+    const { host, sim } = appliedHost((h) => h.runner.on((a) => a[0] === 'systemd-nspawn', {}));
+    const ready = desiredFrom(ro).desired.machines[0];
     convergeFakeHost(host, desiredFrom(ro).desired, { queries: false });
-    await expect(rebuildMachine(host, rebuildInput(ro))).rejects.toThrow('machine web has a read-only root; rebuild does not support read-only machines yet');
-    expect(host.runner.argvs()).toEqual([]);
+    await rebuildMachine(host, rebuildInput(ro));
+    const argvs = host.runner.argvs();
+    const stop = argvs.findIndex((a) => a[0] === 'machinectl' && a[1] === 'poweroff');
+    const shift = argvs.findIndex((a) => a[0] === 'systemd-nspawn');
+    const start = argvs.findIndex((a) => a[0] === 'machinectl' && a[1] === 'start');
+    // Down, then the shift of the new tree (only /bin/true, ownership chown), then the start.
+    expect([stop < shift, shift < start]).toEqual([true, true]);
+    expect(argvs[shift]).toEqual(expect.arrayContaining([`--directory=${ROOTFS}`, '--private-users=pick', '--private-users-ownership=chown', '/bin/true']));
+    // The bind's mount point is made in the new tree, which is the one that runs.
+    expect(host.fs.nodes.get(`${ROOTFS}/var/data`)?.type).toBe('dir');
+    expect(host.fs.nodes.has(`${ROOTFS}/marker`)).toBe(false);
+    expect(read(host, `${PREVIOUS}/marker`)).toBe('old\n');
+    expect(sim.running.has('web')).toBe(true);
+    expect(ready.machine.security.readOnly).toBe(true);
+  });
+
+  test('a read-only machine whose new root cannot be shifted is swapped back and started as it was', async () => {
+    const ro = MANIFEST.replace('    files:', '    security: { readOnly: true, privateUsers: pick }\n    files:');
+    const { host, sim } = appliedHost((h) => h.runner.on((a) => a[0] === 'systemd-nspawn', { exitCode: 1, stderr: 'Failed to shift\n' }));
+    convergeFakeHost(host, desiredFrom(ro).desired, { queries: false });
+    const err = await rebuildMachine(host, rebuildInput(ro)).catch((e) => e);
+    expect(err).toBeInstanceOf(RolledBackError);
+    expect(err.message).toContain('Failed to shift');
+    expect(read(host, `${ROOTFS}/marker`)).toBe('old\n');
+    expect(host.fs.nodes.has(STAGING)).toBe(false);
+    expect(sim.running.has('web')).toBe(true);
   });
 });
 

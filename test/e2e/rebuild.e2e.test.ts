@@ -1,7 +1,8 @@
 // rebuild and rollback on a real systemd host: a fresh root filesystem swapped in with one stop and
 // one start (a marker written in / is gone, bind data and the address stay, the downtime is
 // printed), rollback swaps the old one back, and a new root filesystem that cannot boot is swapped
-// back by rebuild itself (exit 1); apply plans a rebuild for changed provision commands (--yes).
+// back by rebuild itself (exit 1); apply plans a rebuild for changed provision commands (--yes),
+// and for a package added to a read-only machine.
 import { e2eSuite, Sandbox, timedTest } from './sandbox';
 
 const sb = new Sandbox('nsctl-e2e-rebuild');
@@ -154,5 +155,25 @@ e2eSuite('rebuild and rollback on a real systemd host', () => {
     nspawnctl(['destroy', 'rb', '--yes']);
     expect(inHost(['sh', '-c', 'ls -a /var/lib/machines']).stdout.split('\n').filter((l) => l.includes('rb'))).toEqual([]);
     expect(inHost(['cat', '/srv/rbdata/keep']).stdout).toBe('kept\nagain\n');
+  });
+
+  timed('7. a read-only machine: a package added to the manifest comes with a rebuild, and the root stays read-only', () => {
+    const readOnly = (packages: string) => manifest(proxy, 'rb ro', `    packages: [${packages}]\n    security: { readOnly: true }\n`);
+    sb.write('/root/ro.yaml', readOnly(''));
+    nspawnctl(['apply', '/root/ro.yaml']);
+    expect(['running', 'degraded']).toContain(systemState());
+    // $$: systemd-run would expand ${Status} itself.
+    const status = () => inMachine(['dpkg-query', '-W', '-f=$${Status}', 'bc'], false).stdout;
+    expect(status()).not.toBe('install ok installed');
+    sb.write('/root/ro.yaml', readOnly('bc'));
+    expect(nspawnctl(['plan', '/root/ro.yaml']).stdout).toContain('rebuild (packages added to a read-only root: bc); the old root filesystem is kept for rollback');
+    const r = nspawnctl(['apply', '/root/ro.yaml', '--yes']);
+    expect(r.stdout).toMatch(/Applied (\d+) of \1 step\(s\)\./);
+    expect(['running', 'degraded']).toContain(systemState());
+    expect(status()).toBe('install ok installed');
+    expect(inMachine(['touch', '/written'], false).code).not.toBe(0);
+    expect(pingAnswers()).toBe(true);
+    expect(JSON.parse(nspawnctl(['plan', '/root/ro.yaml', '--json']).stdout).steps).toEqual([]);
+    nspawnctl(['destroy', 'rb', '--yes']);
   });
 });

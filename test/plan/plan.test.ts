@@ -330,20 +330,25 @@ const rows: Row[] = [
     steps: ['rebuild-machine web'],
   },
   {
-    name: 'a read-only machine is not rebuilt: a changed suite gives a notice',
+    name: 'a read-only machine is rebuilt too: a changed suite',
     manifest: variant('    autostart: true', '    suite: trixie\n    autostart: true\n    security: { readOnly: true }'),
     appliedFrom: variant('    autostart: true', '    autostart: true\n    security: { readOnly: true }'),
     // Its files were shifted into a picked UID range when it was prepared.
     state: withState((s) => {
       s.machines.web.rootfsUid = 65536 * 7;
     }),
-    steps: [],
-    notices: [
-      {
-        owner: { type: 'machine', name: 'web' },
-        message: 'suite is trixie in the manifest but the machine was built with bookworm; a read-only machine is not rebuilt yet: destroy it and apply again to rebuild',
-      },
-    ],
+    steps: ['rebuild-machine web'],
+    actions: ['network br0: unchanged', 'machine db: unchanged', 'machine web: rebuild'],
+  },
+  {
+    name: 'a package added to a read-only machine comes with a rebuild (a read-only root takes none in place)',
+    manifest: variant('    autostart: true', '    packages: [nginx, curl]\n    autostart: true\n    security: { readOnly: true }'),
+    appliedFrom: variant('    autostart: true', '    packages: [nginx]\n    autostart: true\n    security: { readOnly: true }'),
+    state: withState((s) => {
+      s.machines.web.rootfsUid = 65536 * 7;
+    }),
+    steps: ['rebuild-machine web'],
+    actions: ['network br0: unchanged', 'machine db: unchanged', 'machine web: rebuild'],
   },
   {
     name: 'a managed machine not in the manifest is listed as unmanaged and left alone',

@@ -405,9 +405,15 @@ describe('read-only roots', () => {
     expect(stepsFor(rw, rw, (s) => (s.machines.ro.rootfsUid = 0))).toEqual([]);
   });
 
-  test('packages added to a running read-only machine: it is stopped for the install and restarted', () => {
+  test('packages added to a read-only machine, running or not, come with a rebuild (a fresh root, the old one kept)', () => {
     const more = RO.replace('    bind:', '    packages: [curl]\n    bind:');
-    expect(stepsFor(RO, more, (s) => (s.machines.ro.rootfsUid = SHIFTED))).toEqual(['install-packages ro: curl (stop first)', `write-record ${P.record('ro')}`, 'restart-machine ro']);
+    expect(stepsFor(RO, more, (s) => (s.machines.ro.rootfsUid = SHIFTED))).toEqual(['rebuild-machine ro']);
+    expect(
+      stepsFor(RO, more, (s) => {
+        s.machines.ro.rootfsUid = SHIFTED;
+        s.machines.ro.running = false;
+      }),
+    ).toEqual(['rebuild-machine ro']);
   });
 
   test('packages added to a running volatile machine: stopped first too', () => {
@@ -416,14 +422,7 @@ describe('read-only roots', () => {
     expect(stepsFor(vol, more)).toEqual(['install-packages web: curl (stop first)', `write-record ${P.record('web')}`, 'restart-machine web']);
   });
 
-  test('packages added to a stopped read-only machine, or a running writable one: no stop, no restart', () => {
-    const more = RO.replace('    bind:', '    packages: [curl]\n    bind:');
-    expect(
-      stepsFor(RO, more, (s) => {
-        s.machines.ro.rootfsUid = SHIFTED;
-        s.machines.ro.running = false;
-      }),
-    ).toEqual(['install-packages ro: curl', `write-record ${P.record('ro')}`, 'start-machine ro']);
+  test('packages added to a running writable machine: no stop, no restart', () => {
     const rw = yaml('machines:', '  web: {}');
     const install = plan(desiredFrom(rw.replace('web: {}', 'web: { packages: [curl] }')).desired, convergedState(desiredFrom(rw).desired)).steps[0];
     expect(install).toEqual({ kind: 'install-packages', machine: 'web', packages: ['curl'], aptProxy: undefined, reason: 'added to the manifest' });
