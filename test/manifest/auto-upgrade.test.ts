@@ -1,21 +1,11 @@
 // The autoUpgrade key: how defaults and machines combine, and every way it can be wrong, each
 // with its exact located message (exit code 2).
-import { ExitCode, formatProblem, ManifestError } from '../../src/errors';
 import { parseManifest } from '../../src/manifest/load';
+import { problems } from '../helpers/manifest-problems';
 
 const yaml = (...lines: string[]) => `${lines.join('\n')}\n`;
 const NET = ['networks:', '  lan: { subnet: 10.0.0.0/24 }'];
 
-function problems(text: string): string[] {
-  try {
-    parseManifest('machines.yaml', text);
-  } catch (err) {
-    if (!(err instanceof ManifestError)) throw err;
-    expect(err.exitCode).toBe(ExitCode.invalidManifest);
-    return err.problems.map(formatProblem);
-  }
-  throw new Error('expected the manifest to be rejected, but it loaded');
-}
 
 describe('autoUpgrade resolves from defaults and the machine', () => {
   const manifest = parseManifest(

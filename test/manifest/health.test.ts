@@ -1,21 +1,11 @@
 // The `health:` key: what it resolves to (defaults merged key by key), and each kind of bad value
 // with its exact located message (exit 2).
-import { ExitCode, formatProblem, ManifestError } from '../../src/errors';
 import { durationSeconds } from '../../src/manifest/health';
 import { parseManifest } from '../../src/manifest/load';
+import { problems } from '../helpers/manifest-problems';
 
 const yaml = (...lines: string[]) => `${lines.join('\n')}\n`;
 
-function problems(text: string): string[] {
-  try {
-    parseManifest('machines.yaml', text);
-  } catch (err) {
-    if (!(err instanceof ManifestError)) throw err;
-    expect(err.exitCode).toBe(ExitCode.invalidManifest);
-    return err.problems.map(formatProblem);
-  }
-  throw new Error('expected the manifest to be rejected, but it loaded');
-}
 
 describe('health: resolved', () => {
   test('a machine without health: none', () => {
