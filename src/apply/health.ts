@@ -8,7 +8,7 @@ import { Host } from '../host/host';
 import { HealthCheck } from '../manifest/health';
 import { HEALTH_SERVICE, HEALTH_TIMER } from '../render/rootfs-paths';
 import { parseProperties } from './exec';
-import { runInMachine, SHORT_TIMEOUT_MS } from './in-machine';
+import { runInMachine, SHORT_TIMEOUT_MS, syncMachineJournal } from './in-machine';
 
 export type HealthState = 'healthy' | 'unhealthy' | 'unknown';
 
@@ -21,7 +21,7 @@ export interface HealthReport {
 }
 
 /** The properties of the check's service that say how its last run ended. */
-export const HEALTH_PROPERTIES = 'LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,InvocationID';
+export const HEALTH_PROPERTIES = 'LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,ExecMainPID';
 const MAX_OUTPUT_LINES = 10;
 const MAX_OUTPUT_LINE = 200;
 
@@ -59,32 +59,30 @@ async function healthProperties(host: Host, name: string): Promise<Record<string
 }
 
 /**
- * What the last run printed, read by the machine's own journalctl inside it (the messages of that
- * run's processes only: _SYSTEMD_INVOCATION_ID), escaped and capped.
+ * What the last run printed, read by the machine's own journalctl inside it, escaped and capped.
+ * The run's output is what came over its standard output stream: journald stamps each line with
+ * the PID that opened the stream (the run's main process, ExecMainPID; its children write to the
+ * same stream) and the unit named in the stream's header. Both are there even when the process
+ * exited before journald read its lines, which _SYSTEMD_INVOCATION_ID is not: journald looks that
+ * up from the live process, and under load it was missing from 8 of 40 runs. `-b`: a PID is
+ * unique within one boot of the machine.
  */
-async function lastOutput(host: Host, name: string, invocation: string | undefined): Promise<string[] | undefined> {
-  if (!invocation || !/^[0-9a-f]{32}$/.test(invocation)) return undefined;
-  const r = await runInMachine(host, name, ['journalctl', '--no-pager', '--quiet', '--output=cat', `_SYSTEMD_INVOCATION_ID=${invocation}`], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS });
+async function lastOutput(host: Host, name: string, mainPid: string | undefined): Promise<string[] | undefined> {
+  if (!mainPid || !/^[1-9][0-9]{0,9}$/.test(mainPid)) return undefined;
+  const r = await runInMachine(host, name, ['journalctl', '--no-pager', '--quiet', '--output=cat', '--boot', `_SYSTEMD_UNIT=${HEALTH_SERVICE}`, `_PID=${mainPid}`], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS });
   if (r.exitCode !== 0) return undefined;
   return capOutput(r.stdout);
 }
 
-/** How often, and how far apart, waitHealthy asks again for a failed run's output that is not in the journal yet. */
-const OUTPUT_RETRIES = 4;
-const OUTPUT_RETRY_MS = 250;
-
 /**
- * The failed run's output, for the error: journald reads a finished run's output from its stream
- * on its own time, so the journal may not have it yet when systemd already says the run failed
- * (seen under load). An empty answer is asked again a few times; a check that printed nothing
- * costs a second.
+ * The failed run's output, for the error. The journal may not have it yet when systemd already
+ * says the run failed (seen under load): the machine's journal is synced first, which waits until
+ * journald has handled the run's stream, then read once.
  */
-async function settledOutput(host: Host, name: string, invocation: string | undefined, sleep: (ms: number) => Promise<void>): Promise<string[] | undefined> {
-  for (let attempt = 0; ; attempt++) {
-    const output = await lastOutput(host, name, invocation);
-    if (output === undefined || output.length > 0 || attempt === OUTPUT_RETRIES) return output;
-    await sleep(OUTPUT_RETRY_MS);
-  }
+async function settledOutput(host: Host, name: string, mainPid: string | undefined): Promise<string[] | undefined> {
+  if (!mainPid || !/^[1-9][0-9]{0,9}$/.test(mainPid)) return undefined;
+  await syncMachineJournal(host, name);
+  return lastOutput(host, name, mainPid);
 }
 
 /** The last lines of a machine's output, each cut to a length, control characters escaped. */
@@ -102,7 +100,7 @@ export async function readHealth(host: Host, name: string, options: { output?: b
   if (!p) return { state: 'unknown', detail: "the machine's systemd did not answer" };
   const report = interpretHealth(p);
   if (!options.output) return report;
-  const output = await lastOutput(host, name, p.InvocationID);
+  const output = await lastOutput(host, name, p.ExecMainPID);
   return output && output.length > 0 ? { ...report, output } : report;
 }
 
@@ -140,10 +138,10 @@ export async function waitHealthy(host: Host, name: string, check: HealthCheck, 
     if (report.state === 'healthy') return report;
     if (p.LoadState !== 'loaded') throw notHealthy(name, report.detail, check);
     if (p.ActiveState === 'failed') {
-      throw notHealthy(name, `its check failed ${check.retries} time(s) in a row: ${report.detail}${restarts}`, check, await settledOutput(host, name, p.InvocationID, sleep));
+      throw notHealthy(name, `its check failed ${check.retries} time(s) in a row: ${report.detail}${restarts}`, check, await settledOutput(host, name, p.ExecMainPID));
     }
     if (now() >= deadline) {
-      throw notHealthy(name, `its check did not pass within ${Math.round(options.timeoutMs / 1000)} s: ${report.detail}`, check, await settledOutput(host, name, p.InvocationID, sleep));
+      throw notHealthy(name, `its check did not pass within ${Math.round(options.timeoutMs / 1000)} s: ${report.detail}`, check, await settledOutput(host, name, p.ExecMainPID));
     }
     await sleep(options.intervalMs ?? 1000);
   }

@@ -63,6 +63,16 @@ export function runInMachine(host: Host, name: string, command: string[], option
   return host.runner.run('systemd-run', inMachineArgs(name, command, env, { unit, properties }), run);
 }
 
+/**
+ * Makes the machine's journald write out what it has before its journal is read: a unit's output
+ * arrives over a stream that journald reads on its own time, so a process that has exited may
+ * still have lines queued. journald handles a sync after everything queued before it, and
+ * `journalctl --sync` returns when that is done. A machine that cannot sync is read as it is.
+ */
+export async function syncMachineJournal(host: Host, name: string): Promise<void> {
+  await runInMachine(host, name, ['journalctl', '--sync'], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS }).catch(() => undefined);
+}
+
 export interface Readiness {
   /** What the machine's systemd says once its startup finished. */
   state: 'running' | 'degraded';

@@ -4,7 +4,7 @@
 import { escapeControl, NspawnctlError, tailLines } from '../errors';
 import { Host } from '../host/host';
 import { serviceDropInPath } from '../manifest/services';
-import { runInMachine, SHORT_TIMEOUT_MS } from './in-machine';
+import { runInMachine, SHORT_TIMEOUT_MS, syncMachineJournal } from './in-machine';
 
 /**
  * How long one restart may take. A unit's own start timeout is 90 s unless it sets another;
@@ -63,8 +63,9 @@ export function missingUnitError(machine: string, name: string, loadState: strin
   );
 }
 
-/** The last lines of a unit's journal, read by journalctl inside the machine; '' when there is none. */
+/** The last lines of a unit's journal, read by journalctl inside the machine after a sync; '' when there is none. */
 async function journalTail(host: Host, machine: string, name: string): Promise<string> {
+  await syncMachineJournal(host, machine);
   const r = await runInMachine(host, machine, ['journalctl', '--no-pager', '--quiet', '--lines=15', `--unit=${name}.service`], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS }).catch(() => undefined);
   const tail = tailLines(r?.stdout ?? '', 15);
   return tail ? `; its journal ends:\n${tail}` : '';

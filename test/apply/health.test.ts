@@ -9,16 +9,18 @@ import { desiredFrom } from '../helpers/converged';
 import { FakeHost } from '../helpers/fake-host';
 import { inMachineArgv } from '../helpers/simulated-systemd';
 
-const ID = '0123456789abcdef0123456789abcdef';
-const SHOW = ['systemctl', '--machine=web', 'show', 'nspawnctl-health.service', '--property=LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,InvocationID'];
+const PID = '4242';
+const SHOW = ['systemctl', '--machine=web', 'show', 'nspawnctl-health.service', '--property=LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,ExecMainPID'];
 const RESET = ['systemctl', '--machine=web', 'reset-failed', 'nspawnctl-health.service'];
 const START = ['systemctl', '--machine=web', 'start', 'nspawnctl-health.service'];
-const JOURNAL = inMachineArgv('web', ['journalctl', '--no-pager', '--quiet', '--output=cat', `_SYSTEMD_INVOCATION_ID=${ID}`]);
+// The run's lines by the PID that opened its output stream: there even when journald saw the process gone.
+const JOURNAL = inMachineArgv('web', ['journalctl', '--no-pager', '--quiet', '--output=cat', '--boot', '_SYSTEMD_UNIT=nspawnctl-health.service', `_PID=${PID}`]);
+const SYNC = inMachineArgv('web', ['journalctl', '--sync']);
 const CHECK: HealthCheck = { command: ['curl', '-fsS', 'http://localhost/'], intervalSec: 2, timeoutSec: 2, retries: 2, onFailure: 'none', restartLimit: 3, restartWindowSec: 3600 };
 
 /** systemctl show output for these properties. */
 const props = (p: Record<string, string | number>) =>
-  `${Object.entries({ LoadState: 'loaded', Result: 'success', ExecMainCode: 0, ExecMainStatus: 0, ExecMainExitTimestampMonotonic: 0, InvocationID: ID, ...p })
+  `${Object.entries({ LoadState: 'loaded', Result: 'success', ExecMainCode: 0, ExecMainStatus: 0, ExecMainExitTimestampMonotonic: 0, ExecMainPID: PID, ...p })
     .map(([k, v]) => `${k}=${v}`)
     .join('\n')}\n`;
 const PASSED = props({ ActiveState: 'inactive', SubState: 'dead', ExecMainCode: 1, ExecMainExitTimestampMonotonic: 5_000_000 });
@@ -63,9 +65,9 @@ describe('readHealth', () => {
     });
   });
 
-  test('an invocation ID that is not one is not put on a command line', async () => {
+  test('a main PID that is not one is not put on a command line', async () => {
     const host = new FakeHost();
-    host.runner.on(SHOW, { stdout: props({ ActiveState: 'inactive', ExecMainExitTimestampMonotonic: 1, InvocationID: 'x --all' }) });
+    host.runner.on(SHOW, { stdout: props({ ActiveState: 'inactive', ExecMainExitTimestampMonotonic: 1, ExecMainPID: '1 --all' }) });
     expect(await readHealth(host, 'web', { output: true })).toEqual({ state: 'healthy', detail: 'the last check passed' });
     expect(host.runner.argvs()).toEqual([SHOW]);
   });
@@ -103,7 +105,7 @@ describe('waitHealthy', () => {
 
   test('the retries are used up: not healthy, naming the machine, with the last output and how to run the check', async () => {
     const host = new FakeHost();
-    host.runner.on(RESET, {}).on(START, { exitCode: 1 }).on(SHOW, { stdout: RETRYING }, 1).on(SHOW, { stdout: USED_UP }).on(JOURNAL, { stdout: 'curl: (7) Failed to connect to localhost port 80\n' });
+    host.runner.on(RESET, {}).on(START, { exitCode: 1 }).on(SHOW, { stdout: RETRYING }, 1).on(SHOW, { stdout: USED_UP }).on(SYNC, {}).on(JOURNAL, { stdout: 'curl: (7) Failed to connect to localhost port 80\n' });
     const err = (await waitHealthy(host, 'web', CHECK, { timeoutMs: 90_000, ...fakeTime() }).catch((e: unknown) => e)) as NspawnctlError;
     expect([err.message, err.hint]).toEqual([
       'machine web is not healthy: its check failed 2 time(s) in a row: the last check failed (exit status 7), and the retries are used up; its last output:\n    curl: (7) Failed to connect to localhost port 80',
@@ -113,23 +115,24 @@ describe('waitHealthy', () => {
 
   test('still failing when the time is up: not healthy within the timeout', async () => {
     const host = new FakeHost();
-    host.runner.on(RESET, {}).on(START, { exitCode: 1 }).on(SHOW, { stdout: RETRYING }).on(JOURNAL, {});
+    host.runner.on(RESET, {}).on(START, { exitCode: 1 }).on(SHOW, { stdout: RETRYING }).on(SYNC, {}).on(JOURNAL, {});
     const time = fakeTime();
     await expect(waitHealthy(host, 'web', CHECK, { timeoutMs: 5000, ...time })).rejects.toThrow(
       'machine web is not healthy: its check did not pass within 5 s: the last check failed (exit status 7); it runs again after the interval',
     );
-    // Then the journal, empty, is asked four more times for the run's output, a quarter second apart.
-    expect(time.slept).toEqual([1000, 1000, 1000, 1000, 1000, 250, 250, 250, 250]);
-    expect(host.runner.argvs().filter((a) => a.join(' ') === JOURNAL.join(' '))).toHaveLength(5);
+    // A check that printed nothing: the journal is synced and read once, with no waiting.
+    expect(time.slept).toEqual([1000, 1000, 1000, 1000, 1000]);
+    expect(host.runner.argvs().slice(-2)).toEqual([SYNC, JOURNAL]);
   });
 
-  test("a failed run's output not in the journal yet: asked again until it is", async () => {
+  test("a failed run's output: the machine's journal is synced first (journald writes out what was queued before), then read once", async () => {
     const host = new FakeHost();
-    host.runner.on(RESET, {}).on(START, { exitCode: 1 }).on(SHOW, { stdout: USED_UP }).on(JOURNAL, { stdout: '' }, 2).on(JOURNAL, { stdout: 'curl: (7) Failed to connect\n' });
+    host.runner.on(RESET, {}).on(START, { exitCode: 1 }).on(SHOW, { stdout: USED_UP }).on(SYNC, {}).on(JOURNAL, { stdout: 'curl: (7) Failed to connect\n' });
     const time = fakeTime();
     const err = (await waitHealthy(host, 'web', CHECK, { timeoutMs: 90_000, ...time }).catch((e: unknown) => e)) as NspawnctlError;
     expect(err.message).toBe('machine web is not healthy: its check failed 2 time(s) in a row: the last check failed (exit status 7), and the retries are used up; its last output:\n    curl: (7) Failed to connect');
-    expect(time.slept).toEqual([250, 250]);
+    expect(host.runner.argvs()).toEqual([RESET, START, SHOW, SYNC, JOURNAL]);
+    expect(time.slept).toEqual([]);
   });
 
   test('with onFailure: restart the machine goes down to reboot: its systemd stops answering', async () => {

@@ -11,6 +11,7 @@ const DROPIN = (u: string) => `/etc/systemd/system/${u}.service.d/50-nspawnctl-h
 const SHOW = (...units: string[]) => ['systemctl', '--machine=web', 'show', '--property=Id,LoadState,ActiveState,DropInPaths,MainPID', '--', ...units.map((u) => `${u}.service`)];
 const RELOAD = ['systemctl', '--machine=web', 'daemon-reload'];
 const RESTART = (u: string) => ['systemctl', '--machine=web', 'restart', '--', `${u}.service`];
+const SYNC = inMachineArgv('web', ['journalctl', '--sync']);
 const JOURNAL = (u: string) => inMachineArgv('web', ['journalctl', '--no-pager', '--quiet', '--lines=15', `--unit=${u}.service`]);
 
 /** One block of `systemctl show` output. */
@@ -81,7 +82,7 @@ test('a restart that fails names the unit, with systemctl\'s words and the unit\
   host.runner.on(RELOAD, {});
   host.runner.on(SHOW('nginx'), { stdout: `${block('nginx')}\n` });
   host.runner.on(RESTART('nginx'), { exitCode: 1, stderr: 'Job for nginx.service failed because the control process exited with error code.\n' });
-  host.runner.on(JOURNAL('nginx'), { stdout: 'nginx[81]: open() "/var/log/nginx/error.log" failed (30: Read-only file system)\x1b[31m\n' });
+  host.runner.on(SYNC, {}).on(JOURNAL('nginx'), { stdout: 'nginx[81]: open() "/var/log/nginx/error.log" failed (30: Read-only file system)\x1b[31m\n' });
   const err = await failure(restartServices(host, { machine: 'web', units: ['nginx'], released: [], afterBoot: false }, () => {}));
   expect(err.message).toBe(
     'service nginx: nginx.service did not start again in machine web with its new hardening (Job for nginx.service failed because the control process exited with error code.); its journal ends:\nnginx[81]: open() "/var/log/nginx/error.log" failed (30: Read-only file system)\\x1b[31m',
@@ -95,7 +96,7 @@ test('a restart that fails names the unit, with systemctl\'s words and the unit\
 test('after boot, a hardened service that failed to start is an error with its journal', async () => {
   const host = new FakeHost();
   host.runner.on(SHOW('nginx'), { stdout: `${block('nginx', { active: 'failed' })}\n` });
-  host.runner.on(JOURNAL('nginx'), { stdout: 'nginx.service: Failed with result \'exit-code\'.\n' });
+  host.runner.on(SYNC, {}).on(JOURNAL('nginx'), { stdout: 'nginx.service: Failed with result \'exit-code\'.\n' });
   const err = await failure(restartServices(host, { machine: 'web', units: ['nginx'], released: [], afterBoot: true }, () => {}));
   expect(err.message).toBe("service nginx: nginx.service failed to start in machine web; its journal ends:\nnginx.service: Failed with result 'exit-code'.");
 });

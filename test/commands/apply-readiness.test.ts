@@ -71,7 +71,7 @@ describe('apply: a started machine that is degraded', () => {
 
 /** The example with a health check on web. */
 const WITH_CHECK = EXAMPLE.replace('    hostname: web\n', '    hostname: web\n    health: { command: [curl, -fsS, http://localhost/], interval: 2s, retries: 1 }\n');
-const HEALTH_SHOW = ['systemctl', '--machine=web', 'show', 'nspawnctl-health.service', '--property=LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,InvocationID'];
+const HEALTH_SHOW = ['systemctl', '--machine=web', 'show', 'nspawnctl-health.service', '--property=LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,ExecMainPID'];
 
 /** The example applied with web's check, web stopped; the check passes, or fails for good. */
 function hostWithCheck(passes: boolean): FakeHost {
@@ -80,7 +80,7 @@ function hostWithCheck(passes: boolean): FakeHost {
   convergeFakeHost(host, desiredFrom(WITH_CHECK).desired, { queries: false });
   host.runner.on(['systemctl', '--machine=web', 'reset-failed', 'nspawnctl-health.service'], {});
   host.runner.on(['systemctl', '--machine=web', 'start', 'nspawnctl-health.service'], { exitCode: passes ? 0 : 1 });
-  host.runner.on(HEALTH_SHOW, { stdout: 'LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nExecMainCode=1\nExecMainStatus=7\nExecMainExitTimestampMonotonic=5\nInvocationID=0123456789abcdef0123456789abcdef\n' });
+  host.runner.on(HEALTH_SHOW, { stdout: 'LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nExecMainCode=1\nExecMainStatus=7\nExecMainExitTimestampMonotonic=5\nExecMainPID=77\n' });
   host.runner.on((a) => a[0] === 'systemd-run' && a.includes('journalctl'), { stdout: 'curl: (7) Failed to connect\n' });
   simulateSystemd(host, { running: ['db'], bridges: ['examplevlan'] });
   return host;

@@ -124,12 +124,12 @@ function manifestWithCheck(restart = false): string {
   expect(text).not.toBe(EXAMPLE);
   return text;
 }
-const HEALTH_SHOW = ['systemctl', '--machine=web', 'show', 'nspawnctl-health.service', '--property=LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,InvocationID'];
-const INVOCATION = '0123456789abcdef0123456789abcdef';
+const HEALTH_SHOW = ['systemctl', '--machine=web', 'show', 'nspawnctl-health.service', '--property=LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,ExecMainPID'];
+const MAIN_PID = '77';
 const props = (p: Record<string, string>) => ({ stdout: `${Object.entries(p).map(([k, v]) => `${k}=${v}`).join('\n')}\n` });
-const FAILED = { LoadState: 'loaded', ActiveState: 'failed', SubState: 'failed', Result: 'exit-code', ExecMainCode: '1', ExecMainStatus: '22', ExecMainExitTimestampMonotonic: '9', InvocationID: INVOCATION };
-const PASSED = { LoadState: 'loaded', ActiveState: 'inactive', SubState: 'dead', Result: 'success', ExecMainCode: '1', ExecMainStatus: '0', ExecMainExitTimestampMonotonic: '9', InvocationID: INVOCATION };
-const journalOf = (a: string[]) => a[0] === 'systemd-run' && a[1] === '--machine=web' && a.includes('journalctl') && a.includes(`_SYSTEMD_INVOCATION_ID=${INVOCATION}`);
+const FAILED = { LoadState: 'loaded', ActiveState: 'failed', SubState: 'failed', Result: 'exit-code', ExecMainCode: '1', ExecMainStatus: '22', ExecMainExitTimestampMonotonic: '9', ExecMainPID: MAIN_PID };
+const PASSED = { LoadState: 'loaded', ActiveState: 'inactive', SubState: 'dead', Result: 'success', ExecMainCode: '1', ExecMainStatus: '0', ExecMainExitTimestampMonotonic: '9', ExecMainPID: MAIN_PID };
+const journalOf = (a: string[]) => a[0] === 'systemd-run' && a[1] === '--machine=web' && a.includes('journalctl') && a.includes(`_PID=${MAIN_PID}`);
 
 /** web (with the check) and db applied; `running` run; the check's service answers with `show`. */
 function healthHost(show: Record<string, string> | undefined, options: { running?: string[]; restart?: boolean; journal?: string } = {}): FakeHost {
