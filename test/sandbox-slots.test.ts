@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { FLEET_SANDBOXES } from './e2e/ssh-fleet';
 
 const E2E = join(__dirname, 'e2e');
 
@@ -15,10 +16,14 @@ function slotOf(name: string): number {
 }
 
 test('every e2e suite has its own sandbox name and network slot', () => {
-  const names = readdirSync(E2E)
+  const suites = readdirSync(E2E)
     .filter((f) => f.endsWith('.e2e.test.ts'))
     .flatMap((f) => [...readFileSync(join(E2E, f), 'utf8').matchAll(/new Sandbox\('([^']+)'\)/g)].map((m) => m[1]));
-  expect(names.length).toBeGreaterThanOrEqual(5);
+  expect(suites.length).toBeGreaterThanOrEqual(5);
+  // The fleet suite's two sandboxes are named in its helper (test/e2e/ssh-fleet.ts); they run
+  // beside the others. A suite that also names them itself (the fleet suite) counts them once.
+  expect(FLEET_SANDBOXES.length).toBe(2);
+  const names = [...suites, ...FLEET_SANDBOXES.filter((n) => !suites.includes(n))];
   const slots = names.map(slotOf);
   expect({ names: new Set(names).size, slots: new Set(slots).size }).toEqual({ names: names.length, slots: names.length });
   // The formula is sandbox.sh's own.

@@ -6,11 +6,14 @@
 # apt-cacher-ng that this script runs on the host end of a veth pair. See
 # test/e2e/README.md for the full picture.
 #
-#   bash test/e2e/sandbox.sh up [--bare] [--no-node] [--machines-fs=SIZE]  boot it (--no-node: without
-#                                            our node; --machines-fs: /var/lib/machines on its own ext4)
+#   bash test/e2e/sandbox.sh up [--bare] [--no-node] [--machines-fs=SIZE] [--sshd]  boot it (--no-node:
+#                                            without our node; --machines-fs: /var/lib/machines on its
+#                                            own ext4; --sshd: OpenSSH on its address, root by the key
+#                                            in the .pub file that SANDBOX_SSH_PUBKEY names)
 #   bash test/e2e/sandbox.sh exec [--] CMD…  run CMD inside (exit code propagates)
 #   bash test/e2e/sandbox.sh pid             PID (on this machine) of its PID 1
 #   bash test/e2e/sandbox.sh ip              HOSTIP:PORT of the apt proxy
+#   bash test/e2e/sandbox.sh addr            the sandbox's own IPv4 address (reachable from here)
 #   bash test/e2e/sandbox.sh status          up/down with PIDs
 #   bash test/e2e/sandbox.sh down            tear everything down (idempotent)
 #   bash test/e2e/sandbox.sh check-clean     exit 1 listing leftovers
@@ -42,6 +45,9 @@ BOOT_TIMEOUT=${SANDBOX_BOOT_TIMEOUT:-120}
 # lacks what `nspawnctl host init` is expected to install.
 PKGS_BASE=(systemd systemd-sysv dbus iproute2 iputils-ping procps ca-certificates)
 PKGS_FULL_EXTRA=(systemd-container mmdebstrap debootstrap nftables gpg)
+# Added by `up --sshd` to either flavour; such a rootfs is cached as FLAVOUR+sshd.
+PKGS_SSHD=(openssh-server)
+SSH_PORT=22
 
 CACHE_ROOT=/var/cache/nspawnctl-e2e
 RUN_ROOT=/var/tmp/nspawnctl-sandbox
@@ -90,13 +96,14 @@ die() { say "ERROR: $*"; exit 1; }
 need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
 
 # Check that every tool the script uses exists; name the Debian package if not.
+# Extra CMD:PACKAGE pairs may be given (what an option of `up` needs).
 check_tools() {
   local missing=() pair cmd pkg
   for pair in systemd-nspawn:systemd-container mmdebstrap:mmdebstrap \
               apt-cacher-ng:apt-cacher-ng ip:iproute2 ss:iproute2 \
               nsenter:util-linux unshare:util-linux findmnt:util-linux \
               mountpoint:util-linux setsid:util-linux flock:util-linux \
-              sha256sum:coreutils; do
+              sha256sum:coreutils "$@"; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd (apt-get install $pkg)")
   done
@@ -157,7 +164,7 @@ state_set() {
 
 # Load the state file into S_* variables (empty if there is none).
 state_load() {
-  S_FLAVOUR='' S_NODE='' S_NSPAWN_PID='' S_NSPAWN_START='' S_LEADER_PID='' S_LEADER_START=''
+  S_FLAVOUR='' S_NODE='' S_SSHD='' S_NSPAWN_PID='' S_NSPAWN_START='' S_LEADER_PID='' S_LEADER_START=''
   S_ACNG_PID='' S_ACNG_START='' S_BUILD_PID='' S_BUILD_START='' S_BUILD_TMP=''
   S_ROOTFS=''
   [[ -f $STATE_FILE ]] || return 0
@@ -192,14 +199,16 @@ in_sandbox() {
 
 # --------------------------------------------------------------- the cache --
 
-# Package list of a flavour, comma separated and sorted.
+# Package list of an image (a flavour, or FLAVOUR+sshd), comma separated and sorted.
 flavour_packages() {
   local pkgs=("${PKGS_BASE[@]}")
-  [[ $1 == full ]] && pkgs+=("${PKGS_FULL_EXTRA[@]}")
+  [[ ${1%+sshd} == full ]] && pkgs+=("${PKGS_FULL_EXTRA[@]}")
+  [[ $1 == *+sshd ]] && pkgs+=("${PKGS_SSHD[@]}")
   printf '%s\n' "${pkgs[@]}" | sort -u | paste -sd,
 }
 
-# Cache path of a flavour's rootfs: keyed by format version, suite and packages.
+# Cache path of an image's rootfs: keyed by format version, suite and packages.
+# ("full+sshd-*" is never matched by the stale-cache glob "full-*", and the other way round.)
 cache_path() {
   local key
   key=$(printf 'v%s %s %s %s %s\n' "$FORMAT_VERSION" "$SUITE" "$MIRROR" "$1" \
@@ -207,10 +216,10 @@ cache_path() {
   echo "$CACHE_ROOT/rootfs/$1-$key"
 }
 
-# Build the flavour's rootfs with mmdebstrap through our apt-cacher-ng, into a
+# Build the image's rootfs with mmdebstrap through our apt-cacher-ng, into a
 # temporary directory that is renamed into place only when complete.
 ensure_rootfs() {
-  local flavour=$1 dest tmp pkgs
+  local flavour=$1 dest tmp pkgs hooks=()
   dest=$(cache_path "$flavour")
   if [[ -d $dest ]]; then
     say "rootfs cache hit: $dest"
@@ -222,6 +231,10 @@ ensure_rootfs() {
   rm -rf --one-file-system "$tmp"
   say "building $flavour rootfs (packages: $pkgs) -> $dest"
   local t0=$SECONDS
+  # openssh-server's postinst made host keys: every copy would share them. Each run makes its own
+  # (prepare_rootfs).
+  # shellcheck disable=SC2016  # $1 is expanded by mmdebstrap's hook shell
+  [[ $flavour == *+sshd ]] && hooks+=(--customize-hook='rm -f "$1"/etc/ssh/ssh_host_*_key "$1"/etc/ssh/ssh_host_*_key.pub')
   # - unshare --mount: mmdebstrap's /proc,/dev,/sys mounts die with it even if
   #   it is killed half-way, so nothing is ever left mounted on this machine.
   # - the proxy aptopt is used for the build only; the customize hook removes
@@ -235,6 +248,7 @@ ensure_rootfs() {
     mmdebstrap --mode=root --variant=minbase --include="$pkgs" \
       --aptopt="Acquire::http::Proxy \"http://$HOST_IP:$PORT\";" \
       --customize-hook='rm -f "$1/etc/apt/apt.conf.d/99mmdebstrap" "$1/etc/hostname" "$1/etc/resolv.conf"' \
+      "${hooks[@]}" \
       "$SUITE" "$tmp" "$MIRROR" \
       >"$RUN_DIR/mmdebstrap.log" 2>&1 9>&- &
   local build=$!
@@ -299,6 +313,43 @@ prepare_rootfs() {
   # A marker so tests can tell they are inside the sandbox.
   printf 'SANDBOX_NAME=%s\nSANDBOX_PROXY=%s:%s\n' "$NAME" "$HOST_IP" "$PORT" \
     >"$root/etc/nspawnctl-sandbox"
+}
+
+# The rootfs copy of an `up --sshd`: host keys of its own (made here, so they can be read before
+# boot), sshd listening on the sandbox's address only, root by key only, the given key authorized.
+# $1: the public key line.
+sshd_prepare() {
+  local key=$1 root=$RUN_DIR/rootfs
+  rm -f "$root"/etc/ssh/ssh_host_*_key "$root"/etc/ssh/ssh_host_*_key.pub
+  ssh-keygen -q -t ed25519 -N '' -C "root@$NAME" -f "$root/etc/ssh/ssh_host_ed25519_key"
+  mkdir -p "$root/etc/ssh/sshd_config.d"
+  # Debian's sshd_config includes sshd_config.d/*.conf first, and the first value of an option wins.
+  cat >"$root/etc/ssh/sshd_config.d/00-sandbox.conf" <<EOF
+# generated by test/e2e/sandbox.sh for sandbox $NAME
+ListenAddress $GUEST_IP:$SSH_PORT
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthenticationMethods publickey
+EOF
+  chmod 0644 "$root/etc/ssh/sshd_config.d/00-sandbox.conf"
+  install -d -m 0700 -o root -g root "$root/root/.ssh"
+  printf '%s\n' "$key" >"$root/root/.ssh/authorized_keys"
+  chmod 0600 "$root/root/.ssh/authorized_keys"
+  say "sshd: $GUEST_IP:$SSH_PORT, root by key only ($(ssh-keygen -l -f "$root/root/.ssh/authorized_keys" | cut -d' ' -f2))"
+}
+
+# Read and check the public key file of `up --sshd`; print its one key line.
+sshd_pubkey() {
+  local file=$1 line
+  [[ -n $file ]] || die "--sshd needs SANDBOX_SSH_PUBKEY (the path of a .pub file on this machine)"
+  [[ -f $file && -r $file ]] || die "SANDBOX_SSH_PUBKEY: no readable file '$file'"
+  line=$(grep -v '^[[:space:]]*\(#\|$\)' "$file" || true)
+  [[ -n $line && $line != *$'\n'* ]] || die "SANDBOX_SSH_PUBKEY: '$file' must hold exactly one public key"
+  [[ $line != *PRIVATE* ]] || die "SANDBOX_SSH_PUBKEY: '$file' is a private key"
+  ssh-keygen -l -f "$file" >/dev/null 2>&1 || die "SANDBOX_SSH_PUBKEY: '$file' is not a public key (ssh-keygen -l refuses it)"
+  printf '%s\n' "$line"
 }
 
 # /var/lib/machines of the sandbox on an ext4 filesystem of its own, in a sparse file of SIZE in
@@ -479,26 +530,62 @@ wait_booted() {
   die "not booted after ${BOOT_TIMEOUT} s (last state: '${state:-none}')"
 }
 
+# Wait until ssh.service is active inside and the port on the sandbox's address answers with an
+# SSH banner, as seen from this machine (30 s max).
+wait_sshd() {
+  local deadline=$((SECONDS + 30)) state='' banner=''
+  while ((SECONDS < deadline)); do
+    state=$(in_sandbox systemctl is-active ssh.service 2>/dev/null || true)
+    case $state in
+      active)
+        # shellcheck disable=SC2016  # expanded by the inner bash
+        banner=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" && IFS= read -r -t 3 line <&3 && printf "%s" "$line"' \
+                   bash "$GUEST_IP" "$SSH_PORT" 2>/dev/null || true)
+        banner=${banner%$'\r'}
+        if [[ $banner == SSH-2.0-* ]]; then
+          say "sshd answers on $GUEST_IP:$SSH_PORT ($banner)"
+          return 0
+        fi ;;
+      failed)
+        in_sandbox journalctl -u ssh.service --no-pager -n 30 >&2 || true
+        die "ssh.service failed inside" ;;
+    esac
+    sleep 0.2
+  done
+  in_sandbox journalctl -u ssh.service --no-pager -n 30 >&2 || true
+  die "sshd not ready on $GUEST_IP:$SSH_PORT after 30 s (ssh.service '${state:-unknown}', banner '$banner')"
+}
+
 # ------------------------------------------------------------ subcommands --
 
-# up [--bare] [--no-node]: bring the sandbox up (see the header).
+# up [--bare] [--no-node] [--machines-fs=SIZE] [--sshd]: bring the sandbox up (see the header).
 cmd_up() {
-  local flavour=full with_node=yes machines_fs=
+  local flavour=full with_node=yes machines_fs= sshd=no pubkey='' image
   while (($#)); do
     case $1 in
       --bare) flavour=bare ;;
       --no-node) with_node=no ;;
+      --sshd) sshd=yes ;;
       --machines-fs=*)
         machines_fs=${1#--machines-fs=}
         [[ $machines_fs =~ ^[1-9][0-9]*[MG]$ ]] || { echo "usage: --machines-fs=SIZE, such as 16G (got '$machines_fs')" >&2; exit 2; } ;;
-      *) echo "usage: $0 up [--bare] [--no-node] [--machines-fs=SIZE (e.g. 16G)]" >&2; exit 2 ;;
+      *) echo "usage: $0 up [--bare] [--no-node] [--machines-fs=SIZE (e.g. 16G)] [--sshd]" >&2; exit 2 ;;
     esac
     shift
   done
-  need_root; check_tools
+  need_root
+  # The rootfs image: the flavour, or FLAVOUR+sshd (cached apart, with openssh-server).
+  image=$flavour
+  if [[ $sshd == yes ]]; then
+    check_tools ssh-keygen:openssh-client
+    pubkey=$(sshd_pubkey "${SANDBOX_SSH_PUBKEY:-}")
+    image=$flavour+sshd
+  else
+    check_tools
+  fi
   if is_up; then
-    if [[ $S_FLAVOUR != "$flavour" || ${S_NODE:-yes} != "$with_node" ]]; then
-      die "already up with flavour '$S_FLAVOUR', node '${S_NODE:-yes}' (wanted '$flavour', node '$with_node'); run '$0 down' first"
+    if [[ $S_FLAVOUR != "$flavour" || ${S_NODE:-yes} != "$with_node" || ${S_SSHD:-no} != "$sshd" ]]; then
+      die "already up with flavour '$S_FLAVOUR', node '${S_NODE:-yes}', sshd '${S_SSHD:-no}' (wanted '$flavour', node '$with_node', sshd '$sshd'); run '$0 down' first"
     fi
     say "already up (flavour $S_FLAVOUR, PID 1 = $S_LEADER_PID)"
     return 0
@@ -519,10 +606,12 @@ cmd_up() {
   : >"$STATE_FILE"
   state_set FLAVOUR "$flavour"
   state_set NODE "$with_node"
+  state_set SSHD "$sshd"
   net_up
   acng_up
-  ensure_rootfs "$flavour"
-  prepare_rootfs "$(cache_path "$flavour")"
+  ensure_rootfs "$image"
+  prepare_rootfs "$(cache_path "$image")"
+  [[ $sshd == no ]] || sshd_prepare "$pubkey"
   [[ -z $machines_fs ]] || machines_fs_up "$machines_fs"
   nspawn_tmpfs_up
   boot "$with_node"
@@ -533,9 +622,10 @@ cmd_up() {
     in_sandbox "$NODE_BIND" --version >/dev/null 2>&1 \
       || say "WARNING: $NODE_BIND does not run inside (missing libraries?)"
   fi
+  [[ $sshd == no ]] || wait_sshd
   UP_DONE=1
   trap - EXIT INT TERM
-  say "up in $((SECONDS - t0)) s: flavour $flavour, node $with_node, nspawn pid $S_NSPAWN_PID, PID 1 = $S_LEADER_PID, proxy $HOST_IP:$PORT"
+  say "up in $((SECONDS - t0)) s: flavour $flavour, node $with_node, sshd $sshd, nspawn pid $S_NSPAWN_PID, PID 1 = $S_LEADER_PID, proxy $HOST_IP:$PORT, address $GUEST_IP"
 }
 
 # EXIT trap of `up`: tear down unless up completed.
@@ -574,10 +664,13 @@ cmd_pid() {
 # ip: print the proxy address as seen from inside.
 cmd_ip() { echo "$HOST_IP:$PORT"; }
 
+# addr: print the sandbox's own address (its end of the veth; this machine reaches it directly).
+cmd_addr() { echo "$GUEST_IP"; }
+
 # status: print up/down and the recorded PIDs.
 cmd_status() {
   if is_up; then
-    echo "up flavour=$S_FLAVOUR node=$S_NODE nspawn=$S_NSPAWN_PID pid1=$S_LEADER_PID apt-cacher-ng=$S_ACNG_PID proxy=$HOST_IP:$PORT rootfs=$S_ROOTFS"
+    echo "up flavour=$S_FLAVOUR node=$S_NODE sshd=${S_SSHD:-no} addr=$GUEST_IP nspawn=$S_NSPAWN_PID pid1=$S_LEADER_PID apt-cacher-ng=$S_ACNG_PID proxy=$HOST_IP:$PORT rootfs=$S_ROOTFS"
   else
     echo "down"
     [[ -f $STATE_FILE ]] && echo "(state file $STATE_FILE exists: run '$0 down' or check-clean)"
@@ -707,7 +800,7 @@ cmd_check_clean() {
 
 # Print usage.
 usage() {
-  sed -n '9,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '9,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # Dispatch; up and down hold a per-name lock so they never overlap.
@@ -724,6 +817,7 @@ main() {
     exec) cmd_exec "$@" ;;
     pid) cmd_pid ;;
     ip) cmd_ip ;;
+    addr) cmd_addr ;;
     status) cmd_status ;;
     check-clean) cmd_check_clean ;;
     -h|--help|help) usage ;;

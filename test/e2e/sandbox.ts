@@ -20,24 +20,52 @@ export interface Result {
 export class Sandbox {
   constructor(readonly name: string) {}
 
-  /** `env`: variables for the command `exec` runs inside (sandbox.sh's SANDBOX_ENV; no spaces in values). */
-  run(args: string[], input?: string | Buffer, timeoutMs = 600_000, env: Record<string, string> = {}): Result {
+  /**
+   * `env`: variables for the command `exec` runs inside (sandbox.sh's SANDBOX_ENV; no spaces in values).
+   * `scriptEnv`: variables for sandbox.sh itself (such as SANDBOX_SSH_PUBKEY).
+   */
+  run(args: string[], input?: string | Buffer, timeoutMs = 600_000, env: Record<string, string> = {}, scriptEnv: Record<string, string> = {}): Result {
     const sandboxEnv = Object.entries(env).map(([k, v]) => `${k}=${v}`);
     if (sandboxEnv.some((kv) => /\s/.test(kv))) throw new Error(`SANDBOX_ENV values cannot contain spaces: ${sandboxEnv.join(' ')}`);
-    const envs = { ...process.env, SANDBOX_NAME: this.name, SANDBOX_ENV: sandboxEnv.join(' ') };
+    const envs = { ...process.env, ...scriptEnv, SANDBOX_NAME: this.name, SANDBOX_ENV: sandboxEnv.join(' ') };
     const r = spawnSync('bash', [SCRIPT, ...args], { input, env: envs, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
     if (r.error) throw r.error;
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 
   /** Boots it (after removing leftovers of an interrupted earlier run); returns the proxy host:port. */
-  up(flags: string[] = []): string {
+  up(flags: string[] = [], scriptEnv: Record<string, string> = {}): string {
     this.run(['down']);
-    const up = this.run(['up', ...flags], undefined, 900_000);
+    const up = this.run(['up', ...flags], undefined, 900_000, {}, scriptEnv);
     if (up.code !== 0) throw new Error(`sandbox ${this.name} up failed (${up.code}):\n${up.stdout.slice(-3000)}\n${up.stderr.slice(-3000)}`);
     const proxy = this.run(['ip']).stdout.trim();
     if (!/^\d+\.\d+\.\d+\.\d+:\d+$/.test(proxy)) throw new Error(`sandbox ip printed ${JSON.stringify(proxy)}`);
     return proxy;
+  }
+
+  /**
+   * Boots it with OpenSSH's sshd on its own address (`up --sshd`): root may log in with the key of
+   * `pubKeyPath` (a .pub file on this machine) and by no password. sshd answers when this returns.
+   * `flags`: more `up` flags (--bare, --no-node, --machines-fs=SIZE). Returns the apt proxy
+   * (host:port) and the sandbox's address, which this machine reaches directly.
+   */
+  upWithSsh(pubKeyPath: string, flags: string[] = []): { proxy: string; addr: string } {
+    const proxy = this.up([...flags, '--sshd'], { SANDBOX_SSH_PUBKEY: pubKeyPath });
+    return { proxy, addr: this.addr() };
+  }
+
+  /** The sandbox's own IPv4 address (its end of the link to this machine; `sandbox.sh addr`). */
+  addr(): string {
+    const addr = this.run(['addr']).stdout.trim();
+    if (!/^\d+\.\d+\.\d+\.\d+$/.test(addr)) throw new Error(`sandbox addr printed ${JSON.stringify(addr)}`);
+    return addr;
+  }
+
+  /** The public host keys of its sshd ("TYPE BASE64 COMMENT" lines), read inside after `upWithSsh`. */
+  sshHostKeys(): string[] {
+    const keys = this.exec(['sh', '-c', 'cat /etc/ssh/ssh_host_*_key.pub']).stdout.split('\n').filter(Boolean);
+    if (keys.length === 0 || keys.some((k) => !/^(ssh|ecdsa)-\S+ [A-Za-z0-9+/=]+( |$)/.test(k))) throw new Error(`sandbox ${this.name}: no usable host key in ${JSON.stringify(keys)}`);
+    return keys;
   }
 
   /** Runs a command inside the sandbox host; throws with its output when it fails and `check` is not false. */

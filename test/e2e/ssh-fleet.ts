@@ -1,0 +1,168 @@
+// Test hosts that this machine (the test runner) reaches over real OpenSSH, for the fleet suite:
+// each is a sandbox booted with `up --sshd` (sshd on its own address, root by key only). The
+// client side lives in a private temporary directory: a throwaway ed25519 key pair, a known_hosts
+// file holding each sandbox's host key (read from the sandbox after it booted, so
+// StrictHostKeyChecking=yes holds and nothing is accepted on first use), and an ssh_config file
+// for `ssh -F` with one Host alias per sandbox.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Result, Sandbox } from './sandbox';
+
+/**
+ * The fleet suite's two sandboxes. Their network slots differ from every other suite's
+ * (test/sandbox-slots.test.ts counts these names in); use these constants, not other names.
+ */
+export const FLEET_SANDBOXES = ['nsctl-e2e-fleet-1', 'nsctl-e2e-fleet-2'] as const;
+
+/** What the runner needs besides the sandbox's tools (openssh-client): e2eSuite's `extraTools`. */
+export const SSH_CLIENT_TOOLS = ['/usr/bin/ssh', '/usr/bin/ssh-keygen'];
+
+/** A command's argument quoted for the POSIX shell that sshd runs the remote command with. */
+export function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/** One host in the client's ssh_config. */
+export interface SshHost {
+  alias: string;
+  addr: string;
+  hostKeys: string[];
+}
+
+/** The client side: key pair, known_hosts and ssh_config in a private temporary directory. */
+export class SshClient {
+  readonly identityFile: string;
+  readonly publicKeyFile: string;
+  readonly knownHostsFile: string;
+  /** Pass to `ssh -F` (and `scp -F`, `sftp -F`); it names every added host by its alias. */
+  readonly configFile: string;
+  private readonly hosts: SshHost[] = [];
+
+  /** Makes the directory (mode 0700) and a fresh key pair in it. */
+  constructor(readonly dir: string = mkdtempSync(join(tmpdir(), 'nspawnctl-ssh-'))) {
+    this.identityFile = join(dir, 'id_ed25519');
+    this.publicKeyFile = `${this.identityFile}.pub`;
+    this.knownHostsFile = join(dir, 'known_hosts');
+    this.configFile = join(dir, 'ssh_config');
+    const keygen = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'nspawnctl-e2e', '-f', this.identityFile], { encoding: 'utf8' });
+    if (keygen.error) throw keygen.error;
+    if (keygen.status !== 0) throw new Error(`ssh-keygen exited ${keygen.status}: ${keygen.stderr}`);
+    this.write();
+  }
+
+  /** The public key line (as authorized inside). */
+  publicKey(): string {
+    return readFileSync(this.publicKeyFile, 'utf8').trim();
+  }
+
+  /** Adds (or replaces) a host: its alias in ssh_config, its host keys pinned in known_hosts. */
+  addHost(alias: string, addr: string, hostKeys: string[]): void {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(alias)) throw new Error(`bad ssh host alias ${JSON.stringify(alias)}`);
+    if (!/^\d+\.\d+\.\d+\.\d+$/.test(addr)) throw new Error(`bad address ${JSON.stringify(addr)}`);
+    const old = this.hosts.findIndex((h) => h.alias === alias);
+    if (old >= 0) this.hosts.splice(old, 1);
+    this.hosts.push({ alias, addr, hostKeys });
+    this.write();
+  }
+
+  /** `ssh` arguments that reach a host by its alias: ['-F', configFile, alias]. */
+  args(alias: string): string[] {
+    return ['-F', this.configFile, alias];
+  }
+
+  /**
+   * Runs a command on a host over ssh, as root. `argv` is quoted for the remote shell, so each
+   * element arrives as one argument. Never throws for the command's exit code (ssh's own failure
+   * is 255); `check: true` throws with the output when it is not 0.
+   */
+  run(alias: string, argv: string[], options: { input?: string | Buffer; timeoutMs?: number; check?: boolean } = {}): Result {
+    const r = spawnSync('ssh', [...this.args(alias), '--', argv.map(shellQuote).join(' ')], {
+      input: options.input,
+      encoding: 'utf8',
+      timeout: options.timeoutMs ?? 600_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    if (r.error) throw r.error;
+    const result = { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    if (options.check && result.code !== 0) {
+      throw new Error(`ssh ${alias}: ${argv.join(' ')} exited ${result.code}\nstdout:\n${result.stdout.slice(-4000)}\nstderr:\n${result.stderr.slice(-4000)}`);
+    }
+    return result;
+  }
+
+  /** Deletes the directory with the keys and files. */
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private write(): void {
+    const knownHosts = this.hosts.flatMap((h) => h.hostKeys.map((k) => `${h.alias},${h.addr} ${k.split(' ').slice(0, 2).join(' ')}`));
+    writeFileSync(this.knownHostsFile, knownHosts.map((l) => `${l}\n`).join(''), { mode: 0o600 });
+    const config = [
+      '# generated by test/e2e/ssh-fleet.ts',
+      ...this.hosts.flatMap((h) => [`Host ${h.alias}`, `  HostName ${h.addr}`]),
+      'Host *',
+      '  User root',
+      `  IdentityFile ${this.identityFile}`,
+      '  IdentitiesOnly yes',
+      `  UserKnownHostsFile ${this.knownHostsFile}`,
+      '  GlobalKnownHostsFile /dev/null',
+      '  StrictHostKeyChecking yes',
+      '  UpdateHostKeys no',
+      '  BatchMode yes',
+      '  PasswordAuthentication no',
+      '  KbdInteractiveAuthentication no',
+      '  ConnectTimeout 10',
+      '  LogLevel ERROR',
+      '',
+    ];
+    writeFileSync(this.configFile, config.join('\n'), { mode: 0o600 });
+  }
+}
+
+/** One sandbox of the fleet as the test reaches it. */
+export interface FleetHost {
+  sandbox: Sandbox;
+  /** The ssh_config alias: the sandbox name without "nsctl-e2e-" (fleet-1, fleet-2). */
+  alias: string;
+  /** The sandbox's own address (sshd listens there, port 22). */
+  addr: string;
+  /** The sandbox's apt proxy, host:port. */
+  proxy: string;
+}
+
+/**
+ * The fleet: sandboxes booted one after the other with `up --sshd` (the first one builds the
+ * cached rootfs when needed, the others reuse it), all reachable with `ssh -F client.configFile
+ * ALIAS`. `down()` powers them off, checks that each left nothing behind, and deletes the client's
+ * directory.
+ */
+export class SshFleet {
+  readonly client = new SshClient();
+  readonly hosts: FleetHost[] = [];
+  readonly sandboxes: Sandbox[];
+
+  constructor(names: readonly string[] = FLEET_SANDBOXES) {
+    this.sandboxes = names.map((n) => new Sandbox(n));
+  }
+
+  /** Boots every sandbox (`flags`: more `up` flags such as --bare or --no-node) and pins its host key. */
+  up(flags: string[] = []): FleetHost[] {
+    for (const sandbox of this.sandboxes) {
+      const { proxy, addr } = sandbox.upWithSsh(this.client.publicKeyFile, flags);
+      const alias = sandbox.name.replace(/^nsctl-e2e-/, '');
+      this.client.addHost(alias, addr, sandbox.sshHostKeys());
+      this.hosts.push({ sandbox, alias, addr, proxy });
+    }
+    return this.hosts;
+  }
+
+  /** Powers every sandbox off; returns each one's check-clean result. Deletes the client's files. */
+  down(): Result[] {
+    const results = this.sandboxes.map((s) => s.downAndCheckClean());
+    this.client.remove();
+    return results;
+  }
+}
