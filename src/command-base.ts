@@ -6,6 +6,7 @@ import { unknownFlagsError } from './cli/suggest';
 import { ExitCode, InterruptedError, NspawnctlError, PreflightError } from './errors';
 import { createRealHost, Host } from './host/host';
 import { acquireLock, formatHolder } from './host/lock';
+import type { FleetIo } from './fleet/commands';
 
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = false;
@@ -112,6 +113,18 @@ export abstract class BaseCommand extends Command {
   }
 
   /** Plain lines when stdout is not a terminal (scripts, CI), live progress otherwise. */
+  /** What a fleet command needs of this one: the runner, where to write, the version every host should run. */
+  protected fleetIo(json: boolean): FleetIo {
+    return {
+      runner: this.createHost().runner,
+      out: (text) => this.out(text),
+      err: (text) => process.stderr.write(text),
+      json,
+      version: this.config.version,
+      renderer: this.progressRenderer(json),
+    };
+  }
+
   protected progressRenderer(json: boolean): 'default' | 'simple' | 'silent' {
     if (json) return 'silent';
     return process.stdout.isTTY ? 'default' : 'simple';

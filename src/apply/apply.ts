@@ -28,6 +28,17 @@ export interface ApplyOptions {
   cache?: CacheOptions;
   /** The manifest's machines, by name (what installs and read-only preparation need of them). */
   machines?: Record<string, Machine>;
+  /** Told when each step starts and ends (apply --events: JSON lines for a fleet controller). */
+  onEvent?: (event: ApplyEvent) => void;
+}
+
+/** A step starting, done or failed, with its group (a machine, or HOST_GROUP) and its description. */
+export interface ApplyEvent {
+  event: 'step';
+  status: 'start' | 'done' | 'failed';
+  group: string;
+  step: string;
+  message?: string;
 }
 
 /** What runStep needs besides the step. */
@@ -108,15 +119,19 @@ export async function applyPlan(host: Host, plan: Plan, options: ApplyOptions): 
           else result.failures.push({ group: group.name, step, error: new InterruptedError() });
           throw new InterruptedError();
         }
+        const event = (status: ApplyEvent['status'], message?: string) => options.onEvent?.({ event: 'step', status, group: group.name, step: describeStep(step), ...(message ? { message } : {}) });
+        event('start');
         try {
           await runStep(host, step, stepOptions, (line) => {
             task.output = line;
           });
         } catch (err) {
           result.failures.push({ group: group.name, step, error: err as Error });
+          event('failed', (err as Error).message);
           throw err;
         }
         result.done.push(step);
+        event('done');
       },
     }));
 

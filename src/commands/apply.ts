@@ -3,6 +3,7 @@ import { applyPlan, describeReadiness, summarizeFailures } from '../apply/apply'
 import { DEFAULT_CACHE_DIR } from '../apply/image-cache';
 import { assertReady } from '../apply/preflight';
 import { BaseCommand, jsonFlag, waitFlag } from '../command-base';
+import { fleetApply, fleetFlags, fleetPlan, refuseFleetFlags } from '../fleet/commands';
 import { ExitCode, NspawnctlError, OwnershipError } from '../errors';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { formatPlanText, hostConflicts, planToJson, stepToJson } from '../plan/format';
@@ -12,7 +13,7 @@ import { describeUnreadable } from '../plan/observe';
 export default class Apply extends BaseCommand {
   static override summary = 'Create, update and start machines so the host matches the manifest.';
   static override description = 'Plans like `nspawnctl plan`, checks the host can do it, then carries out the steps while holding the host lock. A second apply of an unchanged manifest does nothing. Machines that are not in the manifest are never touched. When one machine fails, the others are still applied and apply exits 1 with a summary.';
-  static override examples = ['<%= config.bin %> apply machines.yaml', '<%= config.bin %> apply machines.yaml --dry-run', '<%= config.bin %> apply machines.yaml --json --no-wait'];
+  static override examples = ['<%= config.bin %> apply machines.yaml', '<%= config.bin %> apply machines.yaml --dry-run', '<%= config.bin %> apply machines.yaml --json --no-wait', '<%= config.bin %> apply fleet.yaml --serial 1 --max-fail 1'];
   static override args = { file: Args.string({ description: 'manifest file', required: true }) };
   static override flags = {
     json: jsonFlag,
@@ -24,12 +25,28 @@ export default class Apply extends BaseCommand {
     'cache-dir': Flags.string({ description: 'Where base images are kept.', default: DEFAULT_CACHE_DIR, env: 'NSPAWNCTL_CACHE_DIR' }),
     'cache-max-age': Flags.integer({ description: 'Days after which a base image is rebootstrapped (security updates).', default: 7, min: 0, env: 'NSPAWNCTL_CACHE_MAX_AGE' }),
     cache: Flags.boolean({ description: 'Copy new machines from a cached base image (--no-cache: bootstrap each one).', default: true, allowNo: true }),
+    events: Flags.boolean({ description: 'Write each step\'s start and end as a JSON line on stderr (what a fleet controller shows).', default: false }),
+    ...fleetFlags,
+    forks: Flags.integer({ description: 'Fleet: how many hosts to apply at the same time.', default: 5, min: 1 }),
+    serial: Flags.integer({ description: 'Fleet: apply in rolling batches of this many hosts, one batch after the other.', min: 1 }),
+    'max-fail': Flags.integer({ description: 'Fleet: start no new batch once this many hosts failed.', min: 1 }),
   };
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Apply);
     const host = this.createHost();
     const manifest = await loadManifestFile(host, args.file);
+    if (manifest.fleet && !flags['dry-run']) {
+      const code = await fleetApply(this.fleetIo(flags.json), manifest, flags);
+      if (code !== 0) this.exit(code);
+      return;
+    }
+    if (manifest.fleet) {
+      const code = await fleetPlan(this.fleetIo(flags.json), manifest, flags);
+      if (code !== 0) this.exit(code);
+      return;
+    }
+    refuseFleetFlags(flags, args.file);
     if (flags['dry-run']) {
       const { plan, state } = await planManifest(host, manifest, this.cwd());
       const unreadable = describeUnreadable(state.unreadable);
@@ -63,6 +80,7 @@ export default class Apply extends BaseCommand {
         jobs: flags.jobs,
         cache: flags.cache ? { dir: flags['cache-dir'], maxAgeMs: flags['cache-max-age'] * 86_400_000 } : undefined,
         machines: manifest.machines,
+        onEvent: flags.events ? (e) => process.stderr.write(`${JSON.stringify(e)}\n`) : undefined,
       });
       if (flags.json) {
         const failures = result.failures.map((f) => ({ group: f.group, step: stepToJson(f.step), message: f.error.message }));

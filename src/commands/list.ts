@@ -1,6 +1,9 @@
 import { Flags } from '@oclif/core';
 import { formatAge } from '../cli/age';
 import { BaseCommand, jsonFlag } from '../command-base';
+import { fleetFlags, fleetList, refuseFleetFlags } from '../fleet/commands';
+import { STDIN_ARG } from '../host/host';
+import { loadManifestFile } from '../pipeline';
 import { formatTable } from '../plan/format';
 import { inspectMachines, MachineReport } from '../plan/inspect';
 
@@ -13,10 +16,11 @@ function upgradedColumn(r: MachineReport, now: number): string {
 // One line per machine nspawnctl manages.
 export default class List extends BaseCommand {
   static override summary = 'List the machines nspawnctl manages, with state, address, drift and health.';
-  static override examples = ['<%= config.bin %> list', '<%= config.bin %> list --json', '<%= config.bin %> list --manifest machines.yaml'];
+  static override examples = ['<%= config.bin %> list', '<%= config.bin %> list --json', '<%= config.bin %> list --manifest machines.yaml', '<%= config.bin %> list --manifest fleet.yaml'];
   static override flags = {
     manifest: Flags.string({ char: 'f', description: 'Compare with this manifest instead of the one each machine was applied from.' }),
     json: jsonFlag,
+    ...fleetFlags,
   };
 
   /** The time ages are counted to (tests fix it). */
@@ -26,6 +30,14 @@ export default class List extends BaseCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parse(List);
+    // A fleet manifest (hosts:): one table over its hosts, each listed by its own nspawnctl.
+    const fleet = flags.manifest !== undefined && flags.manifest !== STDIN_ARG ? await loadManifestFile(this.createHost(), flags.manifest) : undefined;
+    if (fleet?.fleet) {
+      const code = await fleetList(this.fleetIo(flags.json), fleet, flags);
+      if (code !== 0) this.exit(code);
+      return;
+    }
+    refuseFleetFlags(flags, flags.manifest ?? 'no --manifest');
     const { machines: reports, notices } = await inspectMachines(this.createHost(), this.cwd(), undefined, flags.manifest);
     for (const n of notices) process.stderr.write(`note: ${n}\n`);
     if (flags.json) {

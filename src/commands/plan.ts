@@ -1,5 +1,6 @@
 import { Args } from '@oclif/core';
 import { BaseCommand, jsonFlag } from '../command-base';
+import { fleetFlags, fleetPlan, refuseFleetFlags } from '../fleet/commands';
 import { loadManifestFile, planManifest } from '../pipeline';
 import { formatPlanText, planToJson } from '../plan/format';
 import { describeUnreadable } from '../plan/observe';
@@ -9,14 +10,21 @@ import { estimatePlannedServices, formatServiceEstimates } from '../plan/service
 export default class Plan extends BaseCommand {
   static override summary = 'Show what apply would do, without changing anything.';
   static override description = 'Compares the manifest with the host and lists, per network and machine, what would be created, updated, restarted or left unchanged.';
-  static override examples = ['<%= config.bin %> plan machines.yaml', '<%= config.bin %> plan machines.yaml --json | jq .steps'];
+  static override examples = ['<%= config.bin %> plan machines.yaml', '<%= config.bin %> plan machines.yaml --json | jq .steps', '<%= config.bin %> plan fleet.yaml --host alpha'];
   static override args = { file: Args.string({ description: 'manifest file', required: true }) };
-  static override flags = { json: jsonFlag };
+  static override flags = { json: jsonFlag, ...fleetFlags };
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Plan);
     const host = this.createHost();
-    const { plan, state, desired } = await planManifest(host, await loadManifestFile(host, args.file), this.cwd());
+    const manifest = await loadManifestFile(host, args.file);
+    if (manifest.fleet) {
+      const code = await fleetPlan(this.fleetIo(flags.json), manifest, flags);
+      if (code !== 0) this.exit(code);
+      return;
+    }
+    refuseFleetFlags(flags, args.file);
+    const { plan, state, desired } = await planManifest(host, manifest, this.cwd());
     // As a normal user: what could not be read (each machine behind it is a conflict saying so).
     const unreadable = describeUnreadable(state.unreadable);
     if (unreadable) process.stderr.write(`note: ${unreadable}\n`);

@@ -1,6 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { formatAge } from '../cli/age';
 import { BaseCommand, jsonFlag } from '../command-base';
+import { fleetFlags, fleetStatus, refuseFleetFlags } from '../fleet/commands';
+import { STDIN_ARG } from '../host/host';
+import { loadManifestFile } from '../pipeline';
 import { inspectMachines } from '../plan/inspect';
 import { exposureCell, ServiceReport } from '../plan/service-report';
 
@@ -27,15 +30,24 @@ function serviceLines(services: ServiceReport[]): string[] {
 // Everything nspawnctl knows about one machine.
 export default class Status extends BaseCommand {
   static override summary = 'Show one managed machine: state, address, leader PID, files, health, and pending changes.';
-  static override examples = ['<%= config.bin %> status web', '<%= config.bin %> status web --json'];
+  static override examples = ['<%= config.bin %> status web', '<%= config.bin %> status web --json', '<%= config.bin %> status web --manifest fleet.yaml'];
   static override args = { name: Args.string({ description: 'machine name', required: true }) };
   static override flags = {
     manifest: Flags.string({ char: 'f', description: 'Compare with this manifest instead of the one the machine was applied from.' }),
     json: jsonFlag,
+    ...fleetFlags,
   };
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Status);
+    // A fleet manifest (hosts:): the machine's host is asked, over ssh.
+    const fleet = flags.manifest !== undefined && flags.manifest !== STDIN_ARG ? await loadManifestFile(this.createHost(), flags.manifest) : undefined;
+    if (fleet?.fleet) {
+      const code = await fleetStatus(this.fleetIo(flags.json), fleet, args.name, flags);
+      if (code !== 0) this.exit(code);
+      return;
+    }
+    refuseFleetFlags(flags, flags.manifest ?? 'no --manifest');
     const { machines, notices } = await inspectMachines(this.createHost(), this.cwd(), [args.name], flags.manifest, { detail: true });
     for (const n of notices) process.stderr.write(`note: ${n}\n`);
     const [r] = machines;

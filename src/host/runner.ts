@@ -23,7 +23,7 @@ export function resolveProgram(file: string): string | undefined {
 
 export interface RunOptions {
   /** Text written to the program's stdin; stdin is closed otherwise. */
-  input?: string;
+  input?: string | Uint8Array;
   /** Extra environment variables (added to the inherited environment). */
   env?: Record<string, string>;
   timeoutMs?: number;

@@ -49,6 +49,12 @@ export const DISTRIBUTION_DEFAULTS = {
 // (truncation would make two machines share, or fight over, one interface name).
 export const MACHINE_NAME = /^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$/;
 export const BRIDGE_NAME = /^[a-z][a-z0-9_-]{0,14}$/;
+/** A fleet host's name in the manifest (hosts:, machines.NAME.host, --host). */
+export const HOST_NAME = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
+/** A host label (hosts.NAME.labels, --hosts-label). */
+export const HOST_LABEL = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+/** An ssh destination: what ssh accepts (user@address, an alias of ~/.ssh/config), never an option or two words. */
+export const SSH_DESTINATION_PATTERN = /^[A-Za-z0-9_.@:%[\]][A-Za-z0-9_.@:%[\]+-]{0,254}$/;
 const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
 const HOSTNAME = /^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
@@ -264,6 +270,10 @@ const machineSchema = z
       .array(z.array(noNewline('an argument')).min(1, { message: 'a provision command needs at least the program name' }))
       .describe('Commands run once, inside the new root filesystem, when the machine is created. Each is an argument list, not a shell line: [sh, -c, "..."] for a shell.'),
     autostart: z.boolean().describe('Start the machine at boot (machinectl enable); default false.'),
+    host: z
+      .string()
+      .regex(HOST_NAME, { message: 'expected the name of a host under hosts:' })
+      .describe('With hosts: (a fleet): the host the machine runs on, a key of hosts:. Required for every machine then.'),
     services: z
       .record(
         z
@@ -293,11 +303,30 @@ const networkSchema = z
   })
   .strict();
 
+const hostSchema = z
+  .object({
+    ssh: z
+      .string()
+      .regex(SSH_DESTINATION_PATTERN, { message: 'expected an ssh destination like root@10.0.0.5 or an alias from ~/.ssh/config (no spaces, not starting with -)' })
+      .describe('How ssh reaches the host: user@address, or a Host alias of ~/.ssh/config (its settings, agent and known_hosts are used).'),
+    port: z.number().int().min(1).max(65535).optional().describe("sshd's port (default: ssh's own, 22 or the config's)."),
+    sudo: z.boolean().default(false).describe('Run nspawnctl there through sudo -n (the login user is not root; needs passwordless sudo for nspawnctl).'),
+    labels: z
+      .array(z.string().regex(HOST_LABEL, { message: 'expected a label like db or eu-west' }))
+      .default([])
+      .describe('Labels to pick hosts with --hosts-label.'),
+  })
+  .strict();
+
 // The whole file. Cross-field rules (declared bridges, addresses in subnets, uniqueness) live
 // in superRefine so every problem is reported in one pass.
 const manifestShape = z
   .object({
     defaults: defaultsSchema.default({}),
+    hosts: z
+      .record(z.string().regex(HOST_NAME, { message: 'expected a host name: 1-32 characters of a-z, 0-9 and -' }), hostSchema)
+      .optional()
+      .describe('A fleet: the hosts machines run on, reached over OpenSSH. Without it everything is on this host. See docs/fleet.md.'),
     networks: z
       .record(z.string().regex(BRIDGE_NAME, { message: KEY_MESSAGES.network }), networkSchema)
       .default({})
@@ -403,8 +432,20 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   };
   const addressOwners = new Map<string, string>();
   const portOwners = new Map<string, string>();
+  // A fleet: every machine names a declared host; addresses and host ports are per host.
+  const fleet = root.hosts !== undefined && root.hosts !== null;
+  const hosts = asObj(root.hosts);
+  const hostOf = (m: Record<string, unknown>) => asStr(m.host) ?? '';
   for (const [name, rawMachine] of Object.entries(machines)) {
     const machine = asObj(rawMachine);
+    const host = asStr(machine.host);
+    if (fleet && machine.host === undefined) {
+      add(['machines', name], `machine ${shown(name)} needs host: (a key of hosts:) when the manifest has hosts:`);
+    } else if (host !== undefined && HOST_NAME.test(host) && !Object.prototype.hasOwnProperty.call(hosts, host)) {
+      const declared = Object.keys(hosts);
+      add(['machines', name, 'host'], `host ${shown(host)} is not declared under hosts:${declared.length ? ` (declared: ${declared.slice(0, 10).map(shown).join(', ')}${declared.length > 10 ? ` and ${declared.length - 10} more` : ''})` : ' (there is no hosts: section)'}`);
+    }
+    const perHost = (key: string) => (fleet ? `${hostOf(machine)}\0${key}` : key);
     const hasNetwork = machine.network !== undefined && machine.network !== null;
     const net = asObj(machine.network);
     const bridge = asStr(net.bridge);
@@ -420,10 +461,10 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
           add(path, `${address} is outside network ${shown(bridge)} (${formatSubnet(subnet)}) or is its network/broadcast address`);
         } else if (address === gateways.get(bridge)) {
           add(path, `${address} is the gateway of network ${shown(bridge)} (the host's own address on the bridge)`);
-        } else if (addressOwners.has(address)) {
-          add(path, `${address} is already used by machine ${shown(addressOwners.get(address)!)}`);
+        } else if (addressOwners.has(perHost(address))) {
+          add(path, `${address} is already used by machine ${shown(addressOwners.get(perHost(address))!)}${fleet ? ` on host ${shown(hostOf(machine))}` : ''}`);
         } else {
-          addressOwners.set(address, name);
+          addressOwners.set(perHost(address), name);
         }
       }
     }
@@ -435,8 +476,8 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
       const p = asObj(rawPort);
       if (typeof p.host !== 'number') return;
       const key = `${asStr(p.protocol) ?? 'tcp'}/${p.host}`;
-      if (portOwners.has(key)) add(['machines', name, 'ports', i, 'host'], `host port ${key} is already forwarded to machine ${shown(portOwners.get(key)!)}`);
-      else portOwners.set(key, name);
+      if (portOwners.has(perHost(key))) add(['machines', name, 'ports', i, 'host'], `host port ${key} is already forwarded to machine ${shown(portOwners.get(perHost(key))!)}`);
+      else portOwners.set(perHost(key), name);
     });
     const seen = new Set<string>();
     asArr(machine.files).forEach((rawFile, i) => {
@@ -467,6 +508,7 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
       const other = Object.prototype.hasOwnProperty.call(machines, from) ? asObj(machines[from]) : undefined;
       if (from === name) add(path, 'a machine can always reach itself; allow names another machine');
       else if (!other) add(path, `machine ${shown(from)} is not in this manifest`);
+      else if (fleet && hostOf(other) !== hostOf(machine)) add(path, `machine ${shown(from)} runs on host ${shown(hostOf(other))}, not on ${shown(hostOf(machine))}: networks are per host`);
       else if (bridge !== undefined && asStr(asObj(other.network).bridge) !== bridge) add(path, `machine ${shown(from)} is not on network ${shown(bridge)}`);
     });
     if (asArr(net.allow).length > 0 && bridge !== undefined && Object.prototype.hasOwnProperty.call(networks, bridge) && asObj(networks[bridge]).isolated !== true) {
@@ -763,6 +805,23 @@ export interface Machine {
   health?: HealthCheck;
   /** Services inside the machine that nspawnctl hardens, sorted by name. */
   services: ServiceHardening[];
+  /** In a fleet: the host it runs on (a key of Manifest.fleet.hosts). */
+  host?: string;
+}
+
+/** A host of a fleet, as the manifest has it. */
+export interface FleetHost {
+  name: string;
+  ssh: string;
+  port?: number;
+  sudo: boolean;
+  labels: string[];
+}
+
+/** A fleet manifest's hosts, and its validated data from which each host's slice is cut. */
+export interface Fleet {
+  hosts: Record<string, FleetHost>;
+  data: RawManifest;
 }
 
 export interface Manifest {
@@ -770,6 +829,8 @@ export interface Manifest {
   file: string;
   networks: Record<string, Network>;
   machines: Record<string, Machine>;
+  /** With hosts: the fleet (every machine then has `host`); undefined for one host. */
+  fleet?: Fleet;
 }
 
 /** Applies defaults (built-in, then `defaults:`, then the machine's own keys). */
@@ -828,7 +889,10 @@ export function resolveManifest(file: string, raw: RawManifest): Manifest {
       limits: resolveLimits(d.limits, m.limits),
       ...(health ? { health } : {}),
       services: resolveServices(m.services),
+      ...(m.host !== undefined ? { host: m.host } : {}),
     };
   }
-  return { file, networks, machines };
+  if (!raw.hosts) return { file, networks, machines };
+  const hosts = Object.fromEntries(Object.entries(raw.hosts).map(([name, h]) => [name, { name, ssh: h.ssh, ...(h.port !== undefined ? { port: h.port } : {}), sudo: h.sudo, labels: h.labels }]));
+  return { file, networks, machines, fleet: { hosts, data: raw } };
 }

@@ -59,8 +59,8 @@ describe('the bash completion', () => {
     // flags of the command the words name
     [['nspawnctl', 'apply', '--c'], ['--cache', '--cache-dir', '--cache-max-age']],
     [['nspawnctl', 'apply', 'm.yaml', '--no-'], ['--no-cache', '--no-wait']],
-    [['nspawnctl', 'host', 'init', '--'], ['--check', '--dry-run', '--force', '--help', '--json', '--no-wait', '--undo', '--wait']],
-    [['nspawnctl', 'list', '-'], ['--help', '--json', '--manifest', '-f']],
+    [['nspawnctl', 'host', 'init', '--'], ['--check', '--dry-run', '--force', '--help', '--host', '--hosts-label', '--json', '--no-wait', '--package', '--ssh-option', '--undo', '--wait']],
+    [['nspawnctl', 'list', '-'], ['--help', '--host', '--hosts-label', '--json', '--manifest', '--ssh-option', '-f']],
     [['nspawnctl', 'profile', 'syscalls', '--'], ['--duration', '--help', '--install-strace', '--json', '--service']],
     // a flag's value, and files (bash's default when nothing is offered) for FILE arguments
     [['nspawnctl', 'apply', '--jobs', ''], []],

@@ -28,7 +28,7 @@ function freshBootedHost(manifest: string): FakeHost {
 const BAD = 'networks:\n  br0: { subnet: 10.0.0.0/24 }\nmachines:\n  web:\n    network: { bridge: br0, address: 10.0.1.5 }\n    autostrat: true\n';
 const BAD_LINES = [
   'machines.yaml:5:38: machines.web.network.address: 10.0.1.5 is outside network br0 (10.0.0.0/24) or is its network/broadcast address',
-  'machines.yaml:6:5: machines.web.autostrat: unknown key (did you mean autostart?); expected one of: distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, health, autoUpgrade, hostname, network, bind, ports, files, provision, autostart, services',
+  'machines.yaml:6:5: machines.web.autostrat: unknown key (did you mean autostart?); expected one of: distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, health, autoUpgrade, hostname, network, bind, ports, files, provision, autostart, host, services',
 ];
 
 describe('nspawnctl plan', () => {

@@ -22,7 +22,7 @@ export const URL_RULE = 'expected an http:// or https:// URL';
 export const IPV4_RULE = 'expected an IPv4 address like 10.77.0.11';
 export const HOSTNAME_RULE = 'expected a hostname like web or web.example.org';
 export const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, health, autoUpgrade';
-export const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart, services`;
+export const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart, host, services`;
 
 /** Joins lines into manifest text ending with a newline. */
 export const yaml = (...lines: string[]) => `${lines.join('\n')}\n`;

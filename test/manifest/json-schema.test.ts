@@ -88,12 +88,13 @@ describe('what editors get from it', () => {
     expect(open).toEqual([]);
   });
 
-  test('every map has its key rule: machine, network, environment, credential and service names', () => {
+  test('every map has its key rule: host, machine, network, environment, credential and service names', () => {
     const maps: Record<string, string> = {};
     walk(schema, '', (s, path) => {
       if (s.propertyNames) maps[path] = s.propertyNames.pattern;
     });
     expect(maps).toEqual({
+      '.hosts': '^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$',
       '.networks': '^[a-z][a-z0-9_-]{0,14}$',
       '.machines': '^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$',
       '.defaults.environment': '^[A-Za-z_][A-Za-z0-9_]*$',

@@ -12,9 +12,9 @@ import { createWorkMeter } from '../helpers/work-meter';
 const FILE = 'machines.yaml';
 const REPO = join(__dirname, '..', '..');
 
-const TOP_KEYS = 'defaults, networks, machines';
+const TOP_KEYS = 'defaults, hosts, networks, machines';
 const DEFAULTS_KEYS = 'distribution, suite, mirror, variant, bootstrapper, packages, aptProxy, dns, authorizedKeys, environment, credentials, security, limits, health, autoUpgrade';
-const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart, services`;
+const MACHINE_KEYS = `${DEFAULTS_KEYS}, hostname, network, bind, ports, files, provision, autostart, host, services`;
 const NETWORK_KEYS = 'subnet, gateway, nat, isolated';
 const MACHINE_NAME_RULE = 'machine names are 1-12 characters of a-z, 0-9 and -, not starting or ending with - (vb-NAME must fit in 15 characters)';
 const BRIDGE_NAME_RULE = 'network names become bridge interface names: 1-15 characters, a lowercase letter first, then a-z 0-9 _ -';

@@ -3,6 +3,7 @@ import { Listr } from 'listr2';
 import { posix } from 'node:path';
 import { assertHostInitPossible, observeHostInit, runHostInitStep, undoHostInit } from '../../apply/host-init';
 import { BaseCommand, jsonFlag, waitFlag } from '../../command-base';
+import { fleetFlags, fleetHostInit, refuseFleetFlags } from '../../fleet/commands';
 import { NspawnctlError } from '../../errors';
 import { loadManifestFile } from '../../pipeline';
 import { describeHostInitStep, HOST_RECORD_PATH, HostInitPlan, planHostInit } from '../../plan/host-init';
@@ -17,6 +18,7 @@ export default class HostInit extends BaseCommand {
     '<%= config.bin %> host init machines.yaml --check',
     '<%= config.bin %> host init --dry-run --json',
     '<%= config.bin %> host init --undo',
+    '<%= config.bin %> host init fleet.yaml --host beta --package pkg/nspawnctl_0.1.0_all.deb',
   ];
   static override args = { file: Args.string({ description: 'manifest whose networks and bootstrappers to prepare for', required: false }) };
   static override flags = {
@@ -26,6 +28,8 @@ export default class HostInit extends BaseCommand {
     force: Flags.boolean({ description: 'With --undo: even while managed machines exist.', default: false }),
     json: jsonFlag,
     wait: waitFlag,
+    ...fleetFlags,
+    package: Flags.string({ description: 'Fleet: the .deb (npm run package) to install on hosts that lack this version of nspawnctl.' }),
   };
 
   async run(): Promise<void> {
@@ -40,8 +44,16 @@ export default class HostInit extends BaseCommand {
       return;
     }
     // --check and --dry-run only look, and say what a normal user could not see; the rest changes the host.
-    if (!flags.check && !flags['dry-run']) this.requireRoot(host, 'host init');
     const manifest = args.file ? await loadManifestFile(host, args.file) : undefined;
+    // A fleet's controller need not be root: each host's nspawnctl is (or runs through sudo).
+    if (manifest?.fleet) {
+      const code = await fleetHostInit(this.fleetIo(flags.json), manifest, flags);
+      if (code !== 0) this.exit(code);
+      return;
+    }
+    if (flags.package !== undefined) throw new NspawnctlError('--package needs a manifest with hosts: (it is installed on those hosts)', { exitCode: 2 });
+    refuseFleetFlags(flags, args.file ?? 'no manifest');
+    if (!flags.check && !flags['dry-run']) this.requireRoot(host, 'host init');
     const observed = await observeHostInit(host, manifest);
     const unreadable = describeUnreadable(observed.networkState.unreadable, 'everything host init checks');
     if (unreadable) process.stderr.write(`note: ${unreadable}\n`);

@@ -1,0 +1,294 @@
+// plan, apply, list, status, destroy and host init over a fleet: the controller side. Each host's
+// own nspawnctl does the work, with all its single-host guarantees (its lock, its records, its
+// checks); the controller cuts the manifest per host, runs the hosts in parallel (apply: in
+// rolling batches), shows their progress and sums their answers up, one result per host.
+import { Flags } from '@oclif/core';
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { escapeControl, ExitCode, NspawnctlError } from '../errors';
+import { Runner } from '../host/runner';
+import { FleetHost, Manifest } from '../manifest/schema';
+import { formatTable } from '../plan/format';
+import { describeHostResult, EXIT_BUSY, forEachHost, HostResult, REMOTE_PROGRAM, remoteVersion, runRemote, targetOf } from './remote';
+import { fleetOf, hostSlice, machinesOn, selectHosts } from './slice';
+import { checkSshOptions, SshTransport } from './ssh';
+
+export const fleetFlags = {
+  host: Flags.string({ description: 'Fleet: act on this host of hosts: (repeatable; default: every host).', multiple: true }),
+  'hosts-label': Flags.string({ description: 'Fleet: act on the hosts with this label (repeatable).', multiple: true }),
+  'ssh-option': Flags.string({ description: 'Fleet: an option for ssh, as ssh -o takes it (repeatable), e.g. ConnectTimeout=5.', multiple: true }),
+};
+
+export interface FleetFlagValues {
+  host?: string[];
+  'hosts-label'?: string[];
+  'ssh-option'?: string[];
+}
+
+/** Where a fleet command writes: stdout (its answer), stderr (progress, notes). */
+export interface FleetIo {
+  runner: Runner;
+  out: (text: string) => void;
+  err: (text: string) => void;
+  json: boolean;
+  /** The local nspawnctl's version, which every host should run. */
+  version: string;
+  renderer: 'default' | 'simple' | 'silent';
+}
+
+/** Refuses fleet flags for a manifest without hosts: (or a command given none). */
+export function refuseFleetFlags(flags: FleetFlagValues & { forks?: number; serial?: number; 'max-fail'?: number }, file: string): void {
+  const used = (['host', 'hosts-label', 'ssh-option'] as const).filter((k) => (flags[k] ?? []).length > 0).map((k) => `--${k}`);
+  if (flags.serial !== undefined) used.push('--serial');
+  if (flags['max-fail'] !== undefined) used.push('--max-fail');
+  if (used.length > 0) throw new NspawnctlError(`${used.join(', ')} need(s) a manifest with hosts: (${file} has none)`, { exitCode: ExitCode.invalidManifest, hint: 'See docs/fleet.md.' });
+}
+
+/** Runs `fn` with a transport whose connections are closed afterwards, whatever happens. */
+async function withTransport<T>(io: FleetIo, flags: FleetFlagValues, fn: (t: SshTransport) => Promise<T>): Promise<T> {
+  const transport = new SshTransport(io.runner, { options: checkSshOptions(flags['ssh-option'] ?? []) });
+  try {
+    return await fn(transport);
+  } finally {
+    await transport.close();
+  }
+}
+
+/** A note for each host whose nspawnctl is another version than this one. */
+function versionNote(io: FleetIo, r: HostResult, file: string): void {
+  if (r.version && r.version !== io.version) {
+    io.err(`note: host ${r.host} runs nspawnctl ${r.version}, this is ${io.version}; upgrade it: nspawnctl host init ${file} --host ${r.host} --package PKG\n`);
+  }
+}
+
+/** Asks a host's version first; a host without nspawnctl (or not reachable) fails there. */
+async function onHost(transport: SshTransport, h: FleetHost, run: (version: string) => Promise<HostResult>): Promise<HostResult> {
+  const v = await remoteVersion(transport, h);
+  if (v.failure) return v.failure.result === 'not-installed' ? { ...v.failure, error: `${v.failure.error}; install it: nspawnctl host init FILE --host ${h.name} --package PKG` } : v.failure;
+  return { ...(await run(v.version)), version: v.version };
+}
+
+const exitFor = (results: HostResult[]) => (results.every((r) => r.result === 'ok') ? 0 : ExitCode.failure);
+
+function hostsJson(results: HostResult[]): Record<string, unknown> {
+  return Object.fromEntries(results.map(({ host, ...r }) => [host, r]));
+}
+
+/** The steps of a remote plan's JSON, as lines. */
+function planLines(json: unknown): { steps: number; lines: string[] } {
+  const p = (json ?? {}) as { steps?: { description?: string; reason?: string }[]; conflicts?: unknown[]; notices?: unknown[] };
+  const steps = Array.isArray(p.steps) ? p.steps : [];
+  const text = (x: unknown) => escapeControl(typeof x === 'string' ? x : JSON.stringify(x));
+  return {
+    steps: steps.length,
+    lines: [
+      ...steps.map((s, i) => `  ${i + 1}. ${text(s.description)}${s.reason ? `  (${text(s.reason)})` : ''}`),
+      ...(Array.isArray(p.conflicts) ? p.conflicts : []).map((c) => `  ! ${text((c as { message?: unknown }).message ?? c)}`),
+      ...(Array.isArray(p.notices) ? p.notices : []).map((n) => `  note: ${text(n)}`),
+    ],
+  };
+}
+
+function hostLabel(h: FleetHost | undefined, name: string): string {
+  return h ? `host ${name} (${h.ssh}${h.port ? `:${h.port}` : ''})` : `host ${name}`;
+}
+
+/** plan over a fleet: one section per host, then a total. Exit 1 when a host could not be planned. */
+export async function fleetPlan(io: FleetIo, manifest: Manifest, flags: FleetFlagValues): Promise<number> {
+  const fleet = fleetOf(manifest, 'plan');
+  const hosts = selectHosts(fleet, flags.host, flags['hosts-label']);
+  const results = await withTransport(io, flags, (t) => forEachHost(hosts, { forks: hosts.length }, (h) => onHost(t, h, () => runRemote(t, h, ['plan', '--json', '-'], { input: hostSlice(fleet, h.name) }))));
+  results.forEach((r) => versionNote(io, r, manifest.file));
+  const total = results.reduce((n, r) => n + (r.result === 'ok' ? planLines(r.json).steps : 0), 0);
+  const failed = results.filter((r) => r.result !== 'ok');
+  if (io.json) {
+    io.out(JSON.stringify({ hosts: hostsJson(results), total: { steps: total, hosts: results.length, failed: failed.map((r) => r.host) } }, null, 2));
+    return exitFor(results);
+  }
+  const sections = results.map((r) => {
+    const head = hostLabel(fleet.hosts[r.host], r.host);
+    if (r.result !== 'ok') return `== ${head}: ${r.result}: ${r.error ?? ''}`;
+    const p = planLines(r.json);
+    const machines = machinesOn(fleet, r.host);
+    return [`== ${head}: ${p.steps === 0 ? 'no changes' : `${p.steps} step(s)`} (${machines.length} machine(s): ${machines.join(', ') || 'none'})`, ...p.lines].join('\n');
+  });
+  io.out(`${sections.join('\n')}\nTotal: ${total} step(s) on ${results.length - failed.length} host(s)${failed.length ? `; ${failed.length} host(s) could not be planned: ${failed.map((r) => r.host).join(', ')}` : ''}.`);
+  return exitFor(results);
+}
+
+export interface FleetApplyFlags extends FleetFlagValues {
+  forks: number;
+  serial?: number;
+  'max-fail'?: number;
+  yes: boolean;
+  wait: boolean;
+  'start-timeout': number;
+  jobs: number;
+}
+
+/** An event line of a remote apply --events, or undefined for any other line. */
+function parseEvent(line: string): { status: string; group: string; step: string } | undefined {
+  if (!line.startsWith('{"event":"step"')) return undefined;
+  try {
+    const e = JSON.parse(line) as { status?: unknown; group?: unknown; step?: unknown };
+    if (typeof e.status === 'string' && typeof e.group === 'string' && typeof e.step === 'string') return { status: e.status, group: e.group, step: e.step };
+  } catch {
+    // not an event
+  }
+  return undefined;
+}
+
+/**
+ * apply over a fleet: each host's nspawnctl applies its slice (--no-wait unless --wait: a busy host
+ * is reported, not waited on; --yes passed on only when given here). Hosts run --forks at a time,
+ * in batches of --serial, stopping after --max-fail failed hosts; one listr2 task per host shows
+ * its machines' steps as they start. Exit 1 when any host did not apply.
+ */
+export async function fleetApply(io: FleetIo, manifest: Manifest, flags: FleetApplyFlags): Promise<number> {
+  const fleet = fleetOf(manifest, 'apply');
+  const hosts = selectHosts(fleet, flags.host, flags['hosts-label']);
+  const { Listr } = require('listr2') as typeof import('listr2');
+  const args = ['apply', '--json', '--events', `--start-timeout=${flags['start-timeout']}`, `--jobs=${flags.jobs}`, ...(flags.yes ? ['--yes'] : []), ...(flags.wait ? [] : ['--no-wait']), '-'];
+  const results = await withTransport(io, flags, (t) =>
+    forEachHost(hosts, { forks: flags.forks, serial: flags.serial, maxFail: flags['max-fail'] }, async (h) => {
+      let result: HostResult | undefined;
+      const title = `${hostLabel(h, h.name)}: ${machinesOn(fleet, h.name).join(', ') || 'no machines'}`;
+      const list = new Listr(
+        [
+          {
+            title,
+            task: async (_ctx: unknown, task: { output: string; title: string }) => {
+              result = await onHost(t, h, () =>
+                runRemote(t, h, args, {
+                  input: hostSlice(fleet, h.name),
+                  onLine: (line) => {
+                    const e = parseEvent(line);
+                    if (e && e.status !== 'done') task.output = `${e.group === ':host' ? 'networks' : e.group}: ${e.step}${e.status === 'failed' ? ' [failed]' : ''}`;
+                  },
+                }),
+              );
+              if (result.result !== 'ok') throw new Error(describeHostResult(result, 'ok'));
+            },
+          },
+        ] as never,
+        { renderer: io.renderer, exitOnError: false, registerSignalListeners: false, rendererOptions: { showErrorMessage: false, collapseErrors: false } } as never,
+      );
+      await list.run().catch(() => undefined);
+      return result ?? { host: h.name, result: 'failed', error: 'not run' };
+    }),
+  );
+  results.forEach((r) => versionNote(io, r, manifest.file));
+  if (io.json) {
+    io.out(JSON.stringify({ hosts: hostsJson(results), ok: results.every((r) => r.result === 'ok') }, null, 2));
+    return exitFor(results);
+  }
+  const applied = (r: HostResult) => {
+    const j = (r.json ?? {}) as { applied?: unknown[]; steps?: unknown[] };
+    return Array.isArray(j.steps) && j.steps.length > 0 ? `applied ${Array.isArray(j.applied) ? j.applied.length : 0} of ${j.steps.length} step(s)` : 'no changes';
+  };
+  io.out(results.map((r) => describeHostResult(r, applied(r))).join('\n'));
+  return exitFor(results);
+}
+
+/** list over a fleet: one table with a HOST column (or, with --json, each host's machines). */
+export async function fleetList(io: FleetIo, manifest: Manifest, flags: FleetFlagValues): Promise<number> {
+  const fleet = fleetOf(manifest, 'list');
+  const hosts = selectHosts(fleet, flags.host, flags['hosts-label']);
+  const results = await withTransport(io, flags, (t) => forEachHost(hosts, { forks: hosts.length }, (h) => onHost(t, h, () => runRemote(t, h, ['list', '--json', '--manifest', '-'], { input: hostSlice(fleet, h.name) }))));
+  results.forEach((r) => versionNote(io, r, manifest.file));
+  if (io.json) {
+    io.out(JSON.stringify({ hosts: hostsJson(results) }, null, 2));
+    return exitFor(results);
+  }
+  type Row = { name?: unknown; state?: unknown; address?: unknown; sync?: unknown; health?: { state?: unknown } | null };
+  const cell = (x: unknown) => escapeControl(typeof x === 'string' ? x : x === undefined || x === null ? '-' : JSON.stringify(x));
+  const rows = results.flatMap((r) => (r.result === 'ok' && Array.isArray(r.json) ? (r.json as Row[]).map((m) => [r.host, cell(m.name), cell(m.state), cell(m.address), cell(m.sync), cell(m.health?.state)]) : []));
+  if (rows.length > 0) io.out(formatTable([['HOST', 'MACHINE', 'STATE', 'ADDRESS', 'MANIFEST', 'HEALTH'], ...rows]));
+  else io.out('No machines are managed by nspawnctl on these hosts.');
+  for (const r of results.filter((x) => x.result !== 'ok')) io.err(`${describeHostResult(r, 'ok')}\n`);
+  return exitFor(results);
+}
+
+/** The host a machine of the manifest runs on (or the one --host names). */
+function hostFor(manifest: Manifest, name: string, flags: FleetFlagValues, command: string): FleetHost {
+  const fleet = fleetOf(manifest, command);
+  if ((flags.host ?? []).length > 1) throw new NspawnctlError(`${command} acts on one machine: give at most one --host`, { exitCode: ExitCode.invalidManifest });
+  const [explicit] = selectHosts(fleet, flags.host ?? [], []).filter(() => (flags.host ?? []).length === 1);
+  if (explicit) return explicit;
+  const machine = manifest.machines[name];
+  if (!machine?.host) throw new NspawnctlError(`machine ${name} is not in ${manifest.file}: name its host with --host`, { exitCode: ExitCode.invalidManifest });
+  return fleet.hosts[machine.host];
+}
+
+/** status of one machine on its host; the remote answer is printed as it is (JSON) or summed up. */
+export async function fleetStatus(io: FleetIo, manifest: Manifest, name: string, flags: FleetFlagValues): Promise<number> {
+  const h = hostFor(manifest, name, flags, 'status');
+  const r = await withTransport(io, flags, (t) => onHost(t, h, () => runRemote(t, h, ['status', name, '--json', '--manifest', '-'], { input: hostSlice(manifest.fleet!, h.name) })));
+  versionNote(io, r, manifest.file);
+  if (io.json) io.out(JSON.stringify({ host: h.name, ...(r.result === 'ok' ? { status: r.json } : { result: r.result, error: r.error }) }, null, 2));
+  else if (r.result === 'ok') io.out(`host: ${h.name}\n${JSON.stringify(r.json, null, 2)}`);
+  else io.err(`${describeHostResult(r, 'ok')}\n`);
+  return exitFor([r]);
+}
+
+/** destroy of one machine on its host (confirmed by the caller); nothing on any other host. */
+export async function fleetDestroy(io: FleetIo, manifest: Manifest, name: string, flags: FleetFlagValues & { force: boolean; wait: boolean; 'stop-timeout': number }): Promise<number> {
+  const h = hostFor(manifest, name, flags, 'destroy');
+  const args = ['destroy', name, '--yes', '--json', `--stop-timeout=${flags['stop-timeout']}`, ...(flags.force ? ['--force'] : []), ...(flags.wait ? [] : ['--no-wait'])];
+  const r = await withTransport(io, flags, (t) => onHost(t, h, () => runRemote(t, h, args)));
+  versionNote(io, r, manifest.file);
+  if (io.json) io.out(JSON.stringify({ host: h.name, ...(r.result === 'ok' ? { destroyed: r.json } : { result: r.result, error: r.error }) }, null, 2));
+  else if (r.result === 'ok') io.out(`Destroyed ${name} on host ${h.name}.`);
+  else io.err(`${describeHostResult(r, 'ok')}\n`);
+  return exitFor([r]);
+}
+
+/** A temporary directory made on the host by mktemp, checked before it is used in a command. */
+async function remoteTempDir(t: SshTransport, h: FleetHost): Promise<string> {
+  const r = await t.run(targetOf(h), ['mktemp', '-d', '/tmp/nspawnctl-pkg.XXXXXXXX'], { timeoutMs: 60_000 });
+  const dir = r.stdout.trim();
+  if (r.exitCode !== 0 || !/^\/tmp\/nspawnctl-pkg\.[A-Za-z0-9]{8}$/.test(dir)) throw new NspawnctlError(`host ${h.name}: mktemp failed: ${escapeControl((r.stderr || r.stdout).trim().slice(0, 200))}`);
+  return dir;
+}
+
+/**
+ * host init over a fleet: on each host, the local package (a .deb of `npm run package`) is copied
+ * over the same connection and installed with apt-get (which brings its dependencies, nodejs among
+ * them), unless the host already runs this version; then that host's nspawnctl prepares it for its
+ * slice (host init -). With --check or --dry-run nothing is installed or changed.
+ */
+export async function fleetHostInit(io: FleetIo, manifest: Manifest, flags: FleetFlagValues & { package?: string; check: boolean; 'dry-run': boolean }): Promise<number> {
+  const fleet = fleetOf(manifest, 'host init');
+  const hosts = selectHosts(fleet, flags.host, flags['hosts-label']);
+  const pkg = flags.package;
+  if (pkg !== undefined && !/\.deb$/.test(pkg)) throw new NspawnctlError(`--package ${JSON.stringify(pkg)}: expected a .deb built by npm run package`, { exitCode: ExitCode.invalidManifest });
+  const bytes = pkg !== undefined ? readFileSync(pkg) : undefined;
+  const results = await withTransport(io, flags, (t) =>
+    forEachHost(hosts, { forks: hosts.length }, async (h) => {
+      const v = await remoteVersion(t, h);
+      if (v.failure && v.failure.result !== 'not-installed' && v.failure.result !== 'failed') return v.failure;
+      const installed = v.version;
+      if (installed !== io.version && !flags.check && !flags['dry-run']) {
+        if (!bytes) return { host: h.name, result: 'failed', error: `nspawnctl ${installed ?? 'is not installed'}${installed ? ' is installed, this is ' + io.version : ''}: give --package PKG.deb to install it` } as HostResult;
+        io.err(`host ${h.name}: installing ${basename(pkg!)} (${installed ? `replacing ${installed}` : 'not installed yet'})\n`);
+        const dir = await remoteTempDir(t, h);
+        const file = `${dir}/${basename(pkg!).replace(/[^A-Za-z0-9_.+~-]/g, '_')}`;
+        try {
+          const copy = await t.run(targetOf(h), ['dd', `of=${file}`, 'bs=1M', 'status=none'], { input: bytes, timeoutMs: 600_000 });
+          if (copy.exitCode !== 0) return { host: h.name, result: 'failed', error: `copying the package failed: ${escapeControl(copy.stderr.trim().slice(0, 300))}` } as HostResult;
+          const install = await t.run(targetOf(h), ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '--no-install-recommends', file], { timeoutMs: 1_800_000 });
+          if (install.exitCode !== 0) return { host: h.name, result: 'failed', exitCode: install.exitCode, error: `apt-get install failed: ${escapeControl(install.stderr.trim().split('\n').slice(-3).join(' / ').slice(0, 400))}` } as HostResult;
+        } finally {
+          await t.run(targetOf(h), ['rm', '-rf', '--', dir], { timeoutMs: 60_000 }).catch(() => undefined);
+        }
+      }
+      const args = ['host', 'init', '--json', ...(flags.check ? ['--check'] : []), ...(flags['dry-run'] ? ['--dry-run'] : []), '-'];
+      return { ...(await runRemote(t, h, args, { input: hostSlice(fleet, h.name), timeoutMs: 1_800_000 })), version: io.version };
+    }),
+  );
+  if (io.json) io.out(JSON.stringify({ hosts: hostsJson(results), ok: results.every((r) => r.result === 'ok') }, null, 2));
+  else io.out(results.map((r) => describeHostResult(r, flags.check ? 'ready' : 'ready (host init done)')).join('\n'));
+  return exitFor(results);
+}
+
+export { EXIT_BUSY, REMOTE_PROGRAM };
