@@ -84,7 +84,7 @@ function planLines(json: unknown): { steps: number; lines: string[] } {
     lines: [
       ...steps.map((s, i) => `  ${i + 1}. ${text(s.description)}${s.reason ? `  (${text(s.reason)})` : ''}`),
       ...(Array.isArray(p.conflicts) ? p.conflicts : []).map((c) => `  ! ${text((c as { message?: unknown }).message ?? c)}`),
-      ...(Array.isArray(p.notices) ? p.notices : []).map((n) => `  note: ${text(n)}`),
+      ...(Array.isArray(p.notices) ? p.notices : []).map((n) => `  note: ${text((n as { message?: unknown }).message ?? n)}`),
     ],
   };
 }
@@ -276,6 +276,9 @@ export async function fleetHostInit(io: FleetIo, manifest: Manifest, flags: Flee
         try {
           const copy = await t.run(targetOf(h), ['dd', `of=${file}`, 'bs=1M', 'status=none'], { input: bytes, timeoutMs: 600_000 });
           if (copy.exitCode !== 0) return { host: h.name, result: 'failed', error: `copying the package failed: ${escapeControl(copy.stderr.trim().slice(0, 300))}` } as HostResult;
+          // Fresh package lists first, as on any host before an install (its dependencies come from its mirror).
+          const update = await t.run(targetOf(h), ['apt-get', 'update', '-qq'], { timeoutMs: 600_000 });
+          if (update.exitCode !== 0) return { host: h.name, result: 'failed', exitCode: update.exitCode, error: `apt-get update failed: ${escapeControl(update.stderr.trim().split('\n').slice(-3).join(' / ').slice(0, 400))}` } as HostResult;
           const install = await t.run(targetOf(h), ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '--no-install-recommends', file], { timeoutMs: 1_800_000 });
           if (install.exitCode !== 0) return { host: h.name, result: 'failed', exitCode: install.exitCode, error: `apt-get install failed: ${escapeControl(install.stderr.trim().split('\n').slice(-3).join(' / ').slice(0, 400))}` } as HostResult;
         } finally {

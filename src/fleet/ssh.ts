@@ -38,8 +38,11 @@ export function remoteCommand(argv: string[]): string {
 }
 
 
-/** Options nspawnctl refuses in --ssh-option: they would turn host key checking off. */
-const WEAKENING = /^(stricthostkeychecking\s*[= ]\s*(no|off)|userknownhostsfile\s*[= ]\s*\/dev\/null|checkhostip\s*[= ]\s*no)$/i;
+/**
+ * Options nspawnctl refuses in --ssh-option: they would turn host key checking off. ssh also takes
+ * `false` for `no`, `none` for no known_hosts file, and a value in quotes.
+ */
+const WEAKENING = /^(stricthostkeychecking\s*[= ]\s*(["']?)(no|off|false)\2|userknownhostsfile\s*[= ]\s*(["']?)(\/dev\/null|none)\4|checkhostip\s*[= ]\s*(["']?)(no|false)\6)$/i;
 
 /** --ssh-option values, checked: KEY=VALUE as ssh -o takes it, nothing that weakens host keys. */
 export function checkSshOptions(options: string[]): string[] {
@@ -75,8 +78,10 @@ export function sshArgv(target: SshTarget, controlDir: string, remoteArgv: strin
     '-o', `ControlPath=${join(controlDir, '%C')}`,
     '-o', 'ControlPersist=60',
     '-o', 'BatchMode=yes',
-    '-o', `ConnectTimeout=${options.connectTimeoutSec ?? 15}`,
+    // ssh keeps the first value it is given for an option: the user's come before the default
+    // ConnectTimeout (so --ssh-option ConnectTimeout=5 counts), after what nspawnctl relies on.
     ...(options.options ?? []).flatMap((o) => ['-o', o]),
+    '-o', `ConnectTimeout=${options.connectTimeoutSec ?? 15}`,
     ...(target.port !== undefined ? ['-p', String(target.port)] : []),
     '--',
     target.ssh,
@@ -116,7 +121,8 @@ export class SshTransport {
     await Promise.all(
       [...this.used.values()].map((t) =>
         this.runner
-          .run('ssh', ['-o', `ControlPath=${join(this.controlDir, '%C')}`, ...(t.port !== undefined ? ['-p', String(t.port)] : []), '-O', 'exit', '--', t.ssh], { allowFailure: true, timeoutMs: 10_000 })
+          // With the user's options too: User, Port, Hostname or ProxyJump there change %C.
+          .run('ssh', ['-o', `ControlPath=${join(this.controlDir, '%C')}`, ...(this.options.options ?? []).flatMap((o) => ['-o', o]), ...(t.port !== undefined ? ['-p', String(t.port)] : []), '-O', 'exit', '--', t.ssh], { allowFailure: true, timeoutMs: 10_000 })
           .catch(() => undefined),
       ),
     );

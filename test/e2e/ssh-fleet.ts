@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Result, Sandbox } from './sandbox';
+import { remoteCommand } from '../../src/fleet/ssh';
 
 /**
  * The fleet suite's two sandboxes. Their network slots differ from every other suite's
@@ -19,10 +20,6 @@ export const FLEET_SANDBOXES = ['nsctl-e2e-fleet-1', 'nsctl-e2e-fleet-2'] as con
 /** What the runner needs besides the sandbox's tools (openssh-client): e2eSuite's `extraTools`. */
 export const SSH_CLIENT_TOOLS = ['/usr/bin/ssh', '/usr/bin/ssh-keygen'];
 
-/** A command's argument quoted for the POSIX shell that sshd runs the remote command with. */
-export function shellQuote(arg: string): string {
-  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
-}
 
 /** One host in the client's ssh_config. */
 export interface SshHost {
@@ -78,7 +75,7 @@ export class SshClient {
    * is 255); `check: true` throws with the output when it is not 0.
    */
   run(alias: string, argv: string[], options: { input?: string | Buffer; timeoutMs?: number; check?: boolean } = {}): Result {
-    const r = spawnSync('ssh', [...this.args(alias), '--', argv.map(shellQuote).join(' ')], {
+    const r = spawnSync('ssh', [...this.args(alias), '--', remoteCommand(argv)], {
       input: options.input,
       encoding: 'utf8',
       timeout: options.timeoutMs ?? 600_000,
