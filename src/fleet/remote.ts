@@ -2,6 +2,7 @@
 // host's slice of the manifest on standard input and --json, its answer read back as JSON.
 // Nothing of the manifest is on a remote command line except what the command needs (a machine
 // name for status and destroy, checked by the manifest's rules, and quoted anyway).
+import { escapeControl } from '../errors';
 import { RunResult } from '../host/runner';
 import { FleetHost } from '../manifest/schema';
 import { SSH_FAILED, sshError, SshTarget, SshTransport } from './ssh';
@@ -65,9 +66,9 @@ export function interpretRun(host: string, r: RunResult): HostResult {
   const json = parseJsonOutput(r.stdout);
   const base = { host, exitCode: r.exitCode, ...(json !== undefined ? { json } : {}) };
   if (r.exitCode === 0) return { ...base, result: 'ok' };
-  if (r.exitCode === SSH_FAILED && json === undefined) return { ...base, result: 'unreachable', error: `ssh: ${sshError(r)}` };
-  if (r.exitCode === 127 && json === undefined) return { ...base, result: 'not-installed', error: `${REMOTE_PROGRAM} is not installed there (${sshError(r)})` };
-  const message = remoteErrorMessage(json) ?? sshError(r);
+  if (r.exitCode === SSH_FAILED && json === undefined) return { ...base, result: 'unreachable', error: `ssh: ${escapeControl(sshError(r))}` };
+  if (r.exitCode === 127 && json === undefined) return { ...base, result: 'not-installed', error: `${REMOTE_PROGRAM} is not installed there (${escapeControl(sshError(r))})` };
+  const message = escapeControl(remoteErrorMessage(json) ?? sshError(r));
   if (r.exitCode === EXIT_BUSY) return { ...base, result: 'busy', error: message };
   return { ...base, result: 'failed', error: message };
 }
