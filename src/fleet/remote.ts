@@ -83,9 +83,10 @@ export async function runRemote(transport: SshTransport, h: FleetHost, args: str
 export async function remoteVersion(transport: SshTransport, h: FleetHost): Promise<{ version: string; failure?: undefined } | { version?: undefined; failure: HostResult }> {
   const r = await transport.run(targetOf(h), [REMOTE_PROGRAM, '--version'], { timeoutMs: 60_000 });
   const m = /^nspawnctl\/(\S+)/.exec(r.stdout.trim());
-  if (r.exitCode === 0 && m) return { version: m[1] };
+  // Escaped like the remote's error text: it is shown in notes and messages.
+  if (r.exitCode === 0 && m) return { version: escapeControl(m[1]) };
   const res = interpretRun(h.name, r);
-  return { failure: res.result === 'ok' ? { ...res, result: 'failed', error: `${REMOTE_PROGRAM} --version printed ${JSON.stringify(r.stdout.slice(0, 80))}` } : res };
+  return { failure: res.result === 'ok' ? { ...res, result: 'failed', error: `${REMOTE_PROGRAM} --version printed ${escapeControl(JSON.stringify(r.stdout.slice(0, 80)))}` } : res };
 }
 
 /**
