@@ -50,24 +50,25 @@ const PLAN_JSON = {
   notices: [],
 };
 
+// The same object src/fleet/ssh.ts calls tmpdir() on (a TMPDIR set here would not reach it: jest
+// gives a test file its own copy of process.env, Node's os module reads the real one).
+const nodeOs = require('node:os') as typeof import('node:os');
+
 let base: string;
-let savedTmp: string | undefined;
 let host: FakeHost;
 let out: string[];
 let err: string[];
 beforeEach(() => {
   // The transport's control directory goes under os.tmpdir(): a fresh one per test, checked empty at the end.
   base = mkdtempSync(join(tmpdir(), 'nspawnctl-fleet-cmd-'));
-  savedTmp = process.env.TMPDIR;
-  process.env.TMPDIR = base;
+  jest.spyOn(nodeOs, 'tmpdir').mockReturnValue(base);
   host = new FakeHost();
   host.runner.on(closing);
   out = [];
   err = [];
 });
 afterEach(() => {
-  if (savedTmp === undefined) delete process.env.TMPDIR;
-  else process.env.TMPDIR = savedTmp;
+  jest.restoreAllMocks();
   rmSync(base, { recursive: true, force: true });
 });
 
@@ -179,6 +180,9 @@ describe('fleetPlan', () => {
     await fleetPlan(io(), manifest, {});
     const closed = host.runner.argvs().filter(closing).map((a) => a[a.length - 1]);
     expect(closed.sort()).toEqual([BETA, ALPHA].sort());
+    // The sockets were in a directory of its own under the temporary directory, gone now.
+    const controlPath = host.runner.argvs()[0].find((a) => a.startsWith('ControlPath='));
+    expect(controlPath).toMatch(new RegExp(`^ControlPath=${base}/nspawnctl-ssh-[A-Za-z0-9]{6}/%C$`));
     expect(readdirSync(base)).toEqual([]);
   });
 
