@@ -122,6 +122,7 @@ export abstract class BaseCommand extends Command {
       json,
       version: this.config.version,
       renderer: this.progressRenderer(json),
+      ask: process.stdin.isTTY ? (q) => this.ask(q) : undefined,
     };
   }
 

@@ -11,6 +11,7 @@ import { FleetHost, Manifest } from '../manifest/schema';
 import { formatTable } from '../plan/format';
 import { describeHostResult, EXIT_BUSY, forEachHost, HostResult, REMOTE_PROGRAM, remoteVersion, runRemote, targetOf } from './remote';
 import { fleetOf, hostSlice, machinesOn, selectHosts } from './slice';
+import { describeMove, locateMachines, Location, Move, MoveResult, plannedMoves, retireMachine, transferMachine } from './move';
 import { checkSshOptions, SshTransport } from './ssh';
 
 export const fleetFlags = {
@@ -34,6 +35,8 @@ export interface FleetIo {
   /** The local nspawnctl's version, which every host should run. */
   version: string;
   renderer: 'default' | 'simple' | 'silent';
+  /** Asks a question on the terminal; undefined when stdin is not one. */
+  ask?: (question: string) => Promise<string>;
 }
 
 /** Refuses fleet flags for a manifest without hosts: (or a command given none). */
@@ -93,17 +96,40 @@ function hostLabel(h: FleetHost | undefined, name: string): string {
   return h ? `host ${name} (${h.ssh}${h.port ? `:${h.port}` : ''})` : `host ${name}`;
 }
 
-/** plan over a fleet: one section per host, then a total. Exit 1 when a host could not be planned. */
+/** Notes for hosts that could not say which machines they have: a machine that moved may be there. */
+function locationNotes(io: FleetIo, location: Location): void {
+  for (const r of location.unknown) io.err(`note: host ${r.host} could not list its machines (${r.result}); a machine that moved away from it is not seen\n`);
+}
+
+/** Moves, and machines found on several hosts, as lines for the plan. */
+function moveLines(moves: Move[], problems: MoveResult[]): string[] {
+  if (moves.length === 0 && problems.length === 0) return [];
+  return [`== moves (apply asks first, or needs --yes):`, ...moves.map((m) => `  ${describeMove(m)}`), ...problems.map((p) => `  ! ${p.error}`)];
+}
+
+/**
+ * plan over a fleet: the machines that moved (their `host:` changed), then one section per host,
+ * then a total. Exit 1 when a host could not be planned or a machine is on several hosts.
+ */
 export async function fleetPlan(io: FleetIo, manifest: Manifest, flags: FleetFlagValues): Promise<number> {
   const fleet = fleetOf(manifest, 'plan');
   const hosts = selectHosts(fleet, flags.host, flags['hosts-label']);
-  const results = await withTransport(io, flags, (t) => forEachHost(hosts, { forks: hosts.length }, (h) => onHost(t, h, () => runRemote(t, h, ['plan', '--json', '-'], { input: hostSlice(fleet, h.name) }))));
+  const { results, moves, problems } = await withTransport(io, flags, async (t) => {
+    const location = await locateMachines(t, fleet);
+    locationNotes(io, location);
+    const { moves, problems } = plannedMoves(fleet, location, hosts);
+    // A machine moving in is planned by its move, not as a new machine of its new host.
+    const incoming = (host: string) => [...moves, ...problems].filter((m) => m.to === host).map((m) => m.machine);
+    const results = await forEachHost(hosts, { forks: hosts.length }, (h) => onHost(t, h, () => runRemote(t, h, ['plan', '--json', '-'], { input: hostSlice(fleet, h.name, incoming(h.name)) })));
+    return { results, moves, problems };
+  });
   results.forEach((r) => versionNote(io, r, manifest.file));
   const total = results.reduce((n, r) => n + (r.result === 'ok' ? planLines(r.json).steps : 0), 0);
   const failed = results.filter((r) => r.result !== 'ok');
+  const code = problems.length > 0 ? ExitCode.failure : exitFor(results);
   if (io.json) {
-    io.out(JSON.stringify({ hosts: hostsJson(results), total: { steps: total, hosts: results.length, failed: failed.map((r) => r.host) } }, null, 2));
-    return exitFor(results);
+    io.out(JSON.stringify({ moves, problems, hosts: hostsJson(results), total: { steps: total, moves: moves.length, hosts: results.length, failed: failed.map((r) => r.host) } }, null, 2));
+    return code;
   }
   const sections = results.map((r) => {
     const head = hostLabel(fleet.hosts[r.host], r.host);
@@ -112,8 +138,9 @@ export async function fleetPlan(io: FleetIo, manifest: Manifest, flags: FleetFla
     const machines = machinesOn(fleet, r.host);
     return [`== ${head}: ${p.steps === 0 ? 'no changes' : `${p.steps} step(s)`} (${machines.length} machine(s): ${machines.join(', ') || 'none'})`, ...p.lines].join('\n');
   });
-  io.out(`${sections.join('\n')}\nTotal: ${total} step(s) on ${results.length - failed.length} host(s)${failed.length ? `; ${failed.length} host(s) could not be planned: ${failed.map((r) => r.host).join(', ')}` : ''}.`);
-  return exitFor(results);
+  const moved = moves.length > 0 ? ` and ${moves.length} move(s)` : '';
+  io.out(`${[...moveLines(moves, problems), ...sections].join('\n')}\nTotal: ${total} step(s)${moved} on ${results.length - failed.length} host(s)${failed.length ? `; ${failed.length} host(s) could not be planned: ${failed.map((r) => r.host).join(', ')}` : ''}.`);
+  return code;
 }
 
 export interface FleetApplyFlags extends FleetFlagValues {
@@ -142,25 +169,37 @@ function parseEvent(line: string): { status: string; group: string; step: string
  * apply over a fleet: each host's nspawnctl applies its slice (--no-wait unless --wait: a busy host
  * is reported, not waited on; --yes passed on only when given here). Hosts run --forks at a time,
  * in batches of --serial, stopping after --max-fail failed hosts; one listr2 task per host shows
- * its machines' steps as they start. Exit 1 when any host did not apply.
+ * its machines' steps as they start. Machines whose host: changed are then moved (asked first, or
+ * --yes), each into a host that applied without it, and that host applies again with it. Exit 1
+ * when any host did not apply or a move failed.
  */
 export async function fleetApply(io: FleetIo, manifest: Manifest, flags: FleetApplyFlags): Promise<number> {
   const fleet = fleetOf(manifest, 'apply');
   const hosts = selectHosts(fleet, flags.host, flags['hosts-label']);
   const { Listr } = require('listr2') as typeof import('listr2');
   const args = ['apply', '--json', '--events', `--start-timeout=${flags['start-timeout']}`, `--jobs=${flags.jobs}`, ...(flags.yes ? ['--yes'] : []), ...(flags.wait ? [] : ['--no-wait']), '-'];
-  const results = await withTransport(io, flags, (t) =>
-    forEachHost(hosts, { forks: flags.forks, serial: flags.serial, maxFail: flags['max-fail'] }, async (h) => {
+  const { results, moved, problems } = await withTransport(io, flags, async (t) => {
+    const location = await locateMachines(t, fleet);
+    locationNotes(io, location);
+    const { moves, problems } = plannedMoves(fleet, location, hosts);
+    if (moves.length > 0 && !flags.yes) {
+      const what = `${moves.length} machine(s) move to another host: ${moves.map((m) => `${m.machine} (${m.from} -> ${m.to})`).join(', ')}; each is backed up, copied, restored and then destroyed on its old host`;
+      if (!io.ask) throw new NspawnctlError(`refusing to apply: ${what}; run apply with --yes (stdin is not a terminal)`, { exitCode: ExitCode.invalidManifest });
+      const answer = await io.ask(`${what}. Move them? [y/N] `);
+      if (!/^y(es)?$/i.test(answer.trim())) throw new NspawnctlError('not confirmed; nothing was changed');
+    }
+    const incoming = (host: string, pending: (Move | MoveResult)[]) => pending.filter((m) => m.to === host).map((m) => m.machine);
+    const applyHost = (h: FleetHost, without: string[]) => async (): Promise<HostResult> => {
       let result: HostResult | undefined;
-      const title = `${hostLabel(h, h.name)}: ${machinesOn(fleet, h.name).join(', ') || 'no machines'}`;
+      const machines = machinesOn(fleet, h.name).filter((m) => !without.includes(m));
       const list = new Listr(
         [
           {
-            title,
+            title: `${hostLabel(h, h.name)}: ${machines.join(', ') || 'no machines'}`,
             task: async (_ctx: unknown, task: { output: string; title: string }) => {
               result = await onHost(t, h, () =>
                 runRemote(t, h, args, {
-                  input: hostSlice(fleet, h.name),
+                  input: hostSlice(fleet, h.name, without),
                   onLine: (line) => {
                     const e = parseEvent(line);
                     if (e && e.status !== 'done') task.output = `${e.group === ':host' ? 'networks' : e.group}: ${e.step}${e.status === 'failed' ? ' [failed]' : ''}`;
@@ -175,19 +214,61 @@ export async function fleetApply(io: FleetIo, manifest: Manifest, flags: FleetAp
       );
       await list.run().catch(() => undefined);
       return result ?? { host: h.name, result: 'failed', error: 'not run' };
-    }),
-  );
+    };
+    // 1. Every host without the machines moving into it (their networks are made all the same).
+    const first = await forEachHost(hosts, { forks: flags.forks, serial: flags.serial, maxFail: flags['max-fail'] }, (h) => applyHost(h, incoming(h.name, [...moves, ...problems]))());
+    const byHost = new Map(first.map((r) => [r.host, r]));
+    // 2. The moves, one at a time, into hosts that applied: backup, copy, restore (stopped).
+    const transferred: MoveResult[] = [];
+    for (const m of moves) {
+      const target = byHost.get(m.to);
+      if (target && target.result !== 'ok') {
+        transferred.push({ ...m, result: 'failed', error: `host ${m.to} did not apply (${target.result}); ${m.machine} stays on ${m.from}` });
+        continue;
+      }
+      transferred.push(await transferMachine(io.runner, t, fleet, m, { startTimeoutSec: flags['start-timeout'], say: (line) => io.err(`${line}\n`) }));
+    }
+    // 3. Hosts that received a machine apply again, with it: it starts with the manifest's settings.
+    const received = hosts.filter((h) => transferred.some((m) => m.to === h.name && m.result === 'ok'));
+    const second = await forEachHost(received, { forks: flags.forks }, (h) => applyHost(h, incoming(h.name, [...transferred.filter((m) => m.result !== 'ok'), ...problems]))());
+    for (const r of second) {
+      const before = byHost.get(r.host);
+      byHost.set(r.host, r.result === 'ok' && before ? { ...r, json: mergeApplied(before.json, r.json) } : r);
+    }
+    // 4. Only a machine that now runs on its new host is destroyed on its old one.
+    const moved: MoveResult[] = [];
+    for (const m of transferred) {
+      if (m.result !== 'ok') moved.push(m);
+      else if (byHost.get(m.to)?.result !== 'ok') moved.push({ ...m, result: 'failed', error: `${m.machine} was restored on ${m.to}, but ${m.to} did not apply; its old copy on ${m.from} is kept (apply again once ${m.to} is fixed, then destroy the old copy)` });
+      else moved.push(await retireMachine(t, fleet, m, (line) => io.err(`${line}\n`)));
+    }
+    return { results: hosts.map((h) => byHost.get(h.name)!), moved, problems };
+  });
   results.forEach((r) => versionNote(io, r, manifest.file));
+  const movesFailed = [...moved, ...problems].filter((m) => m.result !== 'ok');
+  const code = movesFailed.length > 0 ? ExitCode.failure : exitFor(results);
   if (io.json) {
-    io.out(JSON.stringify({ hosts: hostsJson(results), ok: results.every((r) => r.result === 'ok') }, null, 2));
-    return exitFor(results);
+    io.out(JSON.stringify({ moves: [...moved, ...problems], hosts: hostsJson(results), ok: code === 0 }, null, 2));
+    return code;
   }
   const applied = (r: HostResult) => {
     const j = (r.json ?? {}) as { applied?: unknown[]; steps?: unknown[] };
     return Array.isArray(j.steps) && j.steps.length > 0 ? `applied ${Array.isArray(j.applied) ? j.applied.length : 0} of ${j.steps.length} step(s)` : 'no changes';
   };
-  io.out(results.map((r) => describeHostResult(r, applied(r))).join('\n'));
-  return exitFor(results);
+  io.out(
+    [
+      ...[...moved, ...problems].map((m) => (m.result === 'ok' ? `moved ${m.machine}: ${m.from} -> ${m.to}` : `move of ${m.machine} (${m.from} -> ${m.to}) failed: ${m.error}`)),
+      ...results.map((r) => describeHostResult(r, applied(r))),
+    ].join('\n'),
+  );
+  return code;
+}
+
+/** Two applies of one host as one answer: the steps and applied steps of both. */
+function mergeApplied(a: unknown, b: unknown): unknown {
+  const x = (a ?? {}) as { steps?: unknown[]; applied?: unknown[] };
+  const y = (b ?? {}) as { steps?: unknown[]; applied?: unknown[] };
+  return { ...y, steps: [...(x.steps ?? []), ...(y.steps ?? [])], applied: [...(x.applied ?? []), ...(y.applied ?? [])] };
 }
 
 /** list over a fleet: one table with a HOST column (or, with --json, each host's machines). */

@@ -41,13 +41,16 @@ export function machinesOn(fleet: Fleet, host: string): string[] {
     .sort();
 }
 
-/** The manifest one host's nspawnctl gets: its machines, their networks, the defaults; as JSON text. */
-export function hostSlice(fleet: Fleet, host: string): string {
+/**
+ * The manifest one host's nspawnctl gets: its machines, their networks, the defaults; as JSON
+ * text. `without`: machines left out (one moving in later), whose networks are kept all the same.
+ */
+export function hostSlice(fleet: Fleet, host: string, without: string[] = []): string {
   const machines: Record<string, unknown> = {};
   const bridges = new Set<string>();
   for (const name of machinesOn(fleet, host)) {
     const { host: _host, ...machine } = fleet.data.machines[name];
-    machines[name] = machine;
+    if (!without.includes(name)) machines[name] = machine;
     if (machine.network) bridges.add(machine.network.bridge);
   }
   const networks = Object.fromEntries(Object.entries(fleet.data.networks).filter(([name]) => bridges.has(name)));

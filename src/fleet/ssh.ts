@@ -106,14 +106,14 @@ export class SshTransport {
   readonly controlDir: string;
   private readonly used = new Map<string, SshTarget>();
 
-  constructor(private readonly runner: Runner, private readonly options: SshOptions = {}, baseDir = tmpdir()) {
+  constructor(private readonly runner: Runner, readonly sshOptions: SshOptions = {}, baseDir = tmpdir()) {
     this.controlDir = mkdtempSync(join(baseDir, 'nspawnctl-ssh-'));
   }
 
   /** Runs argv on the host; `input` goes to its standard input. Never throws for a non-zero exit. */
   run(target: SshTarget, argv: string[], o: { input?: string | Uint8Array; timeoutMs?: number; onLine?: (line: string) => void } = {}): Promise<RunResult> {
     this.used.set(target.name, target);
-    return this.runner.run('ssh', sshArgv(target, this.controlDir, argv, this.options), { allowFailure: true, input: o.input, timeoutMs: o.timeoutMs, onLine: o.onLine });
+    return this.runner.run('ssh', sshArgv(target, this.controlDir, argv, this.sshOptions), { allowFailure: true, input: o.input, timeoutMs: o.timeoutMs, onLine: o.onLine });
   }
 
   /** Closes every master this run opened and removes the socket directory. */
@@ -122,7 +122,7 @@ export class SshTransport {
       [...this.used.values()].map((t) =>
         this.runner
           // With the user's options too: User, Port, Hostname or ProxyJump there change %C.
-          .run('ssh', ['-o', `ControlPath=${join(this.controlDir, '%C')}`, ...(this.options.options ?? []).flatMap((o) => ['-o', o]), ...(t.port !== undefined ? ['-p', String(t.port)] : []), '-O', 'exit', '--', t.ssh], { allowFailure: true, timeoutMs: 10_000 })
+          .run('ssh', ['-o', `ControlPath=${join(this.controlDir, '%C')}`, ...(this.sshOptions.options ?? []).flatMap((o) => ['-o', o]), ...(t.port !== undefined ? ['-p', String(t.port)] : []), '-O', 'exit', '--', t.ssh], { allowFailure: true, timeoutMs: 10_000 })
           .catch(() => undefined),
       ),
     );

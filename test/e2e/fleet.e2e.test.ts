@@ -45,7 +45,7 @@ function ok(args: string[]): Run {
 }
 
 /** The manifest: one machine on fleet-1 (web), two on fleet-2 (db, cache), the same network on both. */
-function manifest(o: { webMotd?: string; dbMotd?: string; hostile?: boolean } = {}): string {
+function manifest(o: { webMotd?: string; dbMotd?: string; hostile?: boolean; moveWeb?: boolean } = {}): string {
   const [a, b] = hosts;
   const machine = (name: string, h: FleetHost, address: string, motd: string) => [
     `  ${name}:`,
@@ -73,7 +73,8 @@ function manifest(o: { webMotd?: string; dbMotd?: string; hostile?: boolean } = 
     'networks:',
     '  fleetnet: { subnet: 10.86.0.0/24, gateway: 10.86.0.1 }',
     'machines:',
-    ...machine('web', a, '10.86.0.11', o.webMotd ?? 'web\n'),
+    // Moved, web takes another address: 10.86.0.11 is db's on fleet-2.
+    ...(o.moveWeb ? machine('web', b, '10.86.0.13', o.webMotd ?? 'web\n') : machine('web', a, '10.86.0.11', o.webMotd ?? 'web\n')),
     // The same address on the other host: networks are per host.
     ...machine('db', b, '10.86.0.11', o.dbMotd ?? 'db\n'),
     ...machine('cache', b, '10.86.0.12', 'cache\n'),
@@ -248,6 +249,33 @@ e2eSuite(
       expect(hosts[1].sandbox.exec(['test', '-e', '/var/lib/machines/cache'], { check: false }).code).toBe(1);
       expect(runningMachines(hosts[0].sandbox)).toEqual(['web']);
       expect({ web: hosts[0].sandbox.pingUntilAnswered('10.86.0.11'), db: hosts[1].sandbox.pingUntilAnswered('10.86.0.11') }).toEqual({ web: true, db: true });
+    });
+
+    timed("9. a machine whose host: changed moves: asked first, then backup, copy, restore and start on the new host, and destroyed on the old one, with its data", () => {
+      hosts[0].sandbox.exec(['nspawnctl', 'exec', 'web', '--', 'sh', '-c', 'echo carried > /root/carried']);
+      const changed = { webMotd: 'web, changed\n', dbMotd: 'db, changed again\n', hostile: true };
+      writeManifest(manifest({ ...changed, moveWeb: true }));
+      const plan = ok(['plan', 'fleet.yaml']);
+      expect(plan.stdout).toContain('== moves (apply asks first, or needs --yes):\n  move web: host fleet-1 -> host fleet-2 (backup on fleet-1');
+      expect(plan.stdout).not.toContain('create machine web');
+      expect(plan.stdout).toMatch(/Total: \d+ step\(s\) and 1 move\(s\) on 2 host\(s\)\./);
+      // Never automatic: off a terminal without --yes, nothing is changed.
+      const refused = controller(['apply', 'fleet.yaml']);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('refusing to apply: 1 machine(s) move to another host: web (fleet-1 -> fleet-2)');
+      expect(runningMachines(hosts[0].sandbox)).toEqual(['web']);
+      const r = ok(['apply', 'fleet.yaml', '--yes']);
+      expect(r.stdout).toContain('moved web: fleet-1 -> fleet-2');
+      // cache, destroyed in 8 but still in the manifest, is created again by the same apply.
+      expect(runningMachines(hosts[1].sandbox)).toEqual(['cache', 'db', 'web']);
+      expect(runningMachines(hosts[0].sandbox)).toEqual([]);
+      expect(hosts[0].sandbox.exec(['test', '-e', '/var/lib/machines/web'], { check: false }).code).toBe(1);
+      expect({ web: hosts[1].sandbox.pingUntilAnswered('10.86.0.13'), db: hosts[1].sandbox.pingUntilAnswered('10.86.0.11') }).toEqual({ web: true, db: true });
+      expect(hosts[1].sandbox.exec(['nspawnctl', 'exec', 'web', '--', 'cat', '/root/carried']).stdout).toBe('carried\n');
+      // No archive left behind on either host; a re-apply changes nothing and moves nothing.
+      for (const h of hosts) expect(h.sandbox.exec(['sh', '-c', 'ls -d /var/tmp/nspawnctl-move.* 2>/dev/null || true']).stdout).toBe('');
+      const again = ok(['apply', 'fleet.yaml', '--yes']);
+      expect(again.stdout.trim().split('\n')).toEqual(['fleet-1: no changes', 'fleet-2: no changes']);
     });
   },
   SSH_CLIENT_TOOLS,
