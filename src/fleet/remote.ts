@@ -61,12 +61,15 @@ function remoteErrorMessage(json: unknown): string | undefined {
   return typeof m === 'string' ? m : undefined;
 }
 
+/** `text` with `prefix` in front, unless it starts with it already (ssh's own errors say "ssh: "). */
+const prefixed = (prefix: string, text: string) => (text.startsWith(prefix) ? text : `${prefix}${text}`);
+
 /** A run's outcome as a HostResult: ssh could not connect, nspawnctl is missing, busy, failed or ok. */
 export function interpretRun(host: string, r: RunResult): HostResult {
   const json = parseJsonOutput(r.stdout);
   const base = { host, exitCode: r.exitCode, ...(json !== undefined ? { json } : {}) };
   if (r.exitCode === 0) return { ...base, result: 'ok' };
-  if (r.exitCode === SSH_FAILED && json === undefined) return { ...base, result: 'unreachable', error: `ssh: ${escapeControl(sshError(r))}` };
+  if (r.exitCode === SSH_FAILED && json === undefined) return { ...base, result: 'unreachable', error: prefixed('ssh: ', escapeControl(sshError(r))) };
   if (r.exitCode === 127 && json === undefined) return { ...base, result: 'not-installed', error: `${REMOTE_PROGRAM} is not installed there (${escapeControl(sshError(r))})` };
   const message = escapeControl(remoteErrorMessage(json) ?? sshError(r));
   if (r.exitCode === EXIT_BUSY) return { ...base, result: 'busy', error: message };
@@ -108,6 +111,11 @@ export async function forEachHost(hosts: FleetHost[], o: { forks: number; serial
     const worker = async () => {
       while (next < batch.length) {
         const h = batch[next++];
+        // --max-fail without --serial (one batch): no new host starts once that many failed.
+        if (o.maxFail !== undefined && failed >= o.maxFail) {
+          results.set(h.name, { host: h.name, result: 'skipped', error: `not started: ${failed} host(s) failed (--max-fail ${o.maxFail})` });
+          continue;
+        }
         const r = await task(h).catch((err: Error): HostResult => ({ host: h.name, result: 'failed', error: err.message }));
         results.set(h.name, r);
         if (r.result !== 'ok') failed++;

@@ -89,6 +89,39 @@ export function outputLines(text: string): string[] {
     .map(escapeControl);
 }
 
+/** Longest piece of output held back while its line is not finished (a longer one is passed on as it is). */
+const MAX_PENDING_LINE = 64 * 1024;
+
+/**
+ * Turns a stream's chunks into whole lines for onLine: a line cut between two reads (or a
+ * character cut between its bytes) is held back until its end arrives, so a JSON line is never
+ * seen in two pieces. A carriage return ends a line too (progress bars redraw with it).
+ */
+export class LineSplitter {
+  private readonly decoder = new StringDecoder('utf8');
+  private pending = '';
+
+  constructor(private readonly onLine: (line: string) => void) {}
+
+  write(chunk: Buffer | string): void {
+    const text = this.pending + (typeof chunk === 'string' ? chunk : this.decoder.write(chunk));
+    const cut = Math.max(text.lastIndexOf('\n'), text.lastIndexOf('\r'));
+    if (cut < 0 && text.length <= MAX_PENDING_LINE) {
+      this.pending = text;
+      return;
+    }
+    const done = cut < 0 ? text : text.slice(0, cut + 1);
+    this.pending = cut < 0 ? '' : text.slice(cut + 1);
+    for (const line of outputLines(done)) this.onLine(line);
+  }
+
+  end(): void {
+    const rest = this.pending + this.decoder.end();
+    this.pending = '';
+    for (const line of outputLines(rest)) this.onLine(line);
+  }
+}
+
 /** The real runner. execa is ESM-only and loaded on first use, which keeps startup fast. */
 export function createExecaRunner(signal?: AbortSignal): Runner {
   return {
@@ -149,11 +182,11 @@ export function createExecaRunner(signal?: AbortSignal): Runner {
       }
       if (options.onLine) {
         const onLine = options.onLine;
-        const forward = (chunk: Buffer | string) => {
-          for (const line of outputLines(chunk.toString())) onLine(line);
-        };
-        child.stdout?.on('data', forward);
-        child.stderr?.on('data', forward);
+        for (const stream of [child.stdout, child.stderr]) {
+          const lines = new LineSplitter(onLine);
+          stream?.on('data', (chunk: Buffer | string) => lines.write(chunk));
+          stream?.on('end', () => lines.end());
+        }
       }
       const stopGroup = () => {
         if (child.pid === undefined) return;

@@ -201,7 +201,7 @@ e2eSuite(
       }
     });
 
-    timed('6. --serial 1 --max-fail 1 stops after the first failed host: the second is not contacted', () => {
+    timed('6. --serial 1 --max-fail 1 stops after the first failed host: the second is not applied', () => {
       hosts[0].sandbox.exec(['systemctl', 'stop', 'ssh.service', 'ssh.socket']);
       try {
         const r = controller(['apply', 'fleet.yaml', '--serial', '1', '--max-fail', '1', '--json']);

@@ -37,6 +37,8 @@ const on = (dest: string, remote?: (cmd: string) => boolean) => (argv: string[])
   argv[0] === 'ssh' && !argv.includes('-O') && argv[argv.indexOf('--') + 1] === dest && (remote === undefined || remote(argv[argv.length - 1]));
 const asks = (word: string) => (cmd: string) => cmd.includes(`'${word}'`);
 const closing = (argv: string[]) => argv[0] === 'ssh' && argv.includes('-O');
+/** Each host asked which machines it has: `nspawnctl list --json`, without a manifest. */
+const locating = (argv: string[]) => argv[0] === 'ssh' && !argv.includes('-O') && argv[argv.length - 1].endsWith(`'list' '--json'`);
 const remoteOf = (c: RunCall) => c.args[c.args.length - 1];
 const versionOut = (v: string) => ({ stdout: `nspawnctl/${v} linux-x64 node-v20.20.2\n` });
 
@@ -64,6 +66,8 @@ beforeEach(() => {
   jest.spyOn(nodeOs, 'tmpdir').mockReturnValue(base);
   host = new FakeHost();
   host.runner.on(closing);
+  // Where the machines are now (plan and apply look for moved machines first): nowhere yet.
+  host.runner.on(locating, { stdout: '[]\n' });
   out = [];
   err = [];
 });
@@ -91,7 +95,7 @@ describe('fleetPlan', () => {
         '== host alpha (root@10.0.0.5): 2 step(s) (2 machine(s): db, web)',
         '  1. create network lan  (not on the host)',
         '  2. create machine web',
-        '== host beta (deploy@beta.example:2222): unreachable: ssh: ssh: connect to host beta.example port 2222: Connection refused',
+        '== host beta (deploy@beta.example:2222): unreachable: ssh: connect to host beta.example port 2222: Connection refused',
         'Total: 2 step(s) on 1 host(s); 1 host(s) could not be planned: beta.',
       ].join('\n'),
     ]);
@@ -105,8 +109,8 @@ describe('fleetPlan', () => {
     const plan = host.runner.calls.find((c) => on(ALPHA, asks('plan'))([c.file, ...c.args]))!;
     expect(remoteOf(plan)).toBe(remoteCommand(['nspawnctl', 'plan', '--json', '-']));
     expect(plan.options?.input).toBe(hostSlice(fleet, 'alpha'));
-    // beta failed at its first call (the version): no plan was asked of it.
-    expect(callsTo(BETA).filter((c) => !c.args.includes('-O')).map(remoteOf)).toEqual([remoteCommand(['sudo', '-n', '--', 'nspawnctl', '--version'])]);
+    // beta was asked which machines it has (for moves), then failed at the version: no plan was asked of it.
+    expect(callsTo(BETA).filter((c) => !c.args.includes('-O')).map(remoteOf)).toEqual([remoteCommand(['sudo', '-n', '--', 'nspawnctl', 'list', '--json']), remoteCommand(['sudo', '-n', '--', 'nspawnctl', '--version'])]);
   });
 
   test('all hosts planned: exit 0 and no failure in the total', async () => {
@@ -134,14 +138,14 @@ describe('fleetPlan', () => {
     const doc = JSON.parse(out.join(''));
     expect(Object.keys(doc.hosts)).toEqual(['alpha', 'beta']);
     expect(doc.hosts.alpha).toEqual({ result: 'ok', exitCode: 0, json: PLAN_JSON, version: VERSION });
-    expect(doc.hosts.beta).toEqual({ result: 'unreachable', exitCode: 255, error: 'ssh: ssh: connect to host beta.example port 2222: Connection refused' });
-    expect(doc.total).toEqual({ steps: 2, hosts: 2, failed: ['beta'] });
+    expect(doc.hosts.beta).toEqual({ result: 'unreachable', exitCode: 255, error: 'ssh: connect to host beta.example port 2222: Connection refused' });
+    expect(doc.total).toEqual({ steps: 2, moves: 0, hosts: 2, failed: ['beta'] });
   });
 
-  test('--host: only that host is contacted', async () => {
+  test('--host: only that host is planned; the others are only asked which machines they have (a machine may move from there)', async () => {
     scriptPlan();
     await fleetPlan(io(), manifest, { host: ['alpha'] });
-    expect(callsTo(BETA)).toEqual([]);
+    expect(callsTo(BETA).filter((c) => !c.args.includes('-O')).map(remoteOf)).toEqual([remoteCommand(['sudo', '-n', '--', 'nspawnctl', 'list', '--json'])]);
     expect(out.join('')).toMatch(/^== host alpha .*\n[\s\S]*Total: 2 step\(s\) on 1 host\(s\)\.$/);
   });
 
@@ -213,10 +217,10 @@ describe('fleetApply', () => {
     host.runner.on(on(BETA, asks('apply')), beta);
   }
 
-  test('--serial 1 --max-fail 1: the first host fails, the second is skipped and never contacted', async () => {
+  test('--serial 1 --max-fail 1: the first host fails, the second is skipped: asked only which machines it has, before anything, never applied', async () => {
     scriptApply({ exitCode: 1, stdout: JSON.stringify({ error: { message: 'machine web did not start' } }) });
     expect(await fleetApply(io(), manifest, flags({ serial: 1, 'max-fail': 1 }))).toBe(1);
-    expect(callsTo(BETA)).toEqual([]);
+    expect(callsTo(BETA).filter((c) => !c.args.includes('-O')).map(remoteOf)).toEqual([remoteCommand(['sudo', '-n', '--', 'nspawnctl', 'list', '--json'])]);
     expect(out).toEqual(['alpha: failed: machine web did not start\nbeta: skipped: not started: 1 host(s) failed (--max-fail 1)']);
     host.assertNoUnmatchedCalls();
   });

@@ -69,7 +69,7 @@ describe('interpretRun', () => {
   });
 
   test("a remote's error text reaches the report with its control characters escaped", () => {
-    expect(interpretRun('a', { exitCode: 255, stdout: '', stderr: 'ssh: \x1b[2Jgone\n' }).error).toBe('ssh: ssh: \\x1b[2Jgone');
+    expect(interpretRun('a', { exitCode: 255, stdout: '', stderr: 'ssh: \x1b[2Jgone\n' }).error).toBe('ssh: \\x1b[2Jgone');
     expect(interpretRun('a', { exitCode: 127, stdout: '', stderr: '\x07nspawnctl: not found' }).error).toBe('nspawnctl is not installed there (\\x07nspawnctl: not found)');
     expect(interpretRun('a', { exitCode: 1, stdout: JSON.stringify({ error: { message: 'bad \x9b31m' } }), stderr: '' }).error).toBe('bad \\u009b31m');
   });
@@ -174,6 +174,16 @@ describe('forEachHost', () => {
     });
     expect(ran.sort()).toEqual(['a', 'b']);
     expect(results.map((r) => r.result)).toEqual(['failed', 'failed', 'skipped']);
+  });
+
+  test('--max-fail without --serial (one batch): hosts already running finish, no new one starts', async () => {
+    const ran: string[] = [];
+    const results = await forEachHost(hostsNamed('a', 'b', 'c', 'd'), { forks: 1, maxFail: 1 }, async (h) => {
+      ran.push(h.name);
+      return h.name === 'a' ? failed(h) : ok(h);
+    });
+    expect(ran).toEqual(['a']);
+    expect(results.map((r) => r.result)).toEqual(['failed', 'skipped', 'skipped', 'skipped']);
   });
 
   test('a task that throws is a failed result with its message, and the other hosts still run', async () => {

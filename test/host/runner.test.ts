@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { outputLines } from '../../src/host/runner';
+import { LineSplitter, outputLines } from '../../src/host/runner';
 import { REPO_ROOT } from '../helpers/run-command';
 
 describe('outputLines', () => {
@@ -104,5 +104,39 @@ describe('createExecaRunner (built, in a child process)', () => {
       { encoding: 'utf8' },
     );
     expect(out).toBe('direct {"exitCode":3,"stdout":"","stderr":""}');
+  });
+});
+
+describe('LineSplitter: whole lines for onLine, however the output was cut into reads', () => {
+  const split = (chunks: (string | Buffer)[]) => {
+    const lines: string[] = [];
+    const s = new LineSplitter((l) => lines.push(l));
+    chunks.forEach((c) => s.write(c));
+    const beforeEnd = [...lines];
+    s.end();
+    return { beforeEnd, lines };
+  };
+
+  test('a JSON line cut between two reads arrives once, whole', () => {
+    const line = '{"event":"step","status":"start","group":"web","step":"start web"}';
+    expect(split([`${line.slice(0, 20)}`, `${line.slice(20)}\nnext`]).lines).toEqual([line, 'next']);
+  });
+
+  test('a character cut between its bytes is not mangled', () => {
+    const bytes = Buffer.from('café\n', 'utf8');
+    expect(split([bytes.subarray(0, 4), bytes.subarray(4)]).lines).toEqual(['café']);
+  });
+
+  test('a carriage return ends a line (progress redraws); the unfinished rest waits for the end', () => {
+    expect(split(['10%\r20%\r3', '0%'])).toEqual({ beforeEnd: ['10%', '20%'], lines: ['10%', '20%', '30%'] });
+  });
+
+  test('a line longer than 64 KiB without an end is passed on rather than held without bound', () => {
+    const { beforeEnd } = split(['x'.repeat(40_000), 'y'.repeat(40_000)]);
+    expect(beforeEnd).toEqual(['x'.repeat(40_000) + 'y'.repeat(40_000)]);
+  });
+
+  test('control characters are escaped, as outputLines does', () => {
+    expect(split(['a\u001b[2Jb\n']).lines).toEqual(['a\\x1b[2Jb']);
   });
 });

@@ -70,6 +70,10 @@ const LOADER_ONLY: { rule: string; message: RegExp }[] = [
   { rule: 'a default suite or mirror is taken by some machine', message: /^applies only to \S+ machines / },
   { rule: "a files path is not a service's drop-in, above or below it", message: /^\S+ is .+ nspawnctl (?:itself|writes itself) \(from services\.\S+:\)/ },
   { rule: "services need a machine /etc that is not a fresh tmpfs", message: /^services need the machine's own \/etc/ },
+  // A fleet: which machines name which hosts is a rule across sections.
+  { rule: 'with hosts:, every machine names its host', message: /^machine .+ needs host: \(a key of hosts:\) when the manifest has hosts:$/ },
+  { rule: "a machine's host is declared under hosts:", message: /^host .+ is not declared under hosts:/ },
+  { rule: 'allow names a machine on the same host', message: /^machine .+ runs on host .+, not on .+: networks are per host$/ },
 ];
 
 const loaderOnlyRule = (message: string) => LOADER_ONLY.find((r) => r.message.test(message))?.rule;
@@ -433,6 +437,18 @@ const KNOWN: KnownSyscalls = { groups: new Set(['@clock', '@swap', '@system-serv
 
 describe('what only the loader can decide: the schema accepts, the loader refuses with that rule', () => {
   const cases: [rule: string, text: string][] = [
+    ['with hosts:, every machine names its host', changed(EXAMPLE, ['hosts'], { alpha: { ssh: 'root@10.0.0.5' } })],
+    ["a machine's host is declared under hosts:", changed(EXAMPLE, ['machines', 'web', 'host'], 'alpha')],
+    [
+      'allow names a machine on the same host',
+      [
+        (t: string) => changed(t, ['hosts'], { alpha: { ssh: 'root@10.0.0.5' }, beta: { ssh: 'root@10.0.0.6' } }),
+        (t: string) => changed(t, ['networks', 'examplevlan', 'isolated'], true),
+        (t: string) => changed(t, ['machines', 'web', 'host'], 'alpha'),
+        (t: string) => changed(t, ['machines', 'db', 'host'], 'beta'),
+        (t: string) => changed(t, ['machines', 'db', 'network', 'allow'], [{ from: 'web', port: 5432 }]),
+      ].reduce((t, f) => f(t), EXAMPLE),
+    ],
     ['a bridge is declared under networks:', changed(EXAMPLE, ['machines', 'web', 'network', 'bridge'], 'backend')],
     ["an address is a host address of its bridge's subnet", changed(EXAMPLE, ['machines', 'web', 'network', 'address'], '10.78.0.11')],
     ["an address is a host address of its bridge's subnet", changed(EXAMPLE, ['machines', 'web', 'network', 'address'], '10.77.0.255')],
