@@ -40,6 +40,8 @@ export interface RestoreOptions {
   as?: string;
   /** --no-start. */
   noStart: boolean;
+  /** --no-enable: not enabled at boot even when it was (a fleet move leaves that to the new host's apply). */
+  noEnable?: boolean;
   /** Only reading the archive (--dry-run): its owner does not matter. */
   dryRun: boolean;
   renderer: 'default' | 'simple' | 'silent';
@@ -95,7 +97,7 @@ export async function planRestore(host: Host, path: string, options: RestoreOpti
     const record = recordFor(meta, machine);
     const settings = settingsFor(meta, machine);
     const start = !renamed && meta.running && !options.noStart;
-    const enable = !renamed && meta.enabled;
+    const enable = !renamed && meta.enabled && !options.noEnable;
     return { file, archive: checked, machine, from: meta.machine, record, settings, start, enable, lines: describePlan(meta, machine, start, enable, options) };
   } catch (err) {
     await file.close();

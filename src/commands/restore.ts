@@ -12,6 +12,7 @@ export default class Restore extends BaseCommand {
   static override flags = {
     as: Flags.string({ description: 'Restore it under this name (a copy: left stopped, hostname renamed, a new machine-id).' }),
     start: Flags.boolean({ description: 'Start it when it was running at backup time (--no-start: leave it stopped).', default: true, allowNo: true }),
+    enable: Flags.boolean({ description: 'Enable it at boot when it was enabled at backup time (--no-enable: leave it disabled).', default: true, allowNo: true }),
     'dry-run': Flags.boolean({ description: 'Check the archive and say what would be restored; change nothing.', default: false }),
     'start-timeout': Flags.integer({ description: 'Seconds the machine may take to be ready.', default: 90, min: 1 }),
     json: jsonFlag,
@@ -22,7 +23,7 @@ export default class Restore extends BaseCommand {
     const { args, flags } = await this.parse(Restore);
     const host = this.createHost();
     if (!flags['dry-run']) this.requireRoot(host, 'restore');
-    const options = { as: flags.as, noStart: !flags.start, dryRun: flags['dry-run'], renderer: this.progressRenderer(flags.json), startTimeoutMs: flags['start-timeout'] * 1000 };
+    const options = { as: flags.as, noStart: !flags.start, noEnable: !flags.enable, dryRun: flags['dry-run'], renderer: this.progressRenderer(flags.json), startTimeoutMs: flags['start-timeout'] * 1000 };
     const plan = await planRestore(host, args.file, options);
     try {
       if (flags['dry-run']) {

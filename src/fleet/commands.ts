@@ -5,13 +5,14 @@
 import { Flags } from '@oclif/core';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { DEFAULT_CACHE_DIR } from '../apply/image-cache';
 import { escapeControl, ExitCode, NspawnctlError } from '../errors';
 import { Runner } from '../host/runner';
-import { FleetHost, Manifest } from '../manifest/schema';
+import { Fleet, FleetHost, Manifest, MACHINE_NAME } from '../manifest/schema';
 import { formatTable } from '../plan/format';
 import { describeHostResult, EXIT_BUSY, forEachHost, HostResult, REMOTE_PROGRAM, remoteVersion, runRemote, targetOf } from './remote';
 import { fleetOf, hostSlice, machinesOn, selectHosts } from './slice';
-import { describeMove, locateMachines, Location, Move, MoveResult, plannedMoves, retireMachine, transferMachine } from './move';
+import { describeMove, locateMachines, Location, Move, MoveResult, plannedMoves, retireMachine, transferMachine, undoTransfer } from './move';
 import { checkSshOptions, SshTransport } from './ssh';
 
 export const fleetFlags = {
@@ -37,6 +38,15 @@ export interface FleetIo {
   renderer: 'default' | 'simple' | 'silent';
   /** Asks a question on the terminal; undefined when stdin is not one. */
   ask?: (question: string) => Promise<string>;
+}
+
+/**
+ * JSON for stdout: what hosts answered goes into it, and JSON.stringify leaves C1 control
+ * characters (U+0080 to U+009F, which some terminals obey) as they are: they are written as \u
+ * escapes, which any JSON reader reads back the same.
+ */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/[\u0080-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Refuses fleet flags for a manifest without hosts: (or a command given none). */
@@ -71,6 +81,11 @@ async function onHost(transport: SshTransport, h: FleetHost, run: (version: stri
   return { ...(await run(v.version)), version: v.version };
 }
 
+/** How long a host may take to plan, list or show (a dead one is given up by ssh's keepalive sooner). */
+const PLAN_TIMEOUT_MS = 15 * 60_000;
+/** How long a host may take to apply or destroy: bootstraps of many machines take a while. */
+const APPLY_TIMEOUT_MS = 6 * 3_600_000;
+
 const exitFor = (results: HostResult[]) => (results.every((r) => r.result === 'ok') ? 0 : ExitCode.failure);
 
 function hostsJson(results: HostResult[]): Record<string, unknown> {
@@ -102,9 +117,9 @@ function locationNotes(io: FleetIo, location: Location): void {
 }
 
 /** Moves, and machines found on several hosts, as lines for the plan. */
-function moveLines(moves: Move[], problems: MoveResult[]): string[] {
+function moveLines(fleet: Fleet, moves: Move[], problems: MoveResult[]): string[] {
   if (moves.length === 0 && problems.length === 0) return [];
-  return [`== moves (apply asks first, or needs --yes):`, ...moves.map((m) => `  ${describeMove(m)}`), ...problems.map((p) => `  ! ${p.error}`)];
+  return [`== moves (apply asks first, or needs --yes):`, ...moves.map((m) => `  ${describeMove(m, fleet)}`), ...problems.map((p) => `  ! ${p.error}`)];
 }
 
 /**
@@ -120,7 +135,7 @@ export async function fleetPlan(io: FleetIo, manifest: Manifest, flags: FleetFla
     const { moves, problems } = plannedMoves(fleet, location, hosts);
     // A machine moving in is planned by its move, not as a new machine of its new host.
     const incoming = (host: string) => [...moves, ...problems].filter((m) => m.to === host).map((m) => m.machine);
-    const results = await forEachHost(hosts, { forks: hosts.length }, (h) => onHost(t, h, () => runRemote(t, h, ['plan', '--json', '-'], { input: hostSlice(fleet, h.name, incoming(h.name)) })));
+    const results = await forEachHost(hosts, { forks: hosts.length }, (h) => onHost(t, h, () => runRemote(t, h, ['plan', '--json', '-'], { input: hostSlice(fleet, h.name, incoming(h.name)), timeoutMs: PLAN_TIMEOUT_MS })));
     return { results, moves, problems };
   });
   results.forEach((r) => versionNote(io, r, manifest.file));
@@ -128,7 +143,7 @@ export async function fleetPlan(io: FleetIo, manifest: Manifest, flags: FleetFla
   const failed = results.filter((r) => r.result !== 'ok');
   const code = problems.length > 0 ? ExitCode.failure : exitFor(results);
   if (io.json) {
-    io.out(JSON.stringify({ moves, problems, hosts: hostsJson(results), total: { steps: total, moves: moves.length, hosts: results.length, failed: failed.map((r) => r.host) } }, null, 2));
+    io.out(jsonText({ moves, problems, hosts: hostsJson(results), total: { steps: total, moves: moves.length, hosts: results.length, failed: failed.map((r) => r.host) } }));
     return code;
   }
   const sections = results.map((r) => {
@@ -139,7 +154,7 @@ export async function fleetPlan(io: FleetIo, manifest: Manifest, flags: FleetFla
     return [`== ${head}: ${p.steps === 0 ? 'no changes' : `${p.steps} step(s)`} (${machines.length} machine(s): ${machines.join(', ') || 'none'})`, ...p.lines].join('\n');
   });
   const moved = moves.length > 0 ? ` and ${moves.length} move(s)` : '';
-  io.out(`${[...moveLines(moves, problems), ...sections].join('\n')}\nTotal: ${total} step(s)${moved} on ${results.length - failed.length} host(s)${failed.length ? `; ${failed.length} host(s) could not be planned: ${failed.map((r) => r.host).join(', ')}` : ''}.`);
+  io.out(`${[...moveLines(fleet, moves, problems), ...sections].join('\n')}\nTotal: ${total} step(s)${moved} on ${results.length - failed.length} host(s)${failed.length ? `; ${failed.length} host(s) could not be planned: ${failed.map((r) => r.host).join(', ')}` : ''}.`);
   return code;
 }
 
@@ -151,6 +166,9 @@ export interface FleetApplyFlags extends FleetFlagValues {
   wait: boolean;
   'start-timeout': number;
   jobs: number;
+  cache?: boolean;
+  'cache-dir'?: string;
+  'cache-max-age'?: number;
 }
 
 /** An event line of a remote apply --events, or undefined for any other line. */
@@ -158,7 +176,7 @@ function parseEvent(line: string): { status: string; group: string; step: string
   if (!line.startsWith('{"event":"step"')) return undefined;
   try {
     const e = JSON.parse(line) as { status?: unknown; group?: unknown; step?: unknown };
-    if (typeof e.status === 'string' && typeof e.group === 'string' && typeof e.step === 'string') return { status: e.status, group: e.group, step: e.step };
+    if (typeof e.status === 'string' && typeof e.group === 'string' && typeof e.step === 'string') return { status: escapeControl(e.status), group: escapeControl(e.group), step: escapeControl(e.step) };
   } catch {
     // not an event
   }
@@ -177,7 +195,9 @@ export async function fleetApply(io: FleetIo, manifest: Manifest, flags: FleetAp
   const fleet = fleetOf(manifest, 'apply');
   const hosts = selectHosts(fleet, flags.host, flags['hosts-label']);
   const { Listr } = require('listr2') as typeof import('listr2');
-  const args = ['apply', '--json', '--events', `--start-timeout=${flags['start-timeout']}`, `--jobs=${flags.jobs}`, ...(flags.yes ? ['--yes'] : []), ...(flags.wait ? [] : ['--no-wait']), '-'];
+  // The image cache flags go on as given (a --cache-dir is a path on each host).
+  const cache = [...(flags.cache === false ? ['--no-cache'] : []), ...(flags['cache-dir'] !== undefined && flags['cache-dir'] !== DEFAULT_CACHE_DIR ? [`--cache-dir=${flags['cache-dir']}`] : []), ...(flags['cache-max-age'] !== undefined ? [`--cache-max-age=${flags['cache-max-age']}`] : [])];
+  const args = ['apply', '--json', '--events', `--start-timeout=${flags['start-timeout']}`, `--jobs=${flags.jobs}`, ...cache, ...(flags.yes ? ['--yes'] : []), ...(flags.wait ? [] : ['--no-wait']), '-'];
   const { results, moved, problems } = await withTransport(io, flags, async (t) => {
     const location = await locateMachines(t, fleet);
     locationNotes(io, location);
@@ -200,6 +220,7 @@ export async function fleetApply(io: FleetIo, manifest: Manifest, flags: FleetAp
               result = await onHost(t, h, () =>
                 runRemote(t, h, args, {
                   input: hostSlice(fleet, h.name, without),
+                  timeoutMs: APPLY_TIMEOUT_MS,
                   onLine: (line) => {
                     const e = parseEvent(line);
                     if (e && e.status !== 'done') task.output = `${e.group === ':host' ? 'networks' : e.group}: ${e.step}${e.status === 'failed' ? ' [failed]' : ''}`;
@@ -239,7 +260,7 @@ export async function fleetApply(io: FleetIo, manifest: Manifest, flags: FleetAp
     const moved: MoveResult[] = [];
     for (const m of transferred) {
       if (m.result !== 'ok') moved.push(m);
-      else if (byHost.get(m.to)?.result !== 'ok') moved.push({ ...m, result: 'failed', error: `${m.machine} was restored on ${m.to}, but ${m.to} did not apply; its old copy on ${m.from} is kept (apply again once ${m.to} is fixed, then destroy the old copy)` });
+      else if (byHost.get(m.to)?.result !== 'ok') moved.push({ ...m, result: 'failed', error: `${m.to} did not apply with ${m.machine}; ${await undoTransfer(t, fleet, m)}, and ${m.machine} runs on ${m.from} as before` });
       else moved.push(await retireMachine(t, fleet, m, (line) => io.err(`${line}\n`)));
     }
     return { results: hosts.map((h) => byHost.get(h.name)!), moved, problems };
@@ -248,7 +269,7 @@ export async function fleetApply(io: FleetIo, manifest: Manifest, flags: FleetAp
   const movesFailed = [...moved, ...problems].filter((m) => m.result !== 'ok');
   const code = movesFailed.length > 0 ? ExitCode.failure : exitFor(results);
   if (io.json) {
-    io.out(JSON.stringify({ moves: [...moved, ...problems], hosts: hostsJson(results), ok: code === 0 }, null, 2));
+    io.out(jsonText({ moves: [...moved, ...problems], hosts: hostsJson(results), ok: code === 0 }));
     return code;
   }
   const applied = (r: HostResult) => {
@@ -275,10 +296,10 @@ function mergeApplied(a: unknown, b: unknown): unknown {
 export async function fleetList(io: FleetIo, manifest: Manifest, flags: FleetFlagValues): Promise<number> {
   const fleet = fleetOf(manifest, 'list');
   const hosts = selectHosts(fleet, flags.host, flags['hosts-label']);
-  const results = await withTransport(io, flags, (t) => forEachHost(hosts, { forks: hosts.length }, (h) => onHost(t, h, () => runRemote(t, h, ['list', '--json', '--manifest', '-'], { input: hostSlice(fleet, h.name) }))));
+  const results = await withTransport(io, flags, (t) => forEachHost(hosts, { forks: hosts.length }, (h) => onHost(t, h, () => runRemote(t, h, ['list', '--json', '--manifest', '-'], { input: hostSlice(fleet, h.name), timeoutMs: PLAN_TIMEOUT_MS }))));
   results.forEach((r) => versionNote(io, r, manifest.file));
   if (io.json) {
-    io.out(JSON.stringify({ hosts: hostsJson(results) }, null, 2));
+    io.out(jsonText({ hosts: hostsJson(results) }));
     return exitFor(results);
   }
   type Row = { name?: unknown; state?: unknown; address?: unknown; sync?: unknown; health?: { state?: unknown } | null };
@@ -293,6 +314,7 @@ export async function fleetList(io: FleetIo, manifest: Manifest, flags: FleetFla
 /** The host a machine of the manifest runs on (or the one --host names). */
 function hostFor(manifest: Manifest, name: string, flags: FleetFlagValues, command: string): FleetHost {
   const fleet = fleetOf(manifest, command);
+  if (!MACHINE_NAME.test(name)) throw new NspawnctlError(`${JSON.stringify(name)} is not a machine name`, { exitCode: ExitCode.invalidManifest, hint: 'Machine names are 1-12 characters of a-z, 0-9 and -.' });
   if ((flags.host ?? []).length > 1) throw new NspawnctlError(`${command} acts on one machine: give at most one --host`, { exitCode: ExitCode.invalidManifest });
   const [explicit] = selectHosts(fleet, flags.host ?? [], []).filter(() => (flags.host ?? []).length === 1);
   if (explicit) return explicit;
@@ -304,10 +326,10 @@ function hostFor(manifest: Manifest, name: string, flags: FleetFlagValues, comma
 /** status of one machine on its host; the remote answer is printed as it is (JSON) or summed up. */
 export async function fleetStatus(io: FleetIo, manifest: Manifest, name: string, flags: FleetFlagValues): Promise<number> {
   const h = hostFor(manifest, name, flags, 'status');
-  const r = await withTransport(io, flags, (t) => onHost(t, h, () => runRemote(t, h, ['status', name, '--json', '--manifest', '-'], { input: hostSlice(manifest.fleet!, h.name) })));
+  const r = await withTransport(io, flags, (t) => onHost(t, h, () => runRemote(t, h, ['status', name, '--json', '--manifest', '-'], { input: hostSlice(manifest.fleet!, h.name), timeoutMs: PLAN_TIMEOUT_MS })));
   versionNote(io, r, manifest.file);
-  if (io.json) io.out(JSON.stringify({ host: h.name, ...(r.result === 'ok' ? { status: r.json } : { result: r.result, error: r.error }) }, null, 2));
-  else if (r.result === 'ok') io.out(`host: ${h.name}\n${JSON.stringify(r.json, null, 2)}`);
+  if (io.json) io.out(jsonText({ host: h.name, ...(r.result === 'ok' ? { status: r.json } : { result: r.result, error: r.error }) }));
+  else if (r.result === 'ok') io.out(`host: ${h.name}\n${jsonText(r.json)}`);
   else io.err(`${describeHostResult(r, 'ok')}\n`);
   return exitFor([r]);
 }
@@ -316,9 +338,9 @@ export async function fleetStatus(io: FleetIo, manifest: Manifest, name: string,
 export async function fleetDestroy(io: FleetIo, manifest: Manifest, name: string, flags: FleetFlagValues & { force: boolean; wait: boolean; 'stop-timeout': number }): Promise<number> {
   const h = hostFor(manifest, name, flags, 'destroy');
   const args = ['destroy', name, '--yes', '--json', `--stop-timeout=${flags['stop-timeout']}`, ...(flags.force ? ['--force'] : []), ...(flags.wait ? [] : ['--no-wait'])];
-  const r = await withTransport(io, flags, (t) => onHost(t, h, () => runRemote(t, h, args)));
+  const r = await withTransport(io, flags, (t) => onHost(t, h, () => runRemote(t, h, args, { timeoutMs: APPLY_TIMEOUT_MS })));
   versionNote(io, r, manifest.file);
-  if (io.json) io.out(JSON.stringify({ host: h.name, ...(r.result === 'ok' ? { destroyed: r.json } : { result: r.result, error: r.error }) }, null, 2));
+  if (io.json) io.out(jsonText({ host: h.name, ...(r.result === 'ok' ? { destroyed: r.json } : { result: r.result, error: r.error }) }));
   else if (r.result === 'ok') io.out(`Destroyed ${name} on host ${h.name}.`);
   else io.err(`${describeHostResult(r, 'ok')}\n`);
   return exitFor([r]);
@@ -360,7 +382,9 @@ export async function fleetHostInit(io: FleetIo, manifest: Manifest, flags: Flee
           // Fresh package lists first, as on any host before an install (its dependencies come from its mirror).
           const update = await t.run(targetOf(h), ['apt-get', 'update', '-qq'], { timeoutMs: 600_000 });
           if (update.exitCode !== 0) return { host: h.name, result: 'failed', exitCode: update.exitCode, error: `apt-get update failed: ${escapeControl(update.stderr.trim().split('\n').slice(-3).join(' / ').slice(0, 400))}` } as HostResult;
-          const install = await t.run(targetOf(h), ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '--no-install-recommends', file], { timeoutMs: 1_800_000 });
+          // Under sudo, apt-get itself (not env) is what sudoers must allow; without a terminal debconf asks nothing.
+          const aptGet = ['apt-get', 'install', '-y', '--no-install-recommends', file];
+          const install = await t.run(targetOf(h), h.sudo ? aptGet : ['env', 'DEBIAN_FRONTEND=noninteractive', ...aptGet], { timeoutMs: 1_800_000 });
           if (install.exitCode !== 0) return { host: h.name, result: 'failed', exitCode: install.exitCode, error: `apt-get install failed: ${escapeControl(install.stderr.trim().split('\n').slice(-3).join(' / ').slice(0, 400))}` } as HostResult;
         } finally {
           await t.run(targetOf(h), ['rm', '-rf', '--', dir], { timeoutMs: 60_000 }).catch(() => undefined);
@@ -370,7 +394,7 @@ export async function fleetHostInit(io: FleetIo, manifest: Manifest, flags: Flee
       return { ...(await runRemote(t, h, args, { input: hostSlice(fleet, h.name), timeoutMs: 1_800_000 })), version: io.version };
     }),
   );
-  if (io.json) io.out(JSON.stringify({ hosts: hostsJson(results), ok: results.every((r) => r.result === 'ok') }, null, 2));
+  if (io.json) io.out(jsonText({ hosts: hostsJson(results), ok: results.every((r) => r.result === 'ok') }));
   else io.out(results.map((r) => describeHostResult(r, flags.check ? 'ready' : 'ready (host init done)')).join('\n'));
   return exitFor(results);
 }

@@ -24,28 +24,45 @@ export interface MoveResult extends Move {
 export interface Location {
   /** Machine name -> the hosts nspawnctl manages it on (from each host's list --json). */
   where: Map<string, string[]>;
+  /** Machine name -> hosts where a machine of that name was made from another manifest (a file there). */
+  foreign: Map<string, string[]>;
   /** Hosts that could not be asked: a machine may be there too. */
   unknown: HostResult[];
 }
 
-/** Where the manifest's machines are now: each host of the fleet lists what it manages. */
+/** How a machine's record names a manifest read from standard input: what the fleet's hosts get. */
+const FLEET_MANIFEST = '<stdin>';
+
+/**
+ * Where the manifest's machines are now: each host of the fleet lists what it manages. Only a
+ * machine applied by a fleet controller (its record names standard input as its manifest) counts
+ * as a machine of this fleet; one of the same name made from a file on that host is another
+ * machine, reported as a problem, never moved.
+ */
 export async function locateMachines(transport: SshTransport, fleet: Fleet): Promise<Location> {
   const hosts = Object.values(fleet.hosts);
-  const answers = await Promise.all(hosts.map((h) => runRemote(transport, h, ['list', '--json'], { timeoutMs: 120_000 })));
+  const answers = await Promise.all(
+    hosts.map((h) => runRemote(transport, h, ['list', '--json'], { timeoutMs: LOCATE_TIMEOUT_MS }).catch((err: Error): HostResult => ({ host: h.name, result: 'failed', error: escapeControl(err.message) }))),
+  );
   const where = new Map<string, string[]>();
+  const foreign = new Map<string, string[]>();
   const unknown: HostResult[] = [];
   answers.forEach((r) => {
     if (r.result !== 'ok' || !Array.isArray(r.json)) {
       unknown.push(r);
       return;
     }
-    for (const m of r.json as { name?: unknown }[]) {
+    for (const m of r.json as { name?: unknown; manifest?: unknown }[]) {
       if (typeof m.name !== 'string' || !Object.prototype.hasOwnProperty.call(fleet.data.machines, m.name)) continue;
-      where.set(m.name, [...(where.get(m.name) ?? []), r.host]);
+      const into = m.manifest === FLEET_MANIFEST ? where : foreign;
+      into.set(m.name, [...(into.get(m.name) ?? []), r.host]);
     }
   });
-  return { where, unknown };
+  return { where, foreign, unknown };
 }
+
+/** How long a host may take to list its machines. */
+const LOCATE_TIMEOUT_MS = 120_000;
 
 /**
  * The moves the manifest asks for: a machine that exists on exactly one other host of the fleet
@@ -55,20 +72,34 @@ export function plannedMoves(fleet: Fleet, location: Location, selected: FleetHo
   const moves: Move[] = [];
   const problems: MoveResult[] = [];
   const chosen = new Set(selected.map((h) => h.name));
+  const destroyHint = (machine: string, host: string) => `nspawnctl destroy ${machine} --manifest FILE --host ${host} --yes`;
   for (const [machine, raw] of Object.entries(fleet.data.machines).sort(([a], [b]) => a.localeCompare(b))) {
     const to = raw.host!;
-    const on = location.where.get(machine) ?? [];
-    if (on.includes(to) || on.length === 0) continue;
     // Only moves into the hosts this command acts on (the new host applies first).
     if (!chosen.has(to)) continue;
-    if (on.length > 1) problems.push({ machine, from: on.join(', '), to, result: 'failed', error: `machine ${machine} is on hosts ${on.join(' and ')}; destroy all but one of them (nspawnctl destroy ${machine} --manifest FILE --host NAME --yes)` });
-    else moves.push({ machine, from: on[0], to });
+    const on = location.where.get(machine) ?? [];
+    const elsewhere = on.filter((h) => h !== to);
+    const foreign = (location.foreign.get(machine) ?? []).filter((h) => h !== to);
+    for (const h of foreign) {
+      problems.push({ machine, from: h, to, result: 'failed', error: `host ${h} has a machine ${machine} that this fleet did not make (it was applied from a manifest file there): it is not moved, and ${machine} is not created on ${to} while it exists; rename one of them, or destroy that one (${destroyHint(machine, h)})` });
+    }
+    if (foreign.length > 0) continue;
+    if (elsewhere.length === 0) continue;
+    if (on.includes(to)) {
+      // Moved before, but an old copy is left (a move that stopped half-way): never two running unnoticed.
+      problems.push({ machine, from: elsewhere.join(', '), to, result: 'failed', error: `machine ${machine} runs on ${to} and also on ${elsewhere.join(' and ')}; destroy the old copy (${destroyHint(machine, elsewhere[0])})` });
+    } else if (elsewhere.length > 1) {
+      problems.push({ machine, from: elsewhere.join(', '), to, result: 'failed', error: `machine ${machine} is on hosts ${elsewhere.join(' and ')}; destroy all but one of them (${destroyHint(machine, elsewhere[0])})` });
+    } else {
+      moves.push({ machine, from: elsewhere[0], to });
+    }
   }
   return { moves, problems };
 }
 
-export function describeMove(m: Move): string {
-  return `move ${m.machine}: host ${m.from} -> host ${m.to} (backup on ${m.from}, copied over ssh, restored and started on ${m.to}, then destroyed on ${m.from})`;
+export function describeMove(m: Move, fleet?: Fleet): string {
+  const binds = fleet?.data.machines[m.machine]?.bind?.length ? `; its bind mounts are not carried: their data stays on ${m.from}` : '';
+  return `move ${m.machine}: host ${m.from} -> host ${m.to} (backup on ${m.from}, copied over ssh, restored and started on ${m.to}, then destroyed on ${m.from}${binds})`;
 }
 
 /** A directory made by mktemp on a host, checked before it goes on a command line. */
@@ -120,13 +151,21 @@ export async function transferMachine(runner: Runner, t: SshTransport, fleet: Fl
     );
     const [a, b] = await Promise.all([sha256On(t, from, `${fromDir}/${name}`), sha256On(t, to, `${toDir}/${name}`)]);
     if (a !== b) throw new NspawnctlError(`the archive of ${m.machine} arrived on ${m.to} with sha256 ${b}, not ${a} as on ${m.from}`);
+    // The archive came from the old host: it must be the machine asked for, under its own name.
+    const look = must(await runRemote(t, to, ['restore', `${toDir}/${name}`, '--dry-run', '--json'], { timeoutMs: 3_600_000 }), `the check of ${m.machine}'s archive`);
+    const said = (look.json ?? {}) as { machine?: unknown; from?: unknown };
+    if (said.machine !== m.machine || said.from !== m.machine) {
+      throw new NspawnctlError(`the archive host ${m.from} gave for ${m.machine} holds machine ${escapeControl(JSON.stringify(said.from ?? null))}; nothing was restored`);
+    }
+    // Stopped and not enabled: the new host's apply rewrites its settings from the manifest and starts it.
     o.say(`${m.machine}: restore on ${m.to}`);
-    must(await runRemote(t, to, ['restore', `${toDir}/${name}`, '--no-start', '--json'], { timeoutMs: 3_600_000 }), `restore of ${m.machine}`);
+    must(await runRemote(t, to, ['restore', `${toDir}/${name}`, '--no-start', '--no-enable', '--json'], { timeoutMs: 3_600_000 }), `restore of ${m.machine}`);
     return { ...m, result: 'ok' };
   } catch (err) {
     return { ...m, result: 'failed', error: escapeControl((err as Error).message) };
   } finally {
-    const cleanup = (h: FleetHost, dir: string | undefined) => (dir ? t.run(targetOf(h), ['rm', '-rf', '--', dir], { timeoutMs: 120_000 }).catch(() => undefined) : undefined);
+    // Also after an interrupt: an archive of a whole machine is not left in /var/tmp.
+    const cleanup = (h: FleetHost, dir: string | undefined) => (dir ? t.run(targetOf(h), ['rm', '-rf', '--', dir], { timeoutMs: 120_000, afterInterrupt: true }).catch(() => undefined) : undefined);
     await Promise.all([cleanup(from, fromDir), cleanup(to, toDir)]);
   }
 }
@@ -137,4 +176,13 @@ export async function retireMachine(t: SshTransport, fleet: Fleet, m: Move, say:
   const r = await runRemote(t, fleet.hosts[m.from], ['destroy', m.machine, '--yes', '--json'], { timeoutMs: 600_000 });
   if (r.result === 'ok') return { ...m, result: 'ok' };
   return { ...m, result: 'failed', error: `${m.machine} runs on ${m.to}, but its old copy on ${m.from} was not destroyed (${r.result}${r.error ? `: ${r.error}` : ''}); destroy it: nspawnctl destroy ${m.machine} --manifest FILE --host ${m.from} --yes` };
+}
+
+/**
+ * A restored machine whose new host then failed to apply: it never ran there, and its settings
+ * are still the archive's, so it is destroyed again; the old copy runs on.
+ */
+export async function undoTransfer(t: SshTransport, fleet: Fleet, m: Move): Promise<string> {
+  const r = await runRemote(t, fleet.hosts[m.to], ['destroy', m.machine, '--yes', '--json'], { timeoutMs: 600_000 });
+  return r.result === 'ok' ? `the copy restored on ${m.to} was removed again` : `the copy restored on ${m.to} (stopped) could not be removed (${r.result}${r.error ? `: ${r.error}` : ''}); destroy it there`;
 }

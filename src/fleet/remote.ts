@@ -38,10 +38,13 @@ export function parseJsonOutput(stdout: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    // A remote that printed text before its JSON: the JSON starts at the last line that opens one.
+    // A remote that printed text before its JSON: the JSON starts at one of the last lines that
+    // open one (a few are tried, from the end: a hostile answer cannot make this quadratic).
     const lines = text.split('\n');
-    for (let i = lines.length - 1; i >= 0; i--) {
+    let tried = 0;
+    for (let i = lines.length - 1; i >= 0 && tried < MAX_JSON_STARTS; i--) {
       if (lines[i] === '{' || lines[i] === '[' || lines[i].startsWith('{"')) {
+        tried++;
         try {
           return JSON.parse(lines.slice(i).join('\n'));
         } catch {
@@ -52,6 +55,9 @@ export function parseJsonOutput(stdout: string): unknown {
     return undefined;
   }
 }
+
+/** How many lines that could start the JSON answer are tried, from the end. */
+const MAX_JSON_STARTS = 4;
 
 /** The message of a remote nspawnctl's JSON error ({"error": {"message": ...}}), if that is what it printed. */
 function remoteErrorMessage(json: unknown): string | undefined {
@@ -70,7 +76,9 @@ export function interpretRun(host: string, r: RunResult): HostResult {
   const base = { host, exitCode: r.exitCode, ...(json !== undefined ? { json } : {}) };
   if (r.exitCode === 0) return { ...base, result: 'ok' };
   if (r.exitCode === SSH_FAILED && json === undefined) return { ...base, result: 'unreachable', error: prefixed('ssh: ', escapeControl(sshError(r))) };
-  if (r.exitCode === 127 && json === undefined) return { ...base, result: 'not-installed', error: `${REMOTE_PROGRAM} is not installed there (${escapeControl(sshError(r))})` };
+  // sudo says "sudo: nspawnctl: command not found" and exits 1.
+  const missing = r.exitCode === 127 || (r.exitCode === 1 && new RegExp(`^sudo: ${REMOTE_PROGRAM}: command not found`, 'm').test(r.stderr));
+  if (missing && json === undefined) return { ...base, result: 'not-installed', error: `${REMOTE_PROGRAM} is not installed there (${escapeControl(sshError(r))})` };
   const message = escapeControl(remoteErrorMessage(json) ?? sshError(r));
   if (r.exitCode === EXIT_BUSY) return { ...base, result: 'busy', error: message };
   return { ...base, result: 'failed', error: message };

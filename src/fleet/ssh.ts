@@ -6,7 +6,7 @@
 // and known_hosts are used as they are, and no option that turns host key checking off is added.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { NspawnctlError } from '../errors';
 import { Runner, RunResult } from '../host/runner';
 import { SSH_DESTINATION_PATTERN } from '../manifest/schema';
@@ -39,19 +39,37 @@ export function remoteCommand(argv: string[]): string {
 
 
 /**
- * Options nspawnctl refuses in --ssh-option: they would turn host key checking off. ssh also takes
- * `false` for `no`, `none` for no known_hosts file, and a value in quotes.
+ * The options --ssh-option may set: how to connect and authenticate, never what runs locally
+ * (ProxyCommand, LocalCommand, KnownHostsCommand) and never less host key checking. Keys are
+ * matched without regard to case, as ssh does.
  */
-const WEAKENING = /^(stricthostkeychecking\s*[= ]\s*(["']?)(no|off|false)\2|userknownhostsfile\s*[= ]\s*(["']?)(\/dev\/null|none)\4|checkhostip\s*[= ]\s*(["']?)(no|false)\6)$/i;
+const ALLOWED_SSH_OPTIONS = [
+  'AddressFamily', 'BindAddress', 'CertificateFile', 'Ciphers', 'Compression', 'ConnectionAttempts', 'ConnectTimeout',
+  'GlobalKnownHostsFile', 'HostKeyAlgorithms', 'HostKeyAlias', 'IdentitiesOnly', 'IdentityAgent', 'IdentityFile', 'IPQoS',
+  'KexAlgorithms', 'LogLevel', 'MACs', 'PreferredAuthentications', 'ProxyJump', 'PubkeyAcceptedAlgorithms', 'ServerAliveCountMax',
+  'ServerAliveInterval', 'StrictHostKeyChecking', 'User', 'UserKnownHostsFile',
+];
+const ALLOWED = new Map(ALLOWED_SSH_OPTIONS.map((k) => [k.toLowerCase(), k]));
 
-/** --ssh-option values, checked: KEY=VALUE as ssh -o takes it, nothing that weakens host keys. */
+/**
+ * --ssh-option values, checked: KEY=VALUE with a key of ALLOWED_SSH_OPTIONS and a plain value (no
+ * quotes, spaces or #, which ssh would read its own way); StrictHostKeyChecking only `yes`, and no
+ * known_hosts file that is not one (/dev/null, none).
+ */
 export function checkSshOptions(options: string[]): string[] {
   for (const o of options) {
-    if (!/^[A-Za-z][A-Za-z0-9]*\s*[= ]\s*\S/.test(o) || /[\0\n\r]/.test(o)) {
-      throw new NspawnctlError(`--ssh-option ${JSON.stringify(o)} is not an ssh option`, { exitCode: 2, hint: 'Give it as ssh -o takes it: --ssh-option ConnectTimeout=10' });
+    const m = /^([A-Za-z][A-Za-z0-9]*)=([^\s"'#\\\x00-\x1f\x7f]+)$/.exec(o);
+    if (!m) {
+      throw new NspawnctlError(`--ssh-option ${JSON.stringify(o)} is not KEY=VALUE as nspawnctl passes it to ssh -o`, { exitCode: 2, hint: 'For example --ssh-option ConnectTimeout=10 (no spaces, quotes or # in the value).' });
     }
-    if (WEAKENING.test(o.trim())) {
-      throw new NspawnctlError(`--ssh-option ${JSON.stringify(o)} would turn host key checking off; nspawnctl does not do that`, { exitCode: 2, hint: 'Add the host key to known_hosts (ssh-keyscan, then check its fingerprint), or set it in your ~/.ssh/config if you really mean it.' });
+    const key = ALLOWED.get(m[1].toLowerCase());
+    if (!key) {
+      throw new NspawnctlError(`--ssh-option ${m[1]} is not one nspawnctl passes on`, { exitCode: 2, hint: `It takes ${ALLOWED_SSH_OPTIONS.join(', ')}. Anything else (ProxyCommand, say) belongs in your ~/.ssh/config, under a Host alias that hosts: can name.` });
+    }
+    const value = m[2];
+    const offHostKeys = (key === 'StrictHostKeyChecking' && value.toLowerCase() !== 'yes') || (key === 'UserKnownHostsFile' && (value.toLowerCase() === 'none' || posix.normalize(value) === '/dev/null'));
+    if (offHostKeys) {
+      throw new NspawnctlError(`--ssh-option ${o} would weaken host key checking; nspawnctl does not do that`, { exitCode: 2, hint: 'Add the host key to known_hosts (ssh-keyscan, then check its fingerprint), or set it in your ~/.ssh/config if you really mean it.' });
     }
   }
   return options;
@@ -82,6 +100,9 @@ export function sshArgv(target: SshTarget, controlDir: string, remoteArgv: strin
     // ConnectTimeout (so --ssh-option ConnectTimeout=5 counts), after what nspawnctl relies on.
     ...(options.options ?? []).flatMap((o) => ['-o', o]),
     '-o', `ConnectTimeout=${options.connectTimeoutSec ?? 15}`,
+    // A host that stops answering mid-command is given up after a minute, not waited on for ever.
+    '-o', 'ServerAliveInterval=15',
+    '-o', 'ServerAliveCountMax=4',
     ...(target.port !== undefined ? ['-p', String(target.port)] : []),
     '--',
     target.ssh,
@@ -111,9 +132,9 @@ export class SshTransport {
   }
 
   /** Runs argv on the host; `input` goes to its standard input. Never throws for a non-zero exit. */
-  run(target: SshTarget, argv: string[], o: { input?: string | Uint8Array; timeoutMs?: number; onLine?: (line: string) => void } = {}): Promise<RunResult> {
+  run(target: SshTarget, argv: string[], o: { input?: string | Uint8Array; timeoutMs?: number; onLine?: (line: string) => void; afterInterrupt?: boolean } = {}): Promise<RunResult> {
     this.used.set(target.name, target);
-    return this.runner.run('ssh', sshArgv(target, this.controlDir, argv, this.sshOptions), { allowFailure: true, input: o.input, timeoutMs: o.timeoutMs, onLine: o.onLine });
+    return this.runner.run('ssh', sshArgv(target, this.controlDir, argv, this.sshOptions), { allowFailure: true, input: o.input, timeoutMs: o.timeoutMs, onLine: o.onLine, afterInterrupt: o.afterInterrupt });
   }
 
   /** Closes every master this run opened and removes the socket directory. */
@@ -122,7 +143,7 @@ export class SshTransport {
       [...this.used.values()].map((t) =>
         this.runner
           // With the user's options too: User, Port, Hostname or ProxyJump there change %C.
-          .run('ssh', ['-o', `ControlPath=${join(this.controlDir, '%C')}`, ...(this.sshOptions.options ?? []).flatMap((o) => ['-o', o]), ...(t.port !== undefined ? ['-p', String(t.port)] : []), '-O', 'exit', '--', t.ssh], { allowFailure: true, timeoutMs: 10_000 })
+          .run('ssh', ['-o', `ControlPath=${join(this.controlDir, '%C')}`, ...(this.sshOptions.options ?? []).flatMap((o) => ['-o', o]), ...(t.port !== undefined ? ['-p', String(t.port)] : []), '-O', 'exit', '--', t.ssh], { allowFailure: true, timeoutMs: 10_000, afterInterrupt: true })
           .catch(() => undefined),
       ),
     );

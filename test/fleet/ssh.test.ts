@@ -155,6 +155,8 @@ describe('sshArgv', () => {
       '-o', 'ControlPersist=60',
       '-o', 'BatchMode=yes',
       '-o', 'ConnectTimeout=15',
+      '-o', 'ServerAliveInterval=15',
+      '-o', 'ServerAliveCountMax=4',
       '--',
       'root@10.0.0.5',
       "'nspawnctl' 'plan' '--json' '-'",
@@ -162,14 +164,16 @@ describe('sshArgv', () => {
   });
 
   test('with port, sudo and --ssh-option values: -p before --, sudo -n -- inside the quoted command, each option after -o', () => {
-    expect(sshArgv(beta, '/tmp/c', PLAN, { options: ['ServerAliveInterval=10', 'IdentitiesOnly yes'], connectTimeoutSec: 7 })).toEqual([
+    expect(sshArgv(beta, '/tmp/c', PLAN, { options: ['ServerAliveInterval=10', 'IdentitiesOnly=yes'], connectTimeoutSec: 7 })).toEqual([
       '-o', 'ControlMaster=auto',
       '-o', 'ControlPath=/tmp/c/%C',
       '-o', 'ControlPersist=60',
       '-o', 'BatchMode=yes',
       '-o', 'ServerAliveInterval=10',
-      '-o', 'IdentitiesOnly yes',
+      '-o', 'IdentitiesOnly=yes',
       '-o', 'ConnectTimeout=7',
+      '-o', 'ServerAliveInterval=15',
+      '-o', 'ServerAliveCountMax=4',
       '-p', '2222',
       '--',
       'deploy@beta.example',
@@ -225,8 +229,8 @@ describe('checkSshOptions', () => {
     throw new Error(`expected ${JSON.stringify(option)} to be refused`);
   }
 
-  test('accepts ssh options as ssh -o takes them, and returns them unchanged', () => {
-    const options = ['ConnectTimeout=5', 'ServerAliveInterval 10', 'StrictHostKeyChecking=yes', 'StrictHostKeyChecking=accept-new', 'UserKnownHostsFile=/etc/ssh/fleet_known_hosts'];
+  test('accepts the allowed options as KEY=VALUE, in any case, and returns them unchanged', () => {
+    const options = ['ConnectTimeout=5', 'serveraliveinterval=10', 'StrictHostKeyChecking=yes', 'UserKnownHostsFile=/etc/ssh/fleet_known_hosts', 'GlobalKnownHostsFile=/dev/null', 'IdentityFile=/root/.ssh/fleet', 'ProxyJump=bastion'];
     expect(checkSshOptions(options)).toBe(options);
     expect(checkSshOptions([])).toEqual([]);
   });
@@ -234,22 +238,31 @@ describe('checkSshOptions', () => {
   test.each([
     'StrictHostKeyChecking=no',
     'StrictHostKeyChecking=off',
-    'stricthostkeychecking = NO',
-    'StrictHostKeyChecking no',
-    // ssh reads these as "off" too (found while writing these tests; each was accepted before).
+    'stricthostkeychecking=NO',
     'StrictHostKeyChecking=false',
-    'StrictHostKeyChecking="no"',
-    "StrictHostKeyChecking='no'",
+    'StrictHostKeyChecking=accept-new',
     'UserKnownHostsFile=/dev/null',
-    'UserKnownHostsFile /dev/null',
-    'UserKnownHostsFile="/dev/null"',
+    'UserKnownHostsFile=/dev//null',
     'UserKnownHostsFile=none',
-    'CheckHostIP=no',
-  ])('refuses %j: it would turn host key checking off (exit code 2)', (option) => {
+  ])('refuses %j: it would weaken host key checking (exit code 2)', (option) => {
     const err = refusal(option);
-    expect(err.message).toBe(`--ssh-option ${JSON.stringify(option)} would turn host key checking off; nspawnctl does not do that`);
+    expect(err.message).toBe(`--ssh-option ${option} would weaken host key checking; nspawnctl does not do that`);
     expect(err.exitCode).toBe(2);
     expect(err.hint).toMatch(/known_hosts/);
+  });
+
+  test.each([
+    ['ProxyCommand=/usr/bin/nc', 'ProxyCommand'],
+    ['ProxyCommand=sh', 'ProxyCommand'],
+    ['LocalCommand=id', 'LocalCommand'],
+    ['PermitLocalCommand=yes', 'PermitLocalCommand'],
+    ['KnownHostsCommand=/bin/true', 'KnownHostsCommand'],
+    ['CheckHostIP=no', 'CheckHostIP'],
+    ['ControlPath=/tmp/other', 'ControlPath'],
+  ])('refuses %j: an option nspawnctl does not pass on (it could run a local command or change what nspawnctl relies on)', (option, key) => {
+    const err = refusal(option);
+    expect(err.message).toBe(`--ssh-option ${key} is not one nspawnctl passes on`);
+    expect(err.exitCode).toBe(2);
   });
 
   test.each([
@@ -260,9 +273,12 @@ describe('checkSshOptions', () => {
     ['a key without value', 'ConnectTimeout'],
     ['a value without key', '=5'],
     ['an empty string', ''],
-  ])('refuses %s: not an ssh option (exit code 2)', (_what, option) => {
+    ['a space instead of =', 'StrictHostKeyChecking no'],
+    ['a value in quotes', 'StrictHostKeyChecking="no"'],
+    ['a comment after the value', 'StrictHostKeyChecking=yes #'],
+  ])('refuses %s: not KEY=VALUE (exit code 2)', (_what, option) => {
     const err = refusal(option);
-    expect(err.message).toBe(`--ssh-option ${JSON.stringify(option)} is not an ssh option`);
+    expect(err.message).toBe(`--ssh-option ${JSON.stringify(option)} is not KEY=VALUE as nspawnctl passes it to ssh -o`);
     expect(err.exitCode).toBe(2);
   });
 
