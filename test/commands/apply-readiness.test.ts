@@ -56,6 +56,18 @@ describe('apply: a started machine that is degraded', () => {
     expect(json.ready).toEqual({ web: { state: 'degraded', failedUnits: ['nginx.service', 'srv-\\x1b[31mx.mount'] } });
   });
 
+  test('--events: each step\'s start and end as one JSON line on stderr (what a fleet controller reads), stdout unchanged', async () => {
+    const host = hostWithWebDegraded();
+    const r = await runCommand(applyWith(host), ['machines.yaml', '--json', '--events']);
+    expect(r.exitCode).toBe(0);
+    const events = r.stderr.split('\n').filter((l) => l.startsWith('{"event"')).map((l) => JSON.parse(l));
+    expect(events).toEqual([
+      { event: 'step', status: 'start', group: 'web', step: 'start web' },
+      { event: 'step', status: 'done', group: 'web', step: 'start web' },
+    ]);
+    expect(JSON.parse(r.stdout).applied.map((s: { kind: string }) => s.kind)).toEqual(['start-machine']);
+  });
+
   test('a machine that is running (not degraded) adds no line; --json still names it', async () => {
     const host = makeBootedHost(new FakeHost({ inputs: { 'machines.yaml': EXAMPLE } }));
     convergeFakeHost(host, desiredFrom(EXAMPLE).desired, { queries: false });

@@ -32,9 +32,9 @@ e2eSuite('Debian 12\'s own Node.js 18', () => {
   });
 
   timed('2. the unit suite passes under it', () => {
-    // groff, zsh and zstd: the man page, zsh completion and archive trailer tests skip without them, and a skip here
+    // groff, zsh, zstd and openssh-client: the man page, zsh completion, archive trailer and ssh -G tests skip without them, and a skip here
     // would hide a failure under Node 18 (the summary below must say "passed" only).
-    aptInstall(sb, ['groff-base', 'zsh', 'zstd']);
+    aptInstall(sb, ['groff-base', 'zsh', 'zstd', 'openssh-client']);
     // The project is bound read-only; jest writes only its cache, under TMPDIR. /var/tmp is on
     // disk like CI's /tmp (the sandbox's /tmp is a tmpfs, whose directory sizes differ from the
     // 4096 the fake filesystem reports).
