@@ -421,11 +421,12 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
   distributionIssues(asObj(root.defaults), machines, add);
   const writable = writableBindSources(machines);
   credentialIssues(asObj(root.defaults), ['defaults'], writable, add);
-  // The read-write bind source strictly above a path, walking up its directories (no pairwise scan).
-  const writableBySource = new Map(writable.map((w) => [w.source, w]));
-  const enclosingWritable = (path: string) => {
+  // The read-write bind source strictly above a path, walking up its directories (no pairwise
+  // scan); in a fleet only those of machines on the same host (another host's /srv is not this one's).
+  const writableBySource = new Map(writable.map((w) => [`${w.host}\0${w.source}`, w]));
+  const enclosingWritable = (path: string, host: string) => {
     for (let dir = posix.dirname(path); dir !== '/'; dir = posix.dirname(dir)) {
-      const w = writableBySource.get(dir);
+      const w = writableBySource.get(`${host}\0${dir}`);
       if (w) return w;
     }
     return undefined;
@@ -496,7 +497,7 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
       targets.add(parsed.target);
       // systemd-nspawn follows symlinks in a bind source when it starts the machine: one that a
       // machine can replace from inside could be pointed at any host directory.
-      const outer = enclosingWritable(parsed.source);
+      const outer = enclosingWritable(parsed.source, host ?? '');
       if (outer) {
         add(['machines', name, 'bind', i], `${parsed.source} is inside ${outer.source}, which machine ${shown(outer.machine)} mounts read-write: that machine could replace it with a symlink to any host directory, which systemd-nspawn would then mount here`);
       }
@@ -516,7 +517,7 @@ export function crossFieldIssues(data: unknown, known?: KnownSyscalls): CrossFie
     }
     sectionIssues(machine, ['machines', name], add, known);
     healthIssues(machine, ['machines', name], add, asObj(root.defaults));
-    credentialIssues(machine, ['machines', name], writable, add);
+    credentialIssues(machine, ['machines', name], writable.filter((w) => w.host === (host ?? '')), add);
     autoUpgradeIssues(asObj(root.defaults), name, machine, add);
     serviceIssues(machine, asObj(root.defaults), ['machines', name], add, known);
   }
@@ -629,13 +630,14 @@ function bindFromMap(b: z.infer<typeof bindMapSchema>): Bind {
   return { source: b.host, target: b.machine ?? b.host, readOnly: b.readOnly, create: b.create };
 }
 
-/** Host directories that machines mount read-write (well-formed binds only). */
-function writableBindSources(machines: Obj): { machine: string; source: string }[] {
-  const writable: { machine: string; source: string }[] = [];
+/** Host directories that machines mount read-write (well-formed binds only), with the machine's fleet host ('' for one host). */
+function writableBindSources(machines: Obj): { machine: string; source: string; host: string }[] {
+  const writable: { machine: string; source: string; host: string }[] = [];
   for (const [name, rawMachine] of Object.entries(machines)) {
+    const host = asStr(asObj(rawMachine).host) ?? '';
     for (const rawBind of asArr(asObj(rawMachine).bind)) {
       const parsed = bindOf(rawBind);
-      if (parsed && !parsed.readOnly) writable.push({ machine: name, source: parsed.source });
+      if (parsed && !parsed.readOnly) writable.push({ machine: name, source: parsed.source, host });
     }
   }
   return writable;

@@ -162,3 +162,13 @@ describe('a host entry', () => {
     ]);
   });
 });
+
+describe('read-write binds are compared per host', () => {
+  test('a bind inside another machine\'s read-write source is refused on the same host, and fine on another host (another filesystem)', () => {
+    const machines = (dbHost: string) => yaml(...HOSTS, 'machines:', '  web: { host: alpha, bind: ["/srv:/srv:rw"] }', `  db: { host: ${dbHost}, bind: ["/srv/db:/var/lib/db:rw"] }`);
+    expect(problems(machines('alpha'))).toEqual([
+      'machines.yaml:6:29: machines.db.bind[0]: /srv/db is inside /srv, which machine web mounts read-write: that machine could replace it with a symlink to any host directory, which systemd-nspawn would then mount here',
+    ]);
+    expect(parseManifest('machines.yaml', machines('beta')).machines.db.bind).toEqual([{ source: '/srv/db', target: '/var/lib/db', readOnly: false, create: false }]);
+  });
+});
