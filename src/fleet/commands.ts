@@ -391,7 +391,14 @@ export async function fleetHostInit(io: FleetIo, manifest: Manifest, flags: Flee
         }
       }
       const args = ['host', 'init', '--json', ...(flags.check ? ['--check'] : []), ...(flags['dry-run'] ? ['--dry-run'] : []), '-'];
-      return { ...(await runRemote(t, h, args, { input: hostSlice(fleet, h.name), timeoutMs: 1_800_000 })), version: io.version };
+      const r = await runRemote(t, h, args, { input: hostSlice(fleet, h.name), timeoutMs: 1_800_000 });
+      // --check exits 1 with its report (not an error) when something is missing: say what.
+      const report = r.json as { ready?: unknown; steps?: { description?: unknown }[]; findings?: { what?: unknown }[] } | undefined;
+      if (r.result === 'failed' && report?.ready === false) {
+        const missing = [...(report.steps ?? []).map((x) => x.description), ...(report.findings ?? []).map((x) => x.what)].filter((x): x is string => typeof x === 'string');
+        return { ...r, error: escapeControl(`not ready: ${missing.join('; ') || 'see nspawnctl host init --check there'}`), version: io.version };
+      }
+      return { ...r, version: io.version };
     }),
   );
   if (io.json) io.out(jsonText({ hosts: hostsJson(results), ok: results.every((r) => r.result === 'ok') }));

@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NspawnctlError } from '../../src/errors';
-import { FleetApplyFlags, fleetApply, FleetIo, fleetPlan, refuseFleetFlags } from '../../src/fleet/commands';
+import { FleetApplyFlags, fleetApply, fleetHostInit, FleetIo, fleetPlan, refuseFleetFlags } from '../../src/fleet/commands';
 import { hostSlice } from '../../src/fleet/slice';
 import { remoteCommand } from '../../src/fleet/ssh';
 import { parseManifest } from '../../src/manifest/load';
@@ -291,5 +291,20 @@ describe('refuseFleetFlags', () => {
 
   test('several at once are all named', () => {
     expect(refusal({ host: ['a'], 'hosts-label': ['eu'], serial: 2 }).message).toBe('--host, --hosts-label, --serial need(s) a manifest with hosts: (machines.yaml has none)');
+  });
+});
+
+describe('fleetHostInit', () => {
+  test('--check on hosts at this version: nothing installed; a host with something missing fails saying what, exit 1', async () => {
+    host.runner.on(on(ALPHA, asks('--version')), versionOut(VERSION));
+    host.runner.on(on(ALPHA, asks('init')), { exitCode: 1, stdout: JSON.stringify({ ready: false, steps: [{ description: 'install systemd-container' }], findings: [{ what: 'the FORWARD policy is DROP' }] }) });
+    host.runner.on(on(BETA, asks('--version')), versionOut(VERSION));
+    host.runner.on(on(BETA, asks('init')), { stdout: JSON.stringify({ ready: true, steps: [], findings: [] }) });
+    expect(await fleetHostInit(io(), manifest, { check: true, 'dry-run': false })).toBe(1);
+    expect(out).toEqual(['alpha: failed: not ready: install systemd-container; the FORWARD policy is DROP\nbeta: ready']);
+    const remotes = host.runner.calls.filter((c) => c.file === 'ssh' && !c.args.includes('-O')).map(remoteOf);
+    expect(remotes.some((c) => c.includes("'apt-get'") || c.includes("'dd'"))).toBe(false);
+    expect(remotes).toContain(remoteCommand(['nspawnctl', 'host', 'init', '--json', '--check', '-']));
+    host.assertNoUnmatchedCalls();
   });
 });
