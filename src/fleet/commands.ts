@@ -209,31 +209,66 @@ export async function fleetApply(io: FleetIo, manifest: Manifest, flags: FleetAp
       if (!/^y(es)?$/i.test(answer.trim())) throw new NspawnctlError('not confirmed; nothing was changed');
     }
     const incoming = (host: string, pending: (Move | MoveResult)[]) => pending.filter((m) => m.to === host).map((m) => m.machine);
+    // One listr2 group per host: a task for its networks and the host's own result, and one for
+    // each of its machines, each showing that machine's step as the host's --events report it.
     const applyHost = (h: FleetHost, without: string[]) => async (): Promise<HostResult> => {
       let result: HostResult | undefined;
       const machines = machinesOn(fleet, h.name).filter((m) => !without.includes(m));
+      const HOST = ':host';
+      const outputs = new Map<string, { output: string }>();
+      const seen = new Map<string, 'started' | 'failed'>();
+      let running: Promise<void> | undefined;
+      const start = () => {
+        running ??= onHost(t, h, () =>
+          runRemote(t, h, args, {
+            input: hostSlice(fleet, h.name, without),
+            timeoutMs: APPLY_TIMEOUT_MS,
+            onLine: (line) => {
+              const e = parseEvent(line);
+              if (!e) return;
+              const group = outputs.has(e.group) ? e.group : HOST;
+              if (e.status === 'failed') seen.set(group, 'failed');
+              else if (!seen.has(group)) seen.set(group, 'started');
+              const sub = outputs.get(group);
+              if (sub && e.status !== 'done') sub.output = `${group === HOST && e.group !== HOST ? `${e.group}: ` : ''}${e.step}${e.status === 'failed' ? ' [failed]' : ''}`;
+            },
+          }),
+        ).then((r) => {
+          result = r;
+        });
+        return running;
+      };
+      const subtask = (group: string, title: string) => ({
+        title,
+        task: async (_ctx: unknown, sub: { output: string }) => {
+          outputs.set(group, sub);
+          await start();
+          const r = result!;
+          if (seen.get(group) === 'failed') throw new Error(`${title}: failed`);
+          if (group === HOST && r.result !== 'ok') throw new Error(describeHostResult(r, 'ok'));
+          if (r.result !== 'ok' && !seen.has(group)) throw new Error(`${title}: not applied`);
+        },
+      });
       const list = new Listr(
         [
           {
             title: `${hostLabel(h, h.name)}: ${machines.join(', ') || 'no machines'}`,
-            task: async (_ctx: unknown, task: { output: string; title: string }) => {
-              result = await onHost(t, h, () =>
-                runRemote(t, h, args, {
-                  input: hostSlice(fleet, h.name, without),
-                  timeoutMs: APPLY_TIMEOUT_MS,
-                  onLine: (line) => {
-                    const e = parseEvent(line);
-                    if (e && e.status !== 'done') task.output = `${e.group === ':host' ? 'networks' : e.group}: ${e.step}${e.status === 'failed' ? ' [failed]' : ''}`;
-                  },
-                }),
-              );
-              if (result.result !== 'ok') throw new Error(describeHostResult(result, 'ok'));
+            task: async (_ctx: unknown, task: { newListr: (tasks: unknown[], o: object) => { run: () => Promise<unknown> } }) => {
+              // Every task's output holder is known before the first event can arrive.
+              for (const g of [HOST, ...machines]) outputs.set(g, { output: '' });
+              await task
+                .newListr([subtask(HOST, 'networks and host'), ...machines.map((m) => subtask(m, m))], { concurrent: true, exitOnError: false })
+                .run()
+                .catch(() => undefined);
+              // The group fails with its host (its tasks say which part).
+              if (result && result.result !== 'ok') throw new Error(describeHostResult(result, 'ok'));
             },
           },
         ] as never,
-        { renderer: io.renderer, exitOnError: false, registerSignalListeners: false, rendererOptions: { showErrorMessage: false, collapseErrors: false } } as never,
+        { renderer: io.renderer, exitOnError: false, registerSignalListeners: false, rendererOptions: { showErrorMessage: false, collapseErrors: false, collapseSubtasks: false } } as never,
       );
       await list.run().catch(() => undefined);
+      if (running) await running;
       return result ?? { host: h.name, result: 'failed', error: 'not run' };
     };
     // 1. Every host without the machines moving into it (their networks are made all the same).

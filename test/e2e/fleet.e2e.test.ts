@@ -182,6 +182,9 @@ e2eSuite(
       const r = ok(['apply', 'fleet.yaml']);
       expect(r.stdout).toContain('fleet-1: no changes');
       expect(r.stdout).toMatch(/fleet-2: applied (\d+) of \1 step\(s\)/);
+      // The progress: one group per host with its machines inside, db's step shown under db.
+      expect(r.stdout).toMatch(/^❯ host fleet-2 \(root@[\d.]+\): cache, db$/m);
+      expect(r.stdout).toMatch(/^✔ db$/m);
       expect(hosts[1].sandbox.exec(['cat', '/var/lib/machines/db/etc/motd']).stdout).toBe('db, changed\n');
       expect(hosts[0].sandbox.exec(['stat', '-c', '%Y', '/var/lib/machines/web/etc/motd']).stdout).toBe(before);
     });

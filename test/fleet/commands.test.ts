@@ -308,3 +308,36 @@ describe('fleetHostInit', () => {
     host.assertNoUnmatchedCalls();
   });
 });
+
+describe('fleetApply progress: one listr2 group per host, its machines inside', () => {
+  test('each machine is a task of its host\'s group, showing its steps from the host\'s --events; a failed machine is marked, the others are not', async () => {
+    const event = (group: string, status: string, step: string) => JSON.stringify({ event: 'step', status, group, step });
+    host.runner.on(on(ALPHA, asks('--version')), versionOut(VERSION));
+    host.runner.on(on(ALPHA, asks('apply')), (call) => {
+      for (const line of [event(':host', 'start', 'create network lan'), event(':host', 'done', 'create network lan'), event('db', 'start', 'start db'), event('db', 'done', 'start db'), event('web', 'start', 'start web'), event('web', 'failed', 'start web')]) call.options?.onLine?.(line);
+      return { exitCode: 1, stdout: JSON.stringify({ error: { message: '1 machine failed' } }) };
+    });
+    host.runner.on(on(BETA, asks('--version')), { exitCode: 255, stderr: 'ssh: connect to host beta.example port 2222: Connection refused\n' });
+    // The simple renderer writes progress on stdout and failures on stderr: both are what a user sees.
+    const shown: string[] = [];
+    const capture = ((chunk: unknown) => {
+      shown.push(String(chunk));
+      return true;
+    }) as never;
+    const writes = [jest.spyOn(process.stdout, 'write').mockImplementation(capture), jest.spyOn(process.stderr, 'write').mockImplementation(capture)];
+    try {
+      expect(await fleetApply({ ...io(), renderer: 'simple' }, manifest, { forks: 1, yes: false, wait: false, 'start-timeout': 120, jobs: 4 })).toBe(1);
+    } finally {
+      for (const w of writes) w.mockRestore();
+    }
+    const text = shown.join('');
+    // alpha's group: networks and host failed (the host's apply exited 1), db done, web failed at its step.
+    expect(text).toMatch(/✔ db/);
+    expect(text).toMatch(/✖ web/);
+    expect(text).toContain('start web [failed]');
+    expect(text).toMatch(/✖ networks and host/);
+    // beta could not be reached: its machine was not applied.
+    expect(text).toMatch(/✖ api/);
+    expect(out).toEqual(['alpha: failed: 1 machine failed\nbeta: unreachable: ssh: connect to host beta.example port 2222: Connection refused']);
+  });
+});
