@@ -4,9 +4,10 @@ import { createInterface } from 'node:readline/promises';
 import { formatErrorJson, formatErrorText } from './cli/report';
 import { unknownFlagsError } from './cli/suggest';
 import { ExitCode, InterruptedError, NspawnctlError, PreflightError } from './errors';
-import { createRealHost, Host } from './host/host';
+import { createRealHost, Host, STDIN_ARG } from './host/host';
 import { acquireLock, formatHolder } from './host/lock';
 import type { FleetIo } from './fleet/commands';
+import type { Manifest } from './manifest/schema';
 
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = false;
@@ -112,7 +113,18 @@ export abstract class BaseCommand extends Command {
     return this.argv.includes('--json');
   }
 
-  /** Plain lines when stdout is not a terminal (scripts, CI), live progress otherwise. */
+  /**
+   * The manifest --manifest names when it is a fleet's (hosts:); undefined without one, for
+   * standard input (read once, by the command itself) and for a one-host manifest.
+   */
+  protected async fleetManifest(path: string | undefined): Promise<Manifest | undefined> {
+    if (path === undefined || path === STDIN_ARG) return undefined;
+    // Loaded here, not at start-up: every command shares this class, few take --manifest.
+    const { loadManifestFile } = require('./pipeline') as typeof import('./pipeline');
+    const manifest = await loadManifestFile(this.createHost(), path);
+    return manifest.fleet ? manifest : undefined;
+  }
+
   /** What a fleet command needs of this one: the runner, where to write, the version every host should run. */
   protected fleetIo(json: boolean): FleetIo {
     return {
@@ -126,6 +138,7 @@ export abstract class BaseCommand extends Command {
     };
   }
 
+  /** Plain lines when stdout is not a terminal (scripts, CI), live progress otherwise. */
   protected progressRenderer(json: boolean): 'default' | 'simple' | 'silent' {
     if (json) return 'silent';
     return process.stdout.isTTY ? 'default' : 'simple';

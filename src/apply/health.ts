@@ -22,6 +22,8 @@ export interface HealthReport {
 
 /** The properties of the check's service that say how its last run ended. */
 export const HEALTH_PROPERTIES = 'LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,ExecMainPID';
+/** ExecMainPID as systemctl show gives it for a run that happened (0: none). */
+const MAIN_PID = /^[1-9][0-9]{0,9}$/;
 const MAX_OUTPUT_LINES = 10;
 const MAX_OUTPUT_LINE = 200;
 
@@ -68,7 +70,7 @@ async function healthProperties(host: Host, name: string): Promise<Record<string
  * unique within one boot of the machine.
  */
 async function lastOutput(host: Host, name: string, mainPid: string | undefined): Promise<string[] | undefined> {
-  if (!mainPid || !/^[1-9][0-9]{0,9}$/.test(mainPid)) return undefined;
+  if (!mainPid || !MAIN_PID.test(mainPid)) return undefined;
   const r = await runInMachine(host, name, ['journalctl', '--no-pager', '--quiet', '--output=cat', '--boot', `_SYSTEMD_UNIT=${HEALTH_SERVICE}`, `_PID=${mainPid}`], { allowFailure: true, timeoutMs: SHORT_TIMEOUT_MS });
   if (r.exitCode !== 0) return undefined;
   return capOutput(r.stdout);
@@ -80,7 +82,7 @@ async function lastOutput(host: Host, name: string, mainPid: string | undefined)
  * journald has handled the run's stream, then read once.
  */
 async function settledOutput(host: Host, name: string, mainPid: string | undefined): Promise<string[] | undefined> {
-  if (!mainPid || !/^[1-9][0-9]{0,9}$/.test(mainPid)) return undefined;
+  if (!mainPid || !MAIN_PID.test(mainPid)) return undefined;
   await syncMachineJournal(host, name);
   return lastOutput(host, name, mainPid);
 }

@@ -2,8 +2,6 @@ import { Flags } from '@oclif/core';
 import { formatAge } from '../cli/age';
 import { BaseCommand, jsonFlag } from '../command-base';
 import { fleetFlags, fleetList, refuseFleetFlags } from '../fleet/commands';
-import { STDIN_ARG } from '../host/host';
-import { loadManifestFile } from '../pipeline';
 import { formatTable } from '../plan/format';
 import { inspectMachines, MachineReport } from '../plan/inspect';
 
@@ -31,8 +29,8 @@ export default class List extends BaseCommand {
   async run(): Promise<void> {
     const { flags } = await this.parse(List);
     // A fleet manifest (hosts:): one table over its hosts, each listed by its own nspawnctl.
-    const fleet = flags.manifest !== undefined && flags.manifest !== STDIN_ARG ? await loadManifestFile(this.createHost(), flags.manifest) : undefined;
-    if (fleet?.fleet) {
+    const fleet = await this.fleetManifest(flags.manifest);
+    if (fleet) {
       const code = await fleetList(this.fleetIo(flags.json), fleet, flags);
       if (code !== 0) this.exit(code);
       return;

@@ -2,8 +2,6 @@ import { Args, Flags } from '@oclif/core';
 import { formatAge } from '../cli/age';
 import { BaseCommand, jsonFlag } from '../command-base';
 import { fleetFlags, fleetStatus, refuseFleetFlags } from '../fleet/commands';
-import { STDIN_ARG } from '../host/host';
-import { loadManifestFile } from '../pipeline';
 import { inspectMachines } from '../plan/inspect';
 import { exposureCell, ServiceReport } from '../plan/service-report';
 
@@ -41,8 +39,8 @@ export default class Status extends BaseCommand {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Status);
     // A fleet manifest (hosts:): the machine's host is asked, over ssh.
-    const fleet = flags.manifest !== undefined && flags.manifest !== STDIN_ARG ? await loadManifestFile(this.createHost(), flags.manifest) : undefined;
-    if (fleet?.fleet) {
+    const fleet = await this.fleetManifest(flags.manifest);
+    if (fleet) {
       const code = await fleetStatus(this.fleetIo(flags.json), fleet, args.name, flags);
       if (code !== 0) this.exit(code);
       return;

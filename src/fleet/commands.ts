@@ -10,7 +10,7 @@ import { escapeControl, ExitCode, NspawnctlError } from '../errors';
 import { Runner } from '../host/runner';
 import { Fleet, FleetHost, Manifest, MACHINE_NAME } from '../manifest/schema';
 import { formatTable } from '../plan/format';
-import { describeHostResult, EXIT_BUSY, forEachHost, HostResult, REMOTE_PROGRAM, remoteVersion, runRemote, targetOf } from './remote';
+import { describeHostResult, forEachHost, HostResult, remoteTempDir, remoteVersion, runRemote, targetOf } from './remote';
 import { fleetOf, hostSlice, machinesOn, selectHosts } from './slice';
 import { describeMove, locateMachines, Location, Move, MoveResult, plannedMoves, retireMachine, transferMachine, undoTransfer } from './move';
 import { checkSshOptions, SshTransport } from './ssh';
@@ -350,9 +350,9 @@ export async function fleetList(io: FleetIo, manifest: Manifest, flags: FleetFla
 function hostFor(manifest: Manifest, name: string, flags: FleetFlagValues, command: string): FleetHost {
   const fleet = fleetOf(manifest, command);
   if (!MACHINE_NAME.test(name)) throw new NspawnctlError(`${JSON.stringify(name)} is not a machine name`, { exitCode: ExitCode.invalidManifest, hint: 'Machine names are 1-12 characters of a-z, 0-9 and -.' });
-  if ((flags.host ?? []).length > 1) throw new NspawnctlError(`${command} acts on one machine: give at most one --host`, { exitCode: ExitCode.invalidManifest });
-  const [explicit] = selectHosts(fleet, flags.host ?? [], []).filter(() => (flags.host ?? []).length === 1);
-  if (explicit) return explicit;
+  const named = flags.host ?? [];
+  if (named.length > 1) throw new NspawnctlError(`${command} acts on one machine: give at most one --host`, { exitCode: ExitCode.invalidManifest });
+  if (named.length === 1) return selectHosts(fleet, named, [])[0];
   const machine = manifest.machines[name];
   if (!machine?.host) throw new NspawnctlError(`machine ${name} is not in ${manifest.file}: name its host with --host`, { exitCode: ExitCode.invalidManifest });
   return fleet.hosts[machine.host];
@@ -381,14 +381,6 @@ export async function fleetDestroy(io: FleetIo, manifest: Manifest, name: string
   return exitFor([r]);
 }
 
-/** A temporary directory made on the host by mktemp, checked before it is used in a command. */
-async function remoteTempDir(t: SshTransport, h: FleetHost): Promise<string> {
-  const r = await t.run(targetOf(h), ['mktemp', '-d', '/tmp/nspawnctl-pkg.XXXXXXXX'], { timeoutMs: 60_000 });
-  const dir = r.stdout.trim();
-  if (r.exitCode !== 0 || !/^\/tmp\/nspawnctl-pkg\.[A-Za-z0-9]{8}$/.test(dir)) throw new NspawnctlError(`host ${h.name}: mktemp failed: ${escapeControl((r.stderr || r.stdout).trim().slice(0, 200))}`);
-  return dir;
-}
-
 /**
  * host init over a fleet: on each host, the local package (a .deb of `npm run package`) is copied
  * over the same connection and installed with apt-get (which brings its dependencies, nodejs among
@@ -409,7 +401,7 @@ export async function fleetHostInit(io: FleetIo, manifest: Manifest, flags: Flee
       if (installed !== io.version && !flags.check && !flags['dry-run']) {
         if (!bytes) return { host: h.name, result: 'failed', error: `nspawnctl ${installed ?? 'is not installed'}${installed ? ' is installed, this is ' + io.version : ''}: give --package PKG.deb to install it` } as HostResult;
         io.err(`host ${h.name}: installing ${basename(pkg!)} (${installed ? `replacing ${installed}` : 'not installed yet'})\n`);
-        const dir = await remoteTempDir(t, h);
+        const dir = await remoteTempDir(t, h, '/tmp/nspawnctl-pkg');
         const file = `${dir}/${basename(pkg!).replace(/[^A-Za-z0-9_.+~-]/g, '_')}`;
         try {
           const copy = await t.run(targetOf(h), ['dd', `of=${file}`, 'bs=1M', 'status=none'], { input: bytes, timeoutMs: 600_000 });
@@ -441,4 +433,3 @@ export async function fleetHostInit(io: FleetIo, manifest: Manifest, flags: Flee
   return exitFor(results);
 }
 
-export { EXIT_BUSY, REMOTE_PROGRAM };

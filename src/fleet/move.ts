@@ -6,7 +6,7 @@
 // the new host either, so there are never two.
 import { escapeControl, NspawnctlError } from '../errors';
 import { Fleet, FleetHost } from '../manifest/schema';
-import { HostResult, runRemote, targetOf } from './remote';
+import { HostResult, remoteTempDir, runRemote, targetOf } from './remote';
 import { sshArgv, SshTransport } from './ssh';
 import { Runner } from '../host/runner';
 
@@ -102,13 +102,8 @@ export function describeMove(m: Move, fleet?: Fleet): string {
   return `move ${m.machine}: host ${m.from} -> host ${m.to} (backup on ${m.from}, copied over ssh, restored and started on ${m.to}, then destroyed on ${m.from}${binds})`;
 }
 
-/** A directory made by mktemp on a host, checked before it goes on a command line. */
-async function tempDir(t: SshTransport, h: FleetHost): Promise<string> {
-  const r = await t.run(targetOf(h), ['mktemp', '-d', '/var/tmp/nspawnctl-move.XXXXXXXX'], { timeoutMs: 60_000 });
-  const dir = r.stdout.trim();
-  if (r.exitCode !== 0 || !/^\/var\/tmp\/nspawnctl-move\.[A-Za-z0-9]{8}$/.test(dir)) throw new NspawnctlError(`host ${h.name}: mktemp failed: ${escapeControl((r.stderr || r.stdout).trim().slice(0, 200))}`);
-  return dir;
-}
+/** Where a move keeps the archive on each host, while it is copied. */
+const MOVE_DIR = '/var/tmp/nspawnctl-move';
 
 /** sha256 of a file on a host, by its own sha256sum. */
 async function sha256On(t: SshTransport, h: FleetHost, file: string): Promise<string> {
@@ -136,8 +131,8 @@ export async function transferMachine(runner: Runner, t: SshTransport, fleet: Fl
   let fromDir: string | undefined;
   let toDir: string | undefined;
   try {
-    fromDir = await tempDir(t, from);
-    toDir = await tempDir(t, to);
+    fromDir = await remoteTempDir(t, from, MOVE_DIR);
+    toDir = await remoteTempDir(t, to, MOVE_DIR);
     const name = `${m.machine}.tar.zst`;
     o.say(`${m.machine}: backup on ${m.from}`);
     must(await runRemote(t, from, ['backup', m.machine, '--to', `${fromDir}/${name}`, '--json', `--start-timeout=${o.startTimeoutSec}`], { timeoutMs: 3_600_000 }), `backup of ${m.machine}`);

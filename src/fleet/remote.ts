@@ -2,7 +2,7 @@
 // host's slice of the manifest on standard input and --json, its answer read back as JSON.
 // Nothing of the manifest is on a remote command line except what the command needs (a machine
 // name for status and destroy, checked by the manifest's rules, and quoted anyway).
-import { escapeControl } from '../errors';
+import { escapeControl, NspawnctlError } from '../errors';
 import { RunResult } from '../host/runner';
 import { FleetHost } from '../manifest/schema';
 import { SSH_FAILED, sshError, SshTarget, SshTransport } from './ssh';
@@ -98,6 +98,19 @@ export async function remoteVersion(transport: SshTransport, h: FleetHost): Prom
   if (r.exitCode === 0 && m) return { version: escapeControl(m[1]) };
   const res = interpretRun(h.name, r);
   return { failure: res.result === 'ok' ? { ...res, result: 'failed', error: `${REMOTE_PROGRAM} --version printed ${escapeControl(JSON.stringify(r.stdout.slice(0, 80)))}` } : res };
+}
+
+/**
+ * A directory `prefix`.XXXXXXXX made by mktemp on the host. What mktemp printed is checked to be
+ * exactly that before it is used in another command.
+ */
+export async function remoteTempDir(transport: SshTransport, h: FleetHost, prefix: string): Promise<string> {
+  const r = await transport.run(targetOf(h), ['mktemp', '-d', `${prefix}.XXXXXXXX`], { timeoutMs: 60_000 });
+  const dir = r.stdout.trim();
+  if (r.exitCode !== 0 || dir.length !== prefix.length + 9 || !dir.startsWith(`${prefix}.`) || !/^[A-Za-z0-9]{8}$/.test(dir.slice(prefix.length + 1))) {
+    throw new NspawnctlError(`host ${h.name}: mktemp failed: ${escapeControl((r.stderr || r.stdout).trim().slice(0, 200))}`);
+  }
+  return dir;
 }
 
 /**

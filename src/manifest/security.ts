@@ -244,10 +244,11 @@ export function sizeBytes(text: string): number {
   return Number(m[1]) * 1024 ** power;
 }
 
-/** True when the machine runs in a user namespace whose UIDs differ from the host's. */
 /**
  * The UID shift a root filesystem whose top is owned by `rootfsUid` (undefined: a fresh tree,
  * owned by 0) needs before a read-only root can boot: 'pick' or a base, or undefined for none.
+ * On a read-only root nspawn cannot chown the files into the machine's UID range at start, so
+ * they are shifted beforehand (nspawn's "pick" then reuses the range the files are in).
  */
 export function shiftFor(privateUsers: Security['privateUsers'], rootfsUid: number | undefined): 'pick' | number | undefined {
   const uid = rootfsUid ?? 0;
@@ -257,6 +258,7 @@ export function shiftFor(privateUsers: Security['privateUsers'], rootfsUid: numb
   return uid === 0 ? undefined : 0;
 }
 
+/** True when the machine runs in a user namespace whose UIDs differ from the host's. */
 export function shiftsUids(security: Security): boolean {
   return security.privateUsers === 'pick' || typeof security.privateUsers === 'number';
 }

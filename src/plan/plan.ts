@@ -201,7 +201,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
       if (diff !== 'same') steps.push({ kind: 'write-file', owner, entry: e, change: diff === 'create' ? 'create' : 'update', reason: 'new machine' });
     }
     if (m.machine.security.readOnly) {
-      steps.push({ kind: 'prepare-read-only', machine: name, shift: neededShift(m, undefined), mountPoints: readOnlyMountPoints(m.machine), stopFirst: false, reason: 'nspawn can neither shift nor add mount points on a read-only root' });
+      steps.push({ kind: 'prepare-read-only', machine: name, shift: shiftFor(m.machine.security.privateUsers, undefined), mountPoints: readOnlyMountPoints(m.machine), stopFirst: false, reason: 'nspawn can neither shift nor add mount points on a read-only root' });
     }
     if (m.hostEntries.some((e) => isWithin(e.hostPath, unitDropInDir(name)))) {
       steps.push({ kind: 'reload-units', machine: name, reason: 'new drop-in for systemd-nspawn@' + name + '.service' });
@@ -329,7 +329,7 @@ function planMachine(m: DesiredMachine, observed: ObservedMachine | undefined, s
 
   let action: Action = changes.length > 0 ? 'update' : 'unchanged';
   if (m.machine.security.readOnly) {
-    const shift = neededShift(m, o.rootfsUid);
+    const shift = shiftFor(m.machine.security.privateUsers, o.rootfsUid);
     const mountPoints = o.missingMountPoints ?? [];
     if (shift !== undefined || mountPoints.length > 0) {
       const stopFirst = o.running && shift !== undefined;
@@ -490,14 +490,6 @@ function unreachableDnsNotice(m: DesiredMachine, state: HostState): Notice | und
 function blockedMessage(path: string, current: ObservedEntry | undefined): string {
   if (current?.type === 'unsafe') return current.reason;
   return `${path} is a ${current?.type === 'dir' ? 'directory' : 'special file'}; nspawnctl will not replace it`;
-}
-
-/**
- * On a read-only root nspawn cannot chown the files into the machine's UID range at start, so
- * they are shifted beforehand (nspawn's "pick" then reuses the range the files are in).
- */
-function neededShift(m: DesiredMachine, rootfsUid: number | undefined): 'pick' | number | undefined {
-  return shiftFor(m.machine.security.privateUsers, rootfsUid);
 }
 
 function summarize(step: Step): string {
