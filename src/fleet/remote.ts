@@ -64,7 +64,12 @@ function remoteErrorMessage(json: unknown): string | undefined {
   const e = (json as { error?: unknown } | undefined)?.error;
   if (typeof e === 'string') return e;
   const m = (e as { message?: unknown } | undefined)?.message;
-  return typeof m === 'string' ? m : undefined;
+  if (typeof m === 'string') return m;
+  // apply --json that failed prints its result, with each failed machine's message, not an error.
+  const failures = (json as { failures?: unknown } | undefined)?.failures;
+  if (!Array.isArray(failures)) return undefined;
+  const said = failures.flatMap((f: { group?: unknown; message?: unknown }) => (typeof f?.message === 'string' ? [`${typeof f.group === 'string' ? `${f.group}: ` : ''}${f.message}`] : []));
+  return said.length > 0 ? said.join('; ') : undefined;
 }
 
 /** `text` with `prefix` in front, unless it starts with it already (ssh's own errors say "ssh: "). */

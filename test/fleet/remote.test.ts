@@ -216,3 +216,8 @@ describe('forEachHost', () => {
     expect(task).not.toHaveBeenCalled();
   });
 });
+
+test("a failed apply --json answers with its result, not an error: the failed machines' own messages are the host's error", () => {
+  const stdout = JSON.stringify({ steps: [{}], applied: [], failures: [{ group: 'web', step: {}, message: 'machine web did not reach running within 90 s' }] });
+  expect(interpretRun('alpha', { exitCode: 1, stdout, stderr: 'hint: Fix the cause and run apply again\n' })).toMatchObject({ result: 'failed', error: 'web: machine web did not reach running within 90 s' });
+});
